@@ -1,0 +1,89 @@
+//! `GET /passthru/{tenant}/{flow}`: the request Exotel's Passthru applet sends.
+//!
+//! Parse the query, run the flow's plugin, answer the branch's status. A failing plugin gets the
+//! flow's fallback branch, within its deadline; the failure is logged with its kind.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use super::{ApiError, AppState};
+use crate::call;
+use crate::sandbox::CallReport;
+
+/// The branch answered, for whoever reads the response by hand (Exotel reads only the status).
+static BRANCH_HEADER: HeaderName = HeaderName::from_static("x-passthru-branch");
+/// `decided`, or the failure kind when the fallback branch was answered.
+static OUTCOME_HEADER: HeaderName = HeaderName::from_static("x-passthru-outcome");
+
+pub(super) async fn get_passthru(
+    State(state): State<AppState>,
+    Path((tenant, flow)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = query.unwrap_or_default();
+    if query.len() > state.max_query_bytes {
+        return Err(ApiError::QueryTooLong {
+            len: query.len(),
+            max: state.max_query_bytes,
+        });
+    }
+    let Some(flow) = state.flows.get(&tenant, &flow) else {
+        return Err(ApiError::UnknownFlow { tenant, flow });
+    };
+    let call = call::parse(&query);
+    let span = tracing::info_span!(
+        "passthru",
+        tenant = %flow.tenant,
+        flow = %flow.name,
+        call_sid = call.call_sid.as_deref().unwrap_or(""),
+    );
+    let report = state
+        .sandbox
+        .decide(&flow.plugin, call, &flow.limits, flow.config.clone())
+        .instrument(span.clone())
+        .await;
+    let _entered = span.enter();
+    log_report(&report);
+
+    let (branch, outcome) = match &report.outcome {
+        Ok(decision) => (decision.branch, "decided"),
+        Err(error) => (flow.fallback, error.kind().as_str()),
+    };
+    let status = StatusCode::from_u16(flow.status.for_branch(branch))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = status.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        BRANCH_HEADER.clone(),
+        HeaderValue::from_static(branch.as_str()),
+    );
+    headers.insert(OUTCOME_HEADER.clone(), HeaderValue::from_static(outcome));
+    Ok(response)
+}
+
+fn log_report(report: &CallReport) {
+    let elapsed_us = report.elapsed.as_micros() as u64;
+    match &report.outcome {
+        Ok(decision) => tracing::debug!(
+            branch = decision.branch.as_str(),
+            reason = decision.reason.as_deref().unwrap_or(""),
+            fuel = report.fuel_used,
+            elapsed_us,
+            "decided"
+        ),
+        Err(error) => tracing::warn!(
+            kind = error.kind().as_str(),
+            %error,
+            fuel = report.fuel_used,
+            elapsed_us,
+            "plugin failed; answered the fallback branch"
+        ),
+    }
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        for line in &report.log {
+            tracing::debug!(level = ?line.level, "plugin: {}", line.message);
+        }
+    }
+}

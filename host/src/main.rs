@@ -1,0 +1,171 @@
+//! The `passthru` command: parse the command line, set up logging, call into the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use passthru::api::{self, AppState};
+use passthru::config::{DEFAULT_LISTEN, ServerConfig};
+use passthru::registry::FlowTable;
+use passthru::runner;
+use passthru::sandbox::{
+    DEFAULT_DEADLINE_MS, DEFAULT_FUEL, DEFAULT_MEMORY_MB, FlowConfig, Limits, Sandbox,
+    SandboxOptions,
+};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "passthru",
+    version,
+    about = "Runs WebAssembly plugins that answer Exotel Passthru requests"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve Passthru requests at /passthru/{tenant}/{flow}.
+    Serve {
+        /// The flows to serve (TOML). Without it: the embedded demo (tenant `demo`, flows `ivr`
+        /// and `vip`).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Address to listen on; overrides the file's `listen`.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Run a plugin once on a Passthru query and print what it decided, as JSON.
+    Run {
+        /// The plugin: a WebAssembly component for world passthru:plugin/decider.
+        plugin: PathBuf,
+        /// The Passthru query string, as Exotel sends it (without the leading `?`).
+        #[arg(long, default_value = "")]
+        query: String,
+        /// A flow configuration value the plugin can read; repeatable.
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        config: Vec<(String, String)>,
+        #[arg(long, default_value_t = DEFAULT_FUEL)]
+        fuel: u64,
+        #[arg(long, default_value_t = DEFAULT_DEADLINE_MS)]
+        deadline_ms: u64,
+        #[arg(long, default_value_t = DEFAULT_MEMORY_MB)]
+        memory_mb: u64,
+    },
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve { config, listen } => {
+            init_tracing("info");
+            runtime.block_on(serve(config, listen))
+        }
+        Command::Run {
+            plugin,
+            query,
+            config,
+            fuel,
+            deadline_ms,
+            memory_mb,
+        } => {
+            init_tracing("warn");
+            let limits = Limits {
+                fuel,
+                deadline_ms,
+                memory_mb,
+            };
+            let config: FlowConfig = config.into_iter().collect();
+            let out = runtime.block_on(runner::run(&plugin, &query, config, limits));
+            println!("{}", out.json);
+            std::process::exit(out.exit_code);
+        }
+    }
+}
+
+fn init_tracing(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(config_path: Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let config = match &config_path {
+        Some(path) => ServerConfig::load(path)?,
+        None => ServerConfig::embedded_default(),
+    };
+    let sandbox = Arc::new(Sandbox::new(SandboxOptions {
+        max_concurrent_calls: config.max_concurrent_calls,
+    })?);
+    let started = std::time::Instant::now();
+    let flows = {
+        let sandbox = sandbox.clone();
+        let specs = config.flows.clone();
+        tokio::task::spawn_blocking(move || FlowTable::load(&sandbox, &specs)).await??
+    };
+    tracing::info!(
+        flows = flows.len(),
+        compile_ms = started.elapsed().as_millis() as u64,
+        config = %config_path.as_deref().map_or("embedded default".into(), |p| p.display().to_string()),
+        "plugins compiled"
+    );
+    let addr = match listen.or(config.listen) {
+        Some(addr) => addr,
+        None => DEFAULT_LISTEN.parse()?,
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    let state = AppState {
+        sandbox,
+        flows: Arc::new(flows),
+        max_query_bytes: config.max_query_bytes,
+    };
+    api::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down; letting in-flight requests finish");
+}

@@ -1,0 +1,536 @@
+//! The sandbox: one wasmtime `Engine` per process, a compiled [`Plugin`] per component, and a
+//! fresh `Store` per call with a fuel budget, a wall-clock deadline and a memory cap.
+//!
+//! Link once per engine (WASI with no capability, and the host imports of `wit/`), prepare once
+//! per plugin (`InstancePre` with the export already looked up), and per call only create a
+//! `Store`, instantiate from the pool and call `decide`. Failures are typed ([`SandboxError`]),
+//! classified from wasmtime's `Trap` codes and the limiter's own record, never from messages.
+
+mod bindings;
+mod convert;
+mod output;
+mod state;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError,
+    PoolingAllocationConfig, Store, Trap,
+};
+
+pub use output::{LogLevel, LogLine, MAX_LOG_BYTES, MAX_LOG_LINES};
+pub use state::FlowConfig;
+
+use bindings::{Decider, DeciderPre};
+use state::{CallState, LimitHit};
+
+use crate::call::CallDetails;
+
+/// Fuel a call gets unless its flow says otherwise (about as many wasm instructions).
+pub const DEFAULT_FUEL: u64 = 10_000_000;
+/// Wall-clock time a call gets unless its flow says otherwise.
+pub const DEFAULT_DEADLINE_MS: u64 = 50;
+/// Memory a call gets unless its flow says otherwise, all its linear memories together.
+pub const DEFAULT_MEMORY_MB: u64 = 64;
+/// The longest deadline a flow may ask for. Exotel waits about 15 s; a decision should not.
+pub const MAX_DEADLINE_MS: u64 = 10_000;
+/// The most memory a flow may ask for, and the size of each memory slot in the pool.
+pub const MAX_MEMORY_MB: u64 = 1024;
+/// The longest a reason from a plugin is kept; longer ones are cut.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// How often the epoch advances; a deadline is honoured to within one tick.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// A guest in a loop yields to the executor after this much fuel, so one call never holds a
+/// worker thread for long.
+const FUEL_YIELD_INTERVAL: u64 = 20_000;
+/// Bytes of a linear memory (and of a table) the pool keeps resident between calls when the
+/// kernel can tell dirty pages apart (`PAGEMAP_SCAN`, Linux 6.7+); without it, resetting a large
+/// resident region costs more than it saves, so nothing is kept.
+const KEEP_RESIDENT_BYTES: usize = 16 << 20;
+
+/// What a flow allows one call of its plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Fuel: roughly, wasm instructions.
+    pub fuel: u64,
+    /// Wall-clock time for instantiation and `decide` together.
+    pub deadline_ms: u64,
+    /// All linear memories of the instance together.
+    pub memory_mb: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fuel: DEFAULT_FUEL,
+            deadline_ms: DEFAULT_DEADLINE_MS,
+            memory_mb: DEFAULT_MEMORY_MB,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks the limits against what the host allows.
+    ///
+    /// # Errors
+    /// A message naming the limit that is out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.fuel == 0 {
+            return Err("fuel must be at least 1".into());
+        }
+        if !(1..=MAX_DEADLINE_MS).contains(&self.deadline_ms) {
+            return Err(format!(
+                "deadline_ms must be between 1 and {MAX_DEADLINE_MS}, not {}",
+                self.deadline_ms
+            ));
+        }
+        if !(1..=MAX_MEMORY_MB).contains(&self.memory_mb) {
+            return Err(format!(
+                "memory_mb must be between 1 and {MAX_MEMORY_MB}, not {}",
+                self.memory_mb
+            ));
+        }
+        Ok(())
+    }
+
+    fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+}
+
+/// The branch a call flow takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Branch {
+    Success,
+    Failure,
+}
+
+impl Branch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Branch::Success => "success",
+            Branch::Failure => "failure",
+        }
+    }
+}
+
+/// What a plugin decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub branch: Branch,
+    pub reason: Option<String>,
+}
+
+/// The kind of a failed call, as reported in logs, records and `passthru run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    OutOfFuel,
+    Deadline,
+    MemoryLimit,
+    Trap,
+    InvalidComponent,
+    /// No instance slot was free in the pool: the host is at capacity, not the plugin's fault.
+    Overloaded,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::OutOfFuel => "out_of_fuel",
+            FailureKind::Deadline => "deadline",
+            FailureKind::MemoryLimit => "memory_limit",
+            FailureKind::Trap => "trap",
+            FailureKind::InvalidComponent => "invalid_component",
+            FailureKind::Overloaded => "overloaded",
+        }
+    }
+}
+
+/// Why a plugin could not be loaded or could not decide.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SandboxError {
+    #[error("the plugin ran out of fuel (budget {fuel})")]
+    OutOfFuel { fuel: u64 },
+    #[error("the plugin passed its deadline of {deadline_ms} ms")]
+    Deadline { deadline_ms: u64 },
+    #[error("the plugin went over its memory cap of {limit_mb} MiB (asked for {requested})")]
+    MemoryLimit { limit_mb: u64, requested: String },
+    #[error("the plugin trapped: {message}")]
+    Trap { message: String },
+    #[error("invalid component: {message}")]
+    InvalidComponent { message: String },
+    #[error("the sandbox is at capacity: {message}")]
+    Overloaded { message: String },
+}
+
+impl SandboxError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            SandboxError::OutOfFuel { .. } => FailureKind::OutOfFuel,
+            SandboxError::Deadline { .. } => FailureKind::Deadline,
+            SandboxError::MemoryLimit { .. } => FailureKind::MemoryLimit,
+            SandboxError::Trap { .. } => FailureKind::Trap,
+            SandboxError::InvalidComponent { .. } => FailureKind::InvalidComponent,
+            SandboxError::Overloaded { .. } => FailureKind::Overloaded,
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        SandboxError::InvalidComponent {
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything one call produced: the decision or the failure, and what it cost.
+#[derive(Debug)]
+pub struct CallReport {
+    pub outcome: Result<Decision, SandboxError>,
+    pub fuel_used: u64,
+    pub elapsed: Duration,
+    pub log: Vec<LogLine>,
+    /// Log lines dropped past the caps.
+    pub log_dropped: u32,
+}
+
+/// Sizes of the instance pool.
+#[derive(Debug, Clone, Copy)]
+pub struct SandboxOptions {
+    /// Calls that may hold an instance at the same moment; beyond it a call fails `overloaded`.
+    pub max_concurrent_calls: u32,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        Self {
+            max_concurrent_calls: 256,
+        }
+    }
+}
+
+/// A compiled plugin, ready to instantiate. Cheap to share; never compiled again.
+pub struct Plugin {
+    pre: DeciderPre<CallState>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").finish_non_exhaustive()
+    }
+}
+
+/// The process's one engine, its linker, and the thread that drives deadlines.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<CallState>,
+    in_flight: AtomicUsize,
+    _ticker: EpochTicker,
+}
+
+impl Sandbox {
+    /// Builds the engine (component model, fuel, epochs, pooling allocator) and links WASI and
+    /// the host imports.
+    ///
+    /// # Errors
+    /// When wasmtime refuses the configuration (for example, the address space for the pool
+    /// cannot be reserved).
+    pub fn new(options: SandboxOptions) -> Result<Self, SandboxError> {
+        let engine = Engine::new(&engine_config(options)).map_err(host_setup)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(host_setup)?;
+        Decider::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
+            .map_err(host_setup)?;
+        let ticker = EpochTicker::start(&engine);
+        Ok(Self {
+            engine,
+            linker,
+            in_flight: AtomicUsize::new(0),
+            _ticker: ticker,
+        })
+    }
+
+    /// Calls running right now.
+    pub fn calls_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Validates and compiles a component. This is the slow step (milliseconds to seconds): call
+    /// it at start-up or upload time, never on the request path.
+    ///
+    /// # Errors
+    /// [`SandboxError::InvalidComponent`] with a message that says what is wrong: not wasm, a
+    /// core module instead of a component, imports the host does not provide, or no `decide`
+    /// export of the expected type.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Plugin, SandboxError> {
+        check_header(bytes)?;
+        let component = Component::from_binary(&self.engine, bytes)
+            .map_err(|e| SandboxError::invalid(format!("the component does not compile: {e}")))?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            SandboxError::invalid(format!(
+                "the component imports something the host does not provide: {e}"
+            ))
+        })?;
+        let pre = DeciderPre::new(pre).map_err(|e| {
+            SandboxError::invalid(format!(
+                "the component does not export `decide` as world passthru:plugin/decider@0.1.0 \
+                 defines it: {e}"
+            ))
+        })?;
+        Ok(Plugin { pre })
+    }
+
+    /// Runs one call: a fresh instance of `plugin`, `decide(call)`, under `limits`.
+    ///
+    /// Never panics and never returns early: every failure is in the report's `outcome`.
+    pub async fn decide(
+        &self,
+        plugin: &Plugin,
+        call: CallDetails,
+        limits: &Limits,
+        config: Arc<FlowConfig>,
+    ) -> CallReport {
+        let _in_flight = InFlight::enter(&self.in_flight);
+        let memory_bytes = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
+        let mut store = Store::new(&self.engine, CallState::new(memory_bytes, config));
+        store.limiter(|state| &mut state.limiter);
+        let log = store.data().log.clone();
+        let started = Instant::now();
+        let outcome = match prepare_store(&mut store, limits) {
+            Ok(()) => {
+                let call = call.into();
+                let run = async {
+                    let instance = plugin.pre.instantiate_async(&mut store).await?;
+                    instance.call_decide(&mut store, &call).await
+                };
+                // The epoch deadline stops a guest that computes; this timeout also stops one
+                // that waits in a host call (a WASI sleep, say), which epochs cannot interrupt.
+                match tokio::time::timeout(limits.deadline(), run).await {
+                    Ok(Ok(decision)) => Ok(decision.into()),
+                    Ok(Err(error)) => Err(classify(&error, store.data(), limits)),
+                    Err(_elapsed) => Err(SandboxError::Deadline {
+                        deadline_ms: limits.deadline_ms,
+                    }),
+                }
+            }
+            Err(error) => Err(error),
+        };
+        let elapsed = started.elapsed();
+        let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0).min(limits.fuel);
+        drop(store);
+
+        let mut log = log.lock();
+        log.finish();
+        let outcome = outcome.map_err(|error| match error {
+            SandboxError::Trap { message } => SandboxError::Trap {
+                message: match log.stderr_tail(2) {
+                    Some(said) => format!("{message}; the plugin said: {said}"),
+                    None => message,
+                },
+            },
+            other => other,
+        });
+        CallReport {
+            outcome,
+            fuel_used,
+            elapsed,
+            log: std::mem::take(&mut log.lines),
+            log_dropped: log.dropped,
+        }
+    }
+}
+
+/// Counts a call as in flight until dropped, whether the call finishes or is abandoned.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn engine_config(options: SandboxOptions) -> Config {
+    let slots = options.max_concurrent_calls.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        // Components from componentize-py and componentize-js hold a dozen core instances and
+        // several memories; a Rust component holds a handful.
+        .total_core_instances(slots.saturating_mul(4))
+        .total_memories(slots.saturating_mul(2))
+        .total_tables(slots.saturating_mul(4))
+        .total_stacks(slots)
+        .max_core_instances_per_component(64)
+        .max_memories_per_component(16)
+        .max_tables_per_component(64)
+        .max_memory_size(usize::try_from(MAX_MEMORY_MB << 20).unwrap_or(usize::MAX));
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        pool.pagemap_scan(Enabled::Yes)
+            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+            .table_keep_resident(KEEP_RESIDENT_BYTES);
+    }
+
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .concurrency_support(false)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+fn host_setup(error: wasmtime::Error) -> SandboxError {
+    SandboxError::Overloaded {
+        message: format!("the sandbox could not be set up: {error:#}"),
+    }
+}
+
+fn prepare_store(store: &mut Store<CallState>, limits: &Limits) -> Result<(), SandboxError> {
+    // Both fail only when fuel is off in the engine, which `engine_config` never does.
+    let fuel = store
+        .set_fuel(limits.fuel)
+        .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)));
+    fuel.map_err(host_setup)?;
+    let ticks = limits.deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+    Ok(())
+}
+
+/// Names the cause of a failed call: the limiter's record first (a refused growth surfaces as an
+/// error of ours), then wasmtime's trap code, then the pool.
+fn classify(error: &wasmtime::Error, state: &CallState, limits: &Limits) -> SandboxError {
+    if let Some(hit) = state.limiter.hit {
+        let requested = match hit {
+            LimitHit::Memory { requested_bytes } => {
+                format!("{} MiB", requested_bytes.div_ceil(1 << 20))
+            }
+            LimitHit::Table { requested_elements } => {
+                format!("{requested_elements} table elements")
+            }
+        };
+        return SandboxError::MemoryLimit {
+            limit_mb: limits.memory_mb,
+            requested,
+        };
+    }
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::OutOfFuel => SandboxError::OutOfFuel { fuel: limits.fuel },
+            Trap::Interrupt => SandboxError::Deadline {
+                deadline_ms: limits.deadline_ms,
+            },
+            other => SandboxError::Trap {
+                message: other.to_string(),
+            },
+        };
+    }
+    if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+        return SandboxError::Overloaded {
+            message: error.to_string(),
+        };
+    }
+    SandboxError::Trap {
+        message: format!("{error:#}"),
+    }
+}
+
+fn check_header(bytes: &[u8]) -> Result<(), SandboxError> {
+    const MAGIC: &[u8; 4] = b"\0asm";
+    const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
+    const COMPONENT_LAYER: [u8; 2] = [1, 0];
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(SandboxError::invalid(
+            "not a WebAssembly binary (it does not start with \\0asm)",
+        ));
+    }
+    if bytes[4..8] == CORE_VERSION {
+        return Err(SandboxError::invalid(
+            "this is a core WebAssembly module, not a component: build for wasm32-wasip2, or \
+             turn the module into a component with `wasm-tools component new`",
+        ));
+    }
+    if bytes[6..8] != COMPONENT_LAYER {
+        return Err(SandboxError::invalid(
+            "not a WebAssembly binary format this host reads (unknown version or layer)",
+        ));
+    }
+    Ok(())
+}
+
+impl From<bindings::passthru::plugin::types::Decision> for Decision {
+    fn from(d: bindings::passthru::plugin::types::Decision) -> Self {
+        use bindings::passthru::plugin::types::Branch as WitBranch;
+        Decision {
+            branch: match d.branch {
+                WitBranch::Success => Branch::Success,
+                WitBranch::Failure => Branch::Failure,
+            },
+            reason: d.reason.map(|mut r| {
+                let keep = output::truncate(&r, MAX_REASON_BYTES).len();
+                r.truncate(keep);
+                r
+            }),
+        }
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`], on a plain thread, until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: &Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let engine = engine.weak();
+        let flag = stop.clone();
+        let spawned = thread::Builder::new()
+            .name("passthru-epoch".into())
+            .spawn(move || {
+                // Ticks are scheduled from a fixed origin so that sleep overshoot does not add
+                // up: a 50-tick deadline stays close to 50 ms.
+                let origin = Instant::now();
+                let tick_ns = EPOCH_TICK.as_nanos() as u64;
+                let mut n: u64 = 0;
+                while !flag.load(Ordering::Relaxed) {
+                    n += 1;
+                    let next = origin + Duration::from_nanos(n.saturating_mul(tick_ns));
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        thread::sleep(wait);
+                    }
+                    match engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            });
+        if let Err(error) = spawned {
+            // Without the ticker, deadlines still hold through the async timeout in `decide`;
+            // only a guest that never yields could overrun, and fuel bounds that.
+            tracing::error!(%error, "could not start the epoch ticker thread");
+        }
+        Self { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,287 @@
+//! A call's log: what the plugin wrote through the `log` import, and its stdout and stderr.
+//!
+//! Everything lands in one ordered, capped list of lines. Past the cap, lines are counted and
+//! dropped; a plugin that prints without end never fails because of it (a plain memory pipe would
+//! close the stream, and Rust's `println!` would then panic the guest).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use serde::Serialize;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+/// The most lines one call keeps.
+pub const MAX_LOG_LINES: usize = 100;
+/// The most bytes of message text one call keeps, all lines together.
+pub const MAX_LOG_BYTES: usize = 16 * 1024;
+/// A single line longer than this is cut (at a character boundary).
+pub const MAX_LINE_BYTES: usize = 2 * 1024;
+
+/// Where a log line came from: the `log` import's levels, or the guest's standard streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// The lines kept for one call, and how many were dropped past the caps.
+#[derive(Debug, Default)]
+pub struct CallLog {
+    pub lines: Vec<LogLine>,
+    pub dropped: u32,
+    bytes: usize,
+    partial_stdout: Vec<u8>,
+    partial_stderr: Vec<u8>,
+}
+
+impl CallLog {
+    /// Appends a line, or counts it as dropped when the caps are reached.
+    pub fn push(&mut self, level: LogLevel, message: &str) {
+        let message = truncate(message, MAX_LINE_BYTES);
+        if self.lines.len() >= MAX_LOG_LINES || self.bytes + message.len() > MAX_LOG_BYTES {
+            self.dropped = self.dropped.saturating_add(1);
+            return;
+        }
+        self.bytes += message.len();
+        self.lines.push(LogLine {
+            level,
+            message: message.to_owned(),
+        });
+    }
+
+    /// Takes raw bytes from a standard stream; each complete line becomes a log line.
+    fn write_stream(&mut self, level: LogLevel, bytes: &[u8]) {
+        let mut partial = std::mem::take(match level {
+            LogLevel::Stdout => &mut self.partial_stdout,
+            _ => &mut self.partial_stderr,
+        });
+        for chunk in bytes.split_inclusive(|b| *b == b'\n') {
+            if partial.len() < MAX_LINE_BYTES {
+                let room = MAX_LINE_BYTES - partial.len();
+                partial.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            if chunk.ends_with(b"\n") {
+                self.push_stream_line(level, &partial);
+                partial.clear();
+            }
+        }
+        match level {
+            LogLevel::Stdout => self.partial_stdout = partial,
+            _ => self.partial_stderr = partial,
+        }
+    }
+
+    fn push_stream_line(&mut self, level: LogLevel, line: &[u8]) {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        self.push(level, &String::from_utf8_lossy(line));
+    }
+
+    /// Moves unterminated stream output into the log; called once the call is over.
+    pub fn finish(&mut self) {
+        for level in [LogLevel::Stdout, LogLevel::Stderr] {
+            let partial = std::mem::take(match level {
+                LogLevel::Stdout => &mut self.partial_stdout,
+                _ => &mut self.partial_stderr,
+            });
+            if !partial.is_empty() {
+                self.push_stream_line(level, &partial);
+            }
+        }
+    }
+
+    /// The last few stderr lines: a Rust guest's panic message, for a trap's error message.
+    pub fn stderr_tail(&self, max_lines: usize) -> Option<String> {
+        let tail: Vec<&str> = self
+            .lines
+            .iter()
+            .rev()
+            .filter(|l| l.level == LogLevel::Stderr && !l.message.trim().is_empty())
+            .take(max_lines)
+            .map(|l| l.message.as_str())
+            .collect();
+        if tail.is_empty() {
+            return None;
+        }
+        Some(tail.into_iter().rev().collect::<Vec<_>>().join(" / "))
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A call's log, shared between the store's data (for the `log` import) and the guest's streams.
+#[derive(Debug, Clone, Default)]
+pub struct SharedLog(Arc<Mutex<CallLog>>);
+
+impl SharedLog {
+    /// Locks the log. Only the call's own task ever touches it, so the lock is never contended.
+    pub fn lock(&self) -> MutexGuard<'_, CallLog> {
+        // A panic while holding this lock cannot leave the log half-written in a way that
+        // matters (it is a list of lines), so a poisoned lock is used as it is.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A stdout or stderr for the guest that writes into this log.
+    pub fn stream(&self, level: LogLevel) -> CapturedStream {
+        CapturedStream {
+            log: self.clone(),
+            level,
+        }
+    }
+}
+
+/// The guest's stdout or stderr. Always ready, never full, never an error.
+#[derive(Clone)]
+pub struct CapturedStream {
+    log: SharedLog,
+    level: LogLevel,
+}
+
+/// The permit a captured stream gives for each write; the log's caps do the real limiting.
+const STREAM_PERMIT_BYTES: usize = 64 * 1024;
+
+impl IsTerminal for CapturedStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CapturedStream {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl OutputStream for CapturedStream {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.log.lock().write_stream(self.level, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(STREAM_PERMIT_BYTES)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CapturedStream {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for CapturedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.log.lock().write_stream(self.level, buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_bytes_become_lines_in_order() {
+        let mut log = CallLog::default();
+        log.write_stream(LogLevel::Stdout, b"hel");
+        log.push(LogLevel::Info, "from the import");
+        log.write_stream(LogLevel::Stdout, b"lo\nsecond\r\nthi");
+        log.write_stream(LogLevel::Stderr, b"oops\n");
+        log.finish();
+        let got: Vec<(LogLevel, &str)> = log
+            .lines
+            .iter()
+            .map(|l| (l.level, l.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (LogLevel::Info, "from the import"),
+                (LogLevel::Stdout, "hello"),
+                (LogLevel::Stdout, "second"),
+                (LogLevel::Stderr, "oops"),
+                (LogLevel::Stdout, "thi"),
+            ]
+        );
+        assert_eq!(log.stderr_tail(2).as_deref(), Some("oops"));
+    }
+
+    #[test]
+    fn caps_count_what_they_drop() {
+        let mut log = CallLog::default();
+        for i in 0..(MAX_LOG_LINES + 25) {
+            log.push(LogLevel::Info, &format!("line {i}"));
+        }
+        assert_eq!(log.lines.len(), MAX_LOG_LINES);
+        assert_eq!(log.dropped, 25);
+
+        let mut log = CallLog::default();
+        let long = "é".repeat(MAX_LINE_BYTES);
+        log.push(LogLevel::Warn, &long);
+        assert!(log.lines[0].message.len() <= MAX_LINE_BYTES);
+        assert!(log.lines[0].message.chars().all(|c| c == 'é'));
+        for _ in 0..20 {
+            log.push(LogLevel::Warn, &long);
+        }
+        assert!(log.lines.iter().map(|l| l.message.len()).sum::<usize>() <= MAX_LOG_BYTES);
+        assert!(log.dropped > 0);
+    }
+
+    #[test]
+    fn an_endless_stream_line_is_cut_not_grown() {
+        let mut log = CallLog::default();
+        for _ in 0..1000 {
+            log.write_stream(LogLevel::Stdout, &[b'x'; 1024]);
+        }
+        log.finish();
+        assert_eq!(log.lines.len(), 1);
+        assert_eq!(log.lines[0].message.len(), MAX_LINE_BYTES);
+    }
+}

@@ -1,0 +1,200 @@
+//! What one call's `Store` holds: a WASI context with no capability, the memory limiter, the
+//! flow's configuration and the call's log; and the host imports of `wit/`, scoped to that flow.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::passthru::plugin::{host, types};
+use super::output::{LogLevel, SharedLog};
+
+/// A flow's configured keys and values, as the plugin reads them through `config`.
+pub type FlowConfig = BTreeMap<String, String>;
+
+/// Most table elements one call may hold, all tables together (8 bytes each on the host).
+pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// The data of one call's `Store`.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: CallLimiter,
+    config: Arc<FlowConfig>,
+    pub(crate) log: SharedLog,
+}
+
+impl CallState {
+    pub fn new(memory_bytes: usize, config: Arc<FlowConfig>) -> Self {
+        let log = SharedLog::default();
+        // No preopens, no environment, no arguments, no network: the builder's defaults deny
+        // files, env and args; sockets are turned off explicitly rather than left to an
+        // address check.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(log.stream(LogLevel::Stdout))
+            .stderr(log.stream(LogLevel::Stderr))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: CallLimiter::new(memory_bytes),
+            config,
+            log,
+        }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for CallState {}
+
+impl host::Host for CallState {
+    fn log(&mut self, level: host::Level, message: String) {
+        let level = match level {
+            host::Level::Trace => LogLevel::Trace,
+            host::Level::Debug => LogLevel::Debug,
+            host::Level::Info => LogLevel::Info,
+            host::Level::Warn => LogLevel::Warn,
+            host::Level::Error => LogLevel::Error,
+        };
+        self.log.lock().push(level, &message);
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+
+    fn config_entries(&mut self) -> Vec<(String, String)> {
+        self.config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// Which cap a call went over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitHit {
+    Memory { requested_bytes: usize },
+    Table { requested_elements: usize },
+}
+
+/// The error a refused growth raises, so that the guest traps at once with a clear cause instead
+/// of running its own out-of-memory path.
+#[derive(Debug, thiserror::Error)]
+#[error("memory cap reached")]
+pub struct LimitExceeded;
+
+/// Caps all linear memories of a call together, and all its tables together.
+///
+/// The pooling allocator reserves address space per memory; this is what bounds the memory a
+/// call may actually use. A growth past the cap is recorded and traps the guest.
+pub struct CallLimiter {
+    memory_cap: usize,
+    memory_used: usize,
+    table_used: usize,
+    pub(crate) hit: Option<LimitHit>,
+}
+
+impl CallLimiter {
+    fn new(memory_cap: usize) -> Self {
+        Self {
+            memory_cap,
+            memory_used: 0,
+            table_used: 0,
+            hit: None,
+        }
+    }
+}
+
+impl ResourceLimiter for CallLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|max| desired > max) {
+            // The memory's own maximum: an ordinary failed `memory.grow`, the guest's business.
+            return Ok(false);
+        }
+        let total = self.memory_used - current.min(self.memory_used) + desired;
+        if total > self.memory_cap {
+            self.hit = Some(LimitHit::Memory {
+                requested_bytes: total,
+            });
+            return Err(wasmtime::Error::new(LimitExceeded));
+        }
+        self.memory_used = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        let total = self.table_used - current.min(self.table_used) + desired;
+        if total > MAX_TABLE_ELEMENTS {
+            self.hit = Some(LimitHit::Table {
+                requested_elements: total,
+            });
+            return Err(wasmtime::Error::new(LimitExceeded));
+        }
+        self.table_used = total;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_cap_counts_every_memory_of_the_call() {
+        let mut l = CallLimiter::new(10 << 20);
+        // Two memories created at instantiation (current = 0), then one grows.
+        assert!(l.memory_growing(0, 4 << 20, None).unwrap());
+        assert!(l.memory_growing(0, 4 << 20, None).unwrap());
+        assert!(l.memory_growing(4 << 20, 6 << 20, None).unwrap());
+        assert_eq!(l.hit, None);
+        assert!(l.memory_growing(6 << 20, 7 << 20, None).is_err());
+        assert_eq!(
+            l.hit,
+            Some(LimitHit::Memory {
+                requested_bytes: 11 << 20
+            })
+        );
+    }
+
+    #[test]
+    fn a_memory_maximum_is_an_ordinary_failed_grow() {
+        let mut l = CallLimiter::new(10 << 20);
+        assert!(!l.memory_growing(0, 2 << 20, Some(1 << 20)).unwrap());
+        assert_eq!(l.hit, None);
+    }
+
+    #[test]
+    fn tables_are_capped_too() {
+        let mut l = CallLimiter::new(1 << 20);
+        assert!(l.table_growing(0, 1000, None).unwrap());
+        assert!(l.table_growing(1000, MAX_TABLE_ELEMENTS + 1, None).is_err());
+        assert!(matches!(l.hit, Some(LimitHit::Table { .. })));
+    }
+}

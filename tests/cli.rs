@@ -1,0 +1,185 @@
+//! `passthru run`: the plugin author's runner, as a user calls it.
+
+mod common;
+
+use std::process::Command;
+
+use common::{HOSTILE, IVR_MENU, VIP_CALLER, samples};
+use serde_json::Value;
+
+fn run(args: &[&str]) -> anyhow::Result<(i32, Value)> {
+    let out = Command::new(env!("CARGO_BIN_EXE_passthru"))
+        .arg("run")
+        .args(args)
+        .output()?;
+    let stdout = String::from_utf8(out.stdout)?;
+    let json: Value = serde_json::from_str(&stdout).map_err(|e| {
+        anyhow::anyhow!(
+            "not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    Ok((out.status.code().unwrap_or(-1), json))
+}
+
+#[test]
+fn it_prints_the_decision_what_the_plugin_saw_and_what_it_cost() -> anyhow::Result<()> {
+    let (_, query) = samples()
+        .into_iter()
+        .find(|(name, _)| name == "gather-single-key")
+        .expect("sample gather-single-key");
+    let query = format!("{query}&digits=%221%22");
+    let (code, json) = run(&[IVR_MENU, "--query", &query])?;
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["decision"], "success");
+    assert_eq!(json["status"], 200);
+    assert!(json["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    assert!(json["fuel_used"].as_u64().unwrap() > 0);
+    assert!(json["elapsed_us"].as_u64().is_some());
+    assert!(json["log"].is_array());
+    // The call as the plugin saw it: quotes stripped, the last digits win, nothing lost.
+    assert_eq!(json["call"]["digits"], "1");
+    assert_eq!(json["call"]["call_sid"], "f0e1d2c3b4a5968778695a4b3c2d1e0f");
+    assert_eq!(json["call"]["direction"], "incoming");
+    let params = json["call"]["params"].as_array().unwrap();
+    assert_eq!(params.len(), query.split('&').count());
+    Ok(())
+}
+
+#[test]
+fn the_failure_branch_exits_zero_with_status_302() -> anyhow::Result<()> {
+    let (code, json) = run(&[IVR_MENU, "--query", "digits=%222%22"])?;
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["decision"], "failure");
+    assert_eq!(json["status"], 302);
+    Ok(())
+}
+
+#[test]
+fn config_values_reach_the_plugin_and_its_log_is_shown() -> anyhow::Result<()> {
+    let query = "CallFrom=09800000001&From=09800000001";
+    let (code, json) = run(&[
+        VIP_CALLER,
+        "--query",
+        query,
+        "--config",
+        "vip_numbers=09800000002, 09800000001",
+    ])?;
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["decision"], "success");
+    let log = json["log"].as_array().unwrap();
+    assert!(
+        log.iter()
+            .any(|l| l["level"] == "info" && l["message"].as_str().unwrap().contains("09800000001")),
+        "{log:?}"
+    );
+
+    let (code, json) = run(&[VIP_CALLER, "--query", query])?;
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["decision"], "failure");
+    assert!(
+        json["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["level"] == "warn")
+    );
+    Ok(())
+}
+
+#[test]
+fn failures_exit_2_with_their_kind() -> anyhow::Result<()> {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--config", "mode=trap"], "trap"),
+        (
+            &["--config", "mode=loop", "--fuel", "100000"],
+            "out_of_fuel",
+        ),
+        (
+            &[
+                "--config",
+                "mode=loop",
+                "--fuel",
+                "1000000000000",
+                "--deadline-ms",
+                "30",
+            ],
+            "deadline",
+        ),
+        (
+            &[
+                "--config",
+                "mode=memory",
+                "--memory-mb",
+                "16",
+                "--fuel",
+                "1000000000",
+            ],
+            "memory_limit",
+        ),
+        (&["--config", "mode=recurse"], "trap"),
+    ];
+    for (args, kind) in cases {
+        let mut all = vec![HOSTILE];
+        all.extend_from_slice(args);
+        let (code, json) = run(&all)?;
+        assert_eq!(code, 2, "{args:?}: {}", json["error"]);
+        assert_eq!(json["error"]["kind"], *kind, "{args:?}: {}", json["error"]);
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    // A trap carries the guest's own message.
+    let (_, json) = run(&[HOSTILE, "--config", "mode=trap"])?;
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("deliberate trap"), "{message}");
+    Ok(())
+}
+
+#[test]
+fn a_flood_of_output_is_capped_not_fatal() -> anyhow::Result<()> {
+    for mode in ["stdout-flood", "log-flood"] {
+        let mode = format!("mode={mode}");
+        let generous = ["--fuel", "10000000000", "--deadline-ms", "10000"];
+        let (code, json) = run(&[&[HOSTILE, "--config", &mode], &generous[..]].concat())?;
+        assert_eq!(code, 0, "{mode}: {}", json["error"]);
+        assert_eq!(json["decision"], "success");
+        let kept = json["log"].as_array().unwrap().len() as u64;
+        assert!(kept <= passthru::sandbox::MAX_LOG_LINES as u64, "{mode}");
+        assert!(json["log_dropped"].as_u64().unwrap() > 0, "{mode}");
+    }
+    Ok(())
+}
+
+#[test]
+fn what_is_not_a_plugin_is_refused_clearly() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("passthru-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let cases: &[(&str, &[u8], &str)] = &[
+        (
+            "garbage.wasm",
+            b"this is not wasm at all",
+            "not a WebAssembly binary",
+        ),
+        ("core.wasm", b"\0asm\x01\0\0\0", "core WebAssembly module"),
+        ("empty.wasm", b"", "not a WebAssembly binary"),
+        // A valid component that exports nothing.
+        ("hollow.wasm", b"\0asm\x0d\0\x01\0", "decide"),
+    ];
+    for (name, bytes, needle) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes)?;
+        let (code, json) = run(&[path.to_str().unwrap(), "--query", "CallSid=x"])?;
+        assert_eq!(code, 2, "{name}: {json}");
+        assert_eq!(json["error"]["kind"], "invalid_component", "{name}");
+        let message = json["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{name}: {message}");
+    }
+    let (code, json) = run(&[dir.join("absent.wasm").to_str().unwrap()])?;
+    assert_eq!(code, 2);
+    assert_eq!(json["error"]["kind"], "io");
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}

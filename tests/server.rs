@@ -1,0 +1,324 @@
+//! The sync decision path end to end: a real server on 127.0.0.1:0, real plugins built from
+//! `plugins/`, real HTTP.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{HOSTILE, IVR_MENU, TestServer, VIP_CALLER, flow, samples};
+
+/// Callers the `vip` flow treats as VIPs; the samples use some of them.
+const VIPS: &str = "09800000001, 09800000003,09800000011";
+
+fn demo_config() -> String {
+    [
+        flow("demo", "ivr", IVR_MENU, ""),
+        flow(
+            "demo",
+            "vip",
+            VIP_CALLER,
+            &format!("[flow.config]\nvip_numbers = \"{VIPS}\""),
+        ),
+    ]
+    .concat()
+}
+
+/// The value of `key` in a raw query, found without the host's parser.
+fn raw_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+fn branch(response: &reqwest::Response) -> &str {
+    response
+        .headers()
+        .get("x-passthru-branch")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+fn outcome(response: &reqwest::Response) -> &str {
+    response
+        .headers()
+        .get("x-passthru-outcome")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digits_pick_the_branch_of_the_ivr_flow() -> anyhow::Result<()> {
+    let server = TestServer::start(&demo_config()).await?;
+    let one = server
+        .get("/passthru/demo/ivr?CallSid=0a1b&digits=%221%22")
+        .await?;
+    assert_eq!(one.status(), 200);
+    assert_eq!(branch(&one), "success");
+    assert_eq!(outcome(&one), "decided");
+    assert!(one.headers().get("location").is_none());
+
+    let two = server
+        .get("/passthru/demo/ivr?CallSid=0a1b&digits=%222%22")
+        .await?;
+    assert_eq!(two.status(), 302, "302 is a branch, not a redirect");
+    assert_eq!(branch(&two), "failure");
+    assert!(two.headers().get("location").is_none());
+
+    let none = server.get("/passthru/demo/ivr").await?;
+    assert_eq!(none.status(), 302);
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shared_sample_gets_the_branch_its_digits_and_caller_imply() -> anyhow::Result<()> {
+    let server = TestServer::start(&demo_config()).await?;
+    let vips: Vec<&str> = VIPS.split(',').map(str::trim).collect();
+    for (name, query) in samples() {
+        // ivr-menu: success iff the caller pressed exactly 1.
+        let expected = if raw_param(&query, "digits") == Some("%221%22") {
+            200
+        } else {
+            302
+        };
+        let got = server.get(&format!("/passthru/demo/ivr?{query}")).await?;
+        assert_eq!(got.status(), expected, "ivr, sample {name}");
+        assert_eq!(outcome(&got), "decided", "ivr, sample {name}");
+
+        // The same call after the caller pressed 1, then 2 (Exotel appends; the last wins).
+        for (digits, expected) in [("%221%22", 200), ("%222%22", 302), ("1", 200)] {
+            let got = server
+                .get(&format!("/passthru/demo/ivr?{query}&digits={digits}"))
+                .await?;
+            assert_eq!(
+                got.status(),
+                expected,
+                "ivr, sample {name}, digits {digits}"
+            );
+        }
+
+        // vip-caller: success iff the caller (CallFrom, else From) is a VIP.
+        let caller = raw_param(&query, "CallFrom").or(raw_param(&query, "From"));
+        let expected = if caller.is_some_and(|c| vips.contains(&c)) {
+            200
+        } else {
+            302
+        };
+        let got = server.get(&format!("/passthru/demo/vip?{query}")).await?;
+        assert_eq!(
+            got.status(),
+            expected,
+            "vip, sample {name}, caller {caller:?}"
+        );
+        assert_eq!(outcome(&got), "decided", "vip, sample {name}");
+    }
+    server.stop().await
+}
+
+/// One hostile behaviour: its flow's deadline and the outcome it must produce.
+struct Hostile {
+    flow: &'static str,
+    mode: &'static str,
+    limits: &'static str,
+    fallback: &'static str,
+    outcome: &'static str,
+    deadline_ms: u64,
+}
+
+const HOSTILES: &[Hostile] = &[
+    Hostile {
+        flow: "spin",
+        mode: "loop",
+        limits: "fuel = 1000000000000\ndeadline_ms = 100",
+        fallback: "failure",
+        outcome: "deadline",
+        deadline_ms: 100,
+    },
+    Hostile {
+        flow: "burn",
+        mode: "loop",
+        limits: "fuel = 2000000\ndeadline_ms = 200",
+        fallback: "success",
+        outcome: "out_of_fuel",
+        deadline_ms: 200,
+    },
+    Hostile {
+        flow: "bomb",
+        mode: "memory",
+        limits: "memory_mb = 32\nfuel = 1000000000\ndeadline_ms = 500",
+        fallback: "success",
+        outcome: "memory_limit",
+        deadline_ms: 500,
+    },
+    Hostile {
+        flow: "deep",
+        mode: "recurse",
+        limits: "deadline_ms = 200",
+        fallback: "failure",
+        outcome: "trap",
+        deadline_ms: 200,
+    },
+    Hostile {
+        flow: "boom",
+        mode: "trap",
+        limits: "deadline_ms = 200",
+        fallback: "success",
+        outcome: "trap",
+        deadline_ms: 200,
+    },
+];
+
+/// How late past its deadline a fallback answer may come: a loaded 2-core CI machine, a debug
+/// build, and the HTTP round trip.
+const MARGIN: Duration = Duration::from_millis(250);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_plugins_get_the_fallback_within_the_deadline_and_do_no_harm() -> anyhow::Result<()>
+{
+    let mut config = demo_config();
+    for h in HOSTILES {
+        config.push_str(&flow(
+            "evil",
+            h.flow,
+            HOSTILE,
+            &format!(
+                "fallback = \"{}\"\n[flow.limits]\n{}\n[flow.config]\nmode = \"{}\"",
+                h.fallback, h.limits, h.mode
+            ),
+        ));
+    }
+    let server = TestServer::start(&config).await?;
+    for h in HOSTILES {
+        let started = Instant::now();
+        let got = server
+            .get(&format!(
+                "/passthru/evil/{}?CallSid=hostile{}",
+                h.flow, h.flow
+            ))
+            .await?;
+        let took = started.elapsed();
+        let expected = if h.fallback == "success" { 200 } else { 302 };
+        assert_eq!(got.status(), expected, "{}: the fallback branch", h.flow);
+        assert_eq!(branch(&got), h.fallback, "{}", h.flow);
+        assert_eq!(outcome(&got), h.outcome, "{}: the failure kind", h.flow);
+        assert!(
+            took <= Duration::from_millis(h.deadline_ms) + MARGIN,
+            "{}: answered after {took:?}, deadline {} ms",
+            h.flow,
+            h.deadline_ms
+        );
+
+        // The next good request, to another tenant, is unharmed.
+        let good = server
+            .get("/passthru/demo/ivr?CallSid=after&digits=%221%22")
+            .await?;
+        assert_eq!(good.status(), 200, "a good call right after {}", h.flow);
+        assert_eq!(outcome(&good), "decided");
+        // And so is the same plugin, on a fresh instance, when asked to behave.
+        let same = server
+            .get(&format!("/passthru/evil/{}?CallSid=again", h.flow))
+            .await?;
+        assert_eq!(outcome(&same), h.outcome, "{} stays hostile", h.flow);
+    }
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapped_plugin_does_not_poison_later_calls_of_the_same_plugin() -> anyhow::Result<()> {
+    // One compiled plugin, two flows: one makes it trap, the other lets it answer.
+    let config = [
+        flow("t", "bad", HOSTILE, "[flow.config]\nmode = \"trap\""),
+        flow("t", "good", HOSTILE, "[flow.config]\nmode = \"ok\""),
+    ]
+    .concat();
+    let server = TestServer::start(&config).await?;
+    for round in 0..5 {
+        let bad = server.get("/passthru/t/bad").await?;
+        assert_eq!(outcome(&bad), "trap", "round {round}");
+        let good = server.get("/passthru/t/good").await?;
+        assert_eq!(good.status(), 200, "round {round}");
+        assert_eq!(outcome(&good), "decided", "round {round}");
+    }
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_problem_details() -> anyhow::Result<()> {
+    let config = format!("max_query_bytes = 64\n{}", demo_config());
+    let server = TestServer::start(&config).await?;
+
+    let missing = server.get("/passthru/nobody/ivr?CallSid=x").await?;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: serde_json::Value = missing.json().await?;
+    assert_eq!(body["status"], 404);
+    assert_eq!(body["type"], "urn:passthru:problem:unknown-flow");
+    assert!(body["detail"].as_str().unwrap().contains("nobody"));
+
+    let no_flow = server.get("/passthru/demo/nope").await?;
+    assert_eq!(no_flow.status(), 404);
+
+    let elsewhere = server.get("/somewhere/else").await?;
+    assert_eq!(elsewhere.status(), 404);
+    let body: serde_json::Value = elsewhere.json().await?;
+    assert_eq!(body["type"], "urn:passthru:problem:not-found");
+
+    let long = format!("/passthru/demo/ivr?CallSid={}", "a".repeat(100));
+    let too_long = server.get(&long).await?;
+    assert_eq!(too_long.status(), 414);
+    let body: serde_json::Value = too_long.json().await?;
+    assert_eq!(body["type"], "urn:passthru:problem:query-too-long");
+    assert!(body["detail"].as_str().unwrap().contains("64"));
+
+    // Exactly at the limit is fine, and malformed encodings are answered, not refused.
+    let at_limit = format!(
+        "/passthru/demo/ivr?digits=%221%22&x={}",
+        "b".repeat(64 - 17)
+    );
+    assert_eq!(server.get(&at_limit).await?.status(), 200);
+    let garbage = server
+        .get("/passthru/demo/ivr?%zz=%FF%FE&&=&digits=%221")
+        .await?;
+    assert_eq!(outcome(&garbage), "decided");
+
+    let health = server.get("/healthz").await?;
+    assert_eq!(health.status(), 200);
+
+    let post = server
+        .client
+        .post(server.url("/passthru/demo/ivr"))
+        .send()
+        .await?;
+    assert_eq!(post.status(), 405);
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_an_in_flight_call_finish() -> anyhow::Result<()> {
+    let config = flow(
+        "t",
+        "slow",
+        HOSTILE,
+        "[flow.limits]\nfuel = 1000000000000\ndeadline_ms = 400\n[flow.config]\nmode = \"loop\"",
+    );
+    let mut server = TestServer::start(&config).await?;
+    let request = server.client.get(server.url("/passthru/t/slow")).send();
+    let in_flight = tokio::spawn(request);
+    // Wait until the call is running in the sandbox (polling a counter, not sleeping for luck).
+    while server.sandbox.calls_in_flight() == 0 {
+        assert!(
+            !in_flight.is_finished(),
+            "the slow call ended before it was seen running"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    server.signal_stop();
+    let answered = in_flight.await??;
+    assert_eq!(answered.status(), 302);
+    assert_eq!(outcome(&answered), "deadline");
+    server.wait().await
+}
