@@ -134,11 +134,8 @@ fn ensure_wasm_target(root: &Path) -> Result<(), String> {
         ));
     }
     let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    if Path::new(&sysroot)
-        .join("lib/rustlib")
-        .join(WASM_TARGET)
-        .is_dir()
-    {
+    let target_std = Path::new(&sysroot).join("lib/rustlib").join(WASM_TARGET);
+    if target_std.is_dir() {
         return Ok(());
     }
 
@@ -193,8 +190,13 @@ fn build_plugins(plugins_dir: &Path, target_dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run {command:?}: {e}"))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
+        let hint = if stderr.contains("--locked") {
+            "\nplugins/Cargo.lock is out of date: `make -C plugins` updates it"
+        } else {
+            ""
+        };
         return Err(format!(
-            "building the plugins failed ({}): {command:?}\n{stderr}",
+            "building the plugins failed ({}): {command:?}\n{stderr}{hint}",
             output.status
         ));
     }

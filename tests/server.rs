@@ -322,3 +322,26 @@ async fn shutdown_lets_an_in_flight_call_finish() -> anyhow::Result<()> {
     assert_eq!(outcome(&answered), "deadline");
     server.wait().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_served_and_matches_the_routes() -> anyhow::Result<()> {
+    let server = TestServer::start(&demo_config()).await?;
+    let got = server.get("/openapi.json").await?;
+    assert_eq!(got.status(), 200);
+    let doc: serde_json::Value = got.json().await?;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.contains_key("/passthru/{tenant}/{flow}"));
+    for path in paths.keys() {
+        let concrete = path.replace("{tenant}", "demo").replace("{flow}", "ivr");
+        let response = server.get(&concrete).await?;
+        let not_routed = response
+            .headers()
+            .get("content-type")
+            .is_some_and(|t| t == "application/problem+json")
+            && response.json::<serde_json::Value>().await?["type"]
+                == "urn:passthru:problem:not-found";
+        assert!(!not_routed, "{path} is documented but not routed");
+    }
+    server.stop().await
+}

@@ -1,4 +1,4 @@
-//! The HTTP interface: the Passthru endpoint Exotel calls, and `/healthz`.
+//! The HTTP interface: the Passthru endpoint Exotel calls, `/healthz` and `/openapi.json`.
 //!
 //! [`router`] builds everything (tests drive it without a socket); [`serve`] runs it on a
 //! listener until a shutdown signal, letting in-flight requests finish.
@@ -10,7 +10,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::Uri;
+use axum::http::{Uri, header};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/passthru/{tenant}/{flow}", get(passthru::get_passthru))
         .route("/healthz", get(get_healthz))
+        .route("/openapi.json", get(get_openapi))
         .fallback(not_found)
         .with_state(state)
 }
@@ -53,6 +55,13 @@ pub async fn serve(
 
 async fn get_healthz() -> &'static str {
     "ok\n"
+}
+
+/// The API described in OpenAPI 3.1; the same file as `docs/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
+
+async fn get_openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
 }
 
 async fn not_found(uri: Uri) -> ApiError {

@@ -3,15 +3,19 @@
 //!
 //! The flow's config key `mode` picks the behaviour:
 //!
-//! | `mode`         | what the plugin does                                    | what the host should report     |
-//! |----------------|---------------------------------------------------------|---------------------------------|
-//! | `loop`         | spins forever                                           | out of fuel, or the deadline    |
-//! | `memory`       | allocates 1 MiB blocks and writes to them, forever      | the memory limit                |
-//! | `recurse`      | recurses without end (not a loop in disguise)           | a trap (stack overflow)         |
-//! | `trap`         | panics: the message goes to stderr, then the guest aborts | a trap, the message in the log |
-//! | `stdout-flood` | prints a 200-byte line 100,000 times, then `success`    | `success`, the log capped       |
-//! | `log-flood`    | calls the host's `log` 100,000 times, then `success`    | `success`, the log capped       |
-//! | anything else, or no `mode` | `success` with reason `ok`                 | `success`                       |
+//! - `loop`: spins forever. Ends in out of fuel, or at the deadline when fuel is plentiful.
+//! - `memory`: allocates 1 MiB blocks and writes into every page of each, forever. Cheap in fuel
+//!   (about 2,000 per MiB), so the memory cap is what stops it under the default limits.
+//! - `recurse`: recurses without end, in a way the optimiser cannot turn into a loop. Ends in a
+//!   trap (call stack exhausted) long before the fuel runs out.
+//! - `trap`: `panic!("hostile plugin: deliberate trap")`. The panic message goes to stderr, so
+//!   into the call's log, then the guest aborts: a trap.
+//! - `stdout-flood`: `println!`s a 200-byte line 100,000 times, then answers `success`. Checks
+//!   that the log caps hold and that stdout never fails (`println!` panics if it does). Needs
+//!   about 215 million fuel and, in a debug host, most of a second: raise both limits.
+//! - `log-flood`: calls the host's `log` 100,000 times, then answers `success`. Needs about 80
+//!   million fuel.
+//! - anything else, or no `mode`: `success` with reason `ok`.
 //!
 //! Not a plugin to deploy: it exists for the host's tests and benchmarks.
 
@@ -29,8 +33,8 @@ use passthru::plugin::types::Branch;
 const FLOOD_COUNT: usize = 100_000;
 /// The size of one block that `memory` allocates.
 const BLOCK_BYTES: usize = 1 << 20;
-/// Wasm's page size: `memory` writes one byte per page so every page is really committed.
-const WASM_PAGE_BYTES: usize = 64 * 1024;
+/// `memory` writes one byte every this many bytes, so the host commits every page it hands out.
+const TOUCH_STRIDE_BYTES: usize = 4 * 1024;
 
 /// The component: `export!` below makes its `Guest` impl the world's `decide` export.
 struct Hostile;
@@ -74,13 +78,19 @@ fn spin() -> ! {
     }
 }
 
-/// Never returns: keeps 1 MiB blocks alive and writes to every page of each.
+/// Never returns: keeps 1 MiB blocks alive and writes into every 4 KiB page of each. The blocks
+/// are written through their spare capacity rather than zero-filled, so a MiB costs a few
+/// thousand fuel and the memory cap, not the fuel budget, is what stops this mode.
 fn hoard() -> ! {
     let mut blocks: Vec<Vec<u8>> = Vec::new();
     loop {
-        let mut block = vec![0u8; BLOCK_BYTES];
-        for page in block.chunks_mut(WASM_PAGE_BYTES) {
-            page[0] = 0xa5;
+        let mut block: Vec<u8> = Vec::with_capacity(BLOCK_BYTES);
+        for byte in block
+            .spare_capacity_mut()
+            .iter_mut()
+            .step_by(TOUCH_STRIDE_BYTES)
+        {
+            byte.write(0xa5);
         }
         blocks.push(black_box(block));
         black_box(&blocks);
