@@ -183,3 +183,12 @@ fn what_is_not_a_plugin_is_refused_clearly() -> anyhow::Result<()> {
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+#[test]
+fn a_plugin_gets_no_files_env_args_or_network() -> anyhow::Result<()> {
+    let (code, json) = run(&[HOSTILE, "--config", "mode=escape", "--deadline-ms", "2000"])?;
+    assert_eq!(code, 0, "{}", json["error"]);
+    assert_eq!(json["reason"], "contained", "{json}");
+    assert_eq!(json["decision"], "success");
+    Ok(())
+}

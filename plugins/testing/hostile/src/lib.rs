@@ -15,6 +15,10 @@
 //!   about 215 million fuel and, in a debug host, most of a second: raise both limits.
 //! - `log-flood`: calls the host's `log` 100,000 times, then answers `success`. Needs about 80
 //!   million fuel.
+//! - `escape`: tries what a sandboxed plugin must not be able to do: read a file, list the
+//!   environment and the arguments, see a preopened directory, open a TCP connection. Answers
+//!   `success` with reason `contained` if every attempt failed or saw nothing, else `failure` with
+//!   a reason naming what got through.
 //! - anything else, or no `mode`: `success` with reason `ok`.
 //!
 //! Not a plugin to deploy: it exists for the host's tests and benchmarks.
@@ -50,6 +54,7 @@ impl Guest for Hostile {
                     "recursion ended at depth {depth}, which it should not"
                 ))
             }
+            Some("escape") => escape(),
             Some("trap") => panic!("hostile plugin: deliberate trap"),
             Some("stdout-flood") => {
                 let line = "x".repeat(200);
@@ -107,6 +112,37 @@ fn descend(depth: u64) -> u64 {
     }
     let deeper = descend(depth + 1);
     deeper.wrapping_add(frame[(depth % 8) as usize])
+}
+
+/// Tries each capability the host must deny; see the crate docs.
+fn escape() -> Decision {
+    let mut leaks = Vec::new();
+    if std::fs::read("/etc/passwd").is_ok() || std::fs::read("passthru.toml").is_ok() {
+        leaks.push("a file was readable");
+    }
+    if std::fs::read_dir("/").is_ok() || std::fs::read_dir(".").is_ok() {
+        leaks.push("a directory was listable");
+    }
+    if std::env::vars_os().next().is_some() {
+        leaks.push("the environment is not empty");
+    }
+    if std::env::args_os().next().is_some() {
+        leaks.push("there are arguments");
+    }
+    if std::net::TcpStream::connect("127.0.0.1:8080").is_ok() {
+        leaks.push("a TCP connection opened");
+    }
+    if std::net::UdpSocket::bind("127.0.0.1:0").is_ok() {
+        leaks.push("a UDP socket bound");
+    }
+    if leaks.is_empty() {
+        success("contained".to_owned())
+    } else {
+        Decision {
+            branch: Branch::Failure,
+            reason: Some(leaks.join("; ")),
+        }
+    }
 }
 
 fn success(reason: String) -> Decision {

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# HTTP load on loopback: the release server on its embedded defaults, wrk at 10 connections,
+# requests carrying a real-shaped Exotel query. Bounded in time; stops the server when done.
+#
+#   bash bench/http-load.sh [DURATION_S] [CONNECTIONS]
+#
+# Needs wrk (Debian: apt-get install wrk).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=${1:-15}
+connections=${2:-10}
+port=${PORT:-18080}
+command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+
+cargo build --release -p passthru -j 2 >&2
+./target/release/passthru serve --listen "127.0.0.1:$port" 2>/tmp/passthru-load.log &
+server=$!
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
+
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+query=$(tr -d '\n' < ../shared/samples/exotel/gather-single-key.query)
+url="http://127.0.0.1:$port/passthru/demo/ivr?${query}&digits=%221%22"
+status=$(curl -s -o /dev/null -w '%{http_code}' "$url")
+[ "$status" = 200 ] || { echo "expected 200 from the demo flow, got $status" >&2; exit 1; }
+
+echo "== $(nproc) cores, $(uname -r), wrk -t2 -c$connections -d${duration}s, GET /passthru/demo/ivr (sample gather-single-key, digits 1)"
+wrk -t2 -c"$connections" -d"${duration}s" --latency "$url"
