@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::sandbox::{Branch, Limits};
 
@@ -37,6 +37,12 @@ pub const DEFAULT_MAX_QUERY_BYTES: usize = 16 * 1024;
 pub const DEFAULT_MAX_CONCURRENT_CALLS: u32 = 256;
 /// The longest tenant or flow name.
 pub const MAX_NAME_BYTES: usize = 64;
+/// Where the embedded store keeps its data unless told otherwise.
+pub const DEFAULT_DATA_DIR: &str = "./passthru-data";
+/// The largest plugin upload the server reads, whatever a tenant's cap says.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 128 << 20;
+/// How long decision records are kept.
+pub const DEFAULT_RECORD_RETENTION_HOURS: u64 = 7 * 24;
 
 /// The configuration `passthru serve` starts with when given no `--config`: a demo tenant with
 /// the example plugins built into the binary.
@@ -85,6 +91,20 @@ pub struct ServerConfig {
     pub max_query_bytes: usize,
     #[serde(default = "default_max_concurrent_calls")]
     pub max_concurrent_calls: u32,
+    /// `--data-dir` wins over this.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// The operator's bearer token. `PASSTHRU_OPERATOR_TOKEN` wins over this; with neither, one
+    /// is generated into `DATA_DIR/operator-token` at the first start.
+    #[serde(default)]
+    pub operator_token: Option<String>,
+    #[serde(default = "default_max_upload_bytes")]
+    pub max_upload_bytes: u64,
+    /// Keep a record of every decision (on by default).
+    #[serde(default = "default_true")]
+    pub records: bool,
+    #[serde(default = "default_record_retention_hours")]
+    pub record_retention_hours: u64,
     #[serde(default, rename = "flow")]
     pub flows: Vec<FlowSpec>,
 }
@@ -95,6 +115,18 @@ fn default_max_query_bytes() -> usize {
 
 fn default_max_concurrent_calls() -> u32 {
     DEFAULT_MAX_CONCURRENT_CALLS
+}
+
+fn default_max_upload_bytes() -> u64 {
+    DEFAULT_MAX_UPLOAD_BYTES
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_record_retention_hours() -> u64 {
+    DEFAULT_RECORD_RETENTION_HOURS
 }
 
 /// One `[[flow]]`.
@@ -149,7 +181,7 @@ impl std::fmt::Display for PluginSource {
 
 /// The HTTP status answered for each branch. Exotel's Passthru reads `200` as one branch and
 /// `302` as the other; the `302` carries no `Location` and is not a redirect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatusMap {
     pub success: u16,
@@ -166,6 +198,28 @@ impl Default for StatusMap {
 }
 
 impl StatusMap {
+    /// Both statuses must be real HTTP statuses from 200 to 599, and differ.
+    ///
+    /// # Errors
+    /// A message naming the bad status.
+    pub fn validate(&self) -> Result<(), String> {
+        for (branch, code) in [("success", self.success), ("failure", self.failure)] {
+            if !(200..=599).contains(&code) {
+                return Err(format!(
+                    "status.{branch} must be an HTTP status from 200 to 599, not {code}"
+                ));
+            }
+        }
+        if self.success == self.failure {
+            return Err(
+                "status.success and status.failure must differ, or the call flow cannot \
+                 tell the branches apart"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
     pub fn for_branch(&self, branch: Branch) -> u16 {
         match branch {
             Branch::Success => self.success,
@@ -216,6 +270,11 @@ impl ServerConfig {
                 message: "max_concurrent_calls must be at least 1".into(),
             });
         }
+        if let Some(dir) = &mut config.data_dir
+            && dir.is_relative()
+        {
+            *dir = base.join(&*dir);
+        }
         let mut seen = HashSet::new();
         for flow in &mut config.flows {
             let fail = |message: String| ConfigError::Flow {
@@ -230,23 +289,7 @@ impl ServerConfig {
                 return Err(fail("defined twice".into()));
             }
             flow.limits.validate().map_err(fail)?;
-            for (branch, code) in [
-                ("success", flow.status.success),
-                ("failure", flow.status.failure),
-            ] {
-                if !(200..=599).contains(&code) {
-                    return Err(fail(format!(
-                        "status.{branch} must be an HTTP status from 200 to 599, not {code}"
-                    )));
-                }
-            }
-            if flow.status.success == flow.status.failure {
-                return Err(fail(
-                    "status.success and status.failure must differ, or the call flow cannot tell \
-                     the branches apart"
-                        .into(),
-                ));
-            }
+            flow.status.validate().map_err(fail)?;
             if let PluginSource::File(path) = &mut flow.plugin
                 && path.is_relative()
             {

@@ -2,8 +2,12 @@
 //! branch a live call takes.
 
 pub mod api;
+pub mod auth;
 pub mod call;
 pub mod config;
+pub mod records;
 pub mod registry;
 pub mod runner;
 pub mod sandbox;
+pub mod server;
+pub mod store;

@@ -2,18 +2,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use passthru::api::{self, AppState};
+use passthru::api;
 use passthru::config::{DEFAULT_LISTEN, ServerConfig};
-use passthru::registry::FlowTable;
 use passthru::runner;
-use passthru::sandbox::{
-    DEFAULT_DEADLINE_MS, DEFAULT_FUEL, DEFAULT_MEMORY_MB, FlowConfig, Limits, Sandbox,
-    SandboxOptions,
-};
+use passthru::sandbox::{DEFAULT_DEADLINE_MS, DEFAULT_FUEL, DEFAULT_MEMORY_MB, FlowConfig, Limits};
+use passthru::server::{self, StartOptions};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -38,6 +35,10 @@ enum Command {
         /// Address to listen on; overrides the file's `listen`.
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
+        /// Where the embedded store keeps tenants, plugins, flows and records; overrides the
+        /// file's `data_dir` (default ./passthru-data).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Run a plugin once on a Passthru query and print what it decided, as JSON.
     Run {
@@ -58,6 +59,9 @@ enum Command {
     },
 }
 
+/// The environment variable that sets the operator's token.
+const OPERATOR_TOKEN_ENV: &str = "PASSTHRU_OPERATOR_TOKEN";
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
@@ -72,9 +76,13 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     match cli.command {
-        Command::Serve { config, listen } => {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+        } => {
             init_tracing("info");
-            runtime.block_on(serve(config, listen))
+            runtime.block_on(serve(config, listen, data_dir))
         }
         Command::Run {
             plugin,
@@ -107,26 +115,35 @@ fn init_tracing(default: &str) {
         .init();
 }
 
-async fn serve(config_path: Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+async fn serve(
+    config_path: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let config = match &config_path {
         Some(path) => ServerConfig::load(path)?,
         None => ServerConfig::embedded_default(),
     };
-    let sandbox = Arc::new(Sandbox::new(SandboxOptions {
-        max_concurrent_calls: config.max_concurrent_calls,
-    })?);
-    let started = std::time::Instant::now();
-    let flows = {
-        let sandbox = sandbox.clone();
-        let specs = config.flows.clone();
-        tokio::task::spawn_blocking(move || FlowTable::load(&sandbox, &specs)).await??
+    let started_at = std::time::Instant::now();
+    let options = StartOptions {
+        data_dir,
+        operator_token: std::env::var(OPERATOR_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty()),
     };
+    let started = server::start(&config, options).await?;
     tracing::info!(
-        flows = flows.len(),
-        compile_ms = started.elapsed().as_millis() as u64,
+        flows = started.state.registry.live_flows(),
+        imported = started.imported,
+        compiled = started.state.registry.sandbox().compile_count(),
+        start_ms = started_at.elapsed().as_millis() as u64,
+        data_dir = %started.data_dir.display(),
         config = %config_path.as_deref().map_or("embedded default".into(), |p| p.display().to_string()),
-        "plugins compiled"
+        "ready"
     );
+    if let Some(path) = &started.operator_token_file {
+        tracing::info!(file = %path.display(), "operator token (set {OPERATOR_TOKEN_ENV} to choose one)");
+    }
     let addr = match listen.or(config.listen) {
         Some(addr) => addr,
         None => DEFAULT_LISTEN.parse()?,
@@ -135,12 +152,11 @@ async fn serve(config_path: Option<PathBuf>, listen: Option<SocketAddr>) -> anyh
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    let state = AppState {
-        sandbox,
-        flows: Arc::new(flows),
-        max_query_bytes: config.max_query_bytes,
-    };
-    api::serve(listener, state, shutdown_signal()).await?;
+    let recorder = started.state.recorder.clone();
+    api::serve(listener, started.state, shutdown_signal()).await?;
+    if !tokio::task::spawn_blocking(move || recorder.flush(Duration::from_secs(5))).await? {
+        tracing::warn!("some decision records may not have been written");
+    }
     tracing::info!("stopped");
     Ok(())
 }

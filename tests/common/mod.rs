@@ -4,13 +4,13 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use passthru::api::{self, AppState};
 use passthru::config::ServerConfig;
-use passthru::registry::FlowTable;
-use passthru::sandbox::{Sandbox, SandboxOptions};
+use passthru::sandbox::Sandbox;
+use passthru::server::{self, StartOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -39,45 +39,81 @@ pub fn samples() -> Vec<(String, String)> {
     out
 }
 
-/// A running server; dropping it does not stop it, call [`TestServer::stop`].
+/// The operator token every test server uses.
+pub const OPERATOR: &str = "test-operator-token";
+
+/// A fresh data directory under the system's temp folder, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let mut suffix = [0u8; 8];
+        getrandom::fill(&mut suffix).expect("randomness");
+        let dir = std::env::temp_dir().join(format!(
+            "passthru-{tag}-{}-{:016x}",
+            std::process::id(),
+            u64::from_le_bytes(suffix)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running server; call [`TestServer::stop`] to shut it down.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub sandbox: Arc<Sandbox>,
+    pub state: AppState,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    _dir: Option<TempDir>,
 }
 
 impl TestServer {
-    /// Starts a server for the flows in `toml` (plugin paths are absolute).
+    /// Starts a server for the flows in `toml` (plugin paths are absolute), on a fresh data
+    /// directory of its own.
     pub async fn start(toml: &str) -> anyhow::Result<Self> {
+        let dir = TempDir::new("server");
+        let mut server = Self::start_in(toml, &dir.0).await?;
+        server._dir = Some(dir);
+        Ok(server)
+    }
+
+    /// Starts a server on an existing data directory (to test restarts).
+    pub async fn start_in(toml: &str, data_dir: &Path) -> anyhow::Result<Self> {
         let config = ServerConfig::parse(toml, "test config", Path::new("/"))?;
-        let sandbox = Arc::new(Sandbox::new(SandboxOptions {
-            max_concurrent_calls: config.max_concurrent_calls,
-        })?);
-        let flows = {
-            let sandbox = sandbox.clone();
-            tokio::task::spawn_blocking(move || FlowTable::load(&sandbox, &config.flows)).await??
-        };
-        let state = AppState {
-            sandbox: sandbox.clone(),
-            flows: Arc::new(flows),
-            max_query_bytes: config.max_query_bytes,
-        };
+        let started = server::start(
+            &config,
+            StartOptions {
+                data_dir: Some(data_dir.to_owned()),
+                operator_token: Some(OPERATOR.to_owned()),
+            },
+        )
+        .await?;
+        let state = started.state;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(api::serve(listener, state, async {
+        let task = tokio::spawn(api::serve(listener, state.clone(), async {
             let _ = stopped.await;
         }));
         Ok(Self {
             addr,
-            sandbox,
+            sandbox: state.registry.sandbox().clone(),
+            state,
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
             stop: Some(stop),
             task,
+            _dir: None,
         })
     }
 
@@ -89,12 +125,15 @@ impl TestServer {
         Ok(self.client.get(self.url(path_and_query)).send().await?)
     }
 
-    /// Asks the server to shut down and waits until it has.
+    /// Asks the server to shut down, waits until it has, and flushes its decision records.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         (&mut self.task).await??;
+        let recorder = self.state.recorder.clone();
+        tokio::task::spawn_blocking(move || recorder.flush(std::time::Duration::from_secs(5)))
+            .await?;
         Ok(())
     }
 
@@ -105,8 +144,8 @@ impl TestServer {
         }
     }
 
-    pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await??;
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        (&mut self.task).await??;
         Ok(())
     }
 }

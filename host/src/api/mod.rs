@@ -1,39 +1,95 @@
-//! The HTTP interface: the Passthru endpoint Exotel calls, `/healthz` and `/openapi.json`.
+//! The HTTP interface: the Passthru endpoint Exotel calls, the admin API under `/v1` (operator
+//! and tenants, JSON, RFC 9457 problems), `/healthz`, `/metrics` and `/openapi.json`.
 //!
 //! [`router`] builds everything (tests drive it without a socket); [`serve`] runs it on a
 //! listener until a shutdown signal, letting in-flight requests finish.
 
+mod extract;
+mod metrics;
+mod operator;
 mod passthru;
 mod problem;
+mod tenant;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{Uri, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
 
 pub use problem::ApiError;
 
-use crate::registry::FlowTable;
-use crate::sandbox::Sandbox;
+use crate::auth::OperatorToken;
+use crate::records::Recorder;
+use crate::registry::Registry;
+
+/// The largest JSON body the admin API reads.
+const MAX_JSON_BYTES: usize = 1 << 20;
 
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub sandbox: Arc<Sandbox>,
-    pub flows: Arc<FlowTable>,
+    pub registry: Arc<Registry>,
+    pub recorder: Recorder,
+    pub operator: Arc<OperatorToken>,
     pub max_query_bytes: usize,
+    pub max_upload_bytes: u64,
 }
 
 /// Every route, with the state attached.
 pub fn router(state: AppState) -> Router {
+    let uploads = Router::new()
+        .route(
+            "/v1/plugins/{plugin}/versions",
+            post(tenant::post_version).get(tenant::list_plugin_versions),
+        )
+        // The upload handler enforces its own limit, from the tenant's cap.
+        .layer(DefaultBodyLimit::disable());
+    let admin = Router::new()
+        .route(
+            "/v1/tenants",
+            post(operator::post_tenant).get(operator::list_tenants),
+        )
+        .route(
+            "/v1/tenants/{tenant}",
+            get(operator::get_tenant).patch(operator::patch_tenant),
+        )
+        .route(
+            "/v1/tenants/{tenant}/tokens",
+            post(operator::post_token).get(operator::list_tokens),
+        )
+        .route(
+            "/v1/tenants/{tenant}/tokens/{id}",
+            delete(operator::delete_token),
+        )
+        .route("/v1/plugins", get(tenant::list_versions))
+        .route(
+            "/v1/plugins/{plugin}/versions/{version}",
+            get(tenant::get_version),
+        )
+        .route("/v1/flows", get(tenant::list_flows))
+        .route(
+            "/v1/flows/{flow}",
+            get(tenant::get_flow)
+                .put(tenant::put_flow)
+                .delete(tenant::delete_flow),
+        )
+        .route("/v1/flows/{flow}/activate", post(tenant::post_activate))
+        .route("/v1/flows/{flow}/rollback", post(tenant::post_rollback))
+        .route("/v1/decisions", get(tenant::list_decisions))
+        .route("/v1/calls/{call_sid}", get(tenant::get_call))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES));
     Router::new()
         .route("/passthru/{tenant}/{flow}", get(passthru::get_passthru))
         .route("/healthz", get(get_healthz))
+        .route("/metrics", get(metrics::get_metrics))
         .route("/openapi.json", get(get_openapi))
+        .merge(uploads)
+        .merge(admin)
         .fallback(not_found)
         .with_state(state)
 }

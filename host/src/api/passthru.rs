@@ -1,7 +1,8 @@
 //! `GET /passthru/{tenant}/{flow}`: the request Exotel's Passthru applet sends.
 //!
 //! Parse the query, run the flow's plugin, answer the branch's status. A failing plugin gets the
-//! flow's fallback branch, within its deadline; the failure is logged with its kind.
+//! flow's fallback branch, within its deadline; the failure is logged with its kind. Every call
+//! leaves a decision record through the recorder's channel (never waiting on the store).
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
@@ -10,7 +11,9 @@ use tracing::Instrument;
 
 use super::{ApiError, AppState};
 use crate::call;
-use crate::sandbox::CallReport;
+use crate::registry::Flow;
+use crate::sandbox::{Branch, CallReport};
+use crate::store::{DecisionRecord, now_ms};
 
 /// The branch answered, for whoever reads the response by hand (Exotel reads only the status).
 static BRANCH_HEADER: HeaderName = HeaderName::from_static("x-passthru-branch");
@@ -29,18 +32,20 @@ pub(super) async fn get_passthru(
             max: state.max_query_bytes,
         });
     }
-    let Some(flow) = state.flows.get(&tenant, &flow) else {
+    let Some(flow) = state.registry.get(&tenant, &flow) else {
         return Err(ApiError::UnknownFlow { tenant, flow });
     };
     let call = call::parse(&query);
+    let call_sid = call.call_sid.clone();
     let span = tracing::info_span!(
         "passthru",
         tenant = %flow.tenant,
         flow = %flow.name,
-        call_sid = call.call_sid.as_deref().unwrap_or(""),
+        call_sid = call_sid.as_deref().unwrap_or(""),
     );
     let report = state
-        .sandbox
+        .registry
+        .sandbox()
         .decide(&flow.plugin, call, &flow.limits, flow.config.clone())
         .instrument(span.clone())
         .await;
@@ -60,7 +65,42 @@ pub(super) async fn get_passthru(
         HeaderValue::from_static(branch.as_str()),
     );
     headers.insert(OUTCOME_HEADER.clone(), HeaderValue::from_static(outcome));
+    if state.recorder.enabled() {
+        state
+            .recorder
+            .record(decision_record(&flow, call_sid, branch, outcome, report));
+    }
     Ok(response)
+}
+
+fn decision_record(
+    flow: &Flow,
+    call_sid: Option<String>,
+    branch: Branch,
+    outcome: &str,
+    report: CallReport,
+) -> DecisionRecord {
+    let (reason, error) = match report.outcome {
+        Ok(decision) => (decision.reason, None),
+        Err(error) => (None, Some(error.to_string())),
+    };
+    DecisionRecord {
+        id: 0,
+        tenant: flow.tenant.clone(),
+        flow: flow.name.clone(),
+        plugin: flow.plugin_name.clone(),
+        version: flow.version,
+        call_sid,
+        branch,
+        outcome: outcome.to_owned(),
+        reason,
+        error,
+        fuel_used: report.fuel_used,
+        elapsed_us: report.elapsed.as_micros() as u64,
+        log: report.log,
+        log_dropped: report.log_dropped,
+        at_ms: now_ms(),
+    }
 }
 
 fn log_report(report: &CallReport) {

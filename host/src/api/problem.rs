@@ -1,17 +1,43 @@
 //! Errors as RFC 9457 problem details: `application/problem+json` with a type, a title, the
 //! status and a detail that says what was wrong.
+//!
+//! Client faults say exactly what was wrong. Host faults are logged once, here, and answered with
+//! an opaque 500.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// An API error. Every one is the client's fault: host faults never reach this type's callers
-/// (a failing plugin is answered with the flow's fallback branch, not an error).
+use crate::registry::RegistryError;
+use crate::store::StoreError;
+
+/// An error answered to a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
-    UnknownFlow { tenant: String, flow: String },
-    NotFound { path: String },
-    QueryTooLong { len: usize, max: usize },
+    UnknownFlow {
+        tenant: String,
+        flow: String,
+    },
+    NotFound {
+        path: String,
+    },
+    QueryTooLong {
+        len: usize,
+        max: usize,
+    },
+    /// No token, or a token that is not valid for this API.
+    Unauthorized,
+    /// A valid token whose tenant is disabled.
+    Forbidden(String),
+    /// An object of the caller's that does not exist (or belongs to someone else).
+    Missing(String),
+    BadRequest(String),
+    /// Well-formed, but refused: limits above caps, a plugin that is not valid.
+    Unprocessable(String),
+    InvalidPlugin(String),
+    Conflict(String),
+    TooLarge(String),
+    Internal,
 }
 
 #[derive(Serialize)]
@@ -24,28 +50,65 @@ struct Problem<'a> {
 }
 
 impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
+    fn parts(self) -> (StatusCode, &'static str, &'static str, String) {
+        use StatusCode as S;
         match self {
             ApiError::UnknownFlow { tenant, flow } => (
-                StatusCode::NOT_FOUND,
-                "urn:passthru:problem:unknown-flow",
+                S::NOT_FOUND,
+                "unknown-flow",
                 "No such flow",
                 format!("there is no flow {flow:?} for tenant {tenant:?}"),
             ),
             ApiError::NotFound { path } => (
-                StatusCode::NOT_FOUND,
-                "urn:passthru:problem:not-found",
+                S::NOT_FOUND,
+                "not-found",
                 "Not found",
                 format!(
                     "nothing is served at {path:?}; Passthru requests go to \
-                     /passthru/{{tenant}}/{{flow}}"
+                     /passthru/{{tenant}}/{{flow}}, the API is under /v1 (see /openapi.json)"
                 ),
             ),
             ApiError::QueryTooLong { len, max } => (
-                StatusCode::URI_TOO_LONG,
-                "urn:passthru:problem:query-too-long",
+                S::URI_TOO_LONG,
+                "query-too-long",
                 "Query string too long",
                 format!("the query string is {len} bytes; this server accepts at most {max}"),
+            ),
+            ApiError::Unauthorized => (
+                S::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                "send a valid token as `Authorization: Bearer TOKEN`".to_owned(),
+            ),
+            ApiError::Forbidden(detail) => (S::FORBIDDEN, "forbidden", "Forbidden", detail),
+            ApiError::Missing(what) => (
+                S::NOT_FOUND,
+                "not-found",
+                "Not found",
+                format!("{what} not found"),
+            ),
+            ApiError::BadRequest(detail) => (S::BAD_REQUEST, "bad-request", "Bad request", detail),
+            ApiError::Unprocessable(detail) => {
+                (S::UNPROCESSABLE_ENTITY, "refused", "Refused", detail)
+            }
+            ApiError::InvalidPlugin(detail) => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid-plugin",
+                "Invalid plugin",
+                detail,
+            ),
+            ApiError::Conflict(detail) => (S::CONFLICT, "conflict", "Conflict", detail),
+            ApiError::TooLarge(detail) => (
+                S::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "Payload too large",
+                detail,
+            ),
+            ApiError::Internal => (
+                S::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                "the server failed; the failure is in its log".to_owned(),
             ),
         }
     }
@@ -54,8 +117,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind, title, detail) = self.parts();
+        let kind = format!("urn:passthru:problem:{kind}");
         let body = Problem {
-            kind,
+            kind: &kind,
             title,
             status: status.as_u16(),
             detail,
@@ -67,5 +131,27 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         response
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Invalid(e) => ApiError::InvalidPlugin(e.to_string()),
+            RegistryError::BadRequest(detail) => ApiError::Unprocessable(detail),
+            RegistryError::NotFound { what } => ApiError::Missing(what),
+            RegistryError::Conflict(detail) => ApiError::Conflict(detail),
+            e @ RegistryError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+            RegistryError::Store(error) | RegistryError::Io(error) => {
+                tracing::error!(%error, "registry failure");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        RegistryError::from(e).into()
     }
 }

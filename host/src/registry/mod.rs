@@ -1,53 +1,59 @@
-//! The flows the server answers, each bound to a compiled plugin.
+//! Plugins and flows: upload and validate, compile once and cache on disk, bind versions to
+//! flows, activate and roll back, and the live table the request path reads.
 //!
-//! Plugins are compiled once, when the table is built (at start-up), and shared by every flow that
-//! names the same source. The request path only looks a flow up: two hash lookups by `&str`, no
-//! lock, no allocation.
+//! The request path calls only [`Registry::get`]: one atomic load of the current table and two
+//! hash lookups by `&str`; no lock, no store call. Every change builds a new table and swaps it
+//! in atomically: a call in flight keeps the `Arc<Flow>` it started with, and a plugin's compiled
+//! code is freed when the last flow and the last call holding it let go.
+
+mod artifacts;
+mod builtin;
+mod import;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 
-use crate::config::{FlowSpec, PluginSource, StatusMap};
-use crate::sandbox::{Branch, FlowConfig, Limits, Plugin, Sandbox, SandboxError};
+use arc_swap::ArcSwap;
 
-/// The example plugins built into the binary (by `build.rs`, from `plugins/`).
-const BUILTINS: &[(&str, &[u8])] = &[
-    ("ivr-menu", include_bytes!(env!("PASSTHRU_PLUGIN_IVR_MENU"))),
-    (
-        "vip-caller",
-        include_bytes!(env!("PASSTHRU_PLUGIN_VIP_CALLER")),
-    ),
-];
+pub use builtin::{BUILTIN_NAMES, builtin};
+pub use import::ImportError;
 
-/// The bytes of a built-in example plugin, by name.
-pub fn builtin(name: &str) -> Option<&'static [u8]> {
-    BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
-}
+use crate::config::StatusMap;
+use crate::sandbox::{Branch, FlowConfig, Limits, Plugin, Sandbox, SandboxError, hex_sha256};
+use crate::store::{FlowRecord, Store, StoreError, VersionRecord, now_ms};
+
+/// The world every plugin version must target.
+pub const WORLD: &str = "passthru:plugin/decider@0.1.0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("flow {tenant}/{flow}: no built-in plugin is called {name:?} (there are: {known})")]
-    UnknownBuiltin {
-        tenant: String,
-        flow: String,
-        name: String,
-        known: String,
-    },
-    #[error("flow {tenant}/{flow}: cannot read plugin {path}: {source}")]
-    Read {
-        tenant: String,
-        flow: String,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("flow {tenant}/{flow}: plugin {plugin}: {source}")]
-    Compile {
-        tenant: String,
-        flow: String,
-        plugin: String,
-        source: SandboxError,
-    },
+    #[error("{0}")]
+    Invalid(#[from] SandboxError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the plugin is {size} bytes; this tenant may upload at most {max}")]
+    TooLarge { size: u64, max: u64 },
+    #[error("the store failed: {0}")]
+    Store(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { what } => RegistryError::NotFound { what },
+            StoreError::Conflict { what } => {
+                RegistryError::Conflict(format!("{what} already exists"))
+            }
+            StoreError::Backend(message) => RegistryError::Store(message),
+        }
+    }
 }
 
 /// One flow, ready to answer.
@@ -55,65 +61,26 @@ pub enum RegistryError {
 pub struct Flow {
     pub tenant: String,
     pub name: String,
+    pub plugin_name: String,
+    pub version: u32,
     pub plugin: Arc<Plugin>,
-    /// Where the plugin came from, for logs.
-    pub source: String,
     pub fallback: Branch,
     pub status: StatusMap,
     pub limits: Limits,
     pub config: Arc<FlowConfig>,
 }
 
-/// Every flow of every tenant, immutable once built.
-#[derive(Debug, Default)]
+/// Every live flow of every enabled tenant. Immutable: changes build a new table.
+#[derive(Debug, Default, Clone)]
 pub struct FlowTable {
     tenants: HashMap<String, HashMap<String, Arc<Flow>>>,
 }
 
 impl FlowTable {
-    /// Reads and compiles the plugin of every flow (each distinct source once).
-    ///
-    /// CPU-heavy: run it off the async runtime.
-    ///
-    /// # Errors
-    /// The first flow whose plugin cannot be read or is not a valid plugin.
-    pub fn load(sandbox: &Sandbox, specs: &[FlowSpec]) -> Result<Self, RegistryError> {
-        let mut compiled: HashMap<&PluginSource, Arc<Plugin>> = HashMap::new();
-        let mut table = FlowTable::default();
-        for spec in specs {
-            let plugin = match compiled.get(&spec.plugin) {
-                Some(plugin) => plugin.clone(),
-                None => {
-                    let plugin = Arc::new(compile_source(sandbox, spec)?);
-                    compiled.insert(&spec.plugin, plugin.clone());
-                    plugin
-                }
-            };
-            let flow = Flow {
-                tenant: spec.tenant.clone(),
-                name: spec.name.clone(),
-                plugin,
-                source: spec.plugin.to_string(),
-                fallback: spec.fallback,
-                status: spec.status,
-                limits: spec.limits,
-                config: Arc::new(spec.config.clone()),
-            };
-            table
-                .tenants
-                .entry(spec.tenant.clone())
-                .or_default()
-                .insert(spec.name.clone(), Arc::new(flow));
-        }
-        Ok(table)
-    }
-
-    /// The flow `tenant/flow`, if there is one.
     pub fn get(&self, tenant: &str, flow: &str) -> Option<&Arc<Flow>> {
         self.tenants.get(tenant)?.get(flow)
     }
 
-    /// How many flows the table holds.
     pub fn len(&self) -> usize {
         self.tenants.values().map(HashMap::len).sum()
     }
@@ -121,37 +88,364 @@ impl FlowTable {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    fn insert(&mut self, flow: Arc<Flow>) {
+        self.tenants
+            .entry(flow.tenant.clone())
+            .or_default()
+            .insert(flow.name.clone(), flow);
+    }
+
+    fn remove(&mut self, tenant: &str, flow: &str) {
+        if let Some(flows) = self.tenants.get_mut(tenant) {
+            flows.remove(flow);
+            if flows.is_empty() {
+                self.tenants.remove(tenant);
+            }
+        }
+    }
 }
 
-fn compile_source(sandbox: &Sandbox, spec: &FlowSpec) -> Result<Plugin, RegistryError> {
-    let bytes: std::borrow::Cow<'static, [u8]> = match &spec.plugin {
-        PluginSource::Builtin(name) => builtin(name)
-            .ok_or_else(|| RegistryError::UnknownBuiltin {
-                tenant: spec.tenant.clone(),
-                flow: spec.name.clone(),
-                name: name.clone(),
-                known: BUILTINS
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?
-            .into(),
-        PluginSource::File(path) => std::fs::read(path)
-            .map_err(|source| RegistryError::Read {
-                tenant: spec.tenant.clone(),
-                flow: spec.name.clone(),
-                path: path.clone(),
-                source,
-            })?
-            .into(),
-    };
-    sandbox
-        .compile(&bytes)
-        .map_err(|source| RegistryError::Compile {
-            tenant: spec.tenant.clone(),
-            flow: spec.name.clone(),
-            plugin: spec.plugin.to_string(),
-            source,
+/// The registry: the live table, the store behind it, and the compiled plugins.
+pub struct Registry {
+    sandbox: Arc<Sandbox>,
+    store: Arc<dyn Store>,
+    table: ArcSwap<FlowTable>,
+    artifacts: artifacts::ArtifactCache,
+    /// Plugins loaded in this process, by content hash, so flows on the same version share one
+    /// compiled copy. Weak: the table and in-flight calls own them.
+    loaded: Mutex<HashMap<String, Weak<Plugin>>>,
+    /// Serialises changes to the live table, so concurrent activations apply one at a time.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("flows", &self.table.load().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// Opens the registry over `store`, keeping blobs and artifacts under `data_dir`, and loads
+    /// every live flow (from the artifact cache; compiling only what is missing or invalid).
+    ///
+    /// Blocking and CPU-heavy: call it off the async runtime.
+    ///
+    /// # Errors
+    /// The store or the data directory fails, or a stored version cannot be loaded at all.
+    pub fn open(
+        sandbox: Arc<Sandbox>,
+        store: Arc<dyn Store>,
+        data_dir: &Path,
+    ) -> Result<Self, RegistryError> {
+        let artifacts = artifacts::ArtifactCache::open(data_dir, sandbox.compatibility_key())?;
+        let registry = Self {
+            sandbox,
+            store,
+            table: ArcSwap::from_pointee(FlowTable::default()),
+            artifacts,
+            loaded: Mutex::new(HashMap::new()),
+            changes: tokio::sync::Mutex::new(()),
+        };
+        let mut table = FlowTable::default();
+        for record in registry.store.list_live_flows()? {
+            table.insert(Arc::new(registry.live_flow(&record)?));
+        }
+        registry.table.store(Arc::new(table));
+        Ok(registry)
+    }
+
+    /// The live flow `tenant/flow`: the request path's only call.
+    pub fn get(&self, tenant: &str, flow: &str) -> Option<Arc<Flow>> {
+        self.table.load().get(tenant, flow).cloned()
+    }
+
+    /// How many flows are live.
+    pub fn live_flows(&self) -> usize {
+        self.table.load().len()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+
+    /// Validates, compiles and records a new version of `plugin` for `tenant`. Uploading the
+    /// same bytes again returns the existing version (`false`), never a duplicate.
+    ///
+    /// Blocking and CPU-heavy.
+    ///
+    /// # Errors
+    /// Over the tenant's size cap, not a valid plugin, or the store fails.
+    pub fn upload(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        bytes: &[u8],
+    ) -> Result<(VersionRecord, bool), RegistryError> {
+        let caps = self.store.get_tenant(tenant)?.caps;
+        if bytes.len() as u64 > caps.max_plugin_bytes {
+            return Err(RegistryError::TooLarge {
+                size: bytes.len() as u64,
+                max: caps.max_plugin_bytes,
+            });
+        }
+        let sha256 = hex_sha256(bytes);
+        if let Some(existing) = self.store.find_version(tenant, plugin, &sha256)? {
+            return Ok((existing, false));
+        }
+        let compiled = self.sandbox.compile_with_artifact(bytes)?;
+        self.artifacts.put_blob(&sha256, bytes)?;
+        self.artifacts
+            .put_artifact(self.store.as_ref(), &sha256, &compiled.artifact)?;
+        self.remember(&sha256, Arc::new(compiled.plugin));
+        let version = self.store.add_version(
+            tenant,
+            plugin,
+            &sha256,
+            bytes.len() as u64,
+            WORLD,
+            &compiled.exports,
+        )?;
+        Ok((version, true))
+    }
+
+    /// Creates or replaces a flow and makes it live. Returns whether it was created.
+    ///
+    /// # Errors
+    /// Unknown version, limits above the tenant's caps, too many flows, or the store fails.
+    pub async fn put_flow(self: &Arc<Self>, mut record: FlowRecord) -> Result<bool, RegistryError> {
+        let _change = self.changes.lock().await;
+        let this = self.clone();
+        let (created, flow) = blocking(move || {
+            let tenant = this.store.get_tenant(&record.tenant)?;
+            tenant
+                .caps
+                .check(&record.limits)
+                .map_err(RegistryError::BadRequest)?;
+            let existing = match this.store.get_flow(&record.tenant, &record.name) {
+                Ok(flow) => Some(flow),
+                Err(StoreError::NotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            if existing.is_none() {
+                let count = this.store.list_flows(&record.tenant)?.len();
+                if count >= tenant.caps.max_flows as usize {
+                    return Err(RegistryError::Conflict(format!(
+                        "this tenant already has {count} flows, its cap"
+                    )));
+                }
+            }
+            record.previous_version = match &existing {
+                Some(old) if old.plugin == record.plugin && old.version != record.version => {
+                    Some(old.version)
+                }
+                Some(old) if old.plugin == record.plugin => old.previous_version,
+                _ => None,
+            };
+            record.updated_at_ms = now_ms();
+            let flow = this.live_flow(&record)?;
+            let created = this.store.put_flow(&record)?;
+            Ok((created, (!tenant.disabled).then_some(flow)))
         })
+        .await?;
+        if let Some(flow) = flow {
+            self.swap(|table| table.insert(Arc::new(flow)));
+        }
+        Ok(created)
+    }
+
+    /// Makes `version` the flow's active version (the current one becomes the rollback target).
+    ///
+    /// # Errors
+    /// No such flow or version, or the store fails.
+    pub async fn activate(
+        self: &Arc<Self>,
+        tenant: &str,
+        flow: &str,
+        version: u32,
+    ) -> Result<FlowRecord, RegistryError> {
+        self.change_version(tenant, flow, move |current| {
+            Ok(version).map(|v| (v, current.version))
+        })
+        .await
+    }
+
+    /// Returns the flow to the version active before the current one.
+    ///
+    /// # Errors
+    /// No such flow, nothing to roll back to, or the store fails.
+    pub async fn rollback(
+        self: &Arc<Self>,
+        tenant: &str,
+        flow: &str,
+    ) -> Result<FlowRecord, RegistryError> {
+        self.change_version(tenant, flow, |current| match current.previous_version {
+            Some(previous) => Ok((previous, current.version)),
+            None => Err(RegistryError::Conflict(format!(
+                "flow {:?} has no earlier version to roll back to",
+                current.name
+            ))),
+        })
+        .await
+    }
+
+    async fn change_version(
+        self: &Arc<Self>,
+        tenant: &str,
+        flow: &str,
+        pick: impl FnOnce(&FlowRecord) -> Result<(u32, u32), RegistryError> + Send + 'static,
+    ) -> Result<FlowRecord, RegistryError> {
+        let _change = self.changes.lock().await;
+        let this = self.clone();
+        let (tenant, flow) = (tenant.to_owned(), flow.to_owned());
+        let (record, live) = blocking(move || {
+            let mut record = this.store.get_flow(&tenant, &flow)?;
+            let (next, previous) = pick(&record)?;
+            if next == record.version {
+                return Ok((record, None));
+            }
+            this.store.get_version(&tenant, &record.plugin, next)?;
+            record.version = next;
+            record.previous_version = Some(previous);
+            record.updated_at_ms = now_ms();
+            let live = this.live_flow(&record)?;
+            this.store.put_flow(&record)?;
+            let enabled = !this.store.get_tenant(&tenant)?.disabled;
+            Ok((record, enabled.then_some(live)))
+        })
+        .await?;
+        if let Some(live) = live {
+            self.swap(|table| table.insert(Arc::new(live)));
+        }
+        Ok(record)
+    }
+
+    /// Deletes a flow; it stops answering at once (calls in flight finish).
+    ///
+    /// # Errors
+    /// No such flow, or the store fails.
+    pub async fn delete_flow(
+        self: &Arc<Self>,
+        tenant: &str,
+        flow: &str,
+    ) -> Result<(), RegistryError> {
+        let _change = self.changes.lock().await;
+        let this = self.clone();
+        let (t, f) = (tenant.to_owned(), flow.to_owned());
+        blocking(move || Ok(this.store.delete_flow(&t, &f)?)).await?;
+        self.swap(|table| table.remove(tenant, flow));
+        Ok(())
+    }
+
+    /// Takes a tenant's flows off the live table (disabled) or puts them back (enabled).
+    ///
+    /// # Errors
+    /// The store fails or a flow's plugin cannot be loaded.
+    pub async fn set_tenant_live(
+        self: &Arc<Self>,
+        tenant: &str,
+        live: bool,
+    ) -> Result<(), RegistryError> {
+        let _change = self.changes.lock().await;
+        let this = self.clone();
+        let t = tenant.to_owned();
+        let flows = blocking(move || {
+            if !live {
+                return Ok(Vec::new());
+            }
+            this.store
+                .list_flows(&t)?
+                .iter()
+                .map(|r| this.live_flow(r).map(Arc::new))
+                .collect()
+        })
+        .await?;
+        self.swap(|table| {
+            table.tenants.remove(tenant);
+            for flow in flows {
+                table.insert(flow);
+            }
+        });
+        Ok(())
+    }
+
+    fn swap(&self, change: impl FnOnce(&mut FlowTable)) {
+        let mut next = FlowTable::clone(&self.table.load());
+        change(&mut next);
+        self.table.store(Arc::new(next));
+    }
+
+    /// Builds the live form of a stored flow, loading its plugin.
+    fn live_flow(&self, record: &FlowRecord) -> Result<Flow, RegistryError> {
+        let version = self
+            .store
+            .get_version(&record.tenant, &record.plugin, record.version)?;
+        Ok(Flow {
+            tenant: record.tenant.clone(),
+            name: record.name.clone(),
+            plugin_name: record.plugin.clone(),
+            version: record.version,
+            plugin: self.load(&version.sha256)?,
+            fallback: record.fallback,
+            status: record.status,
+            limits: record.limits,
+            config: Arc::new(record.config.clone()),
+        })
+    }
+
+    /// The compiled plugin for a stored component: shared if loaded, else from the artifact
+    /// cache, else compiled from the blob (and the cache rewritten).
+    fn load(&self, sha256: &str) -> Result<Arc<Plugin>, RegistryError> {
+        if let Some(plugin) = self.lock_loaded().get(sha256).and_then(Weak::upgrade) {
+            return Ok(plugin);
+        }
+        let plugin = match self
+            .artifacts
+            .load(self.store.as_ref(), &self.sandbox, sha256)
+        {
+            Ok(plugin) => plugin,
+            Err(reason) => {
+                tracing::warn!(sha256, %reason, "compiled artifact unusable; compiling again");
+                let bytes = self.artifacts.blob(sha256)?;
+                let compiled = self.sandbox.compile_with_artifact(&bytes)?;
+                self.artifacts
+                    .put_artifact(self.store.as_ref(), sha256, &compiled.artifact)?;
+                compiled.plugin
+            }
+        };
+        let plugin = Arc::new(plugin);
+        self.remember(sha256, plugin.clone());
+        Ok(plugin)
+    }
+
+    fn remember(&self, sha256: &str, plugin: Arc<Plugin>) {
+        let mut loaded = self.lock_loaded();
+        loaded.retain(|_, weak| weak.strong_count() > 0);
+        loaded.insert(sha256.to_owned(), Arc::downgrade(&plugin));
+    }
+
+    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<Plugin>>> {
+        // Only admin and start-up paths take this lock, never across an await.
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where the registry keeps blobs and artifacts.
+    pub fn data_dir(&self) -> &PathBuf {
+        self.artifacts.dir()
+    }
+}
+
+/// Runs store and compile work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
+) -> Result<T, RegistryError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| RegistryError::Io(format!("a background task failed: {e}")))?
 }

@@ -9,10 +9,11 @@
 mod bindings;
 mod convert;
 mod output;
+mod precompiled;
 mod state;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ use wasmtime::{
 };
 
 pub use output::{LogLevel, LogLine, MAX_LOG_BYTES, MAX_LOG_LINES};
+pub use precompiled::{Compiled, hex_sha256};
 pub use state::FlowConfig;
 
 use bindings::{Decider, DeciderPre};
@@ -233,6 +235,7 @@ pub struct Sandbox {
     engine: Engine,
     linker: Linker<CallState>,
     in_flight: AtomicUsize,
+    compiles: AtomicU64,
     _ticker: EpochTicker,
 }
 
@@ -254,6 +257,7 @@ impl Sandbox {
             engine,
             linker,
             in_flight: AtomicUsize::new(0),
+            compiles: AtomicU64::new(0),
             _ticker: ticker,
         })
     }
@@ -271,10 +275,26 @@ impl Sandbox {
     /// core module instead of a component, imports the host does not provide, or no `decide`
     /// export of the expected type.
     pub fn compile(&self, bytes: &[u8]) -> Result<Plugin, SandboxError> {
+        let component = self.compile_component(bytes)?;
+        self.prepare(&component)
+    }
+
+    /// How many components this sandbox has compiled with Cranelift (loading a cached artifact
+    /// does not count).
+    pub fn compile_count(&self) -> u64 {
+        self.compiles.load(Ordering::Relaxed)
+    }
+
+    fn compile_component(&self, bytes: &[u8]) -> Result<Component, SandboxError> {
         check_header(bytes)?;
-        let component = Component::from_binary(&self.engine, bytes)
-            .map_err(|e| SandboxError::invalid(format!("the component does not compile: {e}")))?;
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+        self.compiles.fetch_add(1, Ordering::Relaxed);
+        Component::from_binary(&self.engine, bytes)
+            .map_err(|e| SandboxError::invalid(format!("the component does not compile: {e}")))
+    }
+
+    /// Links a compiled component against the host and finds its `decide` export.
+    fn prepare(&self, component: &Component) -> Result<Plugin, SandboxError> {
+        let pre = self.linker.instantiate_pre(component).map_err(|e| {
             SandboxError::invalid(format!(
                 "the component imports something the host does not provide: {e}"
             ))

@@ -1,0 +1,167 @@
+//! Decision records leave the request path through a bounded channel and are written in batches
+//! by one background thread. When the writer falls behind and the channel is full, a record is
+//! dropped and counted: the call is never slowed. Old records are pruned by age.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+
+use crate::store::{DecisionRecord, Store, now_ms};
+
+/// Records waiting to be written before new ones are dropped.
+pub const DEFAULT_QUEUE: usize = 16 * 1024;
+/// The most records written in one transaction.
+const BATCH: usize = 512;
+/// How long the writer waits to fill a batch once it has one record.
+const BATCH_WAIT: Duration = Duration::from_millis(20);
+/// How often old records are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Counters the writer and the request path share.
+#[derive(Debug, Default)]
+pub struct RecordStats {
+    pub written: AtomicU64,
+    pub dropped: AtomicU64,
+    pub failed: AtomicU64,
+    pub pruned: AtomicU64,
+}
+
+/// The request path's end of the channel. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    tx: Option<SyncSender<Message>>,
+    stats: Arc<RecordStats>,
+}
+
+impl Recorder {
+    /// A recorder that keeps nothing (records off).
+    pub fn disabled() -> Self {
+        Self {
+            tx: None,
+            stats: Arc::default(),
+        }
+    }
+
+    /// Starts the writer thread over `store`; records older than `retention` are pruned.
+    pub fn start(store: Arc<dyn Store>, queue: usize, retention: Duration) -> Self {
+        let (tx, rx) = mpsc::sync_channel(queue.max(1));
+        let stats = Arc::new(RecordStats::default());
+        let writer_stats = stats.clone();
+        let spawned = std::thread::Builder::new()
+            .name("passthru-records".into())
+            .spawn(move || write_loop(store, rx, writer_stats, retention));
+        if let Err(error) = spawned {
+            tracing::error!(%error, "cannot start the decision-record writer; records are off");
+            return Self::disabled();
+        }
+        Self {
+            tx: Some(tx),
+            stats,
+        }
+    }
+
+    /// Whether records are kept at all (so callers can skip building one).
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Queues a record, or drops and counts it if the writer is behind. Never waits.
+    pub fn record(&self, record: DecisionRecord) {
+        if let Some(tx) = &self.tx
+            && tx.try_send(Message::Record(Box::new(record))).is_err()
+        {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits (up to `timeout`) until every record queued before this call is written. For
+    /// shutdown and tests; never on the request path.
+    ///
+    /// Returns whether the writer confirmed in time.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let Some(tx) = &self.tx else {
+            return true;
+        };
+        let (ack, done) = mpsc::sync_channel(1);
+        if tx.send(Message::Flush(ack)).is_err() {
+            return false;
+        }
+        done.recv_timeout(timeout).is_ok()
+    }
+
+    pub fn stats(&self) -> &RecordStats {
+        &self.stats
+    }
+}
+
+/// What travels to the writer: a record, or a request to confirm all before it are written.
+#[derive(Debug)]
+enum Message {
+    Record(Box<DecisionRecord>),
+    Flush(SyncSender<()>),
+}
+
+fn write_loop(
+    store: Arc<dyn Store>,
+    rx: Receiver<Message>,
+    stats: Arc<RecordStats>,
+    retention: Duration,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut last_prune: Option<Instant> = None;
+    loop {
+        if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(Instant::now());
+            let cutoff = now_ms() - retention.as_millis() as i64;
+            match store.prune_decisions(cutoff) {
+                Ok(n) => {
+                    stats.pruned.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(error) => tracing::warn!(%error, "cannot prune old decision records"),
+            }
+        }
+        // Wait for the first message (at most until the next prune), then gather a batch.
+        let mut flushes = Vec::new();
+        match rx.recv_timeout(PRUNE_EVERY) {
+            Ok(Message::Record(record)) => batch.push(*record),
+            Ok(Message::Flush(ack)) => flushes.push(ack),
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let deadline = Instant::now() + BATCH_WAIT;
+        while batch.len() < BATCH && flushes.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Message::Record(record)) => batch.push(*record),
+                Ok(Message::Flush(ack)) => flushes.push(ack),
+                Err(_) => break,
+            }
+        }
+        write_batch(store.as_ref(), &mut batch, &stats);
+        for ack in flushes {
+            let _ = ack.send(());
+        }
+    }
+}
+
+fn write_batch(store: &dyn Store, batch: &mut Vec<DecisionRecord>, stats: &RecordStats) {
+    if batch.is_empty() {
+        return;
+    }
+    match store.insert_decisions(batch) {
+        Ok(()) => {
+            stats
+                .written
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
+        Err(error) => {
+            stats
+                .failed
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            tracing::warn!(%error, records = batch.len(), "cannot write decision records");
+        }
+    }
+    batch.clear();
+}

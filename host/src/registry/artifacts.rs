@@ -1,0 +1,112 @@
+//! The data directory's files: uploaded components (`blobs/SHA256.wasm`) and their compiled
+//! artifacts (`artifacts/SHA256-ENGINE.cwasm`), each written atomically (temporary file, fsync,
+//! rename). An artifact's SHA-256 is recorded in the store; one that does not match, or that
+//! wasmtime refuses, is compiled again from its blob, never trusted.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::RegistryError;
+use crate::sandbox::{Plugin, Sandbox, hex_sha256};
+use crate::store::Store;
+
+pub(super) struct ArtifactCache {
+    dir: PathBuf,
+    blobs: PathBuf,
+    artifacts: PathBuf,
+    engine_key: String,
+}
+
+impl ArtifactCache {
+    pub(super) fn open(data_dir: &Path, engine_key: String) -> Result<Self, RegistryError> {
+        let blobs = data_dir.join("blobs");
+        let artifacts = data_dir.join("artifacts");
+        for dir in [&blobs, &artifacts] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| RegistryError::Io(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        Ok(Self {
+            dir: data_dir.to_owned(),
+            blobs,
+            artifacts,
+            engine_key,
+        })
+    }
+
+    pub(super) fn dir(&self) -> &PathBuf {
+        &self.dir
+    }
+
+    fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.blobs.join(format!("{sha256}.wasm"))
+    }
+
+    fn artifact_key(&self, sha256: &str) -> String {
+        format!("{sha256}-{}", self.engine_key)
+    }
+
+    pub(super) fn put_blob(&self, sha256: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+        let path = self.blob_path(sha256);
+        if path.exists() {
+            return Ok(());
+        }
+        write_atomically(&path, bytes)
+    }
+
+    pub(super) fn blob(&self, sha256: &str) -> Result<Vec<u8>, RegistryError> {
+        let path = self.blob_path(sha256);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| RegistryError::Io(format!("cannot read {}: {e}", path.display())))?;
+        if hex_sha256(&bytes) != sha256 {
+            return Err(RegistryError::Io(format!(
+                "{} is corrupt: its content does not match its name",
+                path.display()
+            )));
+        }
+        Ok(bytes)
+    }
+
+    pub(super) fn put_artifact(
+        &self,
+        store: &dyn Store,
+        sha256: &str,
+        artifact: &[u8],
+    ) -> Result<(), RegistryError> {
+        let key = self.artifact_key(sha256);
+        write_atomically(&self.artifacts.join(format!("{key}.cwasm")), artifact)?;
+        store.put_artifact_checksum(&key, &hex_sha256(artifact))?;
+        Ok(())
+    }
+
+    /// Loads a plugin from its artifact, or says why it cannot.
+    pub(super) fn load(
+        &self,
+        store: &dyn Store,
+        sandbox: &Sandbox,
+        sha256: &str,
+    ) -> Result<Plugin, String> {
+        let key = self.artifact_key(sha256);
+        let checksum = store
+            .artifact_checksum(&key)
+            .map_err(|e| e.to_string())?
+            .ok_or("no artifact recorded for this engine")?;
+        let path = self.artifacts.join(format!("{key}.cwasm"));
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        sandbox
+            .load_artifact(&bytes, &checksum)
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
+    let io = |e: std::io::Error| RegistryError::Io(format!("cannot write {}: {e}", path.display()));
+    let mut suffix = [0u8; 8];
+    getrandom::fill(&mut suffix).map_err(|e| RegistryError::Io(e.to_string()))?;
+    let tmp = path.with_extension(format!("tmp{}", u64::from_le_bytes(suffix)));
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(())
+}

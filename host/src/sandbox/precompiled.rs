@@ -1,0 +1,111 @@
+//! Compiled artifacts: compile once, keep the machine code on disk, load it at the next start
+//! without Cranelift.
+//!
+//! Loading an artifact is the host's one `unsafe` operation: wasmtime trusts the bytes to be
+//! machine code it produced. The registry only hands over bytes this host serialised itself, whose
+//! SHA-256 matches the checksum recorded when they were written; wasmtime itself refuses an
+//! artifact from another version or configuration. A mismatch is an error, and the caller then
+//! compiles again from the component.
+
+use std::hash::Hasher;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use super::{Plugin, Sandbox, SandboxError};
+
+/// A freshly compiled plugin, with what the registry keeps of it.
+pub struct Compiled {
+    pub plugin: Plugin,
+    /// The serialised machine code, for the artifact cache.
+    pub artifact: Vec<u8>,
+    /// The component's export names (`decide`, and e.g. `init` from componentize-py).
+    pub exports: Vec<String>,
+}
+
+impl Sandbox {
+    /// Validates and compiles a component, and serialises the result for the artifact cache.
+    ///
+    /// # Errors
+    /// As [`Sandbox::compile`].
+    pub fn compile_with_artifact(&self, bytes: &[u8]) -> Result<Compiled, SandboxError> {
+        let component = self.compile_component(bytes)?;
+        let plugin = self.prepare(&component)?;
+        let exports = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let artifact = component
+            .serialize()
+            .map_err(|e| SandboxError::Overloaded {
+                message: format!("cannot serialise the compiled component: {e}"),
+            })?;
+        Ok(Compiled {
+            plugin,
+            artifact,
+            exports,
+        })
+    }
+
+    /// Loads a plugin from an artifact made by [`Sandbox::compile_with_artifact`].
+    ///
+    /// `checksum` is the SHA-256 (hex) recorded when the artifact was written.
+    ///
+    /// # Errors
+    /// [`SandboxError::InvalidComponent`] when the bytes do not match the checksum or wasmtime
+    /// refuses them (another version or configuration): compile the component again.
+    pub fn load_artifact(&self, artifact: &[u8], checksum: &str) -> Result<Plugin, SandboxError> {
+        if hex_sha256(artifact) != checksum {
+            return Err(SandboxError::InvalidComponent {
+                message: "the cached artifact does not match its checksum".into(),
+            });
+        }
+        #[allow(unsafe_code)]
+        // SAFETY: `artifact` was produced by `Component::serialize` in this host (the registry
+        // writes it, with its checksum, only from `compile_with_artifact`), and its bytes are
+        // unchanged since (the SHA-256 above). wasmtime checks the version and engine settings.
+        let component = unsafe { Component::deserialize(&self.engine, artifact) }.map_err(|e| {
+            SandboxError::InvalidComponent {
+                message: format!("the cached artifact cannot be loaded: {e}"),
+            }
+        })?;
+        self.prepare(&component)
+    }
+
+    /// Identifies the engine's code generation: artifacts are valid only for the same key.
+    pub fn compatibility_key(&self) -> String {
+        let mut hasher = Sha256Hasher(Sha256::new());
+        std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut hasher);
+        hex(&hasher.0.finalize()[..16])
+    }
+}
+
+/// SHA-256 of `bytes`, lower-case hex.
+pub fn hex_sha256(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Feeds `Hash` output into SHA-256, so the key is stable across runs and Rust versions.
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        // Only the SHA-256 digest is used; `finish` exists to satisfy the trait.
+        0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}

@@ -1,0 +1,105 @@
+//! Start-up: open the store in the data directory, load the live flows (from the artifact
+//! cache), import the config file's flows, start the decision-record writer, and hand the
+//! result to the HTTP layer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::AppState;
+use crate::auth;
+use crate::config::{DEFAULT_DATA_DIR, ServerConfig};
+use crate::records::{self, Recorder};
+use crate::registry::{ImportError, Registry, RegistryError};
+use crate::sandbox::{Sandbox, SandboxError, SandboxOptions};
+use crate::store::{SqliteStore, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot load the stored flows: {0}")]
+    Registry(#[from] RegistryError),
+    #[error("cannot import the config file's flows: {0}")]
+    Import(#[from] ImportError),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Where the server's state comes from, beyond the config file.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// `--data-dir`; else the file's `data_dir`; else `./passthru-data`.
+    pub data_dir: Option<PathBuf>,
+    /// `PASSTHRU_OPERATOR_TOKEN`; else the file's `operator_token`; else a generated one.
+    pub operator_token: Option<String>,
+}
+
+/// A server ready to serve: its state, and what start-up learned.
+pub struct Started {
+    pub state: AppState,
+    pub data_dir: PathBuf,
+    /// Where a generated operator token was written, if one was.
+    pub operator_token_file: Option<PathBuf>,
+    pub imported: usize,
+}
+
+/// Builds everything the HTTP layer needs.
+///
+/// # Errors
+/// The sandbox, the store or the data directory cannot be set up, a stored flow cannot be
+/// loaded, or a flow of the config file is invalid.
+pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Started, StartError> {
+    let data_dir = options
+        .data_dir
+        .or_else(|| config.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let sandbox = Arc::new(Sandbox::new(SandboxOptions {
+        max_concurrent_calls: config.max_concurrent_calls,
+    })?);
+    let registry = {
+        let (sandbox, dir) = (sandbox.clone(), data_dir.clone());
+        tokio::task::spawn_blocking(move || -> Result<Registry, StartError> {
+            let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir)?);
+            Ok(Registry::open(sandbox, store, &dir)?)
+        })
+        .await
+        .map_err(|e| StartError::Io(e.to_string()))??
+    };
+    let registry = Arc::new(registry);
+    let imported = registry.import(&config.flows).await?;
+
+    let (operator, operator_token_file) = match options
+        .operator_token
+        .or_else(|| config.operator_token.clone())
+    {
+        Some(token) => (token, None),
+        None => {
+            let (token, path) = auth::operator_token_file(&data_dir).map_err(StartError::Io)?;
+            (token, Some(path))
+        }
+    };
+    let recorder = if config.records {
+        Recorder::start(
+            registry.store().clone(),
+            records::DEFAULT_QUEUE,
+            Duration::from_secs(config.record_retention_hours.saturating_mul(3600)),
+        )
+    } else {
+        Recorder::disabled()
+    };
+    Ok(Started {
+        state: AppState {
+            registry,
+            recorder,
+            operator: Arc::new(auth::OperatorToken::new(&operator)),
+            max_query_bytes: config.max_query_bytes,
+            max_upload_bytes: config.max_upload_bytes,
+        },
+        data_dir,
+        operator_token_file,
+        imported,
+    })
+}

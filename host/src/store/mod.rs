@@ -1,0 +1,251 @@
+//! Persistence behind one trait: tenants and their tokens, plugin versions, flows and decision
+//! records.
+//!
+//! The embedded default is SQLite in the data directory ([`SqliteStore`]); a server database for
+//! several nodes can implement the same trait. Every method is blocking: callers on the async
+//! runtime use `spawn_blocking`, and the request path never calls the store at all (decision
+//! records leave it through a channel, see `crate::records`).
+
+mod sqlite;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::SqliteStore;
+
+use crate::config::StatusMap;
+use crate::sandbox::{Branch, Limits, LogLine};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} already exists")]
+    Conflict { what: String },
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("the store failed: {0}")]
+    Backend(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Backend(format!("a stored JSON value is invalid: {e}"))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What an operator allows a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantCaps {
+    pub max_plugin_bytes: u64,
+    pub max_fuel: u64,
+    pub max_deadline_ms: u64,
+    pub max_memory_mb: u64,
+    pub max_flows: u32,
+}
+
+impl Default for TenantCaps {
+    fn default() -> Self {
+        Self {
+            max_plugin_bytes: 64 << 20,
+            max_fuel: 1_000_000_000,
+            max_deadline_ms: 1_000,
+            max_memory_mb: 256,
+            max_flows: 100,
+        }
+    }
+}
+
+impl TenantCaps {
+    /// Checks a flow's limits against these caps.
+    ///
+    /// # Errors
+    /// A message naming the first limit above its cap.
+    pub fn check(&self, limits: &Limits) -> Result<(), String> {
+        let over = |what: &str, value: u64, cap: u64| {
+            Err(format!(
+                "{what} {value} is above this tenant's cap of {cap}"
+            ))
+        };
+        if limits.fuel > self.max_fuel {
+            return over("fuel", limits.fuel, self.max_fuel);
+        }
+        if limits.deadline_ms > self.max_deadline_ms {
+            return over("deadline_ms", limits.deadline_ms, self.max_deadline_ms);
+        }
+        if limits.memory_mb > self.max_memory_mb {
+            return over("memory_mb", limits.memory_mb, self.max_memory_mb);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tenant {
+    pub name: String,
+    pub disabled: bool,
+    pub caps: TenantCaps,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub created_at_ms: i64,
+    pub revoked: bool,
+}
+
+/// An uploaded, validated, immutable plugin version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionRecord {
+    pub tenant: String,
+    pub plugin: String,
+    pub version: u32,
+    /// SHA-256 of the component, hex: the key of its blob and its compiled artifact.
+    pub sha256: String,
+    pub size: u64,
+    pub world: String,
+    pub exports: Vec<String>,
+    pub uploaded_at_ms: i64,
+}
+
+/// How a flow is called: `sync` answers the call flow with the plugin's branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowMode {
+    #[default]
+    Sync,
+}
+
+/// A flow: a version bound to a tenant's name, with how it is called.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowRecord {
+    pub tenant: String,
+    pub name: String,
+    pub plugin: String,
+    /// The active version.
+    pub version: u32,
+    /// The version active before it, what a rollback returns to.
+    pub previous_version: Option<u32>,
+    pub mode: FlowMode,
+    pub status: StatusMap,
+    pub fallback: Branch,
+    pub limits: Limits,
+    pub config: BTreeMap<String, String>,
+    pub updated_at_ms: i64,
+}
+
+/// What one Passthru call did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// Assigned by the store.
+    #[serde(default)]
+    pub id: i64,
+    pub tenant: String,
+    pub flow: String,
+    pub plugin: String,
+    pub version: u32,
+    pub call_sid: Option<String>,
+    /// The branch answered: the plugin's, or the fallback.
+    pub branch: Branch,
+    /// `decided`, or the failure kind (`deadline`, `trap`, ...).
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    pub fuel_used: u64,
+    pub elapsed_us: u64,
+    pub log: Vec<LogLine>,
+    pub log_dropped: u32,
+    pub at_ms: i64,
+}
+
+/// Which decision records to read, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecisionFilter {
+    pub flow: Option<String>,
+    pub call_sid: Option<String>,
+    pub outcome: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// Only records with a smaller id: the cursor of the previous page.
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// The persistence the server needs. Blocking; never called on the request path.
+pub trait Store: Send + Sync + 'static {
+    fn create_tenant(&self, name: &str, caps: &TenantCaps) -> StoreResult<Tenant>;
+    fn get_tenant(&self, name: &str) -> StoreResult<Tenant>;
+    fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    fn update_tenant(
+        &self,
+        name: &str,
+        disabled: Option<bool>,
+        caps: Option<&TenantCaps>,
+    ) -> StoreResult<Tenant>;
+
+    /// Stores a token's hash; the token itself is never stored.
+    fn add_token(&self, tenant: &str, id: &str, hash: &str) -> StoreResult<TokenInfo>;
+    fn list_tokens(&self, tenant: &str) -> StoreResult<Vec<TokenInfo>>;
+    fn revoke_token(&self, tenant: &str, id: &str) -> StoreResult<()>;
+    /// The tenant a live (not revoked) token hash belongs to.
+    fn tenant_for_token(&self, hash: &str) -> StoreResult<Option<String>>;
+
+    /// Records a new version of `plugin`, numbered one past its latest.
+    fn add_version(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        sha256: &str,
+        size: u64,
+        world: &str,
+        exports: &[String],
+    ) -> StoreResult<VersionRecord>;
+    fn get_version(&self, tenant: &str, plugin: &str, version: u32) -> StoreResult<VersionRecord>;
+    /// Every version of a tenant's plugins (of one plugin, if given), oldest first.
+    fn list_versions(&self, tenant: &str, plugin: Option<&str>) -> StoreResult<Vec<VersionRecord>>;
+    /// The version of `plugin` with this content, if one was uploaded already.
+    fn find_version(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        sha256: &str,
+    ) -> StoreResult<Option<VersionRecord>>;
+
+    /// Creates or replaces a flow. Returns whether it was created.
+    fn put_flow(&self, flow: &FlowRecord) -> StoreResult<bool>;
+    fn get_flow(&self, tenant: &str, name: &str) -> StoreResult<FlowRecord>;
+    fn list_flows(&self, tenant: &str) -> StoreResult<Vec<FlowRecord>>;
+    /// Every flow of every enabled tenant: what the server serves at start.
+    fn list_live_flows(&self) -> StoreResult<Vec<FlowRecord>>;
+    fn delete_flow(&self, tenant: &str, name: &str) -> StoreResult<()>;
+
+    /// Writes records in one transaction; sets nothing on the records themselves.
+    fn insert_decisions(&self, records: &[DecisionRecord]) -> StoreResult<()>;
+    fn query_decisions(
+        &self,
+        tenant: &str,
+        filter: &DecisionFilter,
+    ) -> StoreResult<Vec<DecisionRecord>>;
+    /// Deletes records older than `before_ms`; returns how many.
+    fn prune_decisions(&self, before_ms: i64) -> StoreResult<u64>;
+
+    /// The checksum recorded for a compiled artifact, if one was stored.
+    fn artifact_checksum(&self, key: &str) -> StoreResult<Option<String>>;
+    fn put_artifact_checksum(&self, key: &str, checksum: &str) -> StoreResult<()>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

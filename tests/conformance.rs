@@ -1,0 +1,273 @@
+//! Conformance: the example plugins decide the same in every language.
+//!
+//! The Rust builds of `ivr-menu` and `vip-caller` (from `host/build.rs`) are the reference. For
+//! every shared Exotel sample and every case in the tables below, each other language's build of
+//! the same example must give, through the real sandbox, the same branch, the same reason and the
+//! same log lines. The extra cases also pin the branch the reference must give, so the languages
+//! cannot agree on a wrong answer.
+//!
+//! The other languages' components are built from source by `make -C plugins polyglot`, once per
+//! run of this test binary (make rebuilds only what changed; the first run installs the pinned
+//! toolchains, see `plugins/Makefile`). Each component is compiled once and called for every case.
+//!
+//! Adding a language is adding a row to [`LANGUAGES`] (and its folder and rule in `plugins/`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use passthru::call;
+use passthru::sandbox::{
+    Branch, FlowConfig, Limits, LogLevel, LogLine, Plugin, Sandbox, SandboxOptions,
+};
+
+/// A language the examples are written in: its builds are `plugins/dist/NAME-SUFFIX.wasm`.
+struct Language {
+    name: &'static str,
+    suffix: &'static str,
+}
+
+const LANGUAGES: &[Language] = &[
+    Language {
+        name: "Python",
+        suffix: "py",
+    },
+    Language {
+        name: "JavaScript",
+        suffix: "js",
+    },
+    Language {
+        name: "C",
+        suffix: "c",
+    },
+];
+
+/// The VIP list of the `vip-caller` cases, as an operator might write it.
+const VIPS: &str = "09800000001, 09800000003,09800000011";
+
+/// One call: a query as Exotel sends it, the flow's config, and the branch the reference must
+/// give (`None` for the shared samples, whose branch `tests/server.rs` already checks).
+struct Case {
+    name: String,
+    query: String,
+    config: Vec<(&'static str, &'static str)>,
+    branch: Option<Branch>,
+}
+
+fn case(
+    name: &str,
+    query: &str,
+    config: &[(&'static str, &'static str)],
+    branch: Branch,
+) -> Case {
+    Case {
+        name: name.to_owned(),
+        query: query.to_owned(),
+        config: config.to_vec(),
+        branch: Some(branch),
+    }
+}
+
+/// `ivr-menu`: success iff the caller pressed exactly `1`.
+fn ivr_menu_cases() -> Vec<Case> {
+    use Branch::{Failure, Success};
+    let mut cases = Vec::new();
+    for (name, query) in common::samples() {
+        cases.push(Case {
+            name: format!("sample {name}"),
+            query,
+            config: Vec::new(),
+            branch: None,
+        });
+    }
+    let table = [
+        ("1, quoted as Exotel sends it", "CallSid=a&digits=%221%22", Success),
+        ("1, unquoted", "CallSid=a&digits=1", Success),
+        ("2, quoted", "CallSid=a&digits=%222%22", Failure),
+        ("2, unquoted", "digits=2", Failure),
+        ("11", "digits=%2211%22", Failure),
+        ("1 inside spaces, which the host trims", "digits=%22%201%20%22", Success),
+        ("an opening quote only", "digits=%221", Failure),
+        ("1 then 2 in one press", "digits=%2212%22", Failure),
+        ("a star and a hash", "digits=%22*%23%22", Failure),
+        ("an Arabic-Indic one", "digits=%D9%A1", Failure),
+        ("pressed 2 then 1: the last wins", "digits=%222%22&digits=%221%22", Success),
+        ("pressed 1 then 2", "digits=%221%22&digits=%222%22", Failure),
+        ("empty", "CallSid=a&digits=", Failure),
+        ("empty quotes", "CallSid=a&digits=%22%22", Failure),
+        ("no digits parameter", "CallSid=a&CallFrom=09800000001", Failure),
+        ("no parameters at all", "", Failure),
+    ];
+    for (name, query, branch) in table {
+        cases.push(case(name, query, &[], branch));
+    }
+    cases
+}
+
+/// `vip-caller`: success iff the caller (`CallFrom`, else `From`), trimmed, is in `vip_numbers`.
+fn vip_caller_cases() -> Vec<Case> {
+    use Branch::{Failure, Success};
+    let vips: &[(&str, &str)] = &[("vip_numbers", VIPS)];
+    let mut cases = Vec::new();
+    for (name, query) in common::samples() {
+        cases.push(Case {
+            name: format!("sample {name}"),
+            query,
+            config: vips.to_vec(),
+            branch: None,
+        });
+    }
+    #[rustfmt::skip]
+    let table: &[(&str, &str, &[(&str, &str)], Branch)] = &[
+        ("a VIP in CallFrom", "CallFrom=09800000001", vips, Success),
+        ("the last VIP of the list", "CallFrom=09800000011&From=x", vips, Success),
+        ("not a VIP", "CallFrom=09800000002", vips, Failure),
+        ("a VIP in From only", "From=09800000003", vips, Success),
+        ("CallFrom wins over a VIP From", "CallFrom=09800000002&From=09800000001", vips, Failure),
+        ("empty CallFrom falls back to From", "CallFrom=&From=09800000001", vips, Success),
+        ("no caller at all", "CallSid=a&digits=1", vips, Failure),
+        ("no parameters at all", "", vips, Failure),
+        ("vip_numbers not set", "CallFrom=09800000001", &[], Failure),
+        ("vip_numbers not set, no caller", "CallSid=a", &[], Failure),
+        ("vip_numbers empty", "CallFrom=09800000001", &[("vip_numbers", "")], Failure),
+        ("vip_numbers only commas", "CallFrom=09800000001", &[("vip_numbers", " , ,")], Failure),
+        ("a repeated entry counts twice", "CallFrom=1", &[("vip_numbers", "2,2")], Failure),
+        ("other config keys only", "CallFrom=09800000001", &[("vip", VIPS)], Failure),
+        ("a caller of spaces only", "CallFrom=%20%20&From=09800000001", vips, Failure),
+        ("spaces around the caller", "CallFrom=%2009800000001%20", vips, Success),
+        ("a tab and a newline around the caller", "CallFrom=%0909800000001%0A", vips, Success),
+        ("no-break spaces around the caller", "CallFrom=%C2%A009800000001%E3%80%80", vips, Success),
+        ("U+0085 and U+2028 around the caller", "CallFrom=%C2%8509800000001%E2%80%A8", vips, Success),
+        ("U+FEFF is not whitespace", "CallFrom=%EF%BB%BF09800000001", vips, Failure),
+        ("U+001F is not whitespace", "CallFrom=%1F09800000001", vips, Failure),
+        ("U+200B is not whitespace", "CallFrom=09800000001%E2%80%8B", vips, Failure),
+        ("a space inside the number", "CallFrom=%2B91%2098", &[("vip_numbers", "+91 98, x")], Success),
+        ("a + sent unencoded is a space", "CallFrom=+919800000001", &[("vip_numbers", "+919800000001")], Failure),
+        ("an encoded +", "CallFrom=%2B919800000001", &[("vip_numbers", "+919800000001")], Success),
+        ("unicode spaces in the list", "CallFrom=7", &[("vip_numbers", "\u{3000}7\u{85},\u{a0}8")], Success),
+        ("a list of one", "CallFrom=5", &[("vip_numbers", "5")], Success),
+        ("a non-ASCII caller", "CallFrom=%E0%A5%A7%E0%A5%A8", &[("vip_numbers", "१२")], Success),
+    ];
+    for (name, query, config, branch) in table {
+        cases.push(case(name, query, config, *branch));
+    }
+    cases
+}
+
+/// What one call gave: the branch, the reason and the log (or why it failed).
+type Outcome = Result<(Branch, Option<String>, Vec<LogLine>), String>;
+
+async fn run(sandbox: &Sandbox, plugin: &Plugin, case: &Case, limits: &Limits) -> Outcome {
+    let config: FlowConfig = case
+        .config
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let report = sandbox
+        .decide(plugin, call::parse(&case.query), limits, Arc::new(config))
+        .await;
+    let log: Vec<LogLine> = report.log;
+    match report.outcome {
+        Ok(decision) => Ok((decision.branch, decision.reason, log)),
+        Err(error) => Err(format!("{} ({error}); log: {log:?}", error.kind().as_str())),
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds every language's components from source with `make -C plugins polyglot`.
+fn build_polyglot_plugins() {
+    let plugins = repo_root().join("plugins");
+    let output = Command::new("make")
+        .arg("-C")
+        .arg(&plugins)
+        .arg("polyglot")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run make: {e}"));
+    assert!(
+        output.status.success(),
+        "`make -C plugins polyglot` failed ({}); the toolchains it needs are listed in \
+         plugins/README.md (and .ci/run installs them):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn compile(sandbox: &Sandbox, path: &Path) -> Plugin {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    sandbox
+        .compile(&bytes)
+        .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_language_decides_like_rust() -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(build_polyglot_plugins).await?;
+    let dist = repo_root().join("plugins").join("dist");
+    let sandbox = Sandbox::new(SandboxOptions {
+        max_concurrent_calls: 4,
+    })?;
+    // The defaults: what a flow gets unless it asks for more. Every language must fit in them.
+    let limits = Limits::default();
+    let examples: [(&str, &str, Vec<Case>); 2] = [
+        ("ivr-menu", common::IVR_MENU, ivr_menu_cases()),
+        ("vip-caller", common::VIP_CALLER, vip_caller_cases()),
+    ];
+
+    let mut mismatches = Vec::new();
+    let mut compared = 0;
+    for (example, rust_path, cases) in &examples {
+        let rust = compile(&sandbox, Path::new(rust_path));
+        let mut reference = Vec::new();
+        for case in cases {
+            let outcome = run(&sandbox, &rust, case, &limits).await;
+            let (branch, _, _) = outcome
+                .as_ref()
+                .unwrap_or_else(|e| panic!("Rust {example}, {}: {e}", case.name));
+            if let Some(expected) = case.branch {
+                assert_eq!(
+                    *branch, expected,
+                    "the Rust {example} itself, case {}: {outcome:?}",
+                    case.name
+                );
+            }
+            reference.push(outcome);
+        }
+        // The log is part of the behaviour only where a plugin logs on purpose.
+        assert!(
+            reference
+                .iter()
+                .flatten()
+                .flat_map(|(_, _, log)| log)
+                .all(|line| !matches!(line.level, LogLevel::Stdout | LogLevel::Stderr)),
+            "the Rust {example} wrote to stdout or stderr"
+        );
+
+        for language in LANGUAGES {
+            let path = dist.join(format!("{example}-{}.wasm", language.suffix));
+            let plugin = compile(&sandbox, &path);
+            for (case, expected) in cases.iter().zip(&reference) {
+                let got = run(&sandbox, &plugin, case, &limits).await;
+                compared += 1;
+                if &got != expected {
+                    mismatches.push(format!(
+                        "{} {example}, case {} (query {:?}):\n    Rust: {expected:?}\n    {}: {got:?}",
+                        language.name, case.name, case.query, language.name
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} calls differ from Rust:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    Ok(())
+}
