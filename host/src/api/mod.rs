@@ -17,7 +17,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Uri, header};
-use axum::response::IntoResponse;
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
 
@@ -48,7 +49,8 @@ pub fn router(state: AppState) -> Router {
             post(tenant::post_version).get(tenant::list_plugin_versions),
         )
         // The upload handler enforces its own limit, from the tenant's cap.
-        .layer(DefaultBodyLimit::disable());
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::map_response(close_unless_success));
     let admin = Router::new()
         .route(
             "/v1/tenants",
@@ -107,6 +109,18 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// An upload refused before its body was read leaves that body on the connection: ask the
+/// client to close it, so it does not send its next request into the unread bytes.
+async fn close_unless_success(mut response: Response) -> Response {
+    if !response.status().is_success() {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 async fn get_healthz() -> &'static str {

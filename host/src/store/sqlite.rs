@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use super::{
     DecisionFilter, DecisionRecord, FlowMode, FlowRecord, Store, StoreError, StoreResult, Tenant,
@@ -138,12 +138,19 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
         )));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
-        let tx = conn.unchecked_transaction()?;
+        let tx = write_tx(&conn)?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", i + 1)?;
         tx.commit()?;
     }
     Ok(())
+}
+
+/// A write transaction that takes the write lock at once. A deferred one that reads first and
+/// then writes fails at once (`SQLITE_BUSY_SNAPSHOT`, no retry) if the other connection wrote in
+/// between; taking the lock up front lets the busy timeout do its job instead.
+fn write_tx(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
+    Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
 }
 
 fn json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
@@ -327,7 +334,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Tenant> {
         {
             let conn = self.admin();
-            let tx = conn.unchecked_transaction()?;
+            let tx = write_tx(&conn)?;
             if let Some(disabled) = disabled {
                 tx.execute(
                     "UPDATE tenants SET disabled = ?2 WHERE name = ?1",
@@ -407,7 +414,7 @@ impl Store for SqliteStore {
         exports: &[String],
     ) -> StoreResult<VersionRecord> {
         let conn = self.admin();
-        let tx = conn.unchecked_transaction()?;
+        let tx = write_tx(&conn)?;
         let latest: Option<u32> = tx.query_row(
             "SELECT MAX(version) FROM versions WHERE tenant = ?1 AND plugin = ?2",
             params![tenant, plugin],
@@ -491,7 +498,7 @@ impl Store for SqliteStore {
 
     fn put_flow(&self, flow: &FlowRecord) -> StoreResult<bool> {
         let conn = self.admin();
-        let tx = conn.unchecked_transaction()?;
+        let tx = write_tx(&conn)?;
         let existed: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM flows WHERE tenant = ?1 AND name = ?2)",
             params![flow.tenant, flow.name],
@@ -568,7 +575,7 @@ impl Store for SqliteStore {
 
     fn insert_decisions(&self, records: &[DecisionRecord]) -> StoreResult<()> {
         let conn = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.unchecked_transaction()?;
+        let tx = write_tx(&conn)?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO decisions (tenant, flow, plugin, version, call_sid, branch, outcome, \

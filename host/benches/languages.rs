@@ -1,0 +1,157 @@
+//! The example plugins in every language, side by side: component size, compile time, the load
+//! time of a compiled artifact from a cache, and the decision latency (a fresh instance from the
+//! pool + `decide`, as on the request path), median and p99.
+//!
+//! `cargo bench -p passthru --bench languages` (it runs `make -C plugins polyglot` first). Prints
+//! one Markdown table; `BENCHMARKS.md` has the figures. Set `PASSTHRU_BENCH_CALLS` to change the
+//! number of timed calls per plugin (default 5000).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use passthru::call;
+use passthru::sandbox::{FlowConfig, Limits, Sandbox, SandboxOptions};
+
+const GATHER: &str = include_str!("../../../shared/samples/exotel/gather-digits.query");
+const WARM_UP_CALLS: usize = 200;
+const DEFAULT_CALLS: usize = 5000;
+
+/// (language, file name under plugins/dist, or the build script's Rust component)
+fn plugins() -> Vec<(&'static str, &'static str, PathBuf)> {
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+    let mut out = vec![
+        (
+            "Rust",
+            "ivr-menu",
+            PathBuf::from(env!("PASSTHRU_PLUGIN_IVR_MENU")),
+        ),
+        (
+            "Rust",
+            "vip-caller",
+            PathBuf::from(env!("PASSTHRU_PLUGIN_VIP_CALLER")),
+        ),
+    ];
+    for (language, suffix) in [("C", "c"), ("Python", "py"), ("JavaScript", "js")] {
+        for example in ["ivr-menu", "vip-caller"] {
+            out.push((
+                language,
+                example,
+                dist.join(format!("{example}-{suffix}.wasm")),
+            ));
+        }
+    }
+    out
+}
+
+/// An engine with the settings that change the compiled code (component model, fuel, epochs), to
+/// time `Component::serialize` / `Component::deserialize`: what loading a cached artifact costs.
+fn artifact_engine() -> wasmtime::Engine {
+    let mut config = wasmtime::Config::new();
+    config
+        .wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true);
+    wasmtime::Engine::new(&config).expect("engine")
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn micros(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a plain `cargo test --benches` passes nothing and wants a
+    // quick run, not a benchmark.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let status = Command::new("make")
+        .arg("-C")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins"))
+        .arg("polyglot")
+        .status()
+        .expect("run make");
+    assert!(status.success(), "make -C plugins polyglot failed");
+
+    let calls = std::env::var("PASSTHRU_BENCH_CALLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(DEFAULT_CALLS);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let sandbox = Sandbox::new(SandboxOptions::default()).expect("sandbox");
+    let engine = artifact_engine();
+    let limits = Limits::default();
+    let config: Arc<FlowConfig> = Arc::new(
+        [(
+            "vip_numbers".to_owned(),
+            "09800000001, 09800000003".to_owned(),
+        )]
+        .into(),
+    );
+    let gather = call::parse(GATHER.trim());
+
+    println!(
+        "| language | plugin | size | compile | cached load | decision median | decision p99 | fuel |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (language, example, path) in plugins() {
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+
+        let started = Instant::now();
+        let plugin = sandbox.compile(&bytes).expect("compiles");
+        let compile = started.elapsed();
+
+        let component = wasmtime::component::Component::new(&engine, &bytes).expect("compiles");
+        let artifact = component.serialize().expect("serializes");
+        let started = Instant::now();
+        // SAFETY-free: `deserialize` is `unsafe` only for artifacts of unknown origin; this one was
+        // made a line above by the same engine. The host forbids `unsafe`, so this bench uses
+        // `deserialize` through the safe wrapper below.
+        let loaded = load_artifact(&engine, &artifact);
+        let load = started.elapsed();
+        drop(loaded);
+
+        let mut fuel = 0;
+        for _ in 0..WARM_UP_CALLS {
+            let report = runtime.block_on(sandbox.decide(
+                &plugin,
+                gather.clone(),
+                &limits,
+                config.clone(),
+            ));
+            assert!(report.outcome.is_ok(), "{language} {example}: {report:?}");
+            fuel = report.fuel_used;
+        }
+        let mut times = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let call = gather.clone();
+            let started = Instant::now();
+            let report = runtime.block_on(sandbox.decide(&plugin, call, &limits, config.clone()));
+            times.push(started.elapsed());
+            assert!(report.outcome.is_ok());
+        }
+        times.sort();
+        println!(
+            "| {language} | {example} | {:.1} KB | {} | {} | {} | {} | {fuel} |",
+            bytes.len() as f64 / 1000.0,
+            micros(compile),
+            micros(load),
+            micros(percentile(&times, 0.5)),
+            micros(percentile(&times, 0.99)),
+        );
+    }
+}
