@@ -3,6 +3,7 @@
 # requests carrying a real-shaped Exotel query. Bounded in time; stops the server when done.
 #
 #   bash bench/http-load.sh [DURATION_S] [CONNECTIONS]
+#   RECORDS=off bash bench/http-load.sh ...     the same with decision records turned off
 #
 # Needs wrk (Debian: apt-get install wrk).
 set -euo pipefail
@@ -13,10 +14,19 @@ connections=${2:-10}
 port=${PORT:-18080}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 
+records=${RECORDS:-on}
+data=$(mktemp -d)
+config="$data/passthru.toml"
+{
+  [ "$records" = off ] && echo "records = false"
+  printf '[[flow]]\ntenant = "demo"\nname = "ivr"\nplugin = "builtin:ivr-menu"\n'
+} > "$config"
+
 cargo build --release -p passthru -j 2 >&2
-./target/release/passthru serve --listen "127.0.0.1:$port" 2>/tmp/passthru-load.log &
+./target/release/passthru serve --config "$config" --data-dir "$data" --listen "127.0.0.1:$port" \
+  2>/tmp/passthru-load.log &
 server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
 
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
@@ -28,5 +38,7 @@ url="http://127.0.0.1:$port/passthru/demo/ivr?${query}&digits=%221%22"
 status=$(curl -s -o /dev/null -w '%{http_code}' "$url")
 [ "$status" = 200 ] || { echo "expected 200 from the demo flow, got $status" >&2; exit 1; }
 
-echo "== $(nproc) cores, $(uname -r), wrk -t2 -c$connections -d${duration}s, GET /passthru/demo/ivr (sample gather-single-key, digits 1)"
+echo "== $(nproc) cores, $(uname -r), records $records, wrk -t2 -c$connections -d${duration}s, GET /passthru/demo/ivr (sample gather-single-key, digits 1)"
 wrk -t2 -c"$connections" -d"${duration}s" --latency "$url"
+curl -fsS "http://127.0.0.1:$port/metrics" | grep -E '^passthru_records_(written|dropped)_total'
+

@@ -180,8 +180,16 @@ pub struct DecisionFilter {
     pub limit: u32,
 }
 
+/// Where decision records go: the part of the store the record writer uses.
+pub trait RecordSink: Send + Sync + 'static {
+    /// Writes records in one transaction.
+    fn insert_decisions(&self, records: &[DecisionRecord]) -> StoreResult<()>;
+    /// Deletes records older than `before_ms`; returns how many.
+    fn prune_decisions(&self, before_ms: i64) -> StoreResult<u64>;
+}
+
 /// The persistence the server needs. Blocking; never called on the request path.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: RecordSink {
     fn create_tenant(&self, name: &str, caps: &TenantCaps) -> StoreResult<Tenant>;
     fn get_tenant(&self, name: &str) -> StoreResult<Tenant>;
     fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
@@ -228,16 +236,11 @@ pub trait Store: Send + Sync + 'static {
     fn list_live_flows(&self) -> StoreResult<Vec<FlowRecord>>;
     fn delete_flow(&self, tenant: &str, name: &str) -> StoreResult<()>;
 
-    /// Writes records in one transaction; sets nothing on the records themselves.
-    fn insert_decisions(&self, records: &[DecisionRecord]) -> StoreResult<()>;
     fn query_decisions(
         &self,
         tenant: &str,
         filter: &DecisionFilter,
     ) -> StoreResult<Vec<DecisionRecord>>;
-    /// Deletes records older than `before_ms`; returns how many.
-    fn prune_decisions(&self, before_ms: i64) -> StoreResult<u64>;
-
     /// The checksum recorded for a compiled artifact, if one was stored.
     fn artifact_checksum(&self, key: &str) -> StoreResult<Option<String>>;
     fn put_artifact_checksum(&self, key: &str, checksum: &str) -> StoreResult<()>;

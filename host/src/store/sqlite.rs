@@ -9,8 +9,8 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use super::{
-    DecisionFilter, DecisionRecord, FlowMode, FlowRecord, Store, StoreError, StoreResult, Tenant,
-    TenantCaps, TokenInfo, VersionRecord, now_ms,
+    DecisionFilter, DecisionRecord, FlowMode, FlowRecord, RecordSink, Store, StoreError,
+    StoreResult, Tenant, TenantCaps, TokenInfo, VersionRecord, now_ms,
 };
 use crate::config::StatusMap;
 use crate::sandbox::{Branch, Limits};
@@ -138,7 +138,7 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
         )));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
-        let tx = write_tx(&conn)?;
+        let tx = write_tx(conn)?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", i + 1)?;
         tx.commit()?;
@@ -285,6 +285,45 @@ fn decision_row(row: &Row<'_>) -> rusqlite::Result<(DecisionRecord, String)> {
 
 fn not_found(what: String) -> StoreError {
     StoreError::NotFound { what }
+}
+
+impl RecordSink for SqliteStore {
+    fn insert_decisions(&self, records: &[DecisionRecord]) -> StoreResult<()> {
+        let conn = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = write_tx(&conn)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO decisions (tenant, flow, plugin, version, call_sid, branch, outcome, \
+                 reason, error, fuel_used, elapsed_us, log, log_dropped, at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?;
+            for r in records {
+                stmt.execute(params![
+                    r.tenant,
+                    r.flow,
+                    r.plugin,
+                    r.version,
+                    r.call_sid,
+                    branch_str(r.branch),
+                    r.outcome,
+                    r.reason,
+                    r.error,
+                    r.fuel_used,
+                    r.elapsed_us,
+                    json(&r.log)?,
+                    r.log_dropped,
+                    r.at_ms
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn prune_decisions(&self, before_ms: i64) -> StoreResult<u64> {
+        let conn = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(conn.execute("DELETE FROM decisions WHERE at_ms < ?1", [before_ms])? as u64)
+    }
 }
 
 impl Store for SqliteStore {
@@ -573,38 +612,6 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn insert_decisions(&self, records: &[DecisionRecord]) -> StoreResult<()> {
-        let conn = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = write_tx(&conn)?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO decisions (tenant, flow, plugin, version, call_sid, branch, outcome, \
-                 reason, error, fuel_used, elapsed_us, log, log_dropped, at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            )?;
-            for r in records {
-                stmt.execute(params![
-                    r.tenant,
-                    r.flow,
-                    r.plugin,
-                    r.version,
-                    r.call_sid,
-                    branch_str(r.branch),
-                    r.outcome,
-                    r.reason,
-                    r.error,
-                    r.fuel_used,
-                    r.elapsed_us,
-                    json(&r.log)?,
-                    r.log_dropped,
-                    r.at_ms
-                ])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
     fn query_decisions(
         &self,
         tenant: &str,
@@ -636,11 +643,6 @@ impl Store for SqliteStore {
             record.log = from_json(&log)?;
             Ok(record)
         })
-    }
-
-    fn prune_decisions(&self, before_ms: i64) -> StoreResult<u64> {
-        let conn = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(conn.execute("DELETE FROM decisions WHERE at_ms < ?1", [before_ms])? as u64)
     }
 
     fn artifact_checksum(&self, key: &str) -> StoreResult<Option<String>> {
