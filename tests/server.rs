@@ -345,3 +345,99 @@ async fn the_openapi_document_is_served_and_matches_the_routes() -> anyhow::Resu
     }
     server.stop().await
 }
+
+/// Every route `api::router` registers (host/src/api/mod.rs), with its method. A route added
+/// there belongs here too, and in docs/openapi.json.
+const ROUTES: &[(&str, &str)] = &[
+    ("get", "/passthru/{tenant}/{flow}"),
+    ("get", "/healthz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("post", "/v1/tenants"),
+    ("get", "/v1/tenants"),
+    ("get", "/v1/tenants/{tenant}"),
+    ("patch", "/v1/tenants/{tenant}"),
+    ("post", "/v1/tenants/{tenant}/tokens"),
+    ("get", "/v1/tenants/{tenant}/tokens"),
+    ("delete", "/v1/tenants/{tenant}/tokens/{id}"),
+    ("get", "/v1/plugins"),
+    ("post", "/v1/plugins/{plugin}/versions"),
+    ("get", "/v1/plugins/{plugin}/versions"),
+    ("get", "/v1/plugins/{plugin}/versions/{version}"),
+    ("get", "/v1/flows"),
+    ("get", "/v1/flows/{flow}"),
+    ("put", "/v1/flows/{flow}"),
+    ("delete", "/v1/flows/{flow}"),
+    ("post", "/v1/flows/{flow}/activate"),
+    ("post", "/v1/flows/{flow}/rollback"),
+    ("get", "/v1/decisions"),
+    ("get", "/v1/calls/{call_sid}"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_is_documented_with_its_method() -> anyhow::Result<()> {
+    let server = TestServer::start(&demo_config()).await?;
+    let doc: serde_json::Value = server.get("/openapi.json").await?.json().await?;
+    let paths = doc["paths"].as_object().expect("paths");
+    for (method, path) in ROUTES {
+        let upper = method.to_uppercase();
+        assert!(
+            paths
+                .get(*path)
+                .is_some_and(|item| item[*method].is_object()),
+            "{upper} {path} is routed but not documented"
+        );
+
+        // The list itself stays true: the router answers this method on this path (no token
+        // is sent, so admin routes answer 401, never 404 or 405).
+        let concrete = path
+            .replace("{tenant}", "demo")
+            .replace("{flow}", "ivr")
+            .replace("{plugin}", "menu")
+            .replace("{version}", "1")
+            .replace("{id}", "token1")
+            .replace("{call_sid}", "call1");
+        let response = server
+            .client
+            .request(
+                reqwest::Method::from_bytes(upper.as_bytes())?,
+                server.url(&concrete),
+            )
+            .send()
+            .await?;
+        let status = response.status();
+        let is_problem = response
+            .headers()
+            .get("content-type")
+            .is_some_and(|t| t == "application/problem+json");
+        let kind = if is_problem {
+            response.json::<serde_json::Value>().await?["type"].clone()
+        } else {
+            serde_json::Value::Null
+        };
+        assert!(
+            status != 405 && kind != "urn:passthru:problem:not-found",
+            "{upper} {concrete} is listed but not routed: {status} {kind}"
+        );
+    }
+
+    // And the document has no operation beyond the routes.
+    let mut documented = Vec::new();
+    for (path, item) in paths {
+        for method in [
+            "get", "put", "post", "delete", "patch", "head", "options", "trace",
+        ] {
+            if item.get(method).is_some() {
+                documented.push((method, path.as_str()));
+            }
+        }
+    }
+    let mut routed = ROUTES.to_vec();
+    routed.sort_unstable();
+    documented.sort_unstable();
+    assert_eq!(
+        documented, routed,
+        "documented operations and routes differ"
+    );
+    server.stop().await
+}
