@@ -27,25 +27,36 @@ use passthru::sandbox::{
 struct Language {
     name: &'static str,
     suffix: &'static str,
+    /// `(example, case)` pairs where the language's toolchain, not the plugin, makes the answer
+    /// differ. Each must still differ: when a toolchain fixes it, the test says so.
+    known_differences: &'static [(&'static str, &'static str)],
 }
 
 const LANGUAGES: &[Language] = &[
     Language {
         name: "Python",
         suffix: "py",
+        known_differences: &[],
     },
     Language {
         name: "JavaScript",
         suffix: "js",
+        // componentize-js 0.23 decodes every string it receives with a `TextDecoder` that drops
+        // a leading U+FEFF as a byte-order mark, so the plugin never sees it.
+        known_differences: &[("vip-caller", "U+FEFF is not whitespace")],
     },
     Language {
         name: "C",
         suffix: "c",
+        known_differences: &[],
     },
 ];
 
 /// The VIP list of the `vip-caller` cases, as an operator might write it.
 const VIPS: &str = "09800000001, 09800000003,09800000011";
+
+/// A flow's config, as key-value pairs.
+type Config = &'static [(&'static str, &'static str)];
 
 /// One call: a query as Exotel sends it, the flow's config, and the branch the reference must
 /// give (`None` for the shared samples, whose branch `tests/server.rs` already checks).
@@ -56,12 +67,7 @@ struct Case {
     branch: Option<Branch>,
 }
 
-fn case(
-    name: &str,
-    query: &str,
-    config: &[(&'static str, &'static str)],
-    branch: Branch,
-) -> Case {
+fn case(name: &str, query: &str, config: &[(&'static str, &'static str)], branch: Branch) -> Case {
     Case {
         name: name.to_owned(),
         query: query.to_owned(),
@@ -83,21 +89,37 @@ fn ivr_menu_cases() -> Vec<Case> {
         });
     }
     let table = [
-        ("1, quoted as Exotel sends it", "CallSid=a&digits=%221%22", Success),
+        (
+            "1, quoted as Exotel sends it",
+            "CallSid=a&digits=%221%22",
+            Success,
+        ),
         ("1, unquoted", "CallSid=a&digits=1", Success),
         ("2, quoted", "CallSid=a&digits=%222%22", Failure),
         ("2, unquoted", "digits=2", Failure),
         ("11", "digits=%2211%22", Failure),
-        ("1 inside spaces, which the host trims", "digits=%22%201%20%22", Success),
+        (
+            "1 inside spaces, which the host trims",
+            "digits=%22%201%20%22",
+            Success,
+        ),
         ("an opening quote only", "digits=%221", Failure),
         ("1 then 2 in one press", "digits=%2212%22", Failure),
         ("a star and a hash", "digits=%22*%23%22", Failure),
         ("an Arabic-Indic one", "digits=%D9%A1", Failure),
-        ("pressed 2 then 1: the last wins", "digits=%222%22&digits=%221%22", Success),
+        (
+            "pressed 2 then 1: the last wins",
+            "digits=%222%22&digits=%221%22",
+            Success,
+        ),
         ("pressed 1 then 2", "digits=%221%22&digits=%222%22", Failure),
         ("empty", "CallSid=a&digits=", Failure),
         ("empty quotes", "CallSid=a&digits=%22%22", Failure),
-        ("no digits parameter", "CallSid=a&CallFrom=09800000001", Failure),
+        (
+            "no digits parameter",
+            "CallSid=a&CallFrom=09800000001",
+            Failure,
+        ),
         ("no parameters at all", "", Failure),
     ];
     for (name, query, branch) in table {
@@ -109,7 +131,7 @@ fn ivr_menu_cases() -> Vec<Case> {
 /// `vip-caller`: success iff the caller (`CallFrom`, else `From`), trimmed, is in `vip_numbers`.
 fn vip_caller_cases() -> Vec<Case> {
     use Branch::{Failure, Success};
-    let vips: &[(&str, &str)] = &[("vip_numbers", VIPS)];
+    let vips: Config = &[("vip_numbers", VIPS)];
     let mut cases = Vec::new();
     for (name, query) in common::samples() {
         cases.push(Case {
@@ -120,7 +142,7 @@ fn vip_caller_cases() -> Vec<Case> {
         });
     }
     #[rustfmt::skip]
-    let table: &[(&str, &str, &[(&str, &str)], Branch)] = &[
+    let table: &[(&str, &str, Config, Branch)] = &[
         ("a VIP in CallFrom", "CallFrom=09800000001", vips, Success),
         ("the last VIP of the list", "CallFrom=09800000011&From=x", vips, Success),
         ("not a VIP", "CallFrom=09800000002", vips, Failure),
@@ -254,7 +276,16 @@ async fn every_language_decides_like_rust() -> anyhow::Result<()> {
             for (case, expected) in cases.iter().zip(&reference) {
                 let got = run(&sandbox, &plugin, case, &limits).await;
                 compared += 1;
-                if &got != expected {
+                let known = language
+                    .known_differences
+                    .contains(&(*example, case.name.as_str()));
+                if known && &got == expected {
+                    mismatches.push(format!(
+                        "{} {example}, case {}: now the same as Rust; remove it from the \
+                         language's known differences",
+                        language.name, case.name
+                    ));
+                } else if !known && &got != expected {
                     mismatches.push(format!(
                         "{} {example}, case {} (query {:?}):\n    Rust: {expected:?}\n    {}: {got:?}",
                         language.name, case.name, case.query, language.name

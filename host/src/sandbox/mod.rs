@@ -56,6 +56,17 @@ const FUEL_YIELD_INTERVAL: u64 = 20_000;
 /// resident region costs more than it saves, so nothing is kept.
 const KEEP_RESIDENT_BYTES: usize = 16 << 20;
 
+/// The most core instances, linear memories and tables one component may hold.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+const MAX_MEMORIES_PER_COMPONENT: u32 = 16;
+const MAX_TABLES_PER_COMPONENT: u32 = 64;
+/// What the pool reserves per call slot: a Rust, C or componentize-js component holds 2 to 4 core
+/// instances, one or two memories and a few tables. One from componentize-py holds 14 core
+/// instances (CPython and its libraries are separate modules), so it takes several slots' worth.
+const TYPICAL_CORE_INSTANCES: u32 = 4;
+const TYPICAL_MEMORIES: u32 = 2;
+const TYPICAL_TABLES: u32 = 4;
+
 /// What a flow allows one call of its plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -386,17 +397,22 @@ impl Drop for InFlight<'_> {
 
 fn engine_config(options: SandboxOptions) -> Config {
     let slots = options.max_concurrent_calls.max(1);
+    // A pool sized for `slots` calls of a typical component, and never too small for one call of
+    // the largest component the per-component caps allow: otherwise a sandbox with few slots (the
+    // runner has one) could not run a Python plugin at all.
+    let total = |typical: u32, per_component: u32| slots.saturating_mul(typical).max(per_component);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(slots)
-        // Components from componentize-py and componentize-js hold a dozen core instances and
-        // several memories; a Rust component holds a handful.
-        .total_core_instances(slots.saturating_mul(4))
-        .total_memories(slots.saturating_mul(2))
-        .total_tables(slots.saturating_mul(4))
+        .total_core_instances(total(
+            TYPICAL_CORE_INSTANCES,
+            MAX_CORE_INSTANCES_PER_COMPONENT,
+        ))
+        .total_memories(total(TYPICAL_MEMORIES, MAX_MEMORIES_PER_COMPONENT))
+        .total_tables(total(TYPICAL_TABLES, MAX_TABLES_PER_COMPONENT))
         .total_stacks(slots)
-        .max_core_instances_per_component(64)
-        .max_memories_per_component(16)
-        .max_tables_per_component(64)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
         .max_memory_size(usize::try_from(MAX_MEMORY_MB << 20).unwrap_or(usize::MAX));
     if PoolingAllocationConfig::is_pagemap_scan_available() {
         pool.pagemap_scan(Enabled::Yes)
