@@ -666,3 +666,82 @@ async fn config_file_flows_are_imported_and_kept_in_step() -> anyhow::Result<()>
     assert_eq!(answer.headers()["x-passthru-outcome"], "trap");
     server.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_bytes_uploaded_at_once_make_one_version() -> anyhow::Result<()> {
+    let server = TestServer::start("").await?;
+    let acme = Api::operator(&server).tenant("acme", None).await?;
+    let bytes = read(IVR_MENU);
+    let uploads = (0..4).map(|_| acme.upload("menu", bytes.clone()));
+    let answers = futures_util::future::join_all(uploads).await;
+    let mut created = 0;
+    for answer in answers {
+        let (status, version) = body(answer?).await?;
+        assert!(status == 200 || status == 201, "{status}: {version}");
+        assert_eq!(version["version"], 1);
+        created += usize::from(status == 201);
+    }
+    assert_eq!(created, 1);
+    let (_, versions) = body(acme.get("/v1/plugins/menu/versions").await?).await?;
+    assert_eq!(versions["items"].as_array().unwrap().len(), 1);
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caps_change_one_at_a_time_and_odd_requests_get_problems() -> anyhow::Result<()> {
+    let server = TestServer::start("").await?;
+    let op = Api::operator(&server);
+    let acme = op
+        .tenant("acme", Some(json!({ "max_flows": 7, "max_fuel": 1234 })))
+        .await?;
+
+    let (status, tenant) = body(
+        op.json(
+            Method::PATCH,
+            "/v1/tenants/acme",
+            json!({ "caps": { "max_fuel": 99 } }),
+        )
+        .await?,
+    )
+    .await?;
+    assert_eq!(status, 200, "{tenant}");
+    assert_eq!(tenant["caps"]["max_fuel"], 99);
+    assert_eq!(
+        tenant["caps"]["max_flows"], 7,
+        "a cap not named keeps its value"
+    );
+    let zero = op
+        .json(
+            Method::PATCH,
+            "/v1/tenants/acme",
+            json!({ "caps": { "max_flows": 0 } }),
+        )
+        .await?;
+    assert_eq!(zero.status(), 422);
+
+    // A path that is not UTF-8, a JSON body that is too large or not JSON: problems, not text.
+    for response in [
+        acme.get("/v1/flows/%FF").await?,
+        server.get("/passthru/%FF/ivr").await?,
+    ] {
+        assert_eq!(response.status(), 400);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
+    let huge = json!({ "plugin": "menu", "config": { "k": "v".repeat(2 << 20) } });
+    let (status, problem) = body(acme.json(Method::PUT, "/v1/flows/ivr", huge).await?).await?;
+    assert_eq!(status, 413, "{problem}");
+    let untyped = acme
+        .request(Method::PUT, "/v1/flows/ivr")
+        .body(r#"{"plugin":"menu"}"#)
+        .send()
+        .await?;
+    assert_eq!(untyped.status(), 415);
+    assert_eq!(
+        untyped.headers()["content-type"],
+        "application/problem+json"
+    );
+    server.stop().await
+}

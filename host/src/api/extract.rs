@@ -2,8 +2,8 @@
 //! JSON bodies (unknown fields refused), and names checked where paths carry them.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::{ApiError, AppState};
@@ -68,6 +68,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) => Err(match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(rejection.body_text()),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                    ApiError::UnsupportedMediaType(rejection.body_text())
+                }
+                _ => ApiError::BadRequest(rejection.body_text()),
+            }),
+        }
+    }
+}
+
+/// Path parameters; one that cannot be decoded (invalid UTF-8, say) is a 400 problem.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
             Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
         }
     }

@@ -1,11 +1,11 @@
 //! The operator's API: tenants, their caps, and their tokens. Bearer: the operator token.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
-use super::extract::{Json, Operator, check_name};
+use super::extract::{Json, Operator, Path, check_name};
 use super::{ApiError, AppState};
 use crate::auth::{new_token, token_hash};
 use crate::store::{Store, Tenant, TenantCaps, TokenInfo};
@@ -23,8 +23,31 @@ pub(super) struct NewTenant {
 pub(super) struct TenantChange {
     #[serde(default)]
     disabled: Option<bool>,
+    /// Only the caps named change; the others keep their current values.
     #[serde(default)]
-    caps: Option<TenantCaps>,
+    caps: Option<CapsChange>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CapsChange {
+    max_plugin_bytes: Option<u64>,
+    max_fuel: Option<u64>,
+    max_deadline_ms: Option<u64>,
+    max_memory_mb: Option<u64>,
+    max_flows: Option<u32>,
+}
+
+impl CapsChange {
+    fn apply(&self, caps: TenantCaps) -> TenantCaps {
+        TenantCaps {
+            max_plugin_bytes: self.max_plugin_bytes.unwrap_or(caps.max_plugin_bytes),
+            max_fuel: self.max_fuel.unwrap_or(caps.max_fuel),
+            max_deadline_ms: self.max_deadline_ms.unwrap_or(caps.max_deadline_ms),
+            max_memory_mb: self.max_memory_mb.unwrap_or(caps.max_memory_mb),
+            max_flows: self.max_flows.unwrap_or(caps.max_flows),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -104,14 +127,15 @@ pub(super) async fn patch_tenant(
     Json(change): Json<TenantChange>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_name("tenant", &tenant)?;
-    if let Some(caps) = &change.caps {
+    let name = tenant.clone();
+    let before = with_store(&state, move |s| Ok(s.get_tenant(&name)?)).await?;
+    let caps = change.caps.as_ref().map(|c| c.apply(before.caps));
+    if let Some(caps) = &caps {
         check_caps(caps)?;
     }
     let name = tenant.clone();
-    let before = with_store(&state, move |s| Ok(s.get_tenant(&name)?)).await?;
-    let name = tenant.clone();
     let updated = with_store(&state, move |s| {
-        Ok(s.update_tenant(&name, change.disabled, change.caps.as_ref())?)
+        Ok(s.update_tenant(&name, change.disabled, caps.as_ref())?)
     })
     .await?;
     if before.disabled != updated.disabled {

@@ -4,11 +4,12 @@
 //! flow's fallback branch, within its deadline; the failure is logged with its kind. Every call
 //! leaves a decision record through the recorder's channel (never waiting on the store).
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
+use super::extract::Path;
 use super::{ApiError, AppState};
 use crate::call;
 use crate::registry::Flow;

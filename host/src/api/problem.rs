@@ -37,6 +37,7 @@ pub enum ApiError {
     InvalidPlugin(String),
     Conflict(String),
     TooLarge(String),
+    UnsupportedMediaType(String),
     Internal,
 }
 
@@ -102,6 +103,12 @@ impl ApiError {
                 S::PAYLOAD_TOO_LARGE,
                 "too-large",
                 "Payload too large",
+                detail,
+            ),
+            ApiError::UnsupportedMediaType(detail) => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
                 detail,
             ),
             ApiError::Internal => (

@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
-use super::extract::{Json, TenantAuth, check_name};
+use super::extract::{Json, Path, TenantAuth, check_name};
 use super::operator::with_store as store_task;
 use super::{ApiError, AppState};
 use crate::config::StatusMap;

@@ -117,6 +117,8 @@ pub struct Registry {
     loaded: Mutex<HashMap<String, Weak<Plugin>>>,
     /// Serialises changes to the live table, so concurrent activations apply one at a time.
     changes: tokio::sync::Mutex<()>,
+    /// Serialises the look-up and insertion of new versions (held briefly, never across await).
+    numbering: Mutex<()>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -148,6 +150,7 @@ impl Registry {
             artifacts,
             loaded: Mutex::new(HashMap::new()),
             changes: tokio::sync::Mutex::new(()),
+            numbering: Mutex::new(()),
         };
         let mut table = FlowTable::default();
         for record in registry.store.list_live_flows()? {
@@ -199,11 +202,18 @@ impl Registry {
         if let Some(existing) = self.store.find_version(tenant, plugin, &sha256)? {
             return Ok((existing, false));
         }
+        // Compile outside the lock: it can take seconds, and other uploads need not wait.
         let compiled = self.sandbox.compile_with_artifact(bytes)?;
         self.artifacts.put_blob(&sha256, bytes)?;
         self.artifacts
             .put_artifact(self.store.as_ref(), &sha256, &compiled.artifact)?;
         self.remember(&sha256, Arc::new(compiled.plugin));
+        // The same bytes uploaded twice at once must still make one version: look again and
+        // insert under one lock.
+        let _numbering = self.numbering.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = self.store.find_version(tenant, plugin, &sha256)? {
+            return Ok((existing, false));
+        }
         let version = self.store.add_version(
             tenant,
             plugin,
