@@ -31,6 +31,10 @@ const PLUGINS: &[(&str, &str)] = &[
     ("testing/hostile", "hostile"),
 ];
 
+/// Library crates of the plugins workspace that the plugins build on (`passthru-sdk`): not
+/// components themselves, but a change in them changes every plugin.
+const LIBRARIES: &[&str] = &["sdk"];
+
 /// Overrides the repository root; see the module docs.
 const REPO_ROOT_ENV: &str = "PASSTHRU_REPO_ROOT";
 
@@ -110,7 +114,11 @@ fn watch_inputs(root: &Path, plugins_dir: &Path) {
         plugins_dir.join("Cargo.toml"),
         plugins_dir.join("Cargo.lock"),
     ];
-    for (dir, _) in PLUGINS {
+    for dir in PLUGINS
+        .iter()
+        .map(|(dir, _)| *dir)
+        .chain(LIBRARIES.iter().copied())
+    {
         inputs.push(plugins_dir.join(dir).join("Cargo.toml"));
         inputs.push(plugins_dir.join(dir).join("src"));
     }

@@ -5,24 +5,12 @@
 //! that says what was pressed. It reads nothing but the call's `digits` (the host has already
 //! removed the double quotes Exotel puts around them).
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "decider",
-});
+use passthru_sdk::{Branch, Call, Decision};
 
-use passthru::plugin::types::Branch;
-
-/// The component: `export!` below makes its `Guest` impl the world's `decide` export.
-struct IvrMenu;
-
-impl Guest for IvrMenu {
-    fn decide(call: CallDetails) -> Decision {
-        let (branch, reason) = branch_for(call.digits.as_deref());
-        Decision {
-            branch,
-            reason: Some(reason),
-        }
-    }
+/// The plugin: `plugin!` below exports it as the world's `decide`.
+fn decide(call: &Call) -> Decision {
+    let (branch, reason) = branch_for(call.digits());
+    Decision::new(branch, reason)
 }
 
 /// The branch for the keys the caller pressed, and why.
@@ -34,7 +22,7 @@ fn branch_for(digits: Option<&str>) -> (Branch, String) {
     }
 }
 
-export!(IvrMenu);
+passthru_sdk::plugin!(decide);
 
 #[cfg(test)]
 mod tests {

@@ -9,74 +9,48 @@
 //! `failure`, so a missing setting shows up in the call's log instead of silently routing everyone
 //! to the ordinary branch.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "decider",
-});
-
-use passthru::plugin::host::{self, Level};
-use passthru::plugin::types::Branch;
+use passthru_sdk::{Branch, Call, Decision, config, log};
 
 /// The config key that holds the comma-separated VIP numbers.
 const VIP_NUMBERS_KEY: &str = "vip_numbers";
 
-/// The component: `export!` below makes its `Guest` impl the world's `decide` export.
-struct VipCaller;
+/// The plugin: `plugin!` below exports it as the world's `decide`.
+fn decide(call: &Call) -> Decision {
+    let Some(list) = config(VIP_NUMBERS_KEY) else {
+        let reason = format!("{VIP_NUMBERS_KEY} is not configured");
+        log::warn(&format!("{reason}: every caller takes the failure branch"));
+        return Decision::failure(reason);
+    };
 
-impl Guest for VipCaller {
-    fn decide(call: CallDetails) -> Decision {
-        let Some(list) = host::config(VIP_NUMBERS_KEY) else {
-            let reason = format!("{VIP_NUMBERS_KEY} is not configured");
-            host::log(
-                Level::Warn,
-                &format!("{reason}: every caller takes the failure branch"),
-            );
-            return failure(reason);
-        };
+    let Some(caller) = call.caller() else {
+        let reason = "no caller number (neither CallFrom nor From)";
+        log::info(reason);
+        return Decision::failure(reason);
+    };
+    let caller = caller.trim();
 
-        let Some(caller) = call.call_from.or(call.from) else {
-            let reason = "no caller number (neither CallFrom nor From)".to_owned();
-            host::log(Level::Info, &reason);
-            return failure(reason);
-        };
-        let caller = caller.trim();
-
-        let vips = vip_numbers(&list);
-        let (branch, reason) = if vips.contains(&caller) {
-            (Branch::Success, format!("caller {caller} is a VIP"))
-        } else {
-            (
-                Branch::Failure,
-                format!(
-                    "caller {caller} is not among the {} VIP numbers",
-                    vips.len()
-                ),
-            )
-        };
-        host::log(Level::Info, &reason);
-        Decision {
-            branch,
-            reason: Some(reason),
-        }
-    }
+    let vips = vip_numbers(&list);
+    let (branch, reason) = if vips.contains(&caller) {
+        (Branch::Success, format!("caller {caller} is a VIP"))
+    } else {
+        (
+            Branch::Failure,
+            format!(
+                "caller {caller} is not among the {} VIP numbers",
+                vips.len()
+            ),
+        )
+    };
+    log::info(&reason);
+    Decision::new(branch, reason)
 }
 
 /// The entries of a comma-separated list, trimmed, without empty ones.
 fn vip_numbers(list: &str) -> Vec<&str> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-        .collect()
+    passthru_sdk::list(list).collect()
 }
 
-fn failure(reason: String) -> Decision {
-    Decision {
-        branch: Branch::Failure,
-        reason: Some(reason),
-    }
-}
-
-export!(VipCaller);
+passthru_sdk::plugin!(decide);
 
 #[cfg(test)]
 mod tests {

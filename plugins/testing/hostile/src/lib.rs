@@ -25,13 +25,7 @@
 
 use std::hint::black_box;
 
-wit_bindgen::generate!({
-    path: "../../../wit",
-    world: "decider",
-});
-
-use passthru::plugin::host::{self, Level};
-use passthru::plugin::types::Branch;
+use passthru_sdk::{Call, Decision, config, log};
 
 /// How many lines (`stdout-flood`) or log calls (`log-flood`) a flood makes.
 const FLOOD_COUNT: usize = 100_000;
@@ -40,38 +34,34 @@ const BLOCK_BYTES: usize = 1 << 20;
 /// `memory` writes one byte every this many bytes, so the host commits every page it hands out.
 const TOUCH_STRIDE_BYTES: usize = 4 * 1024;
 
-/// The component: `export!` below makes its `Guest` impl the world's `decide` export.
-struct Hostile;
-
-impl Guest for Hostile {
-    fn decide(_call: CallDetails) -> Decision {
-        match host::config("mode").as_deref() {
-            Some("loop") => spin(),
-            Some("memory") => hoard(),
-            Some("recurse") => {
-                let depth = descend(0);
-                success(format!(
-                    "recursion ended at depth {depth}, which it should not"
-                ))
-            }
-            Some("escape") => escape(),
-            Some("trap") => panic!("hostile plugin: deliberate trap"),
-            Some("stdout-flood") => {
-                let line = "x".repeat(200);
-                for _ in 0..FLOOD_COUNT {
-                    // `println!` panics if stdout fails: the host must swallow output past its cap.
-                    println!("{line}");
-                }
-                success(format!("printed {FLOOD_COUNT} lines"))
-            }
-            Some("log-flood") => {
-                for i in 0..FLOOD_COUNT {
-                    host::log(Level::Info, &format!("hostile plugin: log line {i}"));
-                }
-                success(format!("logged {FLOOD_COUNT} lines"))
-            }
-            _ => success("ok".to_owned()),
+/// The plugin: `plugin!` below exports it as the world's `decide`.
+fn decide(_call: &Call) -> Decision {
+    match config("mode").as_deref() {
+        Some("loop") => spin(),
+        Some("memory") => hoard(),
+        Some("recurse") => {
+            let depth = descend(0);
+            success(format!(
+                "recursion ended at depth {depth}, which it should not"
+            ))
         }
+        Some("escape") => escape(),
+        Some("trap") => panic!("hostile plugin: deliberate trap"),
+        Some("stdout-flood") => {
+            let line = "x".repeat(200);
+            for _ in 0..FLOOD_COUNT {
+                // `println!` panics if stdout fails: the host must swallow output past its cap.
+                println!("{line}");
+            }
+            success(format!("printed {FLOOD_COUNT} lines"))
+        }
+        Some("log-flood") => {
+            for i in 0..FLOOD_COUNT {
+                log::info(&format!("hostile plugin: log line {i}"));
+            }
+            success(format!("logged {FLOOD_COUNT} lines"))
+        }
+        _ => success("ok".to_owned()),
     }
 }
 
@@ -138,18 +128,12 @@ fn escape() -> Decision {
     if leaks.is_empty() {
         success("contained".to_owned())
     } else {
-        Decision {
-            branch: Branch::Failure,
-            reason: Some(leaks.join("; ")),
-        }
+        Decision::failure(leaks.join("; "))
     }
 }
 
 fn success(reason: String) -> Decision {
-    Decision {
-        branch: Branch::Success,
-        reason: Some(reason),
-    }
+    Decision::success(reason)
 }
 
-export!(Hostile);
+passthru_sdk::plugin!(decide);
