@@ -1,6 +1,7 @@
-//! The example plugins in every language, side by side: component size, compile time, the load
-//! time of a compiled artifact from a cache, and the decision latency (a fresh instance from the
-//! pool + `decide`, as on the request path), median and p99.
+//! The example plugins in every language, side by side: component size, compile time (as at an
+//! upload: Cranelift, and serialising the artifact), the load time of that artifact (as at the
+//! next start: checksum and deserialise, no Cranelift), and the decision latency (a fresh instance
+//! from the pool + `decide`, as on the request path), median and p99.
 //!
 //! `cargo bench -p passthru --bench languages` (it runs `make -C plugins polyglot` first). Prints
 //! one Markdown table; `BENCHMARKS.md` has the figures. Set `PASSTHRU_BENCH_CALLS` to change the
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use passthru::call;
-use passthru::sandbox::{FlowConfig, Limits, Sandbox, SandboxOptions};
+use passthru::sandbox::{FlowConfig, Limits, Sandbox, SandboxOptions, hex_sha256};
 
 const GATHER: &str = include_str!("../../../shared/samples/exotel/gather-digits.query");
 const WARM_UP_CALLS: usize = 200;
@@ -43,17 +44,6 @@ fn plugins() -> Vec<(&'static str, &'static str, PathBuf)> {
         }
     }
     out
-}
-
-/// An engine with the settings that change the compiled code (component model, fuel, epochs), to
-/// time `Component::serialize` / `Component::deserialize`: what loading a cached artifact costs.
-fn artifact_engine() -> wasmtime::Engine {
-    let mut config = wasmtime::Config::new();
-    config
-        .wasm_component_model(true)
-        .consume_fuel(true)
-        .epoch_interruption(true);
-    wasmtime::Engine::new(&config).expect("engine")
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -93,7 +83,6 @@ fn main() {
         .build()
         .expect("runtime");
     let sandbox = Sandbox::new(SandboxOptions::default()).expect("sandbox");
-    let engine = artifact_engine();
     let limits = Limits::default();
     let config: Arc<FlowConfig> = Arc::new(
         [(
@@ -111,28 +100,25 @@ fn main() {
     for (language, example, path) in plugins() {
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 
+        // Compiled as an upload is: Cranelift, then the artifact the registry caches on disk.
         let started = Instant::now();
-        let plugin = sandbox.compile(&bytes).expect("compiles");
+        let compiled = sandbox.compile_with_artifact(&bytes).expect("compiles");
         let compile = started.elapsed();
+        let plugin = compiled.plugin;
 
-        let component = wasmtime::component::Component::new(&engine, &bytes).expect("compiles");
-        let artifact = component.serialize().expect("serializes");
+        // Loaded as at the next start: from the cached artifact, without Cranelift.
+        let checksum = hex_sha256(&compiled.artifact);
         let started = Instant::now();
-        // SAFETY-free: `deserialize` is `unsafe` only for artifacts of unknown origin; this one was
-        // made a line above by the same engine. The host forbids `unsafe`, so this bench uses
-        // `deserialize` through the safe wrapper below.
-        let loaded = load_artifact(&engine, &artifact);
+        let loaded = sandbox
+            .load_artifact(&compiled.artifact, &checksum)
+            .expect("loads");
         let load = started.elapsed();
         drop(loaded);
 
         let mut fuel = 0;
         for _ in 0..WARM_UP_CALLS {
-            let report = runtime.block_on(sandbox.decide(
-                &plugin,
-                gather.clone(),
-                &limits,
-                config.clone(),
-            ));
+            let report =
+                runtime.block_on(sandbox.decide(&plugin, gather.clone(), &limits, config.clone()));
             assert!(report.outcome.is_ok(), "{language} {example}: {report:?}");
             fuel = report.fuel_used;
         }
