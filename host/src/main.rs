@@ -1,5 +1,6 @@
 //! The `passthru` command: parse the command line, set up logging, call into the library.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -100,7 +101,8 @@ fn main() -> anyhow::Result<()> {
             };
             let config: FlowConfig = config.into_iter().collect();
             let out = runtime.block_on(runner::run(&plugin, &query, config, limits));
-            println!("{}", out.json);
+            // A closed pipe (`passthru run ... | head`) is the reader's choice, not an error.
+            let _ = writeln!(std::io::stdout().lock(), "{}", out.json);
             std::process::exit(out.exit_code);
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 
 use crate::store::{DecisionRecord, RecordSink, now_ms};
 
@@ -14,8 +14,8 @@ use crate::store::{DecisionRecord, RecordSink, now_ms};
 pub const DEFAULT_QUEUE: usize = 16 * 1024;
 /// The most records written in one transaction.
 const BATCH: usize = 512;
-/// How long the writer waits to fill a batch once it has one record.
-const BATCH_WAIT: Duration = Duration::from_millis(20);
+/// How often the writer takes what has queued up: the longest a record waits to be written.
+const TICK: Duration = Duration::from_millis(20);
 /// How often old records are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -110,6 +110,7 @@ fn write_loop(
     retention: Duration,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut flushes = Vec::new();
     let mut last_prune: Option<Instant> = None;
     loop {
         if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
@@ -122,26 +123,33 @@ fn write_loop(
                 Err(error) => tracing::warn!(%error, "cannot prune old decision records"),
             }
         }
-        // Wait for the first message (at most until the next prune), then gather a batch.
-        let mut flushes = Vec::new();
-        match rx.recv_timeout(PRUNE_EVERY) {
-            Ok(Message::Record(record)) => batch.push(*record),
-            Ok(Message::Flush(ack)) => flushes.push(ack),
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
-        let deadline = Instant::now() + BATCH_WAIT;
-        while batch.len() < BATCH && flushes.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(Message::Record(record)) => batch.push(*record),
+        // Sleep, then take whatever has queued up. The writer never waits on the channel itself:
+        // a receiver blocked there would be woken by every record, a context switch per call on
+        // the request path's cores.
+        std::thread::sleep(TICK);
+        let mut closed = false;
+        loop {
+            match rx.try_recv() {
+                Ok(Message::Record(record)) => {
+                    batch.push(*record);
+                    if batch.len() == BATCH {
+                        write_batch(store.as_ref(), &mut batch, &stats);
+                    }
+                }
                 Ok(Message::Flush(ack)) => flushes.push(ack),
-                Err(_) => break,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
             }
         }
         write_batch(store.as_ref(), &mut batch, &stats);
-        for ack in flushes {
+        for ack in flushes.drain(..) {
             let _ = ack.send(());
+        }
+        if closed {
+            return;
         }
     }
 }

@@ -84,7 +84,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/flows/{flow}/rollback", post(tenant::post_rollback))
         .route("/v1/decisions", get(tenant::list_decisions))
         .route("/v1/calls/{call_sid}", get(tenant::get_call))
-        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES));
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+        .layer(middleware::map_response(close_unless_success));
     Router::new()
         .route("/passthru/{tenant}/{flow}", get(passthru::get_passthru))
         .route("/healthz", get(get_healthz))
@@ -111,8 +112,9 @@ pub async fn serve(
         .await
 }
 
-/// An upload refused before its body was read leaves that body on the connection: ask the
-/// client to close it, so it does not send its next request into the unread bytes.
+/// A request refused before its body was read (an upload over the cap, JSON of the wrong type or
+/// size) leaves that body on the connection: ask the client to close it, so it does not send its
+/// next request into the unread bytes. Admin API only: Passthru answers keep their connections.
 async fn close_unless_success(mut response: Response) -> Response {
     if !response.status().is_success() {
         response.headers_mut().insert(

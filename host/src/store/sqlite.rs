@@ -75,7 +75,6 @@ const MIGRATIONS: &[&str] = &[r#"
     );
     CREATE INDEX decisions_by_flow ON decisions (tenant, flow, id);
     CREATE INDEX decisions_by_call ON decisions (tenant, call_sid);
-    CREATE INDEX decisions_by_time ON decisions (at_ms);
     CREATE TABLE artifacts (
         key TEXT PRIMARY KEY,
         checksum TEXT NOT NULL
@@ -322,7 +321,21 @@ impl RecordSink for SqliteStore {
 
     fn prune_decisions(&self, before_ms: i64) -> StoreResult<u64> {
         let conn = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(conn.execute("DELETE FROM decisions WHERE at_ms < ?1", [before_ms])? as u64)
+        // Ids grow in the order records are written, so the old records are the low ids: find
+        // the first one young enough (a scan that stops there) and delete below it. No index on
+        // the time is needed, which keeps every insert cheaper.
+        let keep_from: Option<i64> = conn
+            .query_row(
+                "SELECT id FROM decisions WHERE at_ms >= ?1 ORDER BY id LIMIT 1",
+                [before_ms],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let deleted = match keep_from {
+            Some(id) => conn.execute("DELETE FROM decisions WHERE id < ?1", [id])?,
+            None => conn.execute("DELETE FROM decisions", [])?,
+        };
+        Ok(deleted as u64)
     }
 }
 
