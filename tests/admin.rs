@@ -745,3 +745,50 @@ async fn caps_change_one_at_a_time_and_odd_requests_get_problems() -> anyhow::Re
     );
     server.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_whose_plugin_is_lost_does_not_keep_the_others_offline() -> anyhow::Result<()> {
+    let dir = TempDir::new("lost");
+    let server = TestServer::start_in("", &dir.0).await?;
+    let acme = Api::operator(&server).tenant("acme", None).await?;
+    assert_eq!(acme.upload("menu", read(IVR_MENU)).await?.status(), 201);
+    assert_eq!(acme.upload("vip", read(VIP_CALLER)).await?.status(), 201);
+    for (flow, plugin) in [("ivr", "menu"), ("vip", "vip")] {
+        let put = acme
+            .json(
+                Method::PUT,
+                &format!("/v1/flows/{flow}"),
+                json!({ "plugin": plugin }),
+            )
+            .await?;
+        assert_eq!(put.status(), 201);
+    }
+    let (_, vip) = body(acme.get("/v1/plugins/vip/versions/1").await?).await?;
+    let sha = vip["sha256"].as_str().unwrap().to_owned();
+    drop(acme);
+    server.stop().await?;
+
+    // The vip plugin's blob and artifact are gone: it can be neither loaded nor recompiled.
+    std::fs::remove_file(dir.0.join("blobs").join(format!("{sha}.wasm")))?;
+    for entry in std::fs::read_dir(dir.0.join("artifacts"))? {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(&sha)
+        {
+            std::fs::remove_file(path)?;
+        }
+    }
+    let server = TestServer::start_in("", &dir.0).await?;
+    assert_eq!(
+        status_of(&server, "/passthru/acme/ivr?digits=%221%22").await?,
+        200
+    );
+    assert_eq!(
+        status_of(&server, "/passthru/acme/vip?CallFrom=1").await?,
+        404
+    );
+    server.stop().await
+}

@@ -131,12 +131,13 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     /// Opens the registry over `store`, keeping blobs and artifacts under `data_dir`, and loads
-    /// every live flow (from the artifact cache; compiling only what is missing or invalid).
+    /// every live flow (from the artifact cache; compiling only what is missing or invalid). A
+    /// flow whose plugin cannot be loaded at all is logged and left out.
     ///
     /// Blocking and CPU-heavy: call it off the async runtime.
     ///
     /// # Errors
-    /// The store or the data directory fails, or a stored version cannot be loaded at all.
+    /// The store or the data directory fails.
     pub fn open(
         sandbox: Arc<Sandbox>,
         store: Arc<dyn Store>,
@@ -154,7 +155,17 @@ impl Registry {
         };
         let mut table = FlowTable::default();
         for record in registry.store.list_live_flows()? {
-            table.insert(Arc::new(registry.live_flow(&record)?));
+            // One flow whose plugin cannot be loaded (its blob lost, say) must not keep every
+            // other tenant offline: it is left out, loudly, and answers 404 until fixed.
+            match registry.live_flow(&record) {
+                Ok(flow) => table.insert(Arc::new(flow)),
+                Err(error) => tracing::error!(
+                    tenant = %record.tenant,
+                    flow = %record.name,
+                    %error,
+                    "cannot load this flow's plugin; the flow is not served"
+                ),
+            }
         }
         registry.table.store(Arc::new(table));
         Ok(registry)
