@@ -4,6 +4,7 @@
 #
 #   bash bench/http-load.sh [DURATION_S] [CONNECTIONS]
 #   RECORDS=off bash bench/http-load.sh ...     the same with decision records turned off
+#   DATA_PARENT=/dev/shm bash bench/http-load.sh  the data directory on another file system
 #
 # Needs wrk (Debian: apt-get install wrk).
 set -euo pipefail
@@ -15,7 +16,7 @@ port=${PORT:-18080}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 
 records=${RECORDS:-on}
-data=$(mktemp -d)
+data=$(mktemp -d ${DATA_PARENT:+-p "$DATA_PARENT"})
 config="$data/passthru.toml"
 {
   [ "$records" = off ] && echo "records = false"
