@@ -5,15 +5,22 @@
 #   bash bench/http-load.sh [DURATION_S] [CONNECTIONS]
 #   RECORDS=off bash bench/http-load.sh ...     the same with decision records turned off
 #   DATA_PARENT=/dev/shm bash bench/http-load.sh  the data directory on another file system
+#   RATE=15000 bash bench/http-load.sh ...          a fixed request rate (oha, latency-corrected)
+#                                                  instead of as fast as possible (wrk)
 #
-# Needs wrk (Debian: apt-get install wrk).
+# Needs wrk (Debian: apt-get install wrk), or with RATE, oha (cargo install oha --locked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 duration=${1:-15}
 connections=${2:-10}
 port=${PORT:-18080}
-command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+rate=${RATE:-}
+if [ -n "$rate" ]; then
+  command -v oha >/dev/null || { echo "oha is not installed (cargo install oha --locked)" >&2; exit 1; }
+else
+  command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+fi
 
 records=${RECORDS:-on}
 data=$(mktemp -d ${DATA_PARENT:+-p "$DATA_PARENT"})
@@ -39,7 +46,12 @@ url="http://127.0.0.1:$port/passthru/demo/ivr?${query}&digits=%221%22"
 status=$(curl -s -o /dev/null -w '%{http_code}' "$url")
 [ "$status" = 200 ] || { echo "expected 200 from the demo flow, got $status" >&2; exit 1; }
 
-echo "== $(nproc) cores, $(uname -r), records $records, wrk -t2 -c$connections -d${duration}s, GET /passthru/demo/ivr (sample gather-single-key, digits 1)"
-wrk -t2 -c"$connections" -d"${duration}s" --latency "$url"
+if [ -n "$rate" ]; then
+  echo "== $(nproc) cores, $(uname -r), records $records, oha -c$connections -q$rate -z${duration}s, GET /passthru/demo/ivr (sample gather-single-key, digits 1)"
+  oha --no-tui --latency-correction -c "$connections" -q "$rate" -z "${duration}s" "$url"
+else
+  echo "== $(nproc) cores, $(uname -r), records $records, wrk -t2 -c$connections -d${duration}s, GET /passthru/demo/ivr (sample gather-single-key, digits 1)"
+  wrk -t2 -c"$connections" -d"${duration}s" --latency "$url"
+fi
 curl -fsS "http://127.0.0.1:$port/metrics" | grep -E '^passthru_records_(written|dropped)_total'
 
