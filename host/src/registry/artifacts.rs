@@ -11,7 +11,6 @@ use crate::sandbox::{Plugin, Sandbox, hex_sha256};
 use crate::store::Store;
 
 pub(super) struct ArtifactCache {
-    dir: PathBuf,
     blobs: PathBuf,
     artifacts: PathBuf,
     engine_key: String,
@@ -26,15 +25,10 @@ impl ArtifactCache {
                 .map_err(|e| RegistryError::Io(format!("cannot create {}: {e}", dir.display())))?;
         }
         Ok(Self {
-            dir: data_dir.to_owned(),
             blobs,
             artifacts,
             engine_key,
         })
-    }
-
-    pub(super) fn dir(&self) -> &PathBuf {
-        &self.dir
     }
 
     fn blob_path(&self, sha256: &str) -> PathBuf {

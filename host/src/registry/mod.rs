@@ -11,7 +11,7 @@ mod builtin;
 mod import;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwap;
@@ -454,11 +454,6 @@ impl Registry {
     fn lock_loaded(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<Plugin>>> {
         // Only admin and start-up paths take this lock, never across an await.
         self.loaded.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Where the registry keeps blobs and artifacts.
-    pub fn data_dir(&self) -> &PathBuf {
-        self.artifacts.dir()
     }
 }
 
