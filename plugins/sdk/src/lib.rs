@@ -1,9 +1,19 @@
-//! `passthru-sdk`: write a passthru plugin in Rust as one function.
+//! `passthru-sdk`: write a passthru plugin in Rust as one function or two.
 //!
-//! A plugin is a function from the call's details to a [`Decision`], exported with [`plugin!`]:
+//! A plugin exports `decide`, `record`, or both, and [`plugin!`] turns plain Rust functions into
+//! those exports:
 //!
-//! ```ignore
-//! use passthru_sdk::{Call, Decision};
+//! - **`decide`** answers a sync flow: a `fn(&Call) -> Decision` that picks the branch the live
+//!   call takes next.
+//! - **`record`** handles an async flow: a `fn(&Event, &Call) -> Result<(), E>`, where `E` is
+//!   any `Display` (usually `String`), that runs in the background after the host has already
+//!   answered Exotel. `Ok(())` means the request is handled; an `Err` (its message is kept for
+//!   the tenant), a panic or a limit hit is a failed attempt, which the host retries with backoff
+//!   and, after the flow's last attempt, keeps as a dead letter. Delivery is at least once: see
+//!   [`Event`].
+//!
+//! ```no_run
+//! use passthru_sdk::{Call, Decision, Event, log};
 //!
 //! fn decide(call: &Call) -> Decision {
 //!     match call.digits() {
@@ -12,15 +22,42 @@
 //!     }
 //! }
 //!
-//! passthru_sdk::plugin!(decide);
+//! fn record(event: &Event, call: &Call) -> Result<(), String> {
+//!     let sid = call.call_sid().ok_or("no CallSid")?;
+//!     log::info(&format!("call {sid}: event {} attempt {}", event.id, event.attempt));
+//!     Ok(())
+//! }
+//!
+//! // Either one of these, once, at the top level of the crate:
+//! passthru_sdk::plugin!(decide = decide, record = record); // world `plugin`: both
+//! // passthru_sdk::plugin!(decide = decide);               // world `decider`
+//! // passthru_sdk::plugin!(decide);                        // the same, the original form
+//! // passthru_sdk::plugin!(record = record);               // world `recorder`
+//! # fn main() {}
 //! ```
+//!
+//! The component exports exactly what the macro was given, so a plugin that only decides is a
+//! `decider` component, one that only records is a `recorder`, and one with both is a `plugin`
+//! that can serve a flow in either mode.
 //!
 //! Build it as a `cdylib` for `wasm32-wasip2`. [`Call`] reads the call as Exotel sent it, through
 //! `Option<&str>` accessors and helpers for Exotel's quirks ([`Call::caller`], [`Call::param`]);
 //! [`config`], [`config_entries`] and the [`log`] functions are what the host offers. The
 //! generated WIT bindings are in [`bindings`], for anything this crate does not wrap.
 
-/// The bindings `wit-bindgen` generates from `wit/passthru.wit` (world `decider`).
+/// The bindings `wit-bindgen` generates from `wit/passthru.wit`, for anything this crate does not
+/// wrap.
+///
+/// The root holds the world `decider` (its `Guest` trait exports `decide`) and the two interfaces
+/// every world shares, `passthru::plugin::types` and `passthru::plugin::host`. The worlds
+/// `recorder` (exports `record`) and `plugin` (exports both) are in the submodules of the same
+/// names, and reuse those interfaces rather than generating copies, so a `CallDetails` is one type
+/// whichever world a plugin targets.
+///
+/// Each world's export macro carries the world's full type information into the plugin that uses
+/// it; this crate itself carries only the imports. A plugin that exports `decide` alone is
+/// therefore a `decider` component, one that exports `record` alone a `recorder`: [`plugin!`]
+/// picks the world from the functions it is given.
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
@@ -28,7 +65,39 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_decider",
         default_bindings_module: "passthru_sdk::bindings",
+        // `event` is not used by `decider`; the other worlds take it from here.
+        generate_unused_types: true,
     });
+
+    /// World `recorder`: a plugin for async flows, exporting `record`.
+    pub mod recorder {
+        wit_bindgen::generate!({
+            path: "../../wit",
+            world: "recorder",
+            pub_export_macro: true,
+            export_macro_name: "__export_recorder",
+            default_bindings_module: "passthru_sdk::bindings::recorder",
+            with: {
+                "passthru:plugin/types@0.1.1": crate::bindings::passthru::plugin::types,
+                "passthru:plugin/host@0.1.1": crate::bindings::passthru::plugin::host,
+            },
+        });
+    }
+
+    /// World `plugin`: a plugin for flows of either mode, exporting `decide` and `record`.
+    pub mod plugin {
+        wit_bindgen::generate!({
+            path: "../../wit",
+            world: "plugin",
+            pub_export_macro: true,
+            export_macro_name: "__export_plugin",
+            default_bindings_module: "passthru_sdk::bindings::plugin",
+            with: {
+                "passthru:plugin/types@0.1.1": crate::bindings::passthru::plugin::types,
+                "passthru:plugin/host@0.1.1": crate::bindings::passthru::plugin::host,
+            },
+        });
+    }
 }
 
 use bindings::passthru::plugin::{host, types};
@@ -84,7 +153,43 @@ impl From<Branch> for Decision {
     }
 }
 
-/// One live call, as Exotel's Passthru applet described it.
+/// One request of an async flow, as the host's queue hands it to `record`.
+///
+/// Delivery is **at least once**: after a failed attempt the same request comes again with the
+/// same `id` and the next `attempt`, and after a crash of the host between a run and its
+/// bookkeeping it may come again even though `record` returned `Ok`. Make what `record` does
+/// idempotent: key what it writes elsewhere by `id` (one per request) or by the call's
+/// `CallSid` (one per call, shared by every request of that call), so a second delivery changes
+/// nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Event {
+    /// The queue's id of this request: the same on every attempt, never reused.
+    pub id: u64,
+    /// 1 on the first attempt, 2 on the first retry, and so on.
+    pub attempt: u32,
+    /// When the host accepted the request (and answered Exotel), in Unix milliseconds.
+    pub accepted_at_ms: i64,
+}
+
+impl Event {
+    /// Whether an earlier attempt at this request failed (or may have run: see the type's docs).
+    pub fn is_retry(&self) -> bool {
+        self.attempt > 1
+    }
+}
+
+impl From<types::Event> for Event {
+    fn from(event: types::Event) -> Self {
+        Self {
+            id: event.id,
+            attempt: event.attempt,
+            accepted_at_ms: event.accepted_at_ms,
+        }
+    }
+}
+
+/// One call, as Exotel's Passthru applet described it: live for `decide`, already answered for
+/// `record`.
 ///
 /// Every accessor is an `Option`: Exotel sends different parameters at different stages of a
 /// flow, and a parameter that is absent, empty or not in its documented format is `None`.
@@ -309,31 +414,86 @@ pub mod log {
     }
 }
 
-/// Exports `decide`, a `fn(&Call) -> Decision`, as the plugin's `decide`. Use it once, at the
-/// top level of a `cdylib` crate.
+/// Exports the plugin's functions. Use it once, at the top level of a `cdylib` crate.
+///
+/// | form                                 | exports            | world      |
+/// |--------------------------------------|--------------------|------------|
+/// | `plugin!(decide = f)`, `plugin!(f)`  | `decide`           | `decider`  |
+/// | `plugin!(record = g)`                | `record`           | `recorder` |
+/// | `plugin!(decide = f, record = g)`    | `decide`, `record` | `plugin`   |
+///
+/// `f` is a `fn(&Call) -> Decision` and `g` a `fn(&Event, &Call) -> Result<(), E>` for any
+/// `E: Display` (the message the host keeps when the attempt fails); both are paths, such as
+/// `decide` or `handlers::record`. The two may come in either order, with a trailing comma.
 #[macro_export]
 macro_rules! plugin {
-    ($decide:path) => {
+    (decide = $decide:path $(,)?) => {
         #[doc(hidden)]
         struct __PassthruPlugin;
 
         impl $crate::bindings::Guest for __PassthruPlugin {
-            fn decide(
-                call: $crate::bindings::CallDetails,
-            ) -> $crate::bindings::Decision {
+            fn decide(call: $crate::bindings::CallDetails) -> $crate::bindings::Decision {
                 $crate::__private::decide($decide, call)
             }
         }
 
         $crate::bindings::__export_decider!(__PassthruPlugin with_types_in $crate::bindings);
     };
+    (record = $record:path $(,)?) => {
+        #[doc(hidden)]
+        struct __PassthruPlugin;
+
+        impl $crate::bindings::recorder::Guest for __PassthruPlugin {
+            fn record(
+                event: $crate::bindings::recorder::Event,
+                call: $crate::bindings::recorder::CallDetails,
+            ) -> ::core::result::Result<(), ::std::string::String> {
+                $crate::__private::record($record, event, call)
+            }
+        }
+
+        $crate::bindings::recorder::__export_recorder!(
+            __PassthruPlugin with_types_in $crate::bindings::recorder
+        );
+    };
+    (decide = $decide:path, record = $record:path $(,)?) => {
+        #[doc(hidden)]
+        struct __PassthruPlugin;
+
+        impl $crate::bindings::plugin::Guest for __PassthruPlugin {
+            fn decide(call: $crate::bindings::plugin::CallDetails) -> $crate::bindings::plugin::Decision {
+                $crate::__private::decide($decide, call)
+            }
+
+            fn record(
+                event: $crate::bindings::plugin::Event,
+                call: $crate::bindings::plugin::CallDetails,
+            ) -> ::core::result::Result<(), ::std::string::String> {
+                $crate::__private::record($record, event, call)
+            }
+        }
+
+        $crate::bindings::plugin::__export_plugin!(
+            __PassthruPlugin with_types_in $crate::bindings::plugin
+        );
+    };
+    (record = $record:path, decide = $decide:path $(,)?) => {
+        $crate::plugin!(decide = $decide, record = $record);
+    };
+    // The original form, before `record` existed: the function is `decide`.
+    ($decide:path) => {
+        $crate::plugin!(decide = $decide);
+    };
 }
 
 #[doc(hidden)]
 pub mod __private {
-    use super::{Branch, Call, CallDetails, Decision, types};
+    use std::fmt::Display;
 
-    /// What [`plugin!`] calls: the user's function over the wrapped call, and back to WIT types.
+    use super::{Branch, Call, CallDetails, Decision, Event, types};
+
+    /// What [`plugin!`] calls for `decide`: the user's function over the wrapped call, and back
+    /// to WIT types.
     #[inline(always)]
     pub fn decide(decide: impl FnOnce(&Call) -> Decision, details: CallDetails) -> types::Decision {
         let decision = decide(&Call::new(details));
@@ -344,6 +504,17 @@ pub mod __private {
             },
             reason: decision.reason,
         }
+    }
+
+    /// What [`plugin!`] calls for `record`: the user's function over the wrapped event and call,
+    /// its error as the message the host keeps.
+    #[inline(always)]
+    pub fn record<E: Display>(
+        record: impl FnOnce(&Event, &Call) -> Result<(), E>,
+        event: types::Event,
+        details: CallDetails,
+    ) -> Result<(), String> {
+        record(&Event::from(event), &Call::new(details)).map_err(|e| e.to_string())
     }
 }
 
@@ -373,6 +544,61 @@ mod tests {
         assert_eq!(call.param("x"), Some(""));
         assert_eq!(call.param("y"), None);
         assert_eq!(call.params().count(), 3);
+    }
+
+    #[test]
+    fn events_convert_field_by_field() {
+        let event = Event::from(types::Event {
+            id: 42,
+            attempt: 3,
+            accepted_at_ms: -1,
+        });
+        assert_eq!(
+            event,
+            Event {
+                id: 42,
+                attempt: 3,
+                accepted_at_ms: -1
+            }
+        );
+        assert!(event.is_retry());
+        assert!(
+            !Event {
+                attempt: 1,
+                ..event
+            }
+            .is_retry()
+        );
+    }
+
+    #[test]
+    fn record_hands_over_the_event_and_the_error_message() {
+        let wit_event = types::Event {
+            id: 7,
+            attempt: 2,
+            accepted_at_ms: 1_722_424_376_000,
+        };
+        let mut details = Call::default().details;
+        details.call_sid = Some("CA1".into());
+
+        let ok = __private::record(
+            |event: &Event, call: &Call| {
+                assert_eq!((event.id, event.attempt), (7, 2));
+                assert_eq!(call.call_sid(), Some("CA1"));
+                Ok::<(), String>(())
+            },
+            wit_event,
+            details.clone(),
+        );
+        assert_eq!(ok, Ok(()));
+
+        // Any `Display` error becomes the message the host keeps.
+        let err = __private::record(
+            |_: &Event, _: &Call| Err(std::fmt::Error),
+            wit_event,
+            details,
+        );
+        assert_eq!(err, Err(std::fmt::Error.to_string()));
     }
 
     #[test]
