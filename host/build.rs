@@ -5,7 +5,8 @@
 //! --target-dir <repo>/target/plugins`, here with `--locked`), from the plugins folder and with the
 //! same environment, so the two share one cache and neither rebuilds the other's work. Each
 //! component is then copied into `OUT_DIR` and its path exported to the host crate as
-//! `PASSTHRU_PLUGIN_<NAME>` (`IVR_MENU`, `VIP_CALLER`, `HOSTILE`):
+//! `PASSTHRU_PLUGIN_<NAME>`, the package name in upper snake case: `IVR_MENU`, `VIP_CALLER` and
+//! `HOSTILE` (they export `decide`), `ASYNC_PROBE` (it exports `record`):
 //!
 //! ```ignore
 //! const IVR_MENU: &[u8] = include_bytes!(env!("PASSTHRU_PLUGIN_IVR_MENU"));
@@ -29,6 +30,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("ivr-menu", "ivr-menu"),
     ("vip-caller", "vip-caller"),
     ("testing/hostile", "hostile"),
+    ("testing/async-probe", "async-probe"),
 ];
 
 /// Library crates of the plugins workspace that the plugins build on (`passthru-sdk`): not
