@@ -6,7 +6,7 @@
 //! same environment, so the two share one cache and neither rebuilds the other's work. Each
 //! component is then copied into `OUT_DIR` and its path exported to the host crate as
 //! `PASSTHRU_PLUGIN_<NAME>`, the package name in upper snake case: `IVR_MENU`, `VIP_CALLER` and
-//! `HOSTILE` (they export `decide`), `ASYNC_PROBE` (it exports `record`):
+//! `HOSTILE` (they export `decide`), `CALL_LOGGER` and `ASYNC_PROBE` (they export `record`):
 //!
 //! ```ignore
 //! const IVR_MENU: &[u8] = include_bytes!(env!("PASSTHRU_PLUGIN_IVR_MENU"));
@@ -29,6 +29,7 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 const PLUGINS: &[(&str, &str)] = &[
     ("ivr-menu", "ivr-menu"),
     ("vip-caller", "vip-caller"),
+    ("call-logger", "call-logger"),
     ("testing/hostile", "hostile"),
     ("testing/async-probe", "async-probe"),
 ];
