@@ -27,7 +27,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::queue::{Bounds, QueueOptions, RetryPolicy};
 use crate::sandbox::{Branch, Limits};
+use crate::store::FlowMode;
 
 /// The address `passthru serve` listens on when neither the file nor the command line says.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -105,6 +107,9 @@ pub struct ServerConfig {
     pub records: bool,
     #[serde(default = "default_record_retention_hours")]
     pub record_retention_hours: u64,
+    /// The queue of async flows.
+    #[serde(default, rename = "async")]
+    pub async_queue: AsyncSettings,
     #[serde(default, rename = "flow")]
     pub flows: Vec<FlowSpec>,
 }
@@ -138,6 +143,13 @@ pub struct FlowSpec {
     /// A path to a `.wasm` component (relative paths are resolved against the config file's
     /// folder), or `builtin:NAME` for an example compiled into the binary.
     pub plugin: PluginSource,
+    /// `sync` (the default: `decide` picks the branch) or `async` (`record` runs in the
+    /// background).
+    #[serde(default)]
+    pub mode: FlowMode,
+    /// How an async flow retries failed events.
+    #[serde(default)]
+    pub retry: RetryPolicy,
     /// The branch answered when the plugin fails (fuel, deadline, memory, trap).
     #[serde(default = "default_fallback")]
     pub fallback: Branch,
@@ -151,6 +163,73 @@ pub struct FlowSpec {
 
 fn default_fallback() -> Branch {
     Branch::Failure
+}
+
+/// The `[async]` table: the queue of async flows.
+///
+/// ```toml
+/// [async]
+/// workers = 4                     # attempts that run at once
+/// max_depth = 100000              # events held in all; past it requests get 503
+/// max_depth_per_tenant = 20000    # events one tenant may hold
+/// max_in_flight_per_tenant = 2    # workers one tenant may hold at once
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AsyncSettings {
+    pub workers: usize,
+    pub max_depth: usize,
+    pub max_depth_per_tenant: usize,
+    /// Default: half the workers, rounded up, so a tenant never holds them all.
+    pub max_in_flight_per_tenant: Option<usize>,
+}
+
+impl Default for AsyncSettings {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            max_depth: 100_000,
+            max_depth_per_tenant: 20_000,
+            max_in_flight_per_tenant: None,
+        }
+    }
+}
+
+impl AsyncSettings {
+    /// The queue's options, with the defaults filled in.
+    pub fn options(&self) -> QueueOptions {
+        QueueOptions {
+            workers: self.workers,
+            bounds: Bounds {
+                max_depth: self.max_depth,
+                max_depth_per_tenant: self.max_depth_per_tenant,
+                max_in_flight_per_tenant: self
+                    .max_in_flight_per_tenant
+                    .unwrap_or(self.workers.div_ceil(2)),
+            },
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let at_least_one = [
+            ("async.workers", self.workers),
+            ("async.max_depth", self.max_depth),
+            ("async.max_depth_per_tenant", self.max_depth_per_tenant),
+            (
+                "async.max_in_flight_per_tenant",
+                self.max_in_flight_per_tenant.unwrap_or(1),
+            ),
+        ];
+        for (name, value) in at_least_one {
+            if value == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if self.workers > 1024 {
+            return Err(format!("async.workers must be at most 1024, not {}", self.workers));
+        }
+        Ok(())
+    }
 }
 
 /// Where a plugin's bytes come from.
@@ -270,6 +349,13 @@ impl ServerConfig {
                 message: "max_concurrent_calls must be at least 1".into(),
             });
         }
+        config
+            .async_queue
+            .validate()
+            .map_err(|message| ConfigError::Parse {
+                origin: origin.to_owned(),
+                message,
+            })?;
         if let Some(dir) = &mut config.data_dir
             && dir.is_relative()
         {
@@ -290,6 +376,7 @@ impl ServerConfig {
             }
             flow.limits.validate().map_err(fail)?;
             flow.status.validate().map_err(fail)?;
+            flow.retry.validate().map_err(fail)?;
             if let PluginSource::File(path) = &mut flow.plugin
                 && path.is_relative()
             {

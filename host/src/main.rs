@@ -155,7 +155,11 @@ async fn serve(
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let recorder = started.state.recorder.clone();
+    let queue = started.state.queue.clone();
     api::serve(listener, started.state, shutdown_signal()).await?;
+    if !queue.shutdown(Duration::from_secs(15)).await {
+        tracing::warn!("the async queue did not stop in time; unfinished events run at the next start");
+    }
     if !tokio::task::spawn_blocking(move || recorder.flush(Duration::from_secs(5))).await? {
         tracing::warn!("some decision records may not have been written");
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::api::AppState;
 use crate::auth;
 use crate::config::{DEFAULT_DATA_DIR, ServerConfig};
+use crate::queue::{Queue, SqliteQueue};
 use crate::records::{self, Recorder};
 use crate::registry::{ImportError, Registry, RegistryError};
 use crate::sandbox::{Sandbox, SandboxError, SandboxOptions};
@@ -90,10 +91,23 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
     } else {
         Recorder::disabled()
     };
+    let queue = {
+        let dir = data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || SqliteQueue::open(&dir))
+            .await
+            .map_err(|e| StartError::Io(e.to_string()))??;
+        Queue::start(
+            Arc::new(store),
+            registry.clone(),
+            recorder.clone(),
+            config.async_queue.options(),
+        )?
+    };
     Ok(Started {
         state: AppState {
             registry,
             recorder,
+            queue,
             operator: Arc::new(auth::OperatorToken::new(&operator)),
             max_query_bytes: config.max_query_bytes,
             max_upload_bytes: config.max_upload_bytes,

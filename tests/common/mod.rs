@@ -131,6 +131,10 @@ impl TestServer {
             let _ = stop.send(());
         }
         (&mut self.task).await??;
+        assert!(
+            self.state.queue.shutdown(std::time::Duration::from_secs(15)).await,
+            "the async queue did not stop"
+        );
         let recorder = self.state.recorder.clone();
         tokio::task::spawn_blocking(move || recorder.flush(std::time::Duration::from_secs(5)))
             .await?;

@@ -49,6 +49,33 @@ pub(super) async fn get_metrics(State(state): State<AppState>) -> impl IntoRespo
         "Sandbox calls running now.",
         sandbox.calls_in_flight() as u64,
     );
+    let queue = state.queue.stats();
+    let counters = [
+        ("passthru_async_accepted_total", "Async requests committed to the queue.", &queue.accepted),
+        ("passthru_async_refused_full_total", "Async requests refused (503) because the queue was at its bound.", &queue.refused_full),
+        ("passthru_async_refused_unavailable_total", "Async requests refused (503) because the queue could not commit or was shutting down.", &queue.refused_unavailable),
+        ("passthru_async_handled_total", "Async events a plugin handled.", &queue.handled),
+        ("passthru_async_failed_attempts_total", "Failed attempts of async events.", &queue.failed_attempts),
+        ("passthru_async_dead_letters_total", "Async events kept as dead letters after their last attempt.", &queue.dead_lettered),
+        ("passthru_async_replayed_total", "Dead letters replayed.", &queue.replayed),
+        ("passthru_async_commits_total", "Transactions (each one fsync) the queue committed.", &queue.commits),
+    ];
+    for (name, help, value) in counters {
+        metric(name, "counter", help, value.load(Ordering::Relaxed));
+    }
+    let (depth, in_flight) = state.queue.depth();
+    metric(
+        "passthru_async_queue_depth",
+        "gauge",
+        "Async events held (waiting, retrying or running).",
+        depth as u64,
+    );
+    metric(
+        "passthru_async_in_flight",
+        "gauge",
+        "Async events running now.",
+        in_flight as u64,
+    );
     metric(
         "passthru_live_flows",
         "gauge",

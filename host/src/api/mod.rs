@@ -9,6 +9,7 @@ mod metrics;
 mod operator;
 mod passthru;
 mod problem;
+mod queue;
 mod tenant;
 
 use std::future::Future;
@@ -25,6 +26,7 @@ use tokio::net::TcpListener;
 pub use problem::ApiError;
 
 use crate::auth::OperatorToken;
+use crate::queue::Queue;
 use crate::records::Recorder;
 use crate::registry::Registry;
 
@@ -36,6 +38,7 @@ const MAX_JSON_BYTES: usize = 1 << 20;
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub recorder: Recorder,
+    pub queue: Queue,
     pub operator: Arc<OperatorToken>,
     pub max_query_bytes: usize,
     pub max_upload_bytes: u64,
@@ -82,6 +85,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/flows/{flow}/activate", post(tenant::post_activate))
         .route("/v1/flows/{flow}/rollback", post(tenant::post_rollback))
+        .route("/v1/flows/{flow}/queue", get(queue::get_queue))
+        .route("/v1/flows/{flow}/dead-letters", get(queue::list_dead_letters))
+        .route(
+            "/v1/flows/{flow}/dead-letters/{id}",
+            get(queue::get_dead_letter).delete(queue::delete_dead_letter),
+        )
+        .route(
+            "/v1/flows/{flow}/dead-letters/{id}/replay",
+            post(queue::post_replay),
+        )
         .route("/v1/decisions", get(tenant::list_decisions))
         .route("/v1/calls/{call_sid}", get(tenant::get_call))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))

@@ -1,8 +1,13 @@
 //! `GET /passthru/{tenant}/{flow}`: the request Exotel's Passthru applet sends.
 //!
-//! Parse the query, run the flow's plugin, answer the branch's status. A failing plugin gets the
-//! flow's fallback branch, within its deadline; the failure is logged with its kind. Every call
-//! leaves a decision record through the recorder's channel (never waiting on the store).
+//! Sync flows: parse the query, run the flow's plugin, answer the branch's status. A failing
+//! plugin gets the flow's fallback branch, within its deadline; the failure is logged with its
+//! kind. Every call leaves a decision record through the recorder's channel (never waiting on the
+//! store).
+//!
+//! Async flows: hand the request to the queue and answer `200` once it is committed, or `503`
+//! (with a problem body) when the queue is full or cannot commit: Exotel then takes the call
+//! flow's error path, and the request is counted, never silently lost.
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
@@ -12,14 +17,17 @@ use tracing::Instrument;
 use super::extract::Path;
 use super::{ApiError, AppState};
 use crate::call;
+use crate::queue::{AcceptError, NewEvent};
 use crate::registry::Flow;
 use crate::sandbox::{Branch, CallReport};
-use crate::store::{DecisionRecord, now_ms};
+use crate::store::{DecisionRecord, FlowMode, now_ms};
 
 /// The branch answered, for whoever reads the response by hand (Exotel reads only the status).
 static BRANCH_HEADER: HeaderName = HeaderName::from_static("x-passthru-branch");
-/// `decided`, or the failure kind when the fallback branch was answered.
+/// `decided`, or the failure kind when the fallback branch was answered; `queued` for async.
 static OUTCOME_HEADER: HeaderName = HeaderName::from_static("x-passthru-outcome");
+/// The queue's id of an async request: what `record` sees as the event's id.
+static EVENT_HEADER: HeaderName = HeaderName::from_static("x-passthru-event");
 
 pub(super) async fn get_passthru(
     State(state): State<AppState>,
@@ -36,6 +44,9 @@ pub(super) async fn get_passthru(
     let Some(flow) = state.registry.get(&tenant, &flow) else {
         return Err(ApiError::UnknownFlow { tenant, flow });
     };
+    if flow.mode == FlowMode::Async {
+        return enqueue(&state, &flow, query).await;
+    }
     let call = call::parse(&query);
     let call_sid = call.call_sid.clone();
     let span = tracing::info_span!(
@@ -72,6 +83,27 @@ pub(super) async fn get_passthru(
             .record(decision_record(&flow, call_sid, branch, outcome, report));
     }
     Ok(response)
+}
+
+async fn enqueue(state: &AppState, flow: &Flow, query: String) -> Result<Response, ApiError> {
+    let event = NewEvent {
+        tenant: flow.tenant.clone(),
+        flow: flow.name.clone(),
+        call_sid: call::call_sid(&query),
+        query,
+        accepted_at_ms: now_ms(),
+    };
+    match state.queue.accept(event).await {
+        Ok(id) => {
+            let mut response = StatusCode::OK.into_response();
+            let headers = response.headers_mut();
+            headers.insert(OUTCOME_HEADER.clone(), HeaderValue::from_static("queued"));
+            headers.insert(EVENT_HEADER.clone(), HeaderValue::from(id));
+            Ok(response)
+        }
+        Err(AcceptError::Full(detail)) => Err(ApiError::QueueFull(detail)),
+        Err(AcceptError::Unavailable(detail)) => Err(ApiError::QueueUnavailable(detail)),
+    }
 }
 
 fn decision_record(
@@ -122,9 +154,9 @@ fn log_report(report: &CallReport) {
             "plugin failed; answered the fallback branch"
         ),
     }
-    if tracing::enabled!(tracing::Level::DEBUG) {
+    if tracing::enabled!(target: "passthru::plugin", tracing::Level::DEBUG) {
         for line in &report.log {
-            tracing::debug!(level = ?line.level, "plugin: {}", line.message);
+            tracing::debug!(target: "passthru::plugin", level = ?line.level, "plugin: {}", line.message);
         }
     }
 }

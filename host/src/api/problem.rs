@@ -38,6 +38,10 @@ pub enum ApiError {
     Conflict(String),
     TooLarge(String),
     UnsupportedMediaType(String),
+    /// An async request refused because the queue is at its bound.
+    QueueFull(String),
+    /// An async request refused because the queue cannot commit (shutting down, disk failing).
+    QueueUnavailable(String),
     Internal,
 }
 
@@ -111,6 +115,18 @@ impl ApiError {
                 "Unsupported media type",
                 detail,
             ),
+            ApiError::QueueFull(detail) => (
+                S::SERVICE_UNAVAILABLE,
+                "queue-full",
+                "Async queue full",
+                format!("{detail}; the request was not kept"),
+            ),
+            ApiError::QueueUnavailable(detail) => (
+                S::SERVICE_UNAVAILABLE,
+                "queue-unavailable",
+                "Async queue unavailable",
+                format!("{detail}; the request was not kept"),
+            ),
             ApiError::Internal => (
                 S::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -133,6 +149,11 @@ impl IntoResponse for ApiError {
         };
         let body = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (status, body).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),

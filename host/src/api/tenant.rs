@@ -17,6 +17,7 @@ use super::extract::{Json, Path, TenantAuth, check_name};
 use super::operator::with_store as store_task;
 use super::{ApiError, AppState};
 use crate::config::StatusMap;
+use crate::queue::RetryPolicy;
 use crate::registry::RegistryError;
 use crate::sandbox::{Branch, Limits};
 use crate::store::{DecisionFilter, DecisionRecord, FlowMode, FlowRecord, VersionRecord};
@@ -163,6 +164,9 @@ pub(super) struct FlowBody {
     fallback: Branch,
     #[serde(default)]
     limits: Limits,
+    /// How an async flow retries failed events.
+    #[serde(default)]
+    retry: RetryPolicy,
     #[serde(default)]
     config: BTreeMap<String, String>,
 }
@@ -181,6 +185,7 @@ pub(super) async fn put_flow(
     check_name("plugin", &body.plugin)?;
     body.limits.validate().map_err(ApiError::Unprocessable)?;
     body.status.validate().map_err(ApiError::Unprocessable)?;
+    body.retry.validate().map_err(ApiError::Unprocessable)?;
     let config_bytes: usize = body.config.iter().map(|(k, v)| k.len() + v.len()).sum();
     if config_bytes > MAX_CONFIG_BYTES {
         return Err(ApiError::Unprocessable(format!(
@@ -210,6 +215,7 @@ pub(super) async fn put_flow(
         status: body.status,
         fallback: body.fallback,
         limits: body.limits,
+        retry: body.retry,
         config: body.config,
         updated_at_ms: 0,
     };

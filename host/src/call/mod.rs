@@ -57,6 +57,25 @@ pub fn parse(query: &str) -> CallDetails {
     call
 }
 
+/// The call's `CallSid`, read as [`parse`] reads it (the last one wins; empty is `None`),
+/// without decoding the other parameters.
+///
+/// ```
+/// assert_eq!(passthru::call::call_sid("a=1&CallSid=x%2Dy&b=2").as_deref(), Some("x-y"));
+/// assert_eq!(passthru::call::call_sid("CallSid=a&CallSid="), None);
+/// ```
+#[must_use]
+pub fn call_sid(query: &str) -> Option<String> {
+    let mut sid = None;
+    for segment in query.split('&').filter(|s| !s.is_empty()) {
+        let (key, value) = segment.split_once('=').unwrap_or((segment, ""));
+        if decode::decode_component(key) == "CallSid" {
+            sid = text(&decode::decode_component(value));
+        }
+    }
+    sid
+}
+
 /// What Exotel told us about one call, typed where Exotel's format is known.
 ///
 /// No field is guaranteed: Exotel sends different subsets of its parameters at different stages of

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 
-use super::{CallDetails, CallType, DialCallStatus, Direction, Leg, Timestamp, parse};
+use super::{CallDetails, CallType, DialCallStatus, Direction, Leg, Timestamp, call_sid, parse};
 
 pub(super) fn s(value: &str) -> Option<String> {
     Some(value.to_owned())
@@ -367,6 +367,8 @@ fn check_invariants(query: &str) -> Result<(), TestCaseError> {
     prop_assert_eq!(call.params.len(), segments(query));
     prop_assert!(call.legs.len() <= call.params.len());
     prop_assert!(call.legs.windows(2).all(|w| w[0].index < w[1].index));
+    // The queue reads the CallSid alone; it must agree with the full parse.
+    prop_assert_eq!(call_sid(query), call.call_sid);
     Ok(())
 }
 

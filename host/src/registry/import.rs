@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Registry, RegistryError, blocking, builtin};
 use crate::config::{FlowSpec, PluginSource, validate_name};
-use crate::store::{FlowMode, FlowRecord, StoreError, TenantCaps};
+use crate::store::{FlowRecord, StoreError, TenantCaps};
 
 #[derive(Debug, thiserror::Error)]
 #[error("flow {tenant}/{flow} (plugin {plugin}): {source}")]
@@ -103,7 +103,9 @@ impl Registry {
                         && current.version == version.version
                         && current.status == spec.status
                         && current.fallback == spec.fallback
+                        && current.mode == spec.mode
                         && current.limits == spec.limits
+                        && current.retry == spec.retry
                         && current.config == spec.config
                 }
                 Err(_) => false,
@@ -120,10 +122,11 @@ impl Registry {
             plugin: version.plugin,
             version: version.version,
             previous_version: None,
-            mode: FlowMode::Sync,
+            mode: spec.mode,
             status: spec.status,
             fallback: spec.fallback,
             limits: spec.limits,
+            retry: spec.retry,
             config: spec.config.clone(),
             updated_at_ms: 0,
         })

@@ -21,10 +21,19 @@ pub use import::ImportError;
 
 use crate::config::StatusMap;
 use crate::sandbox::{Branch, FlowConfig, Limits, Plugin, Sandbox, SandboxError, hex_sha256};
-use crate::store::{FlowRecord, Store, StoreError, VersionRecord, now_ms};
+use crate::queue::RetryPolicy;
+use crate::store::{FlowMode, FlowRecord, Store, StoreError, VersionRecord, now_ms};
 
-/// The world every plugin version must target.
-pub const WORLD: &str = "passthru:plugin/decider@0.1.0";
+/// The world a component with these exports targets: `decider` (`decide`), `recorder`
+/// (`record`) or `plugin` (both).
+pub fn world_of(exports: &[String]) -> &'static str {
+    let has = |name: &str| exports.iter().any(|e| e == name);
+    match (has("decide"), has("record")) {
+        (true, true) => "passthru:plugin/plugin@0.1.1",
+        (false, true) => "passthru:plugin/recorder@0.1.1",
+        _ => "passthru:plugin/decider@0.1.1",
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -64,9 +73,11 @@ pub struct Flow {
     pub plugin_name: String,
     pub version: u32,
     pub plugin: Arc<Plugin>,
+    pub mode: FlowMode,
     pub fallback: Branch,
     pub status: StatusMap,
     pub limits: Limits,
+    pub retry: RetryPolicy,
     pub config: Arc<FlowConfig>,
 }
 
@@ -230,7 +241,7 @@ impl Registry {
             plugin,
             &sha256,
             bytes.len() as u64,
-            WORLD,
+            world_of(&compiled.exports),
             &compiled.exports,
         )?;
         Ok((version, true))
@@ -407,15 +418,28 @@ impl Registry {
         let version = self
             .store
             .get_version(&record.tenant, &record.plugin, record.version)?;
+        let export = record.mode.export();
+        if !version.exports.iter().any(|e| e == export) {
+            return Err(RegistryError::BadRequest(format!(
+                "version {} of plugin {:?} does not export `{export}`, which a flow in {} mode \
+                 calls (it exports {:?})",
+                record.version,
+                record.plugin,
+                record.mode.as_str(),
+                version.exports
+            )));
+        }
         Ok(Flow {
             tenant: record.tenant.clone(),
             name: record.name.clone(),
             plugin_name: record.plugin.clone(),
             version: record.version,
             plugin: self.load(&version.sha256)?,
+            mode: record.mode,
             fallback: record.fallback,
             status: record.status,
             limits: record.limits,
+            retry: record.retry,
             config: Arc::new(record.config.clone()),
         })
     }

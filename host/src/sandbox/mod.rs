@@ -2,8 +2,8 @@
 //! fresh `Store` per call with a fuel budget, a wall-clock deadline and a memory cap.
 //!
 //! Link once per engine (WASI with no capability, and the host imports of `wit/`), prepare once
-//! per plugin (`InstancePre` with the export already looked up), and per call only create a
-//! `Store`, instantiate from the pool and call `decide`. Failures are typed ([`SandboxError`]),
+//! per plugin (`InstancePre` with its exports already looked up), and per call only create a
+//! `Store`, instantiate from the pool and call `decide` (sync flows) or `record` (async flows). Failures are typed ([`SandboxError`]),
 //! classified from wasmtime's `Trap` codes and the limiter's own record, never from messages.
 
 mod bindings;
@@ -28,6 +28,7 @@ pub use output::{LogLevel, LogLine, MAX_LOG_BYTES, MAX_LOG_LINES};
 pub use precompiled::{Compiled, hex_sha256};
 pub use state::FlowConfig;
 
+use bindings::recorder::RecorderPre;
 use bindings::{Decider, DeciderPre};
 use state::{CallState, LimitHit};
 
@@ -151,6 +152,8 @@ pub enum FailureKind {
     MemoryLimit,
     Trap,
     InvalidComponent,
+    /// `record` returned an error of its own.
+    PluginError,
     /// No instance slot was free in the pool: the host is at capacity, not the plugin's fault.
     Overloaded,
 }
@@ -163,6 +166,7 @@ impl FailureKind {
             FailureKind::MemoryLimit => "memory_limit",
             FailureKind::Trap => "trap",
             FailureKind::InvalidComponent => "invalid_component",
+            FailureKind::PluginError => "plugin_error",
             FailureKind::Overloaded => "overloaded",
         }
     }
@@ -181,6 +185,8 @@ pub enum SandboxError {
     Trap { message: String },
     #[error("invalid component: {message}")]
     InvalidComponent { message: String },
+    #[error("the plugin reported a failure: {message}")]
+    PluginError { message: String },
     #[error("the sandbox is at capacity: {message}")]
     Overloaded { message: String },
 }
@@ -193,6 +199,7 @@ impl SandboxError {
             SandboxError::MemoryLimit { .. } => FailureKind::MemoryLimit,
             SandboxError::Trap { .. } => FailureKind::Trap,
             SandboxError::InvalidComponent { .. } => FailureKind::InvalidComponent,
+            SandboxError::PluginError { .. } => FailureKind::PluginError,
             SandboxError::Overloaded { .. } => FailureKind::Overloaded,
         }
     }
@@ -204,15 +211,30 @@ impl SandboxError {
     }
 }
 
-/// Everything one call produced: the decision or the failure, and what it cost.
+/// Everything one call produced: its result or the failure, and what it cost.
 #[derive(Debug)]
-pub struct CallReport {
-    pub outcome: Result<Decision, SandboxError>,
+pub struct Report<T> {
+    pub outcome: Result<T, SandboxError>,
     pub fuel_used: u64,
     pub elapsed: Duration,
     pub log: Vec<LogLine>,
     /// Log lines dropped past the caps.
     pub log_dropped: u32,
+}
+
+/// What one `decide` call produced.
+pub type CallReport = Report<Decision>;
+/// What one `record` call produced: `Ok(())` when the plugin handled the event.
+pub type RecordReport = Report<()>;
+
+/// One request of an async flow, as `record` sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event {
+    /// The queue's id: the same on every attempt.
+    pub id: u64,
+    /// 1 on the first attempt.
+    pub attempt: u32,
+    pub accepted_at_ms: i64,
 }
 
 /// Sizes of the instance pool.
@@ -231,8 +253,23 @@ impl Default for SandboxOptions {
 }
 
 /// A compiled plugin, ready to instantiate. Cheap to share; never compiled again.
+///
+/// It has at least one of the two exports; each is looked up once, here.
 pub struct Plugin {
-    pre: DeciderPre<CallState>,
+    decider: Option<DeciderPre<CallState>>,
+    recorder: Option<RecorderPre<CallState>>,
+}
+
+impl Plugin {
+    /// Whether the plugin exports `decide` (it can serve a sync flow).
+    pub fn can_decide(&self) -> bool {
+        self.decider.is_some()
+    }
+
+    /// Whether the plugin exports `record` (it can serve an async flow).
+    pub fn can_record(&self) -> bool {
+        self.recorder.is_some()
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -283,8 +320,8 @@ impl Sandbox {
     ///
     /// # Errors
     /// [`SandboxError::InvalidComponent`] with a message that says what is wrong: not wasm, a
-    /// core module instead of a component, imports the host does not provide, or no `decide`
-    /// export of the expected type.
+    /// core module instead of a component, imports the host does not provide, neither `decide`
+    /// nor `record` exported, or one of them not of the type the WIT defines.
     pub fn compile(&self, bytes: &[u8]) -> Result<Plugin, SandboxError> {
         let component = self.compile_component(bytes)?;
         self.prepare(&component)
@@ -303,20 +340,36 @@ impl Sandbox {
             .map_err(|e| SandboxError::invalid(format!("the component does not compile: {e}")))
     }
 
-    /// Links a compiled component against the host and finds its `decide` export.
+    /// Links a compiled component against the host and finds its `decide` and `record` exports.
     fn prepare(&self, component: &Component) -> Result<Plugin, SandboxError> {
         let pre = self.linker.instantiate_pre(component).map_err(|e| {
             SandboxError::invalid(format!(
                 "the component imports something the host does not provide: {e}"
             ))
         })?;
-        let pre = DeciderPre::new(pre).map_err(|e| {
+        let exports = export_names(&self.engine, component);
+        let has = |name: &str| exports.iter().any(|e| e == name);
+        let wrong_type = |name: &str, e: wasmtime::Error| {
             SandboxError::invalid(format!(
-                "the component does not export `decide` as world passthru:plugin/decider@0.1.0 \
-                 defines it: {e}"
+                "the component exports `{name}`, but not of the type package \
+                 passthru:plugin@0.1.1 defines: {e}"
             ))
-        })?;
-        Ok(Plugin { pre })
+        };
+        let decider = match has("decide") {
+            true => Some(DeciderPre::new(pre.clone()).map_err(|e| wrong_type("decide", e))?),
+            false => None,
+        };
+        let recorder = match has("record") {
+            true => Some(RecorderPre::new(pre).map_err(|e| wrong_type("record", e))?),
+            false => None,
+        };
+        if decider.is_none() && recorder.is_none() {
+            return Err(SandboxError::invalid(format!(
+                "the component exports neither `decide` (world passthru:plugin/decider) nor \
+                 `record` (world passthru:plugin/recorder); it exports {exports:?}"
+            )));
+        }
+        Ok(Plugin { decider, recorder })
     }
 
     /// Runs one call: a fresh instance of `plugin`, `decide(call)`, under `limits`.
@@ -330,53 +383,136 @@ impl Sandbox {
         config: Arc<FlowConfig>,
     ) -> CallReport {
         let _in_flight = InFlight::enter(&self.in_flight);
+        let (mut store, started) = self.new_store(limits, config);
+        let outcome = match (&plugin.decider, prepare_store(&mut store, limits)) {
+            (_, Err(error)) => Err(error),
+            (None, Ok(())) => Err(missing_export("decide")),
+            (Some(pre), Ok(())) => {
+                let call = call.into();
+                let run = async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance.call_decide(&mut store, &call).await
+                };
+                let done = tokio::time::timeout(limits.deadline(), run).await;
+                settle(done, store.data(), limits).map(Decision::from)
+            }
+        };
+        finish(store, started, outcome, limits)
+    }
+
+    /// Runs one attempt of an async flow's event: a fresh instance of `plugin`,
+    /// `record(event, call)`, under `limits`. An `err` from the plugin is
+    /// [`SandboxError::PluginError`].
+    ///
+    /// Never panics and never returns early: every failure is in the report's `outcome`.
+    pub async fn record(
+        &self,
+        plugin: &Plugin,
+        event: Event,
+        call: CallDetails,
+        limits: &Limits,
+        config: Arc<FlowConfig>,
+    ) -> RecordReport {
+        let _in_flight = InFlight::enter(&self.in_flight);
+        let (mut store, started) = self.new_store(limits, config);
+        let outcome = match (&plugin.recorder, prepare_store(&mut store, limits)) {
+            (_, Err(error)) => Err(error),
+            (None, Ok(())) => Err(missing_export("record")),
+            (Some(pre), Ok(())) => {
+                let call = call.into();
+                let event = bindings::passthru::plugin::types::Event {
+                    id: event.id,
+                    attempt: event.attempt,
+                    accepted_at_ms: event.accepted_at_ms,
+                };
+                let run = async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance.call_record(&mut store, event, &call).await
+                };
+                let done = tokio::time::timeout(limits.deadline(), run).await;
+                settle(done, store.data(), limits).and_then(|said| {
+                    said.map_err(|mut message| {
+                        message.truncate(output::truncate(&message, MAX_REASON_BYTES).len());
+                        SandboxError::PluginError { message }
+                    })
+                })
+            }
+        };
+        finish(store, started, outcome, limits)
+    }
+
+    /// A store for one call, with its memory cap and the flow's config.
+    fn new_store(&self, limits: &Limits, config: Arc<FlowConfig>) -> (Store<CallState>, Instant) {
         let memory_bytes = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
         let mut store = Store::new(&self.engine, CallState::new(memory_bytes, config));
         store.limiter(|state| &mut state.limiter);
-        let log = store.data().log.clone();
-        let started = Instant::now();
-        let outcome = match prepare_store(&mut store, limits) {
-            Ok(()) => {
-                let call = call.into();
-                let run = async {
-                    let instance = plugin.pre.instantiate_async(&mut store).await?;
-                    instance.call_decide(&mut store, &call).await
-                };
-                // The epoch deadline stops a guest that computes; this timeout also stops one
-                // that waits in a host call (a WASI sleep, say), which epochs cannot interrupt.
-                match tokio::time::timeout(limits.deadline(), run).await {
-                    Ok(Ok(decision)) => Ok(decision.into()),
-                    Ok(Err(error)) => Err(classify(&error, store.data(), limits)),
-                    Err(_elapsed) => Err(SandboxError::Deadline {
-                        deadline_ms: limits.deadline_ms,
-                    }),
-                }
-            }
-            Err(error) => Err(error),
-        };
-        let elapsed = started.elapsed();
-        let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0).min(limits.fuel);
-        drop(store);
-
-        let mut log = log.lock();
-        log.finish();
-        let outcome = outcome.map_err(|error| match error {
-            SandboxError::Trap { message } => SandboxError::Trap {
-                message: match log.stderr_tail(2) {
-                    Some(said) => format!("{message}; the plugin said: {said}"),
-                    None => message,
-                },
-            },
-            other => other,
-        });
-        CallReport {
-            outcome,
-            fuel_used,
-            elapsed,
-            log: std::mem::take(&mut log.lines),
-            log_dropped: log.dropped,
-        }
+        (store, Instant::now())
     }
+}
+
+/// The outcome of a call that ran: its value, or the failure named.
+///
+/// The epoch deadline stops a guest that computes; the timeout around the call (`done` is its
+/// result) also stops one that waits in a host call (a WASI sleep, say), which epochs cannot
+/// interrupt.
+fn settle<T>(
+    done: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    state: &CallState,
+    limits: &Limits,
+) -> Result<T, SandboxError> {
+    match done {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(classify(&error, state, limits)),
+        Err(_elapsed) => Err(SandboxError::Deadline {
+            deadline_ms: limits.deadline_ms,
+        }),
+    }
+}
+
+/// Ends a call: what it cost, its log, and a trap's message completed with what the plugin
+/// wrote to stderr just before.
+fn finish<T>(
+    store: Store<CallState>,
+    started: Instant,
+    outcome: Result<T, SandboxError>,
+    limits: &Limits,
+) -> Report<T> {
+    let elapsed = started.elapsed();
+    let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0).min(limits.fuel);
+    let log = store.data().log.clone();
+    drop(store);
+
+    let mut log = log.lock();
+    log.finish();
+    let outcome = outcome.map_err(|error| match error {
+        SandboxError::Trap { message } => SandboxError::Trap {
+            message: match log.stderr_tail(2) {
+                Some(said) => format!("{message}; the plugin said: {said}"),
+                None => message,
+            },
+        },
+        other => other,
+    });
+    Report {
+        outcome,
+        fuel_used,
+        elapsed,
+        log: std::mem::take(&mut log.lines),
+        log_dropped: log.dropped,
+    }
+}
+
+fn missing_export(name: &str) -> SandboxError {
+    SandboxError::invalid(format!("this plugin version does not export `{name}`"))
+}
+
+/// The names a component exports (`decide`, `record`, and e.g. `init` from componentize-py).
+pub(crate) fn export_names(engine: &Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect()
 }
 
 /// Counts a call as in flight until dropped, whether the call finishes or is abandoned.

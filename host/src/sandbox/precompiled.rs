@@ -19,7 +19,7 @@ pub struct Compiled {
     pub plugin: Plugin,
     /// The serialised machine code, for the artifact cache.
     pub artifact: Vec<u8>,
-    /// The component's export names (`decide`, and e.g. `init` from componentize-py).
+    /// The component's export names (`decide`, `record`, and e.g. `init` from componentize-py).
     pub exports: Vec<String>,
 }
 
@@ -31,11 +31,7 @@ impl Sandbox {
     pub fn compile_with_artifact(&self, bytes: &[u8]) -> Result<Compiled, SandboxError> {
         let component = self.compile_component(bytes)?;
         let plugin = self.prepare(&component)?;
-        let exports = component
-            .component_type()
-            .exports(&self.engine)
-            .map(|(name, _)| name.to_owned())
-            .collect();
+        let exports = super::export_names(&self.engine, &component);
         let artifact = component
             .serialize()
             .map_err(|e| SandboxError::Overloaded {

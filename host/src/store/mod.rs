@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use sqlite::SqliteStore;
 
 use crate::config::StatusMap;
+use crate::queue::RetryPolicy;
 use crate::sandbox::{Branch, Limits, LogLine};
 
 #[derive(Debug, thiserror::Error)]
@@ -117,12 +118,31 @@ pub struct VersionRecord {
     pub uploaded_at_ms: i64,
 }
 
-/// How a flow is called: `sync` answers the call flow with the plugin's branch.
+/// How a flow is called: `sync` answers the call flow with the branch `decide` picks; `async`
+/// answers `200` once the request is stored, and runs `record` in the background.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum FlowMode {
     #[default]
     Sync,
+    Async,
+}
+
+impl FlowMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowMode::Sync => "sync",
+            FlowMode::Async => "async",
+        }
+    }
+
+    /// The plugin export this mode calls.
+    pub fn export(self) -> &'static str {
+        match self {
+            FlowMode::Sync => "decide",
+            FlowMode::Async => "record",
+        }
+    }
 }
 
 /// A flow: a version bound to a tenant's name, with how it is called.
@@ -139,6 +159,8 @@ pub struct FlowRecord {
     pub status: StatusMap,
     pub fallback: Branch,
     pub limits: Limits,
+    /// How failed events are retried (async flows; kept but unused in sync mode).
+    pub retry: RetryPolicy,
     pub config: BTreeMap<String, String>,
     pub updated_at_ms: i64,
 }

@@ -13,6 +13,7 @@ use super::{
     StoreResult, Tenant, TenantCaps, TokenInfo, VersionRecord, now_ms,
 };
 use crate::config::StatusMap;
+use crate::queue::RetryPolicy;
 use crate::sandbox::{Branch, Limits};
 
 /// Each entry moves the schema one version up; `PRAGMA user_version` says how many have run.
@@ -79,6 +80,8 @@ const MIGRATIONS: &[&str] = &[r#"
         key TEXT PRIMARY KEY,
         checksum TEXT NOT NULL
     );
+"#, r#"
+    ALTER TABLE flows ADD COLUMN retry TEXT NOT NULL DEFAULT '{}';
 "#];
 
 /// The most records one query returns.
@@ -212,12 +215,14 @@ fn to_version((mut v, exports): (VersionRecord, String)) -> StoreResult<VersionR
 }
 
 const FLOW_COLUMNS: &str = "tenant, name, plugin, version, previous_version, mode, \
-    status_success, status_failure, fallback, limits, config, updated_at_ms";
+    status_success, status_failure, fallback, limits, config, updated_at_ms, retry";
 
 struct FlowRow {
     record: FlowRecord,
+    mode: String,
     limits: String,
     config: String,
+    retry: String,
 }
 
 fn flow_row(row: &Row<'_>) -> rusqlite::Result<FlowRow> {
@@ -236,18 +241,32 @@ fn flow_row(row: &Row<'_>) -> rusqlite::Result<FlowRow> {
             },
             fallback: parse_branch(&fallback),
             limits: Limits::default(),
+            retry: RetryPolicy::default(),
             config: Default::default(),
             updated_at_ms: row.get(11)?,
         },
+        mode: row.get(5)?,
         limits: row.get(9)?,
         config: row.get(10)?,
+        retry: row.get(12)?,
     })
 }
 
 fn to_flow(row: FlowRow) -> StoreResult<FlowRecord> {
     let mut record = row.record;
+    record.mode = match row.mode.as_str() {
+        "sync" => FlowMode::Sync,
+        "async" => FlowMode::Async,
+        other => {
+            return Err(StoreError::Backend(format!(
+                "flow {:?} has an unknown mode {other:?}",
+                record.name
+            )));
+        }
+    };
     record.limits = from_json(&row.limits)?;
     record.config = from_json(&row.config)?;
+    record.retry = from_json(&row.retry)?;
     Ok(record)
 }
 
@@ -559,7 +578,7 @@ impl Store for SqliteStore {
         tx.execute(
             &format!(
                 "INSERT OR REPLACE INTO flows ({FLOW_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
             ),
             params![
                 flow.tenant,
@@ -567,13 +586,14 @@ impl Store for SqliteStore {
                 flow.plugin,
                 flow.version,
                 flow.previous_version,
-                "sync",
+                flow.mode.as_str(),
                 flow.status.success,
                 flow.status.failure,
                 branch_str(flow.fallback),
                 json(&flow.limits)?,
                 json(&flow.config)?,
-                flow.updated_at_ms
+                flow.updated_at_ms,
+                json(&flow.retry)?
             ],
         )?;
         tx.commit()?;
@@ -704,12 +724,17 @@ mod tests {
             plugin: "menu".into(),
             version,
             previous_version: None,
-            mode: FlowMode::Sync,
+            mode: FlowMode::Async,
             status: StatusMap::default(),
             fallback: Branch::Success,
             limits: Limits {
                 fuel: 5,
                 ..Limits::default()
+            },
+            retry: RetryPolicy {
+                max_attempts: 9,
+                backoff_ms: 20,
+                max_backoff_ms: 40,
             },
             config: [("k".to_owned(), "v".to_owned())].into(),
             updated_at_ms: 7,

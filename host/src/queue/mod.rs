@@ -1,0 +1,569 @@
+//! Async flows: a durable queue, a pool of workers, retries with backoff, dead letters.
+//!
+//! A request for an async flow is answered only once it is committed to the queue's own SQLite
+//! file with `synchronous = FULL`. Commits are grouped: one writer thread takes every request
+//! waiting at that moment into one transaction, so a single fsync acknowledges them all, and
+//! throughput grows with the number of concurrent requests instead of being capped by the disk's
+//! sync rate. After the commit the events go to the in-memory [`scheduler`], which hands them to
+//! the workers fairly between tenants; each attempt's outcome goes back through the same writer
+//! (handled events are deleted, failed ones get their next attempt time or become dead letters).
+//!
+//! Delivery is at least once: an event handled just before a crash, whose deletion was not yet
+//! committed, runs again at the next start. Plugins get the event's id to be idempotent.
+
+pub mod policy;
+pub mod scheduler;
+pub mod store;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+
+pub use policy::RetryPolicy;
+pub use scheduler::{Bounds, FlowDepth, Full};
+pub use store::{Completion, DeadLetter, Failure, NewEvent, QueueStore, SqliteQueue, StoredEvent};
+
+use crate::call;
+use crate::records::Recorder;
+use crate::registry::Registry;
+use crate::sandbox::{Branch, Event, LogLine};
+use crate::store::{DecisionRecord, StoreError, now_ms};
+use scheduler::{Finish, Job, Scheduler};
+
+/// The most messages (requests and outcomes) one commit takes.
+const MAX_BATCH: usize = 4096;
+
+/// What the queue is allowed, from the server's `[async]` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueOptions {
+    /// Attempts that may run at once.
+    pub workers: usize,
+    pub bounds: Bounds,
+}
+
+/// Why an async request was not accepted. Both are answered `503`, so that the call flow takes
+/// its error path instead of believing the request was kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AcceptError {
+    #[error("the async queue is full ({0})")]
+    Full(String),
+    #[error("the async queue cannot take requests: {0}")]
+    Unavailable(String),
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct QueueStats {
+    pub accepted: AtomicU64,
+    pub refused_full: AtomicU64,
+    pub refused_unavailable: AtomicU64,
+    pub handled: AtomicU64,
+    pub failed_attempts: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub replayed: AtomicU64,
+    pub commits: AtomicU64,
+}
+
+/// The queue and its workers. Cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn QueueStore>,
+    shared: Arc<Shared>,
+    writer: Mutex<Option<Sender<Message>>>,
+    writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// What the writer thread and the workers share with the request path.
+struct Shared {
+    scheduler: Mutex<Scheduler>,
+    /// Wakes idle workers: new events, a new retry time, or shutdown.
+    wake: Notify,
+    closing: AtomicBool,
+    stats: QueueStats,
+}
+
+impl Shared {
+    fn scheduler(&self) -> MutexGuard<'_, Scheduler> {
+        // Held for bookkeeping only, never across an await or I/O.
+        self.scheduler.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+enum Message {
+    Accept(NewEvent, oneshot::Sender<Result<u64, String>>),
+    Complete(Completion),
+}
+
+impl Queue {
+    /// Opens the queue over `store`, resumes every event it holds, and starts the writer thread
+    /// and `options.workers` workers on the current runtime.
+    ///
+    /// # Errors
+    /// The store cannot be read, or the writer thread cannot be started.
+    pub fn start(
+        store: Arc<dyn QueueStore>,
+        registry: Arc<Registry>,
+        recorder: Recorder,
+        options: QueueOptions,
+    ) -> Result<Self, StoreError> {
+        let mut scheduler = Scheduler::new(options.bounds);
+        let now = now_ms();
+        let pending = store.pending()?;
+        let resumed = pending.len();
+        for event in pending {
+            let due = event.next_at_ms;
+            scheduler.restore(Job::from(event), due, now);
+        }
+        if resumed > 0 {
+            tracing::info!(events = resumed, "resuming the async queue");
+        }
+        let shared = Arc::new(Shared {
+            scheduler: Mutex::new(scheduler),
+            wake: Notify::new(),
+            closing: AtomicBool::new(false),
+            stats: QueueStats::default(),
+        });
+        let (sender, receiver) = mpsc::channel();
+        let writer_thread = {
+            let (store, shared) = (store.clone(), shared.clone());
+            thread::Builder::new()
+                .name("passthru-queue".into())
+                .spawn(move || write_loop(store.as_ref(), &shared, &receiver))
+                .map_err(|e| StoreError::Backend(format!("cannot start the queue writer: {e}")))?
+        };
+        let workers = (0..options.workers.max(1))
+            .map(|_| {
+                let worker = Worker {
+                    shared: shared.clone(),
+                    writer: sender.clone(),
+                    registry: registry.clone(),
+                    recorder: recorder.clone(),
+                };
+                tokio::spawn(worker.run())
+            })
+            .collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                shared,
+                writer: Mutex::new(Some(sender)),
+                writer_thread: Mutex::new(Some(writer_thread)),
+                workers: Mutex::new(workers),
+            }),
+        })
+    }
+
+    /// Stores a request of an async flow; resolves once it is durably committed, with its id.
+    ///
+    /// # Errors
+    /// The queue (or the tenant's share of it) is full, or it cannot commit.
+    pub async fn accept(&self, event: NewEvent) -> Result<u64, AcceptError> {
+        let shared = &self.inner.shared;
+        let stats = &shared.stats;
+        if shared.closing.load(Ordering::Acquire) {
+            stats.refused_unavailable.fetch_add(1, Ordering::Relaxed);
+            return Err(AcceptError::Unavailable("the server is shutting down".into()));
+        }
+        if let Err(full) = shared.scheduler().reserve(&event.tenant) {
+            stats.refused_full.fetch_add(1, Ordering::Relaxed);
+            return Err(AcceptError::Full(match full {
+                Full::Queue { max } => format!("it holds {max} events, its bound"),
+                Full::Tenant { max } => format!("this tenant has {max} events waiting, its bound"),
+            }));
+        }
+        let tenant = event.tenant.clone();
+        let (reply, committed) = oneshot::channel();
+        let sent = self
+            .writer()
+            .as_ref()
+            .is_some_and(|w| w.send(Message::Accept(event, reply)).is_ok());
+        let outcome = match sent {
+            true => match committed.await {
+                Ok(Ok(id)) => Ok(id),
+                Ok(Err(error)) => Err(AcceptError::Unavailable(error)),
+                Err(_) => Err(AcceptError::Unavailable("the queue writer stopped".into())),
+            },
+            false => {
+                shared.scheduler().release(&tenant);
+                Err(AcceptError::Unavailable("the queue writer stopped".into()))
+            }
+        };
+        match &outcome {
+            Ok(_) => stats.accepted.fetch_add(1, Ordering::Relaxed),
+            Err(_) => stats.refused_unavailable.fetch_add(1, Ordering::Relaxed),
+        };
+        outcome
+    }
+
+    /// A flow's events in the queue, and how many are dead letters. Blocking (reads the store).
+    ///
+    /// # Errors
+    /// The store fails.
+    pub fn flow_depth(&self, tenant: &str, flow: &str) -> Result<(FlowDepth, u64), StoreError> {
+        let depth = self.inner.shared.scheduler().flow_depth(tenant, flow);
+        let dead = self.inner.store.dead_count(tenant, flow)?;
+        Ok((depth, dead))
+    }
+
+    /// The store, for reading dead letters.
+    pub fn store(&self) -> &Arc<dyn QueueStore> {
+        &self.inner.store
+    }
+
+    /// Puts a dead letter back in the queue, as a new first attempt. Blocking.
+    ///
+    /// # Errors
+    /// No such dead letter, the queue is full, or the store fails.
+    pub fn replay(&self, tenant: &str, flow: &str, id: u64) -> Result<(), ReplayError> {
+        let shared = &self.inner.shared;
+        // Hold a place first, so a replay cannot push the queue past its bound.
+        shared
+            .scheduler()
+            .reserve(tenant)
+            .map_err(|_| ReplayError::Full)?;
+        let now = now_ms();
+        match self.inner.store.revive(tenant, flow, id, now) {
+            Ok(event) => {
+                shared.scheduler().admit(Job::from(event), now, now);
+                shared.stats.replayed.fetch_add(1, Ordering::Relaxed);
+                shared.wake.notify_waiters();
+                Ok(())
+            }
+            Err(error) => {
+                shared.scheduler().release(tenant);
+                Err(ReplayError::Store(error))
+            }
+        }
+    }
+
+    pub fn stats(&self) -> &QueueStats {
+        &self.inner.shared.stats
+    }
+
+    /// Events held in all, and events running.
+    pub fn depth(&self) -> (usize, usize) {
+        let s = self.inner.shared.scheduler();
+        (s.depth(), s.in_flight())
+    }
+
+    /// Stops taking requests, lets running attempts finish (each within its deadline), commits
+    /// what they and the last requests left, and stops the writer. Events not yet run stay in
+    /// the queue for the next start. Returns false if that took longer than `timeout`.
+    pub async fn shutdown(&self, timeout: Duration) -> bool {
+        let shared = &self.inner.shared;
+        shared.closing.store(true, Ordering::Release);
+        shared.wake.notify_waiters();
+        let workers = std::mem::take(&mut *lock(&self.inner.workers));
+        let finished = tokio::time::timeout(timeout, async {
+            for worker in workers {
+                let _ = worker.await;
+            }
+        })
+        .await
+        .is_ok();
+        // Dropping the last sender ends the writer once it has committed everything sent.
+        drop(lock(&self.inner.writer).take());
+        let thread = lock(&self.inner.writer_thread).take();
+        let joined = match thread {
+            Some(thread) => tokio::task::spawn_blocking(move || thread.join().is_ok())
+                .await
+                .unwrap_or(false),
+            None => true,
+        };
+        finished && joined
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Option<Sender<Message>>> {
+        lock(&self.inner.writer)
+    }
+}
+
+/// Why a replay failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("the async queue is full")]
+    Full,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The writer thread: group commit. Blocks for the first message, takes every other message
+/// already waiting, commits them in one transaction, then answers the requests and hands the
+/// new events to the scheduler. Ends when every sender is gone and the channel is empty.
+fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Message>) {
+    while let Ok(first) = receiver.recv() {
+        let mut accepts = Vec::new();
+        let mut replies = Vec::new();
+        let mut completions = Vec::new();
+        let mut take = |message| match message {
+            Message::Accept(event, reply) => {
+                accepts.push(event);
+                replies.push(reply);
+            }
+            Message::Complete(completion) => completions.push(completion),
+        };
+        take(first);
+        for message in receiver.try_iter().take(MAX_BATCH - 1) {
+            take(message);
+        }
+        match store.commit(&accepts, &completions) {
+            Ok(ids) => {
+                shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+                if !accepts.is_empty() {
+                    let now = now_ms();
+                    let mut scheduler = shared.scheduler();
+                    for (event, &id) in accepts.into_iter().zip(&ids) {
+                        let job = Job::from(StoredEvent {
+                            id,
+                            event,
+                            attempts: 0,
+                            next_at_ms: now,
+                        });
+                        scheduler.admit(job, now, now);
+                    }
+                    drop(scheduler);
+                    shared.wake.notify_waiters();
+                }
+                for (reply, id) in replies.into_iter().zip(ids) {
+                    // A client that went away still had its request stored; nothing to undo.
+                    let _ = reply.send(Ok(id));
+                }
+            }
+            Err(error) => {
+                // Requests are refused (503) and nothing of them is kept. Outcomes that were
+                // not written leave their events as they were: they run again at the next
+                // start, which at-least-once delivery allows.
+                tracing::error!(%error, requests = accepts.len(), outcomes = completions.len(),
+                    "the async queue could not commit");
+                let mut scheduler = shared.scheduler();
+                for event in &accepts {
+                    scheduler.release(&event.tenant);
+                }
+                drop(scheduler);
+                for reply in replies {
+                    let _ = reply.send(Err(format!("the commit failed: {error}")));
+                }
+            }
+        }
+    }
+}
+
+/// One worker: takes the next event, runs `record`, reports the outcome.
+struct Worker {
+    shared: Arc<Shared>,
+    writer: Sender<Message>,
+    registry: Arc<Registry>,
+    recorder: Recorder,
+}
+
+/// What one attempt came to.
+struct Attempt {
+    outcome: Result<(), (String, String)>,
+    plugin: String,
+    version: u32,
+    fuel_used: u64,
+    elapsed_us: u64,
+    log: Vec<LogLine>,
+    log_dropped: u32,
+    retry: RetryPolicy,
+}
+
+impl Worker {
+    async fn run(self) {
+        loop {
+            let notified = self.shared.wake.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a wake-up between the look and the wait is kept.
+            notified.as_mut().enable();
+            if self.shared.closing.load(Ordering::Acquire) {
+                return;
+            }
+            let (job, wake_at) = {
+                let mut scheduler = self.shared.scheduler();
+                (scheduler.next(now_ms()), scheduler.wake_at())
+            };
+            match (job, wake_at) {
+                (Some(job), _) => self.attempt(job).await,
+                (None, Some(due)) => {
+                    let wait = u64::try_from(due - now_ms()).unwrap_or(0);
+                    tokio::select! {
+                        () = notified => {}
+                        () = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                    }
+                }
+                (None, None) => notified.await,
+            }
+        }
+    }
+
+    async fn attempt(&self, job: Job) {
+        let attempt_no = job.attempts + 1;
+        let span = tracing::info_span!(
+            "async",
+            tenant = %job.tenant,
+            flow = %job.flow,
+            event = job.id,
+            attempt = attempt_no,
+            call_sid = job.call_sid.as_deref().unwrap_or(""),
+        );
+        let attempt =
+            tracing::Instrument::instrument(self.execute(&job, attempt_no), span.clone()).await;
+        let _entered = span.enter();
+        for line in &attempt.log {
+            tracing::debug!(target: "passthru::plugin", level = ?line.level, "plugin: {}", line.message);
+        }
+        let now = now_ms();
+        let (completion, finish) = match &attempt.outcome {
+            Ok(()) => {
+                tracing::debug!(elapsed_us = attempt.elapsed_us, "recorded");
+                self.shared.stats.handled.fetch_add(1, Ordering::Relaxed);
+                (Completion::Done { id: job.id }, Finish::Gone)
+            }
+            Err((kind, error)) => {
+                self.shared.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                let failure = Failure {
+                    kind: kind.clone(),
+                    error: error.clone(),
+                    log: attempt.log.clone(),
+                    at_ms: now,
+                };
+                if attempt.retry.retries_after(attempt_no) {
+                    let delay = attempt.retry.delay(attempt_no, policy::random_unit());
+                    let due = now.saturating_add(delay.as_millis() as i64);
+                    tracing::warn!(kind = %kind, %error, retry_in_ms = delay.as_millis() as u64,
+                        "attempt failed; will retry");
+                    let completion = Completion::Retry {
+                        id: job.id,
+                        attempts: attempt_no,
+                        next_at_ms: due,
+                        failure,
+                    };
+                    (completion, Finish::Retry { due_ms: due })
+                } else {
+                    tracing::warn!(kind = %kind, %error, attempts = attempt_no,
+                        "attempt failed, the last one allowed; kept as a dead letter");
+                    self.shared.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    let completion = Completion::Dead {
+                        id: job.id,
+                        attempts: attempt_no,
+                        failure,
+                    };
+                    (completion, Finish::Gone)
+                }
+            }
+        };
+        if self.recorder.enabled() {
+            self.recorder.record(decision_record(&job, attempt_no, &attempt, now));
+        }
+        // If the writer is gone (shutdown), the outcome is not written: the event runs again at
+        // the next start.
+        let _ = self.writer.send(Message::Complete(completion));
+        self.shared.scheduler().finish(job, finish);
+        if matches!(finish, Finish::Retry { .. }) {
+            // Idle workers may be sleeping past the new retry's time.
+            self.shared.wake.notify_waiters();
+        }
+    }
+
+    async fn execute(&self, job: &Job, attempt_no: u32) -> Attempt {
+        let Some(flow) = self.registry.get(&job.tenant, &job.flow) else {
+            return Attempt {
+                outcome: Err((
+                    "flow_unavailable".into(),
+                    format!(
+                        "flow {:?} is not served (deleted, or its tenant disabled)",
+                        job.flow.as_ref()
+                    ),
+                )),
+                plugin: String::new(),
+                version: 0,
+                fuel_used: 0,
+                elapsed_us: 0,
+                log: Vec::new(),
+                log_dropped: 0,
+                retry: RetryPolicy::default(),
+            };
+        };
+        let event = Event {
+            id: job.id,
+            attempt: attempt_no,
+            accepted_at_ms: job.accepted_at_ms,
+        };
+        let report = self
+            .registry
+            .sandbox()
+            .record(
+                &flow.plugin,
+                event,
+                call::parse(&job.query),
+                &flow.limits,
+                flow.config.clone(),
+            )
+            .await;
+        Attempt {
+            outcome: report
+                .outcome
+                .map_err(|e| (e.kind().as_str().to_owned(), e.to_string())),
+            plugin: flow.plugin_name.clone(),
+            version: flow.version,
+            fuel_used: report.fuel_used,
+            elapsed_us: report.elapsed.as_micros() as u64,
+            log: report.log,
+            log_dropped: report.log_dropped,
+            retry: flow.retry,
+        }
+    }
+}
+
+/// An attempt as a decision record: `outcome` is `recorded` or the failure kind, `branch` is
+/// `success` for `recorded`, else `failure`, and `reason` names the event and attempt.
+fn decision_record(job: &Job, attempt_no: u32, attempt: &Attempt, now: i64) -> DecisionRecord {
+    let (branch, outcome, error) = match &attempt.outcome {
+        Ok(()) => (Branch::Success, "recorded".to_owned(), None),
+        Err((kind, error)) => (Branch::Failure, kind.clone(), Some(error.clone())),
+    };
+    DecisionRecord {
+        id: 0,
+        tenant: job.tenant.to_string(),
+        flow: job.flow.to_string(),
+        plugin: attempt.plugin.clone(),
+        version: attempt.version,
+        call_sid: job.call_sid.clone(),
+        branch,
+        outcome,
+        reason: Some(format!("event {} attempt {attempt_no}", job.id)),
+        error,
+        fuel_used: attempt.fuel_used,
+        elapsed_us: attempt.elapsed_us,
+        log: attempt.log.clone(),
+        log_dropped: attempt.log_dropped,
+        at_ms: now,
+    }
+}
+
+/// The queue's state for one flow, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowQueue {
+    pub flow: String,
+    pub ready: u64,
+    pub retrying: u64,
+    pub in_flight: u64,
+    pub dead: u64,
+    pub oldest_accepted_at_ms: Option<i64>,
+    pub oldest_age_ms: Option<i64>,
+}
