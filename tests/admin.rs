@@ -7,79 +7,9 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{HOSTILE, IVR_MENU, OPERATOR, TempDir, TestServer, VIP_CALLER};
-use reqwest::{Method, RequestBuilder, Response};
+use common::{Api, HOSTILE, IVR_MENU, TempDir, TestServer, VIP_CALLER, body};
+use reqwest::Method;
 use serde_json::{Value, json};
-
-/// A client of the admin API with a bearer token.
-struct Api<'a> {
-    server: &'a TestServer,
-    token: String,
-}
-
-impl<'a> Api<'a> {
-    fn operator(server: &'a TestServer) -> Self {
-        Self {
-            server,
-            token: OPERATOR.to_owned(),
-        }
-    }
-
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.server
-            .client
-            .request(method, self.server.url(path))
-            .bearer_auth(&self.token)
-    }
-
-    async fn json(&self, method: Method, path: &str, body: Value) -> anyhow::Result<Response> {
-        Ok(self.request(method, path).json(&body).send().await?)
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Response> {
-        Ok(self.request(Method::GET, path).send().await?)
-    }
-
-    async fn upload(&self, plugin: &str, bytes: Vec<u8>) -> anyhow::Result<Response> {
-        Ok(self
-            .request(Method::POST, &format!("/v1/plugins/{plugin}/versions"))
-            .header("content-type", "application/wasm")
-            .body(bytes)
-            .send()
-            .await?)
-    }
-
-    /// Creates a tenant (with `caps`, if any) and returns a client holding a token of it.
-    async fn tenant(&self, name: &str, caps: Option<Value>) -> anyhow::Result<Api<'a>> {
-        let mut body = json!({ "name": name });
-        if let Some(caps) = caps {
-            body["caps"] = caps;
-        }
-        let created = self.json(Method::POST, "/v1/tenants", body).await?;
-        assert_eq!(created.status(), 201, "{}", created.text().await?);
-        let issued = self
-            .request(Method::POST, &format!("/v1/tenants/{name}/tokens"))
-            .send()
-            .await?;
-        assert_eq!(issued.status(), 201);
-        let issued: Value = issued.json().await?;
-        Ok(Api {
-            server: self.server,
-            token: issued["token"].as_str().unwrap().to_owned(),
-        })
-    }
-}
-
-async fn body(response: Response) -> anyhow::Result<(u16, Value)> {
-    let status = response.status().as_u16();
-    let text = response.text().await?;
-    let value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{e}: {text}"))?
-    };
-    Ok((status, value))
-}
 
 /// The status of a plain GET, for Passthru requests whose answer is all in the status.
 async fn status_of(server: &TestServer, path: &str) -> anyhow::Result<u16> {

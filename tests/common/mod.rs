@@ -11,12 +11,15 @@ use passthru::api::{self, AppState};
 use passthru::config::ServerConfig;
 use passthru::sandbox::Sandbox;
 use passthru::server::{self, StartOptions};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const IVR_MENU: &str = env!("PASSTHRU_PLUGIN_IVR_MENU");
 pub const VIP_CALLER: &str = env!("PASSTHRU_PLUGIN_VIP_CALLER");
 pub const HOSTILE: &str = env!("PASSTHRU_PLUGIN_HOSTILE");
+pub const ASYNC_PROBE: &str = env!("PASSTHRU_PLUGIN_ASYNC_PROBE");
 
 /// The shared samples of real-shaped Exotel queries, beside the checkout.
 pub fn samples() -> Vec<(String, String)> {
@@ -132,7 +135,10 @@ impl TestServer {
         }
         (&mut self.task).await??;
         assert!(
-            self.state.queue.shutdown(std::time::Duration::from_secs(15)).await,
+            self.state
+                .queue
+                .shutdown(std::time::Duration::from_secs(15))
+                .await,
             "the async queue did not stop"
         );
         let recorder = self.state.recorder.clone();
@@ -157,4 +163,74 @@ impl TestServer {
 /// A `[[flow]]` table for a test config.
 pub fn flow(tenant: &str, name: &str, plugin: &str, extra: &str) -> String {
     format!("[[flow]]\ntenant = \"{tenant}\"\nname = \"{name}\"\nplugin = \"{plugin}\"\n{extra}\n")
+}
+
+/// A client of the admin API with a bearer token.
+pub struct Api<'a> {
+    pub server: &'a TestServer,
+    pub token: String,
+}
+
+impl<'a> Api<'a> {
+    pub fn operator(server: &'a TestServer) -> Self {
+        Self {
+            server,
+            token: OPERATOR.to_owned(),
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.server
+            .client
+            .request(method, self.server.url(path))
+            .bearer_auth(&self.token)
+    }
+
+    pub async fn json(&self, method: Method, path: &str, body: Value) -> anyhow::Result<Response> {
+        Ok(self.request(method, path).json(&body).send().await?)
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Response> {
+        Ok(self.request(Method::GET, path).send().await?)
+    }
+
+    pub async fn upload(&self, plugin: &str, bytes: Vec<u8>) -> anyhow::Result<Response> {
+        Ok(self
+            .request(Method::POST, &format!("/v1/plugins/{plugin}/versions"))
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+            .await?)
+    }
+
+    /// Creates a tenant (with `caps`, if any) and returns a client holding a token of it.
+    pub async fn tenant(&self, name: &str, caps: Option<Value>) -> anyhow::Result<Api<'a>> {
+        let mut body = json!({ "name": name });
+        if let Some(caps) = caps {
+            body["caps"] = caps;
+        }
+        let created = self.json(Method::POST, "/v1/tenants", body).await?;
+        assert_eq!(created.status(), 201, "{}", created.text().await?);
+        let issued = self
+            .request(Method::POST, &format!("/v1/tenants/{name}/tokens"))
+            .send()
+            .await?;
+        assert_eq!(issued.status(), 201);
+        let issued: Value = issued.json().await?;
+        Ok(Api {
+            server: self.server,
+            token: issued["token"].as_str().unwrap().to_owned(),
+        })
+    }
+}
+
+pub async fn body(response: Response) -> anyhow::Result<(u16, Value)> {
+    let status = response.status().as_u16();
+    let text = response.text().await?;
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{e}: {text}"))?
+    };
+    Ok((status, value))
 }
