@@ -7,6 +7,9 @@
 #   DATA_PARENT=/dev/shm bash bench/http-load.sh  the data directory on another file system
 #   RATE=15000 bash bench/http-load.sh ...          a fixed request rate (oha, latency-corrected)
 #                                                  instead of as fast as possible (wrk)
+#   FLOW=log bash bench/http-load.sh 15 256        the async flow (call-logger): each 200 is a
+#                                                  request committed to the queue (fsync included);
+#                                                  prints the queue's metrics after
 #
 # Needs wrk (Debian: apt-get install wrk), or with RATE, oha (cargo install oha --locked).
 set -euo pipefail
@@ -28,6 +31,7 @@ config="$data/passthru.toml"
 {
   [ "$records" = off ] && echo "records = false"
   printf '[[flow]]\ntenant = "demo"\nname = "ivr"\nplugin = "builtin:ivr-menu"\n'
+  printf '[[flow]]\ntenant = "demo"\nname = "log"\nplugin = "builtin:call-logger"\nmode = "async"\n'
 } > "$config"
 
 cargo build --release -p passthru -j 2 >&2
@@ -42,16 +46,26 @@ for _ in $(seq 1 100); do
 done
 
 query=$(tr -d '\n' < ../shared/samples/exotel/gather-single-key.query)
-url="http://127.0.0.1:$port/passthru/demo/ivr?${query}&digits=%221%22"
+flow=${FLOW:-ivr}
+url="http://127.0.0.1:$port/passthru/demo/$flow?${query}&digits=%221%22"
 status=$(curl -s -o /dev/null -w '%{http_code}' "$url")
 [ "$status" = 200 ] || { echo "expected 200 from the demo flow, got $status" >&2; exit 1; }
 
 if [ -n "$rate" ]; then
-  echo "== $(nproc) cores, $(uname -r), records $records, oha -c$connections -q$rate -z${duration}s, GET /passthru/demo/ivr (sample gather-single-key, digits 1)"
+  echo "== $(nproc) cores, $(uname -r), records $records, oha -c$connections -q$rate -z${duration}s, GET /passthru/demo/$flow (sample gather-single-key, digits 1)"
   oha --no-tui --latency-correction -c "$connections" -q "$rate" -z "${duration}s" "$url"
 else
-  echo "== $(nproc) cores, $(uname -r), records $records, wrk -t2 -c$connections -d${duration}s, GET /passthru/demo/ivr (sample gather-single-key, digits 1)"
+  echo "== $(nproc) cores, $(uname -r), records $records, wrk -t2 -c$connections -d${duration}s, GET /passthru/demo/$flow (sample gather-single-key, digits 1)"
   wrk -t2 -c"$connections" -d"${duration}s" --latency "$url"
+fi
+if [ "$flow" != ivr ]; then
+  # Let the workers finish the backlog, so the start delays cover every request.
+  for _ in $(seq 1 600); do
+    depth=$(curl -fsS "http://127.0.0.1:$port/metrics" | awk '/^passthru_async_queue_depth /{print $2}')
+    [ "$depth" = 0 ] && break
+    sleep 0.1
+  done
+  curl -fsS "http://127.0.0.1:$port/metrics" | grep -E '^passthru_async_'
 fi
 curl -fsS "http://127.0.0.1:$port/metrics" | grep -E '^passthru_records_(written|dropped)_total'
 

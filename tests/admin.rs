@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::{Api, HOSTILE, IVR_MENU, TempDir, TestServer, VIP_CALLER, body};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The status of a plain GET, for Passthru requests whose answer is all in the status.
 async fn status_of(server: &TestServer, path: &str) -> anyhow::Result<u16> {
@@ -32,7 +32,7 @@ async fn the_whole_lifecycle_survives_a_restart_without_compiling() -> anyhow::R
     assert_eq!(status, 201, "{v1}");
     assert_eq!(v1["version"], 1);
     assert_eq!(v1["created"], true);
-    assert_eq!(v1["world"], "passthru:plugin/decider@0.1.0");
+    assert_eq!(v1["world"], "passthru:plugin/decider@0.1.1");
     assert!(v1["exports"].as_array().unwrap().contains(&json!("decide")));
     let (status, again) = body(acme.upload("menu", read(IVR_MENU)).await?).await?;
     assert_eq!(

@@ -54,10 +54,10 @@ impl Server {
             let lines = lines.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if line.contains("listening") {
-                        if let Some(addr) = line.split("addr=").nth(1) {
-                            let _ = addr_tx.send(addr.trim().to_owned());
-                        }
+                    if line.contains("listening")
+                        && let Some(addr) = line.split("addr=").nth(1)
+                    {
+                        let _ = addr_tx.send(addr.trim().to_owned());
                     }
                     lines.lock().unwrap().push(line);
                 }

@@ -5,7 +5,9 @@ mod common;
 use std::sync::Arc;
 
 use passthru::call;
-use passthru::sandbox::{FailureKind, FlowConfig, Limits, Sandbox, SandboxError, SandboxOptions};
+use passthru::sandbox::{
+    Event, FailureKind, FlowConfig, Limits, Sandbox, SandboxError, SandboxOptions,
+};
 
 fn sandbox(slots: u32) -> Sandbox {
     Sandbox::new(SandboxOptions {
@@ -117,4 +119,122 @@ async fn a_full_pool_is_a_typed_overload_not_a_hang() {
         FailureKind::Deadline,
         "the busy call ends at its own deadline"
     );
+}
+
+/// Replaces every `from` in `bytes` with `to` (the same length, so the binary stays valid).
+fn replace_all(bytes: &[u8], from: &[u8], to: &[u8]) -> (Vec<u8>, usize) {
+    assert_eq!(from.len(), to.len());
+    let mut out = bytes.to_vec();
+    let mut count = 0;
+    let mut i = 0;
+    while i + from.len() <= out.len() {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to);
+            count += 1;
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    (out, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_built_against_package_0_1_0_still_runs() {
+    // The same component as if built against 0.1.0: its interface names say so.
+    let current = std::fs::read(common::VIP_CALLER).unwrap();
+    let (old, host) = replace_all(
+        &current,
+        b"passthru:plugin/host@0.1.1",
+        b"passthru:plugin/host@0.1.0",
+    );
+    let (old, types) = replace_all(
+        &old,
+        b"passthru:plugin/types@0.1.1",
+        b"passthru:plugin/types@0.1.0",
+    );
+    assert!(host > 0 && types > 0, "the example names both interfaces");
+    let sb = sandbox(1);
+    let plugin = sb.compile(&old).expect("a 0.1.0 plugin is accepted");
+    let config: Arc<FlowConfig> = Arc::new([("vip_numbers".to_owned(), "0980".to_owned())].into());
+    let report = sb
+        .decide(
+            &plugin,
+            call::parse("CallFrom=0980"),
+            &Limits::default(),
+            config,
+        )
+        .await;
+    let decision = report.outcome.unwrap();
+    assert_eq!(decision.branch, passthru::sandbox::Branch::Success);
+    // It reached the host's `config` and `log` through the 0.1.0 names.
+    assert_eq!(report.log[0].message, "caller 0980 is a VIP");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_export_is_found_once_and_a_missing_one_is_a_typed_failure() {
+    let sb = sandbox(2);
+    let probe = sb
+        .compile(&std::fs::read(common::ASYNC_PROBE).unwrap())
+        .unwrap();
+    let menu = sb
+        .compile(&std::fs::read(common::IVR_MENU).unwrap())
+        .unwrap();
+    assert!(probe.can_record() && !probe.can_decide());
+    assert!(menu.can_decide() && !menu.can_record());
+    let event = Event {
+        id: 42,
+        attempt: 3,
+        accepted_at_ms: 1,
+    };
+    let limits = Limits::default();
+
+    let report = sb
+        .record(
+            &probe,
+            event,
+            call::parse("CallSid=abc"),
+            &limits,
+            Arc::default(),
+        )
+        .await;
+    assert!(report.outcome.is_ok(), "{:?}", report.outcome);
+    assert_eq!(
+        report.log[0].message,
+        "recorded call_sid=abc event=42 attempt=3"
+    );
+
+    let failing: Arc<FlowConfig> = Arc::new([("fail_attempts".to_owned(), "5".to_owned())].into());
+    let report = sb
+        .record(&probe, event, call::parse("CallSid=abc"), &limits, failing)
+        .await;
+    match report.outcome {
+        Err(SandboxError::PluginError { message }) => {
+            assert_eq!(message, "failing on purpose: attempt 3 of 5");
+        }
+        other => panic!("expected plugin_error, got {other:?}"),
+    }
+
+    let report = sb
+        .decide(&probe, call::parse(""), &limits, Arc::default())
+        .await;
+    let message = invalid_message(report.outcome.map(|_| unreachable!()));
+    assert!(message.contains("does not export `decide`"), "{message}");
+    let report = sb
+        .record(&menu, event, call::parse(""), &limits, Arc::default())
+        .await;
+    let message = invalid_message(report.outcome.map(|()| unreachable!()));
+    assert!(message.contains("does not export `record`"), "{message}");
+}
+
+#[test]
+fn a_component_with_neither_export_is_refused() {
+    let wat = r#"(component
+        (core module $m (func (export "f")))
+        (core instance $i (instantiate $m))
+        (func (export "handle") (canon lift (core func $i "f")))
+    )"#;
+    let message = invalid_message(sandbox(1).compile(&wat::parse_str(wat).unwrap()));
+    assert!(message.contains("neither `decide`"), "{message}");
+    assert!(message.contains("handle"), "{message}");
 }

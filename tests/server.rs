@@ -370,6 +370,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/flows/{flow}"),
     ("post", "/v1/flows/{flow}/activate"),
     ("post", "/v1/flows/{flow}/rollback"),
+    ("get", "/v1/flows/{flow}/queue"),
+    ("get", "/v1/flows/{flow}/dead-letters"),
+    ("get", "/v1/flows/{flow}/dead-letters/{id}"),
+    ("delete", "/v1/flows/{flow}/dead-letters/{id}"),
+    ("post", "/v1/flows/{flow}/dead-letters/{id}/replay"),
     ("get", "/v1/decisions"),
     ("get", "/v1/calls/{call_sid}"),
 ];

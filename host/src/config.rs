@@ -48,7 +48,7 @@ pub const DEFAULT_RECORD_RETENTION_HOURS: u64 = 7 * 24;
 
 /// The configuration `passthru serve` starts with when given no `--config`: a demo tenant with
 /// the example plugins built into the binary.
-pub const EMBEDDED_DEFAULT: &str = r#"# passthru's embedded default: a demo tenant with two flows.
+pub const EMBEDDED_DEFAULT: &str = r#"# passthru's embedded default: a demo tenant with three flows.
 [[flow]]
 tenant = "demo"
 name = "ivr"
@@ -62,6 +62,12 @@ plugin = "builtin:vip-caller"
 fallback = "failure"
 [flow.config]
 vip_numbers = "09800000001, 09800000003"
+
+[[flow]]
+tenant = "demo"
+name = "log"
+plugin = "builtin:call-logger"
+mode = "async"
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -226,7 +232,10 @@ impl AsyncSettings {
             }
         }
         if self.workers > 1024 {
-            return Err(format!("async.workers must be at most 1024, not {}", self.workers));
+            return Err(format!(
+                "async.workers must be at most 1024, not {}",
+                self.workers
+            ));
         }
         Ok(())
     }
@@ -422,8 +431,9 @@ mod tests {
     #[test]
     fn the_embedded_default_parses() {
         let c = ServerConfig::embedded_default();
-        assert_eq!(c.flows.len(), 2);
+        assert_eq!(c.flows.len(), 3);
         assert_eq!(c.flows[0].plugin, PluginSource::Builtin("ivr-menu".into()));
+        assert_eq!(c.flows[2].mode, FlowMode::Async);
         assert_eq!(c.flows[0].status, StatusMap::default());
         assert_eq!(c.flows[0].limits, Limits::default());
     }

@@ -30,7 +30,7 @@ enum Command {
     /// Serve Passthru requests at /passthru/{tenant}/{flow}.
     Serve {
         /// The flows to serve (TOML). Without it: the embedded demo (tenant `demo`, flows `ivr`
-        /// and `vip`).
+        /// and `vip`, and `log` in async mode).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Address to listen on; overrides the file's `listen`.
@@ -158,7 +158,9 @@ async fn serve(
     let queue = started.state.queue.clone();
     api::serve(listener, started.state, shutdown_signal()).await?;
     if !queue.shutdown(Duration::from_secs(15)).await {
-        tracing::warn!("the async queue did not stop in time; unfinished events run at the next start");
+        tracing::warn!(
+            "the async queue did not stop in time; unfinished events run at the next start"
+        );
     }
     if !tokio::task::spawn_blocking(move || recorder.flush(Duration::from_secs(5))).await? {
         tracing::warn!("some decision records may not have been written");

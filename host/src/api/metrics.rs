@@ -8,6 +8,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::AppState;
+use crate::queue::DELAY_BUCKETS_US;
 
 pub(super) async fn get_metrics(State(state): State<AppState>) -> impl IntoResponse {
     let records = state.recorder.stats();
@@ -51,14 +52,46 @@ pub(super) async fn get_metrics(State(state): State<AppState>) -> impl IntoRespo
     );
     let queue = state.queue.stats();
     let counters = [
-        ("passthru_async_accepted_total", "Async requests committed to the queue.", &queue.accepted),
-        ("passthru_async_refused_full_total", "Async requests refused (503) because the queue was at its bound.", &queue.refused_full),
-        ("passthru_async_refused_unavailable_total", "Async requests refused (503) because the queue could not commit or was shutting down.", &queue.refused_unavailable),
-        ("passthru_async_handled_total", "Async events a plugin handled.", &queue.handled),
-        ("passthru_async_failed_attempts_total", "Failed attempts of async events.", &queue.failed_attempts),
-        ("passthru_async_dead_letters_total", "Async events kept as dead letters after their last attempt.", &queue.dead_lettered),
-        ("passthru_async_replayed_total", "Dead letters replayed.", &queue.replayed),
-        ("passthru_async_commits_total", "Transactions (each one fsync) the queue committed.", &queue.commits),
+        (
+            "passthru_async_accepted_total",
+            "Async requests committed to the queue.",
+            &queue.accepted,
+        ),
+        (
+            "passthru_async_refused_full_total",
+            "Async requests refused (503) because the queue was at its bound.",
+            &queue.refused_full,
+        ),
+        (
+            "passthru_async_refused_unavailable_total",
+            "Async requests refused (503) because the queue could not commit or was shutting down.",
+            &queue.refused_unavailable,
+        ),
+        (
+            "passthru_async_handled_total",
+            "Async events a plugin handled.",
+            &queue.handled,
+        ),
+        (
+            "passthru_async_failed_attempts_total",
+            "Failed attempts of async events.",
+            &queue.failed_attempts,
+        ),
+        (
+            "passthru_async_dead_letters_total",
+            "Async events kept as dead letters after their last attempt.",
+            &queue.dead_lettered,
+        ),
+        (
+            "passthru_async_replayed_total",
+            "Dead letters replayed.",
+            &queue.replayed,
+        ),
+        (
+            "passthru_async_commits_total",
+            "Transactions (each one fsync) the queue committed.",
+            &queue.commits,
+        ),
     ];
     for (name, help, value) in counters {
         metric(name, "counter", help, value.load(Ordering::Relaxed));
@@ -82,5 +115,23 @@ pub(super) async fn get_metrics(State(state): State<AppState>) -> impl IntoRespo
         "Flows the server answers.",
         state.registry.live_flows() as u64,
     );
+    let delay = &queue.start_delay;
+    let name = "passthru_async_start_delay_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} From accepting an async request to starting its first attempt.\n\
+         # TYPE {name} histogram"
+    );
+    let mut cumulative = 0;
+    for (i, bucket) in delay.buckets.iter().enumerate() {
+        cumulative += bucket.load(Ordering::Relaxed);
+        let le = DELAY_BUCKETS_US
+            .get(i)
+            .map_or_else(|| "+Inf".to_owned(), |us| format!("{}", *us as f64 / 1e6));
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    let sum = delay.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {}", delay.count.load(Ordering::Relaxed));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

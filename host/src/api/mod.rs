@@ -86,7 +86,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/flows/{flow}/activate", post(tenant::post_activate))
         .route("/v1/flows/{flow}/rollback", post(tenant::post_rollback))
         .route("/v1/flows/{flow}/queue", get(queue::get_queue))
-        .route("/v1/flows/{flow}/dead-letters", get(queue::list_dead_letters))
+        .route(
+            "/v1/flows/{flow}/dead-letters",
+            get(queue::list_dead_letters),
+        )
         .route(
             "/v1/flows/{flow}/dead-letters/{id}",
             get(queue::get_dead_letter).delete(queue::delete_dead_letter),

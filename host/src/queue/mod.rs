@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::{Notify, oneshot};
@@ -68,6 +68,33 @@ pub struct QueueStats {
     pub dead_lettered: AtomicU64,
     pub replayed: AtomicU64,
     pub commits: AtomicU64,
+    /// From accepting a request to starting its first attempt.
+    pub start_delay: DelayHistogram,
+}
+
+/// Upper bounds of the start-delay histogram's buckets, in microseconds.
+pub const DELAY_BUCKETS_US: [u64; 14] = [
+    250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000,
+    5_000_000, 30_000_000,
+];
+
+/// A Prometheus-style histogram of delays: a count per bucket (not cumulative; the last one is
+/// everything above the largest bound), the sum and the count.
+#[derive(Debug, Default)]
+pub struct DelayHistogram {
+    pub buckets: [AtomicU64; DELAY_BUCKETS_US.len() + 1],
+    pub sum_us: AtomicU64,
+    pub count: AtomicU64,
+}
+
+impl DelayHistogram {
+    pub fn observe(&self, delay: Duration) {
+        let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        let bucket = DELAY_BUCKETS_US.partition_point(|&bound| bound < us);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The queue and its workers. Cheap to clone.
@@ -101,7 +128,7 @@ impl Shared {
 }
 
 enum Message {
-    Accept(NewEvent, oneshot::Sender<Result<u64, String>>),
+    Accept(NewEvent, Instant, oneshot::Sender<Result<u64, String>>),
     Complete(Completion),
 }
 
@@ -173,7 +200,9 @@ impl Queue {
         let stats = &shared.stats;
         if shared.closing.load(Ordering::Acquire) {
             stats.refused_unavailable.fetch_add(1, Ordering::Relaxed);
-            return Err(AcceptError::Unavailable("the server is shutting down".into()));
+            return Err(AcceptError::Unavailable(
+                "the server is shutting down".into(),
+            ));
         }
         if let Err(full) = shared.scheduler().reserve(&event.tenant) {
             stats.refused_full.fetch_add(1, Ordering::Relaxed);
@@ -184,10 +213,10 @@ impl Queue {
         }
         let tenant = event.tenant.clone();
         let (reply, committed) = oneshot::channel();
-        let sent = self
-            .writer()
-            .as_ref()
-            .is_some_and(|w| w.send(Message::Accept(event, reply)).is_ok());
+        let sent = self.writer().as_ref().is_some_and(|w| {
+            w.send(Message::Accept(event, Instant::now(), reply))
+                .is_ok()
+        });
         let outcome = match sent {
             true => match committed.await {
                 Ok(Ok(id)) => Ok(id),
@@ -311,9 +340,9 @@ fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Messa
         let mut replies = Vec::new();
         let mut completions = Vec::new();
         let mut take = |message| match message {
-            Message::Accept(event, reply) => {
+            Message::Accept(event, at, reply) => {
                 accepts.push(event);
-                replies.push(reply);
+                replies.push((at, reply));
             }
             Message::Complete(completion) => completions.push(completion),
         };
@@ -327,19 +356,20 @@ fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Messa
                 if !accepts.is_empty() {
                     let now = now_ms();
                     let mut scheduler = shared.scheduler();
-                    for (event, &id) in accepts.into_iter().zip(&ids) {
-                        let job = Job::from(StoredEvent {
+                    for ((event, &id), (at, _)) in accepts.into_iter().zip(&ids).zip(&replies) {
+                        let mut job = Job::from(StoredEvent {
                             id,
                             event,
                             attempts: 0,
                             next_at_ms: now,
                         });
+                        job.accepted = Some(*at);
                         scheduler.admit(job, now, now);
                     }
                     drop(scheduler);
                     shared.wake.notify_waiters();
                 }
-                for (reply, id) in replies.into_iter().zip(ids) {
+                for ((_, reply), id) in replies.into_iter().zip(ids) {
                     // A client that went away still had its request stored; nothing to undo.
                     let _ = reply.send(Ok(id));
                 }
@@ -355,7 +385,7 @@ fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Messa
                     scheduler.release(&event.tenant);
                 }
                 drop(scheduler);
-                for reply in replies {
+                for (_, reply) in replies {
                     let _ = reply.send(Err(format!("the commit failed: {error}")));
                 }
             }
@@ -413,6 +443,9 @@ impl Worker {
 
     async fn attempt(&self, job: Job) {
         let attempt_no = job.attempts + 1;
+        if let (0, Some(accepted)) = (job.attempts, job.accepted) {
+            self.shared.stats.start_delay.observe(accepted.elapsed());
+        }
         let span = tracing::info_span!(
             "async",
             tenant = %job.tenant,
@@ -435,7 +468,10 @@ impl Worker {
                 (Completion::Done { id: job.id }, Finish::Gone)
             }
             Err((kind, error)) => {
-                self.shared.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .stats
+                    .failed_attempts
+                    .fetch_add(1, Ordering::Relaxed);
                 let failure = Failure {
                     kind: kind.clone(),
                     error: error.clone(),
@@ -457,7 +493,10 @@ impl Worker {
                 } else {
                     tracing::warn!(kind = %kind, %error, attempts = attempt_no,
                         "attempt failed, the last one allowed; kept as a dead letter");
-                    self.shared.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .stats
+                        .dead_lettered
+                        .fetch_add(1, Ordering::Relaxed);
                     let completion = Completion::Dead {
                         id: job.id,
                         attempts: attempt_no,
@@ -468,7 +507,8 @@ impl Worker {
             }
         };
         if self.recorder.enabled() {
-            self.recorder.record(decision_record(&job, attempt_no, &attempt, now));
+            self.recorder
+                .record(decision_record(&job, attempt_no, &attempt, now));
         }
         // If the writer is gone (shutdown), the outcome is not written: the event runs again at
         // the next start.

@@ -12,6 +12,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::store::StoredEvent;
 
@@ -26,6 +27,8 @@ pub struct Job {
     pub accepted_at_ms: i64,
     /// Failed attempts so far: this run is attempt `attempts + 1`.
     pub attempts: u32,
+    /// When this process accepted the request (not known for events resumed or replayed).
+    pub accepted: Option<Instant>,
 }
 
 impl From<StoredEvent> for Job {
@@ -38,6 +41,7 @@ impl From<StoredEvent> for Job {
             query: e.event.query,
             accepted_at_ms: e.event.accepted_at_ms,
             attempts: e.attempts,
+            accepted: None,
         }
     }
 }
@@ -296,13 +300,16 @@ impl Scheduler {
 
     fn tenant_mut(&mut self, tenant: &str) -> &mut TenantState {
         if !self.tenants.contains_key(tenant) {
-            self.tenants.insert(Arc::from(tenant), TenantState::default());
+            self.tenants
+                .insert(Arc::from(tenant), TenantState::default());
         }
         self.tenants.get_mut(tenant).expect("inserted above")
     }
 
     fn flow_mut(&mut self, tenant: &Arc<str>, flow: &Arc<str>) -> &mut FlowState {
-        self.flows.entry((tenant.clone(), flow.clone())).or_default()
+        self.flows
+            .entry((tenant.clone(), flow.clone()))
+            .or_default()
     }
 
     fn forget_if_idle(&mut self, tenant: &str) {
@@ -344,6 +351,7 @@ mod tests {
             query: String::new(),
             accepted_at_ms: id as i64,
             attempts: 0,
+            accepted: None,
         }
     }
 
@@ -368,7 +376,10 @@ mod tests {
                 t
             })
             .collect();
-        assert_eq!(order, ["flood", "quiet", "flood", "quiet", "flood", "flood"]);
+        assert_eq!(
+            order,
+            ["flood", "quiet", "flood", "quiet", "flood", "flood"]
+        );
     }
 
     #[test]
@@ -379,7 +390,11 @@ mod tests {
         }
         let a = s.next(0).unwrap();
         let b = s.next(0).unwrap();
-        assert_eq!(s.next(0), None, "a third worker must not take the same tenant");
+        assert_eq!(
+            s.next(0),
+            None,
+            "a third worker must not take the same tenant"
+        );
         add(&mut s, 50, "other");
         assert_eq!(s.next(0).unwrap().tenant.as_ref(), "other");
         s.finish(a, Finish::Gone);

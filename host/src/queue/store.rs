@@ -184,8 +184,7 @@ fn id_param(id: u64) -> i64 {
     i64::try_from(id).unwrap_or(i64::MAX)
 }
 
-const DEAD_COLUMNS: &str =
-    "id, flow, call_sid, query, accepted_at_ms, attempts, last_failure";
+const DEAD_COLUMNS: &str = "id, flow, call_sid, query, accepted_at_ms, attempts, last_failure";
 
 fn dead_row(row: &Row<'_>) -> rusqlite::Result<(DeadLetter, Option<String>)> {
     Ok((
@@ -477,7 +476,12 @@ mod tests {
         assert_eq!(pending[0].event, event("acme", "log", "b"));
 
         // Dead letters are the tenant's own: another tenant or flow does not see them.
-        assert!(queue.dead_letters("acme", "log", None, 10).unwrap().is_empty());
+        assert!(
+            queue
+                .dead_letters("acme", "log", None, 10)
+                .unwrap()
+                .is_empty()
+        );
         assert!(matches!(
             queue.dead_letter("acme", "log", ids[2]),
             Err(StoreError::NotFound { .. })
@@ -497,7 +501,9 @@ mod tests {
         ));
 
         // New ids never reuse a handled event's id, even the newest one's.
-        queue.commit(&[], &[Completion::Done { id: ids[2] }]).unwrap();
+        queue
+            .commit(&[], &[Completion::Done { id: ids[2] }])
+            .unwrap();
         let next = queue.commit(&[event("acme", "log", "d")], &[]).unwrap();
         assert!(next[0] > ids[2]);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -508,7 +514,12 @@ mod tests {
         let dir = temp_dir();
         let queue = SqliteQueue::open(&dir).unwrap();
         let ids = queue
-            .commit(&(0..5).map(|i| event("acme", "log", &i.to_string())).collect::<Vec<_>>(), &[])
+            .commit(
+                &(0..5)
+                    .map(|i| event("acme", "log", &i.to_string()))
+                    .collect::<Vec<_>>(),
+                &[],
+            )
             .unwrap();
         let deaths: Vec<Completion> = ids
             .iter()
@@ -520,7 +531,10 @@ mod tests {
             .collect();
         queue.commit(&[], &deaths).unwrap();
         let page = queue.dead_letters("acme", "log", None, 2).unwrap();
-        assert_eq!(page.iter().map(|d| d.id).collect::<Vec<_>>(), [ids[4], ids[3]]);
+        assert_eq!(
+            page.iter().map(|d| d.id).collect::<Vec<_>>(),
+            [ids[4], ids[3]]
+        );
         let next = queue.dead_letters("acme", "log", Some(ids[3]), 10).unwrap();
         assert_eq!(next.len(), 3);
         queue.delete_dead("acme", "log", ids[0]).unwrap();

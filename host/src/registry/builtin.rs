@@ -7,10 +7,14 @@ const BUILTINS: &[(&str, &[u8])] = &[
         "vip-caller",
         include_bytes!(env!("PASSTHRU_PLUGIN_VIP_CALLER")),
     ),
+    (
+        "call-logger",
+        include_bytes!(env!("PASSTHRU_PLUGIN_CALL_LOGGER")),
+    ),
 ];
 
 /// The names `builtin:NAME` accepts.
-pub const BUILTIN_NAMES: &[&str] = &["ivr-menu", "vip-caller"];
+pub const BUILTIN_NAMES: &[&str] = &["ivr-menu", "vip-caller", "call-logger"];
 
 /// The bytes of a built-in example plugin, by name.
 pub fn builtin(name: &str) -> Option<&'static [u8]> {

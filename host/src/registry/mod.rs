@@ -20,8 +20,8 @@ pub use builtin::{BUILTIN_NAMES, builtin};
 pub use import::ImportError;
 
 use crate::config::StatusMap;
-use crate::sandbox::{Branch, FlowConfig, Limits, Plugin, Sandbox, SandboxError, hex_sha256};
 use crate::queue::RetryPolicy;
+use crate::sandbox::{Branch, FlowConfig, Limits, Plugin, Sandbox, SandboxError, hex_sha256};
 use crate::store::{FlowMode, FlowRecord, Store, StoreError, VersionRecord, now_ms};
 
 /// The world a component with these exports targets: `decider` (`decide`), `recorder`

@@ -17,7 +17,8 @@ use crate::queue::RetryPolicy;
 use crate::sandbox::{Branch, Limits};
 
 /// Each entry moves the schema one version up; `PRAGMA user_version` says how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE tenants (
         name TEXT PRIMARY KEY,
         disabled INTEGER NOT NULL DEFAULT 0,
@@ -80,9 +81,11 @@ const MIGRATIONS: &[&str] = &[r#"
         key TEXT PRIMARY KEY,
         checksum TEXT NOT NULL
     );
-"#, r#"
+"#,
+    r#"
     ALTER TABLE flows ADD COLUMN retry TEXT NOT NULL DEFAULT '{}';
-"#];
+"#,
+];
 
 /// The most records one query returns.
 pub const MAX_PAGE: u32 = 1000;
