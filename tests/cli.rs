@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{HOSTILE, IVR_MENU, VIP_CALLER, samples};
+use common::{ASYNC_PROBE, HOSTILE, IVR_MENU, VIP_CALLER, samples};
 use serde_json::Value;
 
 fn run(args: &[&str]) -> anyhow::Result<(i32, Value)> {
@@ -190,5 +190,47 @@ fn a_plugin_gets_no_files_env_args_or_network() -> anyhow::Result<()> {
     assert_eq!(code, 0, "{}", json["error"]);
     assert_eq!(json["reason"], "contained", "{json}");
     assert_eq!(json["decision"], "success");
+    Ok(())
+}
+
+#[test]
+fn a_record_only_plugin_is_run_as_event_1_and_its_error_is_a_failure() -> anyhow::Result<()> {
+    let (code, json) = run(&[ASYNC_PROBE, "--query", "CallSid=abc"])?;
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["recorded"], true);
+    assert_eq!(json["event"]["id"], 1);
+    assert_eq!(json["event"]["attempt"], 1);
+    assert_eq!(
+        json["log"][0]["message"],
+        "recorded call_sid=abc event=1 attempt=1"
+    );
+
+    let failing = ["--config", "fail_attempts=2", "--query", "CallSid=abc"];
+    let (code, json) = run(&[&[ASYNC_PROBE, "--record", "2"], &failing[..]].concat())?;
+    assert_eq!(code, 2, "{json}");
+    assert_eq!(json["error"]["kind"], "plugin_error");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("attempt 2 of 2")
+    );
+    let (code, json) = run(&[&[ASYNC_PROBE, "--record", "3"], &failing[..]].concat())?;
+    assert_eq!(
+        (code, &json["event"]["attempt"]),
+        (0, &serde_json::json!(3)),
+        "{json}"
+    );
+
+    // Asked to record, a decide-only plugin says what it lacks.
+    let (code, json) = run(&[IVR_MENU, "--record"])?;
+    assert_eq!(code, 2, "{json}");
+    assert_eq!(json["error"]["kind"], "invalid_component");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`record`")
+    );
     Ok(())
 }

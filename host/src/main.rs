@@ -41,9 +41,10 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
-    /// Run a plugin once on a Passthru query and print what it decided, as JSON.
+    /// Run a plugin once on a Passthru query and print what it decided, as JSON. A plugin that
+    /// exports only `record` (async flows) is given the query as event 1.
     Run {
-        /// The plugin: a WebAssembly component for world passthru:plugin/decider.
+        /// The plugin: a WebAssembly component exporting `decide`, `record` or both.
         plugin: PathBuf,
         /// The Passthru query string, as Exotel sends it (without the leading `?`).
         #[arg(long, default_value = "")]
@@ -57,6 +58,10 @@ enum Command {
         deadline_ms: u64,
         #[arg(long, default_value_t = DEFAULT_MEMORY_MB)]
         memory_mb: u64,
+        /// Call `record` instead of `decide`, as attempt N (1 for the first).
+        #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1",
+              value_parser = clap::value_parser!(u32).range(1..))]
+        record: Option<u32>,
     },
 }
 
@@ -92,15 +97,20 @@ fn main() -> anyhow::Result<()> {
             fuel,
             deadline_ms,
             memory_mb,
+            record,
         } => {
             init_tracing("warn");
+            let export = match record {
+                Some(attempt) => runner::Export::Record { attempt },
+                None => runner::Export::Auto,
+            };
             let limits = Limits {
                 fuel,
                 deadline_ms,
                 memory_mb,
             };
             let config: FlowConfig = config.into_iter().collect();
-            let out = runtime.block_on(runner::run(&plugin, &query, config, limits));
+            let out = runtime.block_on(runner::run(&plugin, &query, config, limits, export));
             // A closed pipe (`passthru run ... | head`) is the reader's choice, not an error.
             let _ = writeln!(std::io::stdout().lock(), "{}", out.json);
             std::process::exit(out.exit_code);

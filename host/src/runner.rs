@@ -1,7 +1,7 @@
 //! `passthru run`: one call of a plugin, outside any server, for plugin authors.
 //!
-//! Prints what the plugin decided, what it was given, what it cost and what it logged, as one
-//! JSON object.
+//! Prints what the plugin decided (or, for `record`, whether it handled the event), what it was
+//! given, what it cost and what it logged, as one JSON object.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +10,10 @@ use serde::Serialize;
 
 use crate::call::{self, CallDetails};
 use crate::config::StatusMap;
-use crate::sandbox::{Branch, FlowConfig, Limits, LogLine, Sandbox, SandboxError, SandboxOptions};
+use crate::sandbox::{
+    Branch, Event, FlowConfig, Limits, LogLine, Sandbox, SandboxError, SandboxOptions,
+};
+use crate::store::now_ms;
 
 /// Exit status when the plugin decided.
 pub const EXIT_DECIDED: i32 = 0;
@@ -30,6 +33,27 @@ pub struct RunDecided {
     pub call: CallDetails,
 }
 
+/// The JSON printed when `record` handled the event.
+#[derive(Debug, Serialize)]
+pub struct RunRecorded {
+    /// Always true: the plugin returned `ok`.
+    pub recorded: bool,
+    pub event: RunEvent,
+    pub fuel_used: u64,
+    pub elapsed_us: u64,
+    pub log: Vec<LogLine>,
+    pub log_dropped: u32,
+    pub call: CallDetails,
+}
+
+/// The event `record` was given.
+#[derive(Debug, Serialize)]
+pub struct RunEvent {
+    pub id: u64,
+    pub attempt: u32,
+    pub accepted_at_ms: i64,
+}
+
 /// The JSON printed when it did not.
 #[derive(Debug, Serialize)]
 pub struct RunFailed {
@@ -44,8 +68,8 @@ pub struct RunFailed {
 
 #[derive(Debug, Serialize)]
 pub struct RunError {
-    /// `out_of_fuel`, `deadline`, `memory_limit`, `trap`, `invalid_component`, `overloaded`, or
-    /// `io` when the file cannot be read.
+    /// `out_of_fuel`, `deadline`, `memory_limit`, `trap`, `invalid_component`, `overloaded`,
+    /// `plugin_error` (`record` returned an error), or `io` when the file cannot be read.
     pub kind: &'static str,
     pub message: String,
 }
@@ -56,8 +80,24 @@ pub struct RunOutput {
     pub exit_code: i32,
 }
 
-/// Loads `plugin`, parses `query`, runs `decide` once under `limits` with `config`.
-pub async fn run(plugin: &Path, query: &str, config: FlowConfig, limits: Limits) -> RunOutput {
+/// Which export `passthru run` calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Export {
+    /// `decide` if the plugin has it, else `record` (attempt 1).
+    Auto,
+    /// `record`, as this attempt (1 for the first).
+    Record { attempt: u32 },
+}
+
+/// Loads `plugin`, parses `query`, runs `decide` (or `record`, see [`Export`]) once under
+/// `limits` with `config`.
+pub async fn run(
+    plugin: &Path,
+    query: &str,
+    config: FlowConfig,
+    limits: Limits,
+    export: Export,
+) -> RunOutput {
     let call = call::parse(query);
     let failed = |kind: &'static str, message: String, call: CallDetails| RunFailed {
         error: RunError { kind, message },
@@ -87,6 +127,14 @@ pub async fn run(plugin: &Path, query: &str, config: FlowConfig, limits: Limits)
         Ok(plugin) => plugin,
         Err(e) => return output(&failed(e.kind().as_str(), e.to_string(), call), EXIT_FAILED),
     };
+    let attempt = match export {
+        Export::Record { attempt } => Some(attempt),
+        Export::Auto if !compiled.can_decide() => Some(1),
+        Export::Auto => None,
+    };
+    if let Some(attempt) = attempt {
+        return record(&sandbox, &compiled, call, config, limits, attempt).await;
+    }
     let report = sandbox
         .decide(&compiled, call.clone(), &limits, Arc::new(config))
         .await;
@@ -97,6 +145,53 @@ pub async fn run(plugin: &Path, query: &str, config: FlowConfig, limits: Limits)
                 decision: decision.branch,
                 status: StatusMap::default().for_branch(decision.branch),
                 reason: decision.reason,
+                fuel_used: report.fuel_used,
+                elapsed_us,
+                log: report.log,
+                log_dropped: report.log_dropped,
+                call,
+            },
+            EXIT_DECIDED,
+        ),
+        Err(error) => output(
+            &RunFailed {
+                error: run_error(&error),
+                fuel_used: Some(report.fuel_used),
+                elapsed_us: Some(elapsed_us),
+                log: report.log,
+                call,
+            },
+            EXIT_FAILED,
+        ),
+    }
+}
+
+async fn record(
+    sandbox: &Sandbox,
+    plugin: &crate::sandbox::Plugin,
+    call: CallDetails,
+    config: FlowConfig,
+    limits: Limits,
+    attempt: u32,
+) -> RunOutput {
+    let event = Event {
+        id: 1,
+        attempt,
+        accepted_at_ms: now_ms(),
+    };
+    let report = sandbox
+        .record(plugin, event, call.clone(), &limits, Arc::new(config))
+        .await;
+    let elapsed_us = report.elapsed.as_micros() as u64;
+    match report.outcome {
+        Ok(()) => output(
+            &RunRecorded {
+                recorded: true,
+                event: RunEvent {
+                    id: event.id,
+                    attempt: event.attempt,
+                    accepted_at_ms: event.accepted_at_ms,
+                },
                 fuel_used: report.fuel_used,
                 elapsed_us,
                 log: report.log,

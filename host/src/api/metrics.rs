@@ -54,7 +54,7 @@ pub(super) async fn get_metrics(State(state): State<AppState>) -> impl IntoRespo
     let counters = [
         (
             "passthru_async_accepted_total",
-            "Async requests committed to the queue.",
+            "Async requests committed to the queue (answered 200, unless the client left first).",
             &queue.accepted,
         ),
         (

@@ -228,10 +228,11 @@ impl Queue {
                 Err(AcceptError::Unavailable("the queue writer stopped".into()))
             }
         };
-        match &outcome {
-            Ok(_) => stats.accepted.fetch_add(1, Ordering::Relaxed),
-            Err(_) => stats.refused_unavailable.fetch_add(1, Ordering::Relaxed),
-        };
+        // Committed requests are counted by the writer, even those whose client left before
+        // the answer (their events are kept and run).
+        if outcome.is_err() {
+            stats.refused_unavailable.fetch_add(1, Ordering::Relaxed);
+        }
         outcome
     }
 
@@ -353,6 +354,11 @@ fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Messa
         match store.commit(&accepts, &completions) {
             Ok(ids) => {
                 shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+                let committed = ids.len() as u64;
+                shared
+                    .stats
+                    .accepted
+                    .fetch_add(committed, Ordering::Relaxed);
                 if !accepts.is_empty() {
                     let now = now_ms();
                     let mut scheduler = shared.scheduler();
