@@ -295,13 +295,17 @@ impl Queue {
         shared.closing.store(true, Ordering::Release);
         shared.wake.notify_waiters();
         let workers = std::mem::take(&mut *lock(&self.inner.workers));
-        let finished = tokio::time::timeout(timeout, async {
-            for worker in workers {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut finished = true;
+        for mut worker in workers {
+            if tokio::time::timeout_at(deadline, &mut worker).await.is_err() {
+                // Past the time allowed: the attempt is abandoned, its event stays in the queue
+                // and runs again at the next start.
+                worker.abort();
                 let _ = worker.await;
+                finished = false;
             }
-        })
-        .await
-        .is_ok();
+        }
         // Dropping the last sender ends the writer once it has committed everything sent.
         drop(lock(&self.inner.writer).take());
         let thread = lock(&self.inner.writer_thread).take();
