@@ -5,7 +5,8 @@
 //!
 //! `cargo bench -p passthru --bench languages` (it runs `make -C plugins polyglot` first). Prints
 //! one Markdown table; `BENCHMARKS.md` has the figures. Set `PASSTHRU_BENCH_CALLS` to change the
-//! number of timed calls per plugin (default 5000).
+//! number of timed calls per plugin (default 5000), and `PASSTHRU_BENCH_LANGUAGES` to a
+//! comma-separated list (say `Python,Rust`) to measure only those languages.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -92,12 +93,19 @@ fn main() {
         .into(),
     );
     let gather = call::parse(GATHER.trim());
+    let languages = std::env::var("PASSTHRU_BENCH_LANGUAGES").ok();
+    let wanted = |language: &str| {
+        languages.as_deref().is_none_or(|list| {
+            list.split(',')
+                .any(|l| l.trim().eq_ignore_ascii_case(language))
+        })
+    };
 
     println!(
         "| language | plugin | size | compile | cached load | decision median | decision p99 | fuel |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (language, example, path) in plugins() {
+    for (language, example, path) in plugins().into_iter().filter(|(l, _, _)| wanted(l)) {
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 
         // Compiled as an upload is: Cranelift, then the artifact the registry caches on disk.
