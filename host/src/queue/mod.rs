@@ -298,7 +298,10 @@ impl Queue {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut finished = true;
         for mut worker in workers {
-            if tokio::time::timeout_at(deadline, &mut worker).await.is_err() {
+            if tokio::time::timeout_at(deadline, &mut worker)
+                .await
+                .is_err()
+            {
                 // Past the time allowed: the attempt is abandoned, its event stays in the queue
                 // and runs again at the next start.
                 worker.abort();
