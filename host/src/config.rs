@@ -113,6 +113,10 @@ pub struct ServerConfig {
     pub records: bool,
     #[serde(default = "default_record_retention_hours")]
     pub record_retention_hours: u64,
+    /// Write records only on CPU time requests leave idle (on by default); when both cores are
+    /// busy with requests, records are dropped and counted instead of slowing calls.
+    #[serde(default = "default_true")]
+    pub records_background: bool,
     /// The queue of async flows.
     #[serde(default, rename = "async")]
     pub async_queue: AsyncSettings,

@@ -1,6 +1,11 @@
 //! Decision records leave the request path through a bounded channel and are written in batches
 //! by one background thread. When the writer falls behind and the channel is full, a record is
 //! dropped and counted: the call is never slowed. Old records are pruned by age.
+//!
+//! By default the writer runs in the background class ([`WriterPriority::Background`], Linux's
+//! `SCHED_IDLE`): it uses only CPU time that requests leave idle, and a request-serving thread that
+//! wakes up preempts it at once. Below full CPU that costs nothing and loses nothing; with both
+//! cores saturated by requests, records are dropped (and counted) rather than slowing calls.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +23,15 @@ const BATCH: usize = 512;
 const TICK: Duration = Duration::from_millis(20);
 /// How often old records are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// How the writer thread competes with the threads serving requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterPriority {
+    /// Only CPU time nothing else wants (Linux `SCHED_IDLE`; elsewhere, as `Normal`).
+    Background,
+    /// Like any other thread: every record is written, and calls pay for it at high load.
+    Normal,
+}
 
 /// Counters the writer and the request path share.
 #[derive(Debug, Default)]
@@ -45,13 +59,23 @@ impl Recorder {
     }
 
     /// Starts the writer thread over `store`; records older than `retention` are pruned.
-    pub fn start(store: Arc<dyn RecordSink>, queue: usize, retention: Duration) -> Self {
+    pub fn start(
+        store: Arc<dyn RecordSink>,
+        queue: usize,
+        retention: Duration,
+        priority: WriterPriority,
+    ) -> Self {
         let (tx, rx) = mpsc::sync_channel(queue.max(1));
         let stats = Arc::new(RecordStats::default());
         let writer_stats = stats.clone();
         let spawned = std::thread::Builder::new()
             .name("passthru-records".into())
-            .spawn(move || write_loop(store, rx, writer_stats, retention));
+            .spawn(move || {
+                if priority == WriterPriority::Background {
+                    yield_to_requests();
+                }
+                write_loop(store, rx, writer_stats, retention);
+            });
         if let Err(error) = spawned {
             tracing::error!(%error, "cannot start the decision-record writer; records are off");
             return Self::disabled();
@@ -102,6 +126,23 @@ enum Message {
     Record(Box<DecisionRecord>),
     Flush(SyncSender<()>),
 }
+
+/// Puts the calling thread in Linux's `SCHED_IDLE` class: it runs only on CPU time no other
+/// thread wants, and a request-serving thread that wakes up preempts it at once.
+#[cfg(target_os = "linux")]
+fn yield_to_requests() {
+    let param = libc::sched_param { sched_priority: 0 };
+    #[allow(unsafe_code)]
+    // SAFETY: `sched_setscheduler` with pid 0 changes only the calling thread's policy, and
+    // `param` is a valid, initialised `sched_param` that outlives the call.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if rc != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the record writer's priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn yield_to_requests() {}
 
 fn write_loop(
     store: Arc<dyn RecordSink>,
@@ -227,7 +268,12 @@ mod tests {
     #[test]
     fn records_are_written_in_order_and_flush_waits_for_them() {
         let sink = Arc::new(Sink::default());
-        let recorder = Recorder::start(sink.clone(), 1024, Duration::from_secs(3600));
+        let recorder = Recorder::start(
+            sink.clone(),
+            1024,
+            Duration::from_secs(3600),
+            WriterPriority::Background,
+        );
         for i in 0..300 {
             recorder.record(record(i));
         }
@@ -244,10 +290,63 @@ mod tests {
         assert!((now_ms() - 3_600_000 - cutoffs[0]).abs() < 60_000);
     }
 
+    /// The scheduling policies of this process's threads named `name` (as the kernel keeps it:
+    /// cut to 15 bytes), from `/proc`: field 41 of `stat`, 0 for normal, 5 for idle.
+    #[cfg(target_os = "linux")]
+    fn policies_of_threads(name: &str) -> Vec<u32> {
+        let short = &name[..name.len().min(15)];
+        let mut policies = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let dir = task.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+            if comm.trim() != short {
+                continue;
+            }
+            // The fields after `(comm)` start with the state, field 3.
+            let policy = stat
+                .rfind(')')
+                .and_then(|end| stat[end + 2..].split(' ').nth(41 - 3))
+                .and_then(|p| p.parse::<u32>().ok());
+            policies.extend(policy);
+        }
+        policies
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_background_writer_runs_in_the_idle_class() {
+        const SCHED_IDLE: u32 = 5;
+        let sink = Arc::new(Sink::default());
+        let recorder = Recorder::start(
+            sink.clone(),
+            16,
+            Duration::from_secs(3600),
+            WriterPriority::Background,
+        );
+        // The writer has set its class by the time it has written a record.
+        recorder.record(record(1));
+        assert!(recorder.flush(Duration::from_secs(10)));
+        let policies = policies_of_threads("passthru-records");
+        assert!(
+            policies.contains(&SCHED_IDLE),
+            "the writers' policies: {policies:?}"
+        );
+    }
+
     #[test]
     fn a_writer_that_falls_behind_costs_records_not_time() {
         let sink = Arc::new(Sink::default());
-        let recorder = Recorder::start(sink.clone(), 8, Duration::from_secs(3600));
+        let recorder = Recorder::start(
+            sink.clone(),
+            8,
+            Duration::from_secs(3600),
+            WriterPriority::Normal,
+        );
         let held = sink.gate.lock().unwrap();
         // The writer takes one batch and blocks on the gate; the queue then fills. Were
         // `record` to wait for room, this loop would never end while the gate is held.

@@ -153,16 +153,7 @@ pub async fn run(
             },
             EXIT_DECIDED,
         ),
-        Err(error) => output(
-            &RunFailed {
-                error: run_error(&error),
-                fuel_used: Some(report.fuel_used),
-                elapsed_us: Some(elapsed_us),
-                log: report.log,
-                call,
-            },
-            EXIT_FAILED,
-        ),
+        Err(error) => failed_call(&error, report.fuel_used, elapsed_us, report.log, call),
     }
 }
 
@@ -200,17 +191,26 @@ async fn record(
             },
             EXIT_DECIDED,
         ),
-        Err(error) => output(
-            &RunFailed {
-                error: run_error(&error),
-                fuel_used: Some(report.fuel_used),
-                elapsed_us: Some(elapsed_us),
-                log: report.log,
-                call,
-            },
-            EXIT_FAILED,
-        ),
+        Err(error) => failed_call(&error, report.fuel_used, elapsed_us, report.log, call),
     }
+}
+
+/// The output of a call that ran and failed: exit 2, with what it cost and logged.
+fn failed_call(
+    error: &SandboxError,
+    fuel_used: u64,
+    elapsed_us: u64,
+    log: Vec<LogLine>,
+    call: CallDetails,
+) -> RunOutput {
+    let failed = RunFailed {
+        error: run_error(error),
+        fuel_used: Some(fuel_used),
+        elapsed_us: Some(elapsed_us),
+        log,
+        call,
+    };
+    output(&failed, EXIT_FAILED)
 }
 
 fn run_error(error: &SandboxError) -> RunError {

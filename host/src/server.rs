@@ -10,7 +10,7 @@ use crate::api::AppState;
 use crate::auth;
 use crate::config::{DEFAULT_DATA_DIR, ServerConfig};
 use crate::queue::{Queue, SqliteQueue};
-use crate::records::{self, Recorder};
+use crate::records::{self, Recorder, WriterPriority};
 use crate::registry::{ImportError, Registry, RegistryError};
 use crate::sandbox::{Sandbox, SandboxError, SandboxOptions};
 use crate::store::{SqliteStore, Store, StoreError};
@@ -87,6 +87,11 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
             registry.store().clone(),
             records::DEFAULT_QUEUE,
             Duration::from_secs(config.record_retention_hours.saturating_mul(3600)),
+            if config.records_background {
+                WriterPriority::Background
+            } else {
+                WriterPriority::Normal
+            },
         )
     } else {
         Recorder::disabled()

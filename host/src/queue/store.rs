@@ -6,10 +6,11 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use crate::sandbox::LogLine;
+use crate::store::sqlite::{connect, migrate, write_tx};
 use crate::store::{StoreError, StoreResult};
 
 /// A request accepted for an async flow, not yet committed.
@@ -128,9 +129,9 @@ impl SqliteQueue {
     /// The database cannot be opened or migrated.
     pub fn open(dir: &Path) -> StoreResult<Self> {
         let path = dir.join("queue.db");
-        let writer = connect(&path)?;
-        migrate(&writer)?;
-        let reader = connect(&path)?;
+        let writer = connect(&path, "FULL")?;
+        migrate(&writer, MIGRATIONS, "queue")?;
+        let reader = connect(&path, "FULL")?;
         Ok(Self {
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
@@ -144,36 +145,6 @@ impl SqliteQueue {
     fn reader(&self) -> MutexGuard<'_, Connection> {
         self.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-fn connect(path: &Path) -> StoreResult<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    Ok(conn)
-}
-
-fn migrate(conn: &Connection) -> StoreResult<()> {
-    let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if done > MIGRATIONS.len() {
-        return Err(StoreError::Backend(format!(
-            "the queue is at schema version {done}, newer than this binary knows ({}): \
-             upgrade passthru",
-            MIGRATIONS.len()
-        )));
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
-        let tx = write_tx(conn)?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i + 1)?;
-        tx.commit()?;
-    }
-    Ok(())
-}
-
-fn write_tx(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
-    Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
 }
 
 fn failure_json(failure: &Failure) -> StoreResult<String> {

@@ -6,7 +6,7 @@
 //! runtime use `spawn_blocking`, and the request path never calls the store at all (decision
 //! records leave it through a channel, see `crate::records`).
 
-mod sqlite;
+pub(crate) mod sqlite;
 
 use std::collections::BTreeMap;
 

@@ -108,9 +108,9 @@ impl SqliteStore {
             ))
         })?;
         let path = dir.join("passthru.db");
-        let admin = connect(&path)?;
-        migrate(&admin)?;
-        let records = connect(&path)?;
+        let admin = connect(&path, "NORMAL")?;
+        migrate(&admin, MIGRATIONS, "database")?;
+        let records = connect(&path, "NORMAL")?;
         Ok(Self {
             admin: Mutex::new(admin),
             records: Mutex::new(records),
@@ -124,25 +124,28 @@ impl SqliteStore {
     }
 }
 
-fn connect(path: &Path) -> StoreResult<Connection> {
+/// Opens a SQLite file in WAL mode with the given `synchronous` level (`NORMAL`, `FULL`).
+pub(crate) fn connect(path: &Path, synchronous: &str) -> StoreResult<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
 }
 
-fn migrate(conn: &Connection) -> StoreResult<()> {
+/// Runs the `migrations` not yet applied (`PRAGMA user_version` counts them), each in its own
+/// transaction; `what` names the file in errors.
+pub(crate) fn migrate(conn: &Connection, migrations: &[&str], what: &str) -> StoreResult<()> {
     let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if done > MIGRATIONS.len() {
+    if done > migrations.len() {
         return Err(StoreError::Backend(format!(
-            "the database is at schema version {done}, newer than this binary knows ({}): \
+            "the {what} is at schema version {done}, newer than this binary knows ({}): \
              upgrade passthru",
-            MIGRATIONS.len()
+            migrations.len()
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+    for (i, sql) in migrations.iter().enumerate().skip(done) {
         let tx = write_tx(conn)?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", i + 1)?;
@@ -154,7 +157,7 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
 /// A write transaction that takes the write lock at once. A deferred one that reads first and
 /// then writes fails at once (`SQLITE_BUSY_SNAPSHOT`, no retry) if the other connection wrote in
 /// between; taking the lock up front lets the busy timeout do its job instead.
-fn write_tx(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
+pub(crate) fn write_tx(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
     Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
 }
 
