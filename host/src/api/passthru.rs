@@ -19,7 +19,7 @@ use super::{ApiError, AppState};
 use crate::call;
 use crate::queue::{AcceptError, NewEvent};
 use crate::registry::Flow;
-use crate::sandbox::{Branch, CallReport};
+use crate::sandbox::{Branch, CallReport, trace_lines};
 use crate::store::{DecisionRecord, FlowMode, now_ms};
 
 /// The branch answered, for whoever reads the response by hand (Exotel reads only the status).
@@ -154,9 +154,5 @@ fn log_report(report: &CallReport) {
             "plugin failed; answered the fallback branch"
         ),
     }
-    if tracing::enabled!(target: "passthru::plugin", tracing::Level::DEBUG) {
-        for line in &report.log {
-            tracing::debug!(target: "passthru::plugin", level = ?line.level, "plugin: {}", line.message);
-        }
-    }
+    trace_lines(&report.log);
 }

@@ -26,9 +26,11 @@ async fn with_queue<T: Send + 'static>(
         .map_err(|_| ApiError::Internal)?
 }
 
-fn parse_id(text: &str) -> Result<u64, ApiError> {
-    text.parse()
-        .map_err(|_| ApiError::BadRequest(format!("{text:?} is not an event id")))
+/// Checks the flow name of a dead letter's path and reads its id.
+fn dead_letter_id(flow: &str, id: &str) -> Result<u64, ApiError> {
+    check_name("flow", flow)?;
+    id.parse()
+        .map_err(|_| ApiError::BadRequest(format!("{id:?} is not an event id")))
 }
 
 pub(super) async fn get_queue(
@@ -102,11 +104,12 @@ pub(super) async fn get_dead_letter(
     State(state): State<AppState>,
     Path((flow, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    check_name("flow", &flow)?;
-    let id = parse_id(&id)?;
-    let store = state.queue.store().clone();
+    let id = dead_letter_id(&flow, &id)?;
     Ok(axum::Json(
-        blocking(move || Ok(store.dead_letter(&tenant, &flow, id)?)).await?,
+        with_queue(&state, move |q| {
+            Ok(q.store().dead_letter(&tenant, &flow, id)?)
+        })
+        .await?,
     ))
 }
 
@@ -115,10 +118,11 @@ pub(super) async fn delete_dead_letter(
     State(state): State<AppState>,
     Path((flow, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    check_name("flow", &flow)?;
-    let id = parse_id(&id)?;
-    let store = state.queue.store().clone();
-    blocking(move || Ok(store.delete_dead(&tenant, &flow, id)?)).await?;
+    let id = dead_letter_id(&flow, &id)?;
+    with_queue(&state, move |q| {
+        Ok(q.store().delete_dead(&tenant, &flow, id)?)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -127,8 +131,7 @@ pub(super) async fn post_replay(
     State(state): State<AppState>,
     Path((flow, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    check_name("flow", &flow)?;
-    let id = parse_id(&id)?;
+    let id = dead_letter_id(&flow, &id)?;
     with_queue(&state, move |q| {
         q.replay(&tenant, &flow, id).map_err(|e| match e {
             ReplayError::Full => ApiError::QueueFull(format!(
@@ -139,12 +142,4 @@ pub(super) async fn post_replay(
     })
     .await?;
     Ok(StatusCode::ACCEPTED)
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| ApiError::Internal)?
 }

@@ -32,7 +32,7 @@ pub use store::{Completion, DeadLetter, Failure, NewEvent, QueueStore, SqliteQue
 use crate::call;
 use crate::records::Recorder;
 use crate::registry::Registry;
-use crate::sandbox::{Branch, Event, LogLine};
+use crate::sandbox::{Branch, Event, LogLine, trace_lines};
 use crate::store::{DecisionRecord, StoreError, now_ms};
 use scheduler::{Finish, Job, Scheduler};
 
@@ -470,9 +470,7 @@ impl Worker {
         let attempt =
             tracing::Instrument::instrument(self.execute(&job, attempt_no), span.clone()).await;
         let _entered = span.enter();
-        for line in &attempt.log {
-            tracing::debug!(target: "passthru::plugin", level = ?line.level, "plugin: {}", line.message);
-        }
+        trace_lines(&attempt.log);
         let now = now_ms();
         let (completion, finish) = match &attempt.outcome {
             Ok(()) => {

@@ -24,7 +24,7 @@ use wasmtime::{
     PoolingAllocationConfig, Store, Trap,
 };
 
-pub use output::{LogLevel, LogLine, MAX_LOG_BYTES, MAX_LOG_LINES};
+pub use output::{LogLevel, LogLine, MAX_LOG_BYTES, MAX_LOG_LINES, trace_lines};
 pub use precompiled::{Compiled, hex_sha256};
 pub use state::FlowConfig;
 

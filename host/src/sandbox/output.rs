@@ -124,6 +124,16 @@ impl CallLog {
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary.
+/// Writes a call's log lines to the server's own log, under target `passthru::plugin` at debug
+/// level (`RUST_LOG=passthru::plugin=debug`), inside the caller's span.
+pub fn trace_lines(lines: &[LogLine]) {
+    if tracing::enabled!(target: "passthru::plugin", tracing::Level::DEBUG) {
+        for line in lines {
+            tracing::debug!(target: "passthru::plugin", level = ?line.level, "plugin: {}", line.message);
+        }
+    }
+}
+
 pub fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
