@@ -77,11 +77,9 @@ pub(super) async fn get_passthru(
         HeaderValue::from_static(branch.as_str()),
     );
     headers.insert(OUTCOME_HEADER.clone(), HeaderValue::from_static(outcome));
-    if state.recorder.enabled() {
-        state
-            .recorder
-            .record(decision_record(&flow, call_sid, branch, outcome, report));
-    }
+    state
+        .recorder
+        .record(|| decision_record(&flow, call_sid, branch, outcome, report));
     Ok(response)
 }
 

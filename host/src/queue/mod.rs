@@ -517,10 +517,8 @@ impl Worker {
                 }
             }
         };
-        if self.recorder.enabled() {
-            self.recorder
-                .record(decision_record(&job, attempt_no, &attempt, now));
-        }
+        self.recorder
+            .record(|| decision_record(&job, attempt_no, &attempt, now));
         // If the writer is gone (shutdown), the outcome is not written: the event runs again at
         // the next start.
         let _ = self.writer.send(Message::Complete(completion));
