@@ -121,6 +121,37 @@ async fn a_full_pool_is_a_typed_overload_not_a_hang() {
     );
 }
 
+/// An instance whose reset is slow (this one dirties 8 MiB) is reset after its call's answer, in a
+/// pool slot of its own: one slot for calls still serves call after call, none refused while the
+/// previous instance waits for its reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reset_waits_for_after_the_answer_without_taking_a_calls_slot() {
+    let sb = sandbox(1);
+    let hostile = sb
+        .compile(&std::fs::read(common::HOSTILE).unwrap())
+        .unwrap();
+    let hoard: Arc<FlowConfig> = Arc::new([("mode".to_owned(), "memory".to_owned())].into());
+    let small = Limits {
+        memory_mb: 8,
+        ..Limits::default()
+    };
+    for i in 0..30 {
+        let report = sb
+            .decide(
+                &hostile,
+                call::parse("CallSid=hoard"),
+                &small,
+                hoard.clone(),
+            )
+            .await;
+        let kind = report.outcome.as_ref().err().map(SandboxError::kind);
+        assert_eq!(kind, Some(FailureKind::MemoryLimit), "call {i}: {report:?}");
+    }
+    // The first call's reset showed it slow; the others' resets came after their answers.
+    let deferred = sb.resets_deferred();
+    assert!(deferred >= 20, "{deferred} of 30 resets deferred");
+}
+
 /// Replaces every `from` in `bytes` with `to` (the same length, so the binary stays valid).
 fn replace_all(bytes: &[u8], from: &[u8], to: &[u8]) -> (Vec<u8>, usize) {
     assert_eq!(from.len(), to.len());

@@ -50,6 +50,12 @@ pub(super) async fn get_metrics(State(state): State<AppState>) -> impl IntoRespo
         "Sandbox calls running now.",
         sandbox.calls_in_flight() as u64,
     );
+    metric(
+        "passthru_instance_resets_deferred_total",
+        "counter",
+        "Plugin instances reset after their call's answer rather than before it (slow resets).",
+        sandbox.resets_deferred(),
+    );
     let queue = state.queue.stats();
     let counters = [
         (

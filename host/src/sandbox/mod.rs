@@ -18,6 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tokio::runtime::RuntimeFlavor;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError,
@@ -56,6 +57,14 @@ const FUEL_YIELD_INTERVAL: u64 = 20_000;
 /// kernel can tell dirty pages apart (`PAGEMAP_SCAN`, Linux 6.7+); without it, resetting a large
 /// resident region costs more than it saves, so nothing is kept.
 const KEEP_RESIDENT_BYTES: usize = 16 << 20;
+/// Instances whose reset may wait until after their call's answer, at most, at one moment. The
+/// pool has this many slots beyond `max_concurrent_calls`, so a pending reset never takes a call's
+/// slot.
+const DEFERRED_RESETS: u32 = 8;
+/// A plugin whose instance took at least this long to reset, last time, is reset after the answer.
+/// A Rust or C plugin's reset takes a few microseconds, less than handing it to another task would
+/// cost; a Python or JavaScript runtime's takes 50 to 150.
+const DEFER_RESET_FROM: Duration = Duration::from_micros(20);
 
 /// The most core instances, linear memories and tables one component may hold.
 const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
@@ -241,6 +250,8 @@ pub struct Event {
 #[derive(Debug, Clone, Copy)]
 pub struct SandboxOptions {
     /// Calls that may hold an instance at the same moment; beyond it a call fails `overloaded`.
+    /// The pool holds a few more instances than this: a slow-to-reset instance (a Python
+    /// plugin's) goes back to it just after its call's answer, in a slot kept for that.
     pub max_concurrent_calls: u32,
 }
 
@@ -258,6 +269,9 @@ impl Default for SandboxOptions {
 pub struct Plugin {
     decider: Option<DeciderPre<CallState>>,
     recorder: Option<RecorderPre<CallState>>,
+    /// Whether its last instance took [`DEFER_RESET_FROM`] or more to reset (false before the
+    /// first call).
+    slow_reset: Arc<AtomicBool>,
 }
 
 impl Plugin {
@@ -282,7 +296,11 @@ impl std::fmt::Debug for Plugin {
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<CallState>,
+    max_calls: usize,
     in_flight: AtomicUsize,
+    /// Instances waiting for their reset after their call's answer.
+    resets_pending: Arc<AtomicUsize>,
+    resets_deferred: AtomicU64,
     compiles: AtomicU64,
     _ticker: EpochTicker,
 }
@@ -296,6 +314,7 @@ impl Sandbox {
     /// cannot be reserved).
     pub fn new(options: SandboxOptions) -> Result<Self, SandboxError> {
         let engine = Engine::new(&engine_config(options)).map_err(host_setup)?;
+        let max_calls = usize::try_from(options.max_concurrent_calls.max(1)).unwrap_or(usize::MAX);
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(host_setup)?;
         Decider::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
@@ -304,7 +323,10 @@ impl Sandbox {
         Ok(Self {
             engine,
             linker,
+            max_calls,
             in_flight: AtomicUsize::new(0),
+            resets_pending: Arc::default(),
+            resets_deferred: AtomicU64::new(0),
             compiles: AtomicU64::new(0),
             _ticker: ticker,
         })
@@ -313,6 +335,11 @@ impl Sandbox {
     /// Calls running right now.
     pub fn calls_in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// How many instances have been reset after their call's answer rather than before it.
+    pub fn resets_deferred(&self) -> u64 {
+        self.resets_deferred.load(Ordering::Relaxed)
     }
 
     /// Validates and compiles a component. This is the slow step (milliseconds to seconds): call
@@ -369,7 +396,11 @@ impl Sandbox {
                  `record` (world passthru:plugin/recorder); it exports {exports:?}"
             )));
         }
-        Ok(Plugin { decider, recorder })
+        Ok(Plugin {
+            decider,
+            recorder,
+            slow_reset: Arc::default(),
+        })
     }
 
     /// Runs one call: a fresh instance of `plugin`, `decide(call)`, under `limits`.
@@ -382,7 +413,9 @@ impl Sandbox {
         limits: &Limits,
         config: Arc<FlowConfig>,
     ) -> CallReport {
-        let _in_flight = InFlight::enter(&self.in_flight);
+        let Some(_in_flight) = InFlight::enter(&self.in_flight, self.max_calls) else {
+            return refused(self.max_calls);
+        };
         let (mut store, started) = self.new_store(limits, config);
         let outcome = match (&plugin.decider, prepare_store(&mut store, limits)) {
             (_, Err(error)) => Err(error),
@@ -397,7 +430,7 @@ impl Sandbox {
                 settle(done, store.data(), limits).map(Decision::from)
             }
         };
-        finish(store, started, outcome, limits)
+        self.finish(plugin, store, started, outcome, limits)
     }
 
     /// Runs one attempt of an async flow's event: a fresh instance of `plugin`,
@@ -413,7 +446,9 @@ impl Sandbox {
         limits: &Limits,
         config: Arc<FlowConfig>,
     ) -> RecordReport {
-        let _in_flight = InFlight::enter(&self.in_flight);
+        let Some(_in_flight) = InFlight::enter(&self.in_flight, self.max_calls) else {
+            return refused(self.max_calls);
+        };
         let (mut store, started) = self.new_store(limits, config);
         let outcome = match (&plugin.recorder, prepare_store(&mut store, limits)) {
             (_, Err(error)) => Err(error),
@@ -438,7 +473,7 @@ impl Sandbox {
                 })
             }
         };
-        finish(store, started, outcome, limits)
+        self.finish(plugin, store, started, outcome, limits)
     }
 
     /// A store for one call, with its memory cap and the flow's config.
@@ -447,6 +482,67 @@ impl Sandbox {
         let mut store = Store::new(&self.engine, CallState::new(memory_bytes, config));
         store.limiter(|state| &mut state.limiter);
         (store, Instant::now())
+    }
+
+    /// Ends a call: what it cost, its log, and a trap's message completed with what the plugin
+    /// wrote to stderr just before.
+    fn finish<T>(
+        &self,
+        plugin: &Plugin,
+        store: Store<CallState>,
+        started: Instant,
+        outcome: Result<T, SandboxError>,
+        limits: &Limits,
+    ) -> Report<T> {
+        let elapsed = started.elapsed();
+        let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0).min(limits.fuel);
+        let log = store.data().log.clone();
+        self.release(plugin, store);
+
+        let mut log = log.lock();
+        log.finish();
+        let outcome = outcome.map_err(|error| match error {
+            SandboxError::Trap { message } => SandboxError::Trap {
+                message: match log.stderr_tail(2) {
+                    Some(said) => format!("{message}; the plugin said: {said}"),
+                    None => message,
+                },
+            },
+            other => other,
+        });
+        Report {
+            outcome,
+            fuel_used,
+            elapsed,
+            log: std::mem::take(&mut log.lines),
+            log_dropped: log.dropped,
+        }
+    }
+
+    /// Returns a finished call's instance to the pool, which resets its memory: a few
+    /// microseconds for a Rust plugin, 50 to 150 for a Python or JavaScript one, whose runtimes
+    /// dirty hundreds of pages.
+    ///
+    /// When this plugin's last reset took [`DEFER_RESET_FROM`] or more, and the runtime is
+    /// multi-threaded (the server's), the reset is a task of its own and the call's answer does
+    /// not wait for it: tokio runs the task a worker spawned last next on that worker, once the
+    /// task that answered has written its response and yielded. At most [`DEFERRED_RESETS`] wait
+    /// so at one moment, in pool slots of their own; past that, and elsewhere, it happens here.
+    fn release(&self, plugin: &Plugin, store: Store<CallState>) {
+        if plugin.slow_reset.load(Ordering::Relaxed)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            && runtime.runtime_flavor() == RuntimeFlavor::MultiThread
+            && let Some(claim) = PendingReset::claim(&self.resets_pending)
+        {
+            self.resets_deferred.fetch_add(1, Ordering::Relaxed);
+            let slow = plugin.slow_reset.clone();
+            runtime.spawn(async move {
+                reset(store, &slow);
+                drop(claim);
+            });
+            return;
+        }
+        reset(store, &plugin.slow_reset);
     }
 }
 
@@ -469,36 +565,31 @@ fn settle<T>(
     }
 }
 
-/// Ends a call: what it cost, its log, and a trap's message completed with what the plugin
-/// wrote to stderr just before.
-fn finish<T>(
-    store: Store<CallState>,
-    started: Instant,
-    outcome: Result<T, SandboxError>,
-    limits: &Limits,
-) -> Report<T> {
-    let elapsed = started.elapsed();
-    let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0).min(limits.fuel);
-    let log = store.data().log.clone();
+/// Drops a finished call's store, which returns its instance to the pool, and notes in `slow`
+/// whether that took [`DEFER_RESET_FROM`] or more.
+fn reset(store: Store<CallState>, slow: &AtomicBool) {
+    let started = Instant::now();
     drop(store);
+    let verdict = started.elapsed() >= DEFER_RESET_FROM;
+    // Written only when the verdict changes: calls on different cores would otherwise bounce the
+    // flag's cache line between them on every call.
+    if slow.load(Ordering::Relaxed) != verdict {
+        slow.store(verdict, Ordering::Relaxed);
+    }
+}
 
-    let mut log = log.lock();
-    log.finish();
-    let outcome = outcome.map_err(|error| match error {
-        SandboxError::Trap { message } => SandboxError::Trap {
-            message: match log.stderr_tail(2) {
-                Some(said) => format!("{message}; the plugin said: {said}"),
-                None => message,
-            },
-        },
-        other => other,
-    });
+/// The report of a call refused because `max` calls are running already.
+fn refused<T>(max: usize) -> Report<T> {
     Report {
-        outcome,
-        fuel_used,
-        elapsed,
-        log: std::mem::take(&mut log.lines),
-        log_dropped: log.dropped,
+        outcome: Err(SandboxError::Overloaded {
+            message: format!(
+                "{max} plugin calls are running already, the most this server runs at once"
+            ),
+        }),
+        fuel_used: 0,
+        elapsed: Duration::ZERO,
+        log: Vec::new(),
+        log_dropped: 0,
     }
 }
 
@@ -519,9 +610,13 @@ pub(crate) fn export_names(engine: &Engine, component: &Component) -> Vec<String
 struct InFlight<'a>(&'a AtomicUsize);
 
 impl<'a> InFlight<'a> {
-    fn enter(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Self(counter)
+    /// Counts a call in, unless `max` are in flight already.
+    fn enter(counter: &'a AtomicUsize, max: usize) -> Option<Self> {
+        if counter.fetch_add(1, Ordering::Relaxed) >= max {
+            counter.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Self(counter))
     }
 }
 
@@ -531,8 +626,32 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// A claim on one of the pool's slots kept for instances reset after their answer; given back
+/// when dropped.
+struct PendingReset(Arc<AtomicUsize>);
+
+impl PendingReset {
+    fn claim(pending: &Arc<AtomicUsize>) -> Option<Self> {
+        if pending.fetch_add(1, Ordering::Relaxed) >= DEFERRED_RESETS as usize {
+            pending.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Self(pending.clone()))
+    }
+}
+
+impl Drop for PendingReset {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 fn engine_config(options: SandboxOptions) -> Config {
-    let slots = options.max_concurrent_calls.max(1);
+    // The calls, and the instances waiting for their reset after their call's answer.
+    let slots = options
+        .max_concurrent_calls
+        .max(1)
+        .saturating_add(DEFERRED_RESETS);
     // A pool sized for `slots` calls of a typical component, and never too small for one call of
     // the largest component the per-component caps allow: otherwise a sandbox with few slots (the
     // runner has one) could not run a Python plugin at all.
