@@ -45,7 +45,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-query=$(tr -d '\n' < ../shared/samples/exotel/gather-single-key.query)
+query=$(tr -d '\n' < tests/fixtures/exotel/gather-single-key.query)
 flow=${FLOW:-ivr}
 url="http://127.0.0.1:$port/passthru/demo/$flow?${query}&digits=%221%22"
 status=$(curl -s -o /dev/null -w '%{http_code}' "$url")

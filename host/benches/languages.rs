@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use passthru::call;
 use passthru::sandbox::{FlowConfig, Limits, Sandbox, SandboxOptions, hex_sha256};
 
-const GATHER: &str = include_str!("../../../shared/samples/exotel/gather-digits.query");
+const GATHER: &str = include_str!("../../tests/fixtures/exotel/gather-digits.query");
 const WARM_UP_CALLS: usize = 200;
 const DEFAULT_CALLS: usize = 5000;
 

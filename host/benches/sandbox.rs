@@ -9,8 +9,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use passthru::call;
 use passthru::sandbox::{FlowConfig, Limits, Sandbox, SandboxOptions};
 
-const SAMPLE: &str = include_str!("../../../shared/samples/exotel/connect-completed.query");
-const GATHER: &str = include_str!("../../../shared/samples/exotel/gather-digits.query");
+const SAMPLE: &str = include_str!("../../tests/fixtures/exotel/connect-completed.query");
+const GATHER: &str = include_str!("../../tests/fixtures/exotel/gather-digits.query");
 
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()

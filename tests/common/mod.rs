@@ -21,9 +21,9 @@ pub const VIP_CALLER: &str = env!("PASSTHRU_PLUGIN_VIP_CALLER");
 pub const HOSTILE: &str = env!("PASSTHRU_PLUGIN_HOSTILE");
 pub const ASYNC_PROBE: &str = env!("PASSTHRU_PLUGIN_ASYNC_PROBE");
 
-/// The shared samples of real-shaped Exotel queries, beside the checkout.
+/// The real-shaped Exotel queries kept as the project's test fixtures.
 pub fn samples() -> Vec<(String, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/samples/exotel");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/exotel");
     let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .map(|entry| {
@@ -36,7 +36,7 @@ pub fn samples() -> Vec<(String, String)> {
     out.sort();
     assert!(
         out.len() >= 6,
-        "expected the shared samples in {}",
+        "expected the Exotel fixtures in {}",
         dir.display()
     );
     out

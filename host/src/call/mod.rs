@@ -1,7 +1,7 @@
 //! Exotel's Passthru query string, read into typed call details.
 //!
 //! Exotel's Passthru applet calls a customer URL with the details of a live call as query
-//! parameters (see `shared/spec/exotel-passthru.md`). [`parse`] turns that query string into a
+//! parameters (see `docs/exotel/passthru.md`). [`parse`] turns that query string into a
 //! [`CallDetails`]: the parameters whose format Exotel documents get typed fields, and every
 //! parameter, known or not, is also kept decoded in [`CallDetails::params`].
 //!

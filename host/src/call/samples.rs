@@ -1,12 +1,12 @@
 //! Tests of [`parse`](super::parse) against every real-shaped Exotel query in
-//! `shared/samples/exotel` (beside the repository checkout). Expected Unix seconds were computed
+//! `tests/fixtures/exotel` (the project's own fixtures). Expected Unix seconds were computed
 //! outside this code, with `date -u -d '<time> +0530' +%s`.
 
 use super::tests::{leg, pair, s, ts};
 use super::{CallDetails, CallType, DialCallStatus, Direction, Leg, parse};
 
-/// The folder of real-shaped Exotel queries, beside the repository checkout.
-const SAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/samples/exotel");
+/// The folder of real-shaped Exotel queries, in the repository.
+const SAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/exotel");
 
 /// The sample files, each with every typed field it should give (`params` is checked apart).
 fn samples() -> Vec<(&'static str, CallDetails)> {
