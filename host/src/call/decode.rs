@@ -3,80 +3,31 @@
 //! Exotel sends `application/x-www-form-urlencoded` query strings: `k=v` segments joined by `&`,
 //! `+` for a space and `%XX` for a byte. Real requests are not always clean, so decoding is lenient
 //! and total: a broken percent sequence is kept as it arrived, and bytes that do not form UTF-8 are
-//! replaced by U+FFFD. Nothing here can fail or panic.
+//! replaced by U+FFFD. Nothing here can fail or panic. The decoding is `form_urlencoded`'s; the
+//! tests below pin down the Exotel-shaped cases it must get right.
 
-/// Splits `query` on `&` and decodes each non-empty segment into a `(key, value)` pair.
+/// Splits `query` on `&` and decodes each non-empty segment into a `(key, value)` pair, with the
+/// `form_urlencoded` crate (the WHATWG parser that `url` uses).
 ///
 /// A segment is split at its first `=`; a segment without `=` is a key with an empty value. Empty
 /// segments (`a=1&&b=2`, a leading or trailing `&`) are skipped, so the iterator yields exactly one
-/// pair per non-empty segment, in order.
-pub(super) fn pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query
-        .split('&')
-        .filter(|segment| !segment.is_empty())
-        .map(|segment| {
-            let (key, value) = segment.split_once('=').unwrap_or((segment, ""));
-            (decode_component(key), decode_component(value))
-        })
-}
-
-/// Decodes one form-urlencoded component: `+` becomes a space and `%XX` (two hex digits, either
-/// case) becomes the byte `0xXX`.
-///
-/// A `%` that is not followed by two hex digits (`%zz`, `%4` at the end, a trailing `%`) is kept
-/// literally, as are the characters after it. The decoded bytes are read as UTF-8, lossily.
-pub(super) fn decode_component(input: &str) -> String {
-    // Fast path: most keys and many values need no decoding at all.
-    if !input.bytes().any(|b| b == b'+' || b == b'%') {
-        return input.to_owned();
-    }
-    let bytes = input.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' => match (
-                bytes.get(i + 1).copied().and_then(hex_value),
-                bytes.get(i + 2).copied().and_then(hex_value),
-            ) {
-                (Some(high), Some(low)) => {
-                    out.push((high << 4) | low);
-                    i += 3;
-                }
-                _ => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            other => {
-                out.push(other);
-                i += 1;
-            }
-        }
-    }
-    match String::from_utf8(out) {
-        Ok(text) => text,
-        Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
-    }
-}
-
-/// The value of one ASCII hex digit, or `None` if `byte` is not one.
-fn hex_value(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        b'A'..=b'F' => Some(byte - b'A' + 10),
-        _ => None,
-    }
+/// pair per non-empty segment, in order. `+` is a space, `%XX` (two hex digits, either case) the
+/// byte `0xXX`; a `%` not followed by two hex digits is kept literally; the decoded bytes are read
+/// as UTF-8, lossily. A component that needs no decoding is borrowed, not copied.
+pub(super) fn pairs(query: &str) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(query.as_bytes())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{decode_component, pairs};
+    use super::pairs;
+
+    /// One component, decoded as a value.
+    fn decode_component(input: &str) -> String {
+        let query = format!("k={input}");
+        let (_, value) = pairs(&query).next().expect("one pair");
+        value.into_owned()
+    }
 
     #[test]
     fn decodes_components() {
@@ -136,7 +87,9 @@ mod tests {
             ("k+1=v+1", &[("k 1", "v 1")]),
         ];
         for (query, want) in cases {
-            let got: Vec<(String, String)> = pairs(query).collect();
+            let got: Vec<(String, String)> = pairs(query)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
             let want: Vec<(String, String)> = want
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

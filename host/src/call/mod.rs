@@ -51,7 +51,7 @@ pub fn parse(query: &str) -> CallDetails {
     let mut legs = legs::Legs::default();
     for (key, value) in decode::pairs(query) {
         call.set(&key, &value, &mut legs);
-        call.params.push((key, value));
+        call.params.push((key.into_owned(), value.into_owned()));
     }
     call.legs = legs.into_vec();
     call
@@ -67,10 +67,9 @@ pub fn parse(query: &str) -> CallDetails {
 #[must_use]
 pub fn call_sid(query: &str) -> Option<String> {
     let mut sid = None;
-    for segment in query.split('&').filter(|s| !s.is_empty()) {
-        let (key, value) = segment.split_once('=').unwrap_or((segment, ""));
-        if decode::decode_component(key) == "CallSid" {
-            sid = text(&decode::decode_component(value));
+    for (key, value) in decode::pairs(query) {
+        if key == "CallSid" {
+            sid = text(&value);
         }
     }
     sid
