@@ -21,15 +21,14 @@
 //!
 //! Unknown keys are errors that name the key, so a typo never turns into a silent default.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::queue::{Bounds, QueueOptions, RetryPolicy};
-use crate::sandbox::{Branch, Limits};
-use crate::store::FlowMode;
+use crate::flow::{FlowSpec, PluginSource};
+use crate::queue::{Bounds, QueueOptions};
 
 /// The address `passthru serve` listens on when neither the file nor the command line says.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -37,8 +36,6 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_QUERY_BYTES: usize = 16 * 1024;
 /// Calls that may run at the same moment (the size of the instance pool).
 pub const DEFAULT_MAX_CONCURRENT_CALLS: u32 = 256;
-/// The longest tenant or flow name.
-pub const MAX_NAME_BYTES: usize = 64;
 /// Where the embedded store keeps its data unless told otherwise.
 pub const DEFAULT_DATA_DIR: &str = "./passthru-data";
 /// The largest plugin upload the server reads, whatever a tenant's cap says.
@@ -144,37 +141,6 @@ fn default_record_retention_hours() -> u64 {
     DEFAULT_RECORD_RETENTION_HOURS
 }
 
-/// One `[[flow]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlowSpec {
-    pub tenant: String,
-    pub name: String,
-    /// A path to a `.wasm` component (relative paths are resolved against the config file's
-    /// folder), or `builtin:NAME` for an example compiled into the binary.
-    pub plugin: PluginSource,
-    /// `sync` (the default: `decide` picks the branch) or `async` (`record` runs in the
-    /// background).
-    #[serde(default)]
-    pub mode: FlowMode,
-    /// How an async flow retries failed events.
-    #[serde(default)]
-    pub retry: RetryPolicy,
-    /// The branch answered when the plugin fails (fuel, deadline, memory, trap).
-    #[serde(default = "default_fallback")]
-    pub fallback: Branch,
-    #[serde(default)]
-    pub status: StatusMap,
-    #[serde(default)]
-    pub limits: Limits,
-    #[serde(default)]
-    pub config: BTreeMap<String, String>,
-}
-
-fn default_fallback() -> Branch {
-    Branch::Failure
-}
-
 /// The `[async]` table: the queue of async flows.
 ///
 /// ```toml
@@ -245,81 +211,6 @@ impl AsyncSettings {
     }
 }
 
-/// Where a plugin's bytes come from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum PluginSource {
-    File(PathBuf),
-    Builtin(String),
-}
-
-impl<'de> Deserialize<'de> for PluginSource {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(match s.strip_prefix("builtin:") {
-            Some(name) => PluginSource::Builtin(name.to_owned()),
-            None => PluginSource::File(PathBuf::from(s)),
-        })
-    }
-}
-
-impl std::fmt::Display for PluginSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PluginSource::File(path) => write!(f, "{}", path.display()),
-            PluginSource::Builtin(name) => write!(f, "builtin:{name}"),
-        }
-    }
-}
-
-/// The HTTP status answered for each branch. Exotel's Passthru reads `200` as one branch and
-/// `302` as the other; the `302` carries no `Location` and is not a redirect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StatusMap {
-    pub success: u16,
-    pub failure: u16,
-}
-
-impl Default for StatusMap {
-    fn default() -> Self {
-        Self {
-            success: 200,
-            failure: 302,
-        }
-    }
-}
-
-impl StatusMap {
-    /// Both statuses must be real HTTP statuses from 200 to 599, and differ.
-    ///
-    /// # Errors
-    /// A message naming the bad status.
-    pub fn validate(&self) -> Result<(), String> {
-        for (branch, code) in [("success", self.success), ("failure", self.failure)] {
-            if !(200..=599).contains(&code) {
-                return Err(format!(
-                    "status.{branch} must be an HTTP status from 200 to 599, not {code}"
-                ));
-            }
-        }
-        if self.success == self.failure {
-            return Err(
-                "status.success and status.failure must differ, or the call flow cannot \
-                 tell the branches apart"
-                    .into(),
-            );
-        }
-        Ok(())
-    }
-
-    pub fn for_branch(&self, branch: Branch) -> u16 {
-        match branch {
-            Branch::Success => self.success,
-            Branch::Failure => self.failure,
-        }
-    }
-}
-
 impl ServerConfig {
     /// Reads and checks a config file. Relative plugin paths become relative to its folder.
     ///
@@ -382,14 +273,10 @@ impl ServerConfig {
                 flow: flow.name.clone(),
                 message,
             };
-            validate_name("tenant", &flow.tenant).map_err(fail)?;
-            validate_name("flow name", &flow.name).map_err(fail)?;
+            flow.validate().map_err(fail)?;
             if !seen.insert((flow.tenant.clone(), flow.name.clone())) {
                 return Err(fail("defined twice".into()));
             }
-            flow.limits.validate().map_err(fail)?;
-            flow.status.validate().map_err(fail)?;
-            flow.retry.validate().map_err(fail)?;
             if let PluginSource::File(path) = &mut flow.plugin
                 && path.is_relative()
             {
@@ -400,32 +287,11 @@ impl ServerConfig {
     }
 }
 
-/// Tenant and flow names appear in URLs and logs: ASCII letters, digits, `-` and `_`, at most
-/// [`MAX_NAME_BYTES`] bytes.
-///
-/// # Errors
-/// A message that says what is wrong with the name.
-pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err(format!("{what} must not be empty"));
-    }
-    if name.len() > MAX_NAME_BYTES {
-        return Err(format!("{what} is longer than {MAX_NAME_BYTES} bytes"));
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-    {
-        return Err(format!(
-            "{what} {name:?} may hold only ASCII letters, digits, '-' and '_', not {bad:?}"
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::{FlowMode, StatusMap};
+    use crate::sandbox::{Branch, Limits};
 
     fn parse(text: &str) -> Result<ServerConfig, String> {
         ServerConfig::parse(text, "test.toml", Path::new("/etc/passthru"))
@@ -437,9 +303,9 @@ mod tests {
         let c = ServerConfig::embedded_default();
         assert_eq!(c.flows.len(), 3);
         assert_eq!(c.flows[0].plugin, PluginSource::Builtin("ivr-menu".into()));
-        assert_eq!(c.flows[2].mode, FlowMode::Async);
-        assert_eq!(c.flows[0].status, StatusMap::default());
-        assert_eq!(c.flows[0].limits, Limits::default());
+        assert_eq!(c.flows[2].settings.mode, FlowMode::Async);
+        assert_eq!(c.flows[0].settings.status, StatusMap::default());
+        assert_eq!(c.flows[0].settings.limits, Limits::default());
     }
 
     #[test]
@@ -470,18 +336,18 @@ mod tests {
             f.plugin,
             PluginSource::File("/etc/passthru/plugins/vip.wasm".into())
         );
-        assert_eq!(f.fallback, Branch::Success);
+        assert_eq!(f.settings.fallback, Branch::Success);
         assert_eq!(
-            f.status,
+            f.settings.status,
             StatusMap {
                 success: 204,
                 failure: 302
             }
         );
-        assert_eq!(f.limits.fuel, 5000);
-        assert_eq!(f.limits.deadline_ms, 20);
-        assert_eq!(f.limits.memory_mb, Limits::default().memory_mb);
-        assert_eq!(f.config["vip_numbers"], "1,2");
+        assert_eq!(f.settings.limits.fuel, 5000);
+        assert_eq!(f.settings.limits.deadline_ms, 20);
+        assert_eq!(f.settings.limits.memory_mb, Limits::default().memory_mb);
+        assert_eq!(f.settings.config["vip_numbers"], "1,2");
     }
 
     #[test]
@@ -499,6 +365,13 @@ mod tests {
             (flow("[flow.limits]\nfuel = 0"), "fuel"),
             (flow("[flow.status]\nsuccess = 302"), "must differ"),
             (flow("[flow.status]\nfailure = 99"), "status.failure"),
+            (flow("[flow.retry]\nmax_attempts = 0"), "retry.max_attempts"),
+            (flow("[flow.retry]\nmax_attemps = 3"), "max_attemps"),
+            // The same check as the API's: a config the API would refuse is refused here too.
+            (
+                flow(&format!("[flow.config]\nk = \"{}\"", "v".repeat(70_000))),
+                "config holds",
+            ),
             (
                 "[[flow]]\ntenant = \"t\"\nname = \"f\"\n".to_owned(),
                 "plugin",
@@ -517,22 +390,6 @@ mod tests {
         for (text, needle) in cases {
             let err = parse(&text).expect_err(&text);
             assert!(err.contains(needle), "{err:?} should mention {needle:?}");
-        }
-    }
-
-    #[test]
-    fn names_are_checked() {
-        assert!(validate_name("tenant", "demo-1_A").is_ok());
-        for bad in [
-            "",
-            "a/b",
-            "..",
-            "a b",
-            "tab\t",
-            "é",
-            &"x".repeat(MAX_NAME_BYTES + 1),
-        ] {
-            assert!(validate_name("tenant", bad).is_err(), "{bad:?}");
         }
     }
 }

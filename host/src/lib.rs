@@ -5,6 +5,8 @@ pub mod api;
 pub mod auth;
 pub mod call;
 pub mod config;
+pub mod error;
+pub mod flow;
 pub mod queue;
 pub mod records;
 pub mod registry;

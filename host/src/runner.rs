@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::call::{self, CallDetails};
-use crate::config::StatusMap;
+use crate::flow::StatusMap;
 use crate::sandbox::{
     Branch, Event, FlowConfig, Limits, LogLine, Sandbox, SandboxError, SandboxOptions,
 };

@@ -19,14 +19,16 @@ use crate::store::{SqliteStore, Store, StoreError};
 pub enum StartError {
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
-    #[error("cannot open the store: {0}")]
+    #[error("cannot open the store")]
     Store(#[from] StoreError),
-    #[error("cannot load the stored flows: {0}")]
+    #[error("cannot load the stored flows")]
     Registry(#[from] RegistryError),
-    #[error("cannot import the config file's flows: {0}")]
+    #[error("cannot import the config file's flows")]
     Import(#[from] ImportError),
-    #[error("{0}")]
-    Io(String),
+    #[error("the operator's token: {0}")]
+    OperatorToken(String),
+    #[error("a start-up task failed")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// Where the server's state comes from, beyond the config file.
@@ -66,8 +68,7 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
             let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir)?);
             Ok(Registry::open(sandbox, store, &dir)?)
         })
-        .await
-        .map_err(|e| StartError::Io(e.to_string()))??
+        .await??
     };
     let registry = Arc::new(registry);
     let imported = registry.import(&config.flows).await?;
@@ -78,7 +79,8 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
     {
         Some(token) => (token, None),
         None => {
-            let (token, path) = auth::operator_token_file(&data_dir).map_err(StartError::Io)?;
+            let (token, path) =
+                auth::operator_token_file(&data_dir).map_err(StartError::OperatorToken)?;
             (token, Some(path))
         }
     };
@@ -98,9 +100,7 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
     };
     let queue = {
         let dir = data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || SqliteQueue::open(&dir))
-            .await
-            .map_err(|e| StartError::Io(e.to_string()))??;
+        let store = tokio::task::spawn_blocking(move || SqliteQueue::open(&dir)).await??;
         Queue::start(
             Arc::new(store),
             registry.clone(),

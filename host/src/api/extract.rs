@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::{ApiError, AppState};
 use crate::auth::token_hash;
-use crate::config::validate_name;
+use crate::flow::validate_name;
 use crate::store::StoreError;
 
 fn bearer(parts: &Parts) -> Option<&str> {

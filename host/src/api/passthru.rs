@@ -17,10 +17,12 @@ use tracing::Instrument;
 use super::extract::Path;
 use super::{ApiError, AppState};
 use crate::call;
+use crate::flow::FlowMode;
 use crate::queue::{AcceptError, NewEvent};
+use crate::records::{Answer, Subject, Usage};
 use crate::registry::Flow;
 use crate::sandbox::{Branch, CallReport, trace_lines};
-use crate::store::{DecisionRecord, FlowMode, now_ms};
+use crate::store::{DecisionRecord, now_ms};
 
 /// The branch answered, for whoever reads the response by hand (Exotel reads only the status).
 static BRANCH_HEADER: HeaderName = HeaderName::from_static("x-passthru-branch");
@@ -111,27 +113,24 @@ fn decision_record(
     outcome: &str,
     report: CallReport,
 ) -> DecisionRecord {
-    let (reason, error) = match report.outcome {
+    let (result, usage) = Usage::of(report);
+    let (reason, error) = match result {
         Ok(decision) => (decision.reason, None),
         Err(error) => (None, Some(error.to_string())),
     };
-    DecisionRecord {
-        id: 0,
-        tenant: flow.tenant.clone(),
-        flow: flow.name.clone(),
-        plugin: flow.plugin_name.clone(),
+    let subject = Subject {
+        tenant: &flow.tenant,
+        flow: &flow.name,
+        plugin: &flow.plugin_name,
         version: flow.version,
-        call_sid,
+    };
+    let answer = Answer {
         branch,
         outcome: outcome.to_owned(),
         reason,
         error,
-        fuel_used: report.fuel_used,
-        elapsed_us: report.elapsed.as_micros() as u64,
-        log: report.log,
-        log_dropped: report.log_dropped,
-        at_ms: now_ms(),
-    }
+    };
+    DecisionRecord::new(subject, call_sid, answer, usage)
 }
 
 fn log_report(report: &CallReport) {

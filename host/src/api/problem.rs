@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::error::Chain;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
 
@@ -170,8 +171,11 @@ impl From<RegistryError> for ApiError {
             RegistryError::NotFound { what } => ApiError::Missing(what),
             RegistryError::Conflict(detail) => ApiError::Conflict(detail),
             e @ RegistryError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
-            RegistryError::Store(error) | RegistryError::Io(error) => {
-                tracing::error!(%error, "registry failure");
+            error @ (RegistryError::Store(_)
+            | RegistryError::Io { .. }
+            | RegistryError::Corrupt { .. }
+            | RegistryError::Task(_)) => {
+                tracing::error!(error = %Chain(&error), "registry failure");
                 ApiError::Internal
             }
         }

@@ -3,7 +3,6 @@
 //! Every query is scoped to the token's tenant: another tenant's objects are simply not found
 //! (404), so the API never tells whether they exist.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -16,14 +15,9 @@ use serde::{Deserialize, Serialize};
 use super::extract::{Json, Path, TenantAuth, check_name};
 use super::operator::with_store as store_task;
 use super::{ApiError, AppState};
-use crate::config::StatusMap;
-use crate::queue::RetryPolicy;
+use crate::flow::FlowSettings;
 use crate::registry::RegistryError;
-use crate::sandbox::{Branch, Limits};
-use crate::store::{DecisionFilter, DecisionRecord, FlowMode, FlowRecord, VersionRecord};
-
-/// The most bytes of keys and values a flow's config may hold.
-pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
+use crate::store::{DecisionFilter, DecisionRecord, FlowRecord, VersionRecord};
 /// Records per page unless `limit` says otherwise.
 const DEFAULT_PAGE: u32 = 50;
 
@@ -156,23 +150,8 @@ pub(super) struct FlowBody {
     /// The version to make active; the plugin's latest when absent.
     #[serde(default)]
     version: Option<u32>,
-    #[serde(default)]
-    mode: FlowMode,
-    #[serde(default)]
-    status: StatusMap,
-    #[serde(default = "failure")]
-    fallback: Branch,
-    #[serde(default)]
-    limits: Limits,
-    /// How an async flow retries failed events.
-    #[serde(default)]
-    retry: RetryPolicy,
-    #[serde(default)]
-    config: BTreeMap<String, String>,
-}
-
-fn failure() -> Branch {
-    Branch::Failure
+    #[serde(flatten)]
+    settings: FlowSettings,
 }
 
 pub(super) async fn put_flow(
@@ -183,15 +162,7 @@ pub(super) async fn put_flow(
 ) -> Result<impl IntoResponse, ApiError> {
     check_name("flow", &flow)?;
     check_name("plugin", &body.plugin)?;
-    body.limits.validate().map_err(ApiError::Unprocessable)?;
-    body.status.validate().map_err(ApiError::Unprocessable)?;
-    body.retry.validate().map_err(ApiError::Unprocessable)?;
-    let config_bytes: usize = body.config.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if config_bytes > MAX_CONFIG_BYTES {
-        return Err(ApiError::Unprocessable(format!(
-            "config holds {config_bytes} bytes; a flow may hold at most {MAX_CONFIG_BYTES}"
-        )));
-    }
+    body.settings.validate().map_err(ApiError::Unprocessable)?;
     let (t, p) = (tenant.clone(), body.plugin.clone());
     let version = match body.version {
         Some(v) => v,
@@ -211,12 +182,7 @@ pub(super) async fn put_flow(
         plugin: body.plugin,
         version,
         previous_version: None,
-        mode: body.mode,
-        status: body.status,
-        fallback: body.fallback,
-        limits: body.limits,
-        retry: body.retry,
-        config: body.config,
+        settings: body.settings,
         updated_at_ms: 0,
     };
     let created = state.registry.put_flow(record).await?;

@@ -11,9 +11,7 @@
 //! Delivery is at least once: an event handled just before a crash, whose deletion was not yet
 //! committed, runs again at the next start. Plugins get the event's id to be idempotent.
 
-pub mod policy;
 pub mod scheduler;
-pub mod store;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -25,14 +23,16 @@ use serde::Serialize;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
-pub use policy::RetryPolicy;
+pub use crate::store::queue::{
+    Completion, DeadLetter, Failure, NewEvent, QueueStore, SqliteQueue, StoredEvent,
+};
 pub use scheduler::{Bounds, FlowDepth, Full};
-pub use store::{Completion, DeadLetter, Failure, NewEvent, QueueStore, SqliteQueue, StoredEvent};
 
 use crate::call;
-use crate::records::Recorder;
+use crate::flow::RetryPolicy;
+use crate::records::{Answer, Recorder, Subject, Usage};
 use crate::registry::Registry;
-use crate::sandbox::{Branch, Event, LogLine, trace_lines};
+use crate::sandbox::{Branch, Event, trace_lines};
 use crate::store::{DecisionRecord, StoreError, now_ms};
 use scheduler::{Finish, Job, Scheduler};
 
@@ -167,7 +167,10 @@ impl Queue {
             thread::Builder::new()
                 .name("passthru-queue".into())
                 .spawn(move || write_loop(store.as_ref(), &shared, &receiver))
-                .map_err(|e| StoreError::Backend(format!("cannot start the queue writer: {e}")))?
+                .map_err(|source| StoreError::Thread {
+                    what: "queue writer",
+                    source,
+                })?
         };
         let workers = (0..options.workers.max(1))
             .map(|_| {
@@ -419,10 +422,7 @@ struct Attempt {
     outcome: Result<(), (String, String)>,
     plugin: String,
     version: u32,
-    fuel_used: u64,
-    elapsed_us: u64,
-    log: Vec<LogLine>,
-    log_dropped: u32,
+    usage: Usage,
     retry: RetryPolicy,
 }
 
@@ -470,11 +470,11 @@ impl Worker {
         let attempt =
             tracing::Instrument::instrument(self.execute(&job, attempt_no), span.clone()).await;
         let _entered = span.enter();
-        trace_lines(&attempt.log);
+        trace_lines(&attempt.usage.log);
         let now = now_ms();
         let (completion, finish) = match &attempt.outcome {
             Ok(()) => {
-                tracing::debug!(elapsed_us = attempt.elapsed_us, "recorded");
+                tracing::debug!(elapsed_us = attempt.usage.elapsed_us, "recorded");
                 self.shared.stats.handled.fetch_add(1, Ordering::Relaxed);
                 (Completion::Done { id: job.id }, Finish::Gone)
             }
@@ -486,11 +486,13 @@ impl Worker {
                 let failure = Failure {
                     kind: kind.clone(),
                     error: error.clone(),
-                    log: attempt.log.clone(),
+                    log: attempt.usage.log.clone(),
                     at_ms: now,
                 };
                 if attempt.retry.retries_after(attempt_no) {
-                    let delay = attempt.retry.delay(attempt_no, policy::random_unit());
+                    let delay = attempt
+                        .retry
+                        .delay(attempt_no, crate::flow::retry::random_unit());
                     let due = now.saturating_add(delay.as_millis() as i64);
                     tracing::warn!(kind = %kind, %error, retry_in_ms = delay.as_millis() as u64,
                         "attempt failed; will retry");
@@ -518,7 +520,7 @@ impl Worker {
             }
         };
         self.recorder
-            .record(|| decision_record(&job, attempt_no, &attempt, now));
+            .record(|| decision_record(&job, attempt_no, &attempt));
         // If the writer is gone (shutdown), the outcome is not written: the event runs again at
         // the next start.
         let _ = self.writer.send(Message::Complete(completion));
@@ -541,10 +543,7 @@ impl Worker {
                 )),
                 plugin: String::new(),
                 version: 0,
-                fuel_used: 0,
-                elapsed_us: 0,
-                log: Vec::new(),
-                log_dropped: 0,
+                usage: Usage::default(),
                 retry: RetryPolicy::default(),
             };
         };
@@ -564,16 +563,12 @@ impl Worker {
                 flow.config.clone(),
             )
             .await;
+        let (outcome, usage) = Usage::of(report);
         Attempt {
-            outcome: report
-                .outcome
-                .map_err(|e| (e.kind().as_str().to_owned(), e.to_string())),
+            outcome: outcome.map_err(|e| (e.kind().as_str().to_owned(), e.to_string())),
             plugin: flow.plugin_name.clone(),
             version: flow.version,
-            fuel_used: report.fuel_used,
-            elapsed_us: report.elapsed.as_micros() as u64,
-            log: report.log,
-            log_dropped: report.log_dropped,
+            usage,
             retry: flow.retry,
         }
     }
@@ -581,28 +576,27 @@ impl Worker {
 
 /// An attempt as a decision record: `outcome` is `recorded` or the failure kind, `branch` is
 /// `success` for `recorded`, else `failure`, and `reason` names the event and attempt.
-fn decision_record(job: &Job, attempt_no: u32, attempt: &Attempt, now: i64) -> DecisionRecord {
+fn decision_record(job: &Job, attempt_no: u32, attempt: &Attempt) -> DecisionRecord {
     let (branch, outcome, error) = match &attempt.outcome {
         Ok(()) => (Branch::Success, "recorded".to_owned(), None),
         Err((kind, error)) => (Branch::Failure, kind.clone(), Some(error.clone())),
     };
-    DecisionRecord {
-        id: 0,
-        tenant: job.tenant.to_string(),
-        flow: job.flow.to_string(),
-        plugin: attempt.plugin.clone(),
-        version: attempt.version,
-        call_sid: job.call_sid.clone(),
-        branch,
-        outcome,
-        reason: Some(format!("event {} attempt {attempt_no}", job.id)),
-        error,
-        fuel_used: attempt.fuel_used,
-        elapsed_us: attempt.elapsed_us,
-        log: attempt.log.clone(),
-        log_dropped: attempt.log_dropped,
-        at_ms: now,
-    }
+    DecisionRecord::new(
+        Subject {
+            tenant: &job.tenant,
+            flow: &job.flow,
+            plugin: &attempt.plugin,
+            version: attempt.version,
+        },
+        job.call_sid.clone(),
+        Answer {
+            branch,
+            outcome,
+            reason: Some(format!("event {} attempt {attempt_no}", job.id)),
+            error,
+        },
+        attempt.usage.clone(),
+    )
 }
 
 /// The queue's state for one flow, as the API shows it.

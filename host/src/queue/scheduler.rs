@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::store::StoredEvent;
+use crate::store::queue::StoredEvent;
 
 /// One event on its way to a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]

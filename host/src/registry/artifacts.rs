@@ -5,6 +5,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::RegistryError;
 use crate::sandbox::{Plugin, Sandbox, hex_sha256};
@@ -21,8 +22,11 @@ impl ArtifactCache {
         let blobs = data_dir.join("blobs");
         let artifacts = data_dir.join("artifacts");
         for dir in [&blobs, &artifacts] {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| RegistryError::Io(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|source| RegistryError::Io {
+                action: "create",
+                path: dir.clone(),
+                source,
+            })?;
         }
         Ok(Self {
             blobs,
@@ -49,13 +53,13 @@ impl ArtifactCache {
 
     pub(super) fn blob(&self, sha256: &str) -> Result<Vec<u8>, RegistryError> {
         let path = self.blob_path(sha256);
-        let bytes = std::fs::read(&path)
-            .map_err(|e| RegistryError::Io(format!("cannot read {}: {e}", path.display())))?;
+        let bytes = std::fs::read(&path).map_err(|source| RegistryError::Io {
+            action: "read",
+            path: path.clone(),
+            source,
+        })?;
         if hex_sha256(&bytes) != sha256 {
-            return Err(RegistryError::Io(format!(
-                "{} is corrupt: its content does not match its name",
-                path.display()
-            )));
+            return Err(RegistryError::Corrupt { path });
         }
         Ok(bytes)
     }
@@ -78,25 +82,33 @@ impl ArtifactCache {
         store: &dyn Store,
         sandbox: &Sandbox,
         sha256: &str,
-    ) -> Result<Plugin, String> {
+    ) -> Result<Plugin, RegistryError> {
         let key = self.artifact_key(sha256);
         let checksum = store
-            .artifact_checksum(&key)
-            .map_err(|e| e.to_string())?
-            .ok_or("no artifact recorded for this engine")?;
+            .artifact_checksum(&key)?
+            .ok_or_else(|| RegistryError::NotFound {
+                what: format!("a compiled artifact for this engine ({key})"),
+            })?;
         let path = self.artifacts.join(format!("{key}.cwasm"));
-        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        sandbox
-            .load_artifact(&bytes, &checksum)
-            .map_err(|e| e.to_string())
+        let bytes = std::fs::read(&path).map_err(|source| RegistryError::Io {
+            action: "read",
+            path,
+            source,
+        })?;
+        Ok(sandbox.load_artifact(&bytes, &checksum)?)
     }
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    let io = |e: std::io::Error| RegistryError::Io(format!("cannot write {}: {e}", path.display()));
-    let mut suffix = [0u8; 8];
-    getrandom::fill(&mut suffix).map_err(|e| RegistryError::Io(e.to_string()))?;
-    let tmp = path.with_extension(format!("tmp{}", u64::from_le_bytes(suffix)));
+    let io = |source: std::io::Error| RegistryError::Io {
+        action: "write",
+        path: path.to_owned(),
+        source,
+    };
+    // Unique among this process's writes (the counter) and other processes' (the pid).
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     let mut file = std::fs::File::create(&tmp).map_err(io)?;
     file.write_all(bytes).map_err(io)?;
     file.sync_all().map_err(io)?;

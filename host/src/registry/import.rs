@@ -5,16 +5,16 @@
 use std::sync::Arc;
 
 use super::{Registry, RegistryError, blocking, builtin};
-use crate::config::{FlowSpec, PluginSource, validate_name};
+use crate::flow::{FlowSpec, MAX_NAME_BYTES, PluginSource, validate_name};
 use crate::store::{FlowRecord, StoreError, TenantCaps};
 
 #[derive(Debug, thiserror::Error)]
-#[error("flow {tenant}/{flow} (plugin {plugin}): {source}")]
+#[error("flow {tenant}/{flow} (plugin {plugin})")]
 pub struct ImportError {
     pub tenant: String,
     pub flow: String,
     pub plugin: String,
-    pub source: RegistryError,
+    pub source: Box<RegistryError>,
 }
 
 impl Registry {
@@ -34,7 +34,7 @@ impl Registry {
                 tenant: spec.tenant.clone(),
                 flow: spec.name.clone(),
                 plugin: spec.plugin.to_string(),
-                source,
+                source: Box::new(source),
             };
             if self
                 .import_one(spec, per_tenant[spec.tenant.as_str()])
@@ -63,8 +63,10 @@ impl Registry {
                 }
             },
             PluginSource::File(path) => {
-                let bytes = std::fs::read(path).map_err(|e| {
-                    RegistryError::Io(format!("cannot read {}: {e}", path.display()))
+                let bytes = std::fs::read(path).map_err(|source| RegistryError::Io {
+                    action: "read",
+                    path: path.clone(),
+                    source,
                 })?;
                 (plugin_name_for(path), bytes)
             }
@@ -74,9 +76,9 @@ impl Registry {
         let (version, unchanged) = blocking(move || {
             let spec = spec_for_task;
             let needed = TenantCaps {
-                max_fuel: spec.limits.fuel,
-                max_deadline_ms: spec.limits.deadline_ms,
-                max_memory_mb: spec.limits.memory_mb,
+                max_fuel: spec.settings.limits.fuel,
+                max_deadline_ms: spec.settings.limits.deadline_ms,
+                max_memory_mb: spec.settings.limits.memory_mb,
                 max_plugin_bytes: bytes.len() as u64,
                 max_flows: flows_in_file,
             };
@@ -101,12 +103,7 @@ impl Registry {
                 Ok(current) => {
                     current.plugin == version.plugin
                         && current.version == version.version
-                        && current.status == spec.status
-                        && current.fallback == spec.fallback
-                        && current.mode == spec.mode
-                        && current.limits == spec.limits
-                        && current.retry == spec.retry
-                        && current.config == spec.config
+                        && current.settings == spec.settings
                 }
                 Err(_) => false,
             };
@@ -122,12 +119,7 @@ impl Registry {
             plugin: version.plugin,
             version: version.version,
             previous_version: None,
-            mode: spec.mode,
-            status: spec.status,
-            fallback: spec.fallback,
-            limits: spec.limits,
-            retry: spec.retry,
-            config: spec.config.clone(),
+            settings: spec.settings.clone(),
             updated_at_ms: 0,
         })
         .await?;
@@ -150,7 +142,7 @@ fn plugin_name_for(path: &std::path::Path) -> String {
                 '-'
             }
         })
-        .take(crate::config::MAX_NAME_BYTES)
+        .take(MAX_NAME_BYTES)
         .collect();
     if validate_name("plugin", &name).is_err() {
         name = "plugin".to_owned();

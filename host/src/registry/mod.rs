@@ -11,7 +11,7 @@ mod builtin;
 mod import;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwap;
@@ -19,10 +19,10 @@ use arc_swap::ArcSwap;
 pub use builtin::{BUILTIN_NAMES, builtin};
 pub use import::ImportError;
 
-use crate::config::StatusMap;
-use crate::queue::RetryPolicy;
+use crate::error::Chain;
+use crate::flow::{FlowMode, RetryPolicy, StatusMap};
 use crate::sandbox::{Branch, FlowConfig, Limits, Plugin, Sandbox, SandboxError, hex_sha256};
-use crate::store::{FlowMode, FlowRecord, Store, StoreError, VersionRecord, now_ms};
+use crate::store::{FlowRecord, Store, StoreError, VersionRecord, now_ms};
 
 /// The world a component with these exports targets: `decider` (`decide`), `recorder`
 /// (`record`) or `plugin` (both).
@@ -47,10 +47,23 @@ pub enum RegistryError {
     Conflict(String),
     #[error("the plugin is {size} bytes; this tenant may upload at most {max}")]
     TooLarge { size: u64, max: u64 },
-    #[error("the store failed: {0}")]
-    Store(String),
-    #[error("{0}")]
-    Io(String),
+    /// The store failed (not a missing or conflicting object: those are the variants above).
+    #[error("the store failed")]
+    Store(#[source] StoreError),
+    /// A plugin's blob or compiled artifact on disk.
+    #[error("cannot {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stored blob whose content no longer matches its hash.
+    #[error("{path} is corrupt: its content does not match its name")]
+    Corrupt { path: PathBuf },
+    /// A blocking task of the registry panicked or was cancelled.
+    #[error("a background task failed")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl From<StoreError> for RegistryError {
@@ -60,7 +73,7 @@ impl From<StoreError> for RegistryError {
             StoreError::Conflict { what } => {
                 RegistryError::Conflict(format!("{what} already exists"))
             }
-            StoreError::Backend(message) => RegistryError::Store(message),
+            other => RegistryError::Store(other),
         }
     }
 }
@@ -173,7 +186,7 @@ impl Registry {
                 Err(error) => tracing::error!(
                     tenant = %record.tenant,
                     flow = %record.name,
-                    %error,
+                    error = %Chain(&error),
                     "cannot load this flow's plugin; the flow is not served"
                 ),
             }
@@ -258,7 +271,7 @@ impl Registry {
             let tenant = this.store.get_tenant(&record.tenant)?;
             tenant
                 .caps
-                .check(&record.limits)
+                .check(&record.settings.limits)
                 .map_err(RegistryError::BadRequest)?;
             let existing = match this.store.get_flow(&record.tenant, &record.name) {
                 Ok(flow) => Some(flow),
@@ -418,14 +431,15 @@ impl Registry {
         let version = self
             .store
             .get_version(&record.tenant, &record.plugin, record.version)?;
-        let export = record.mode.export();
+        let settings = &record.settings;
+        let export = settings.mode.export();
         if !version.exports.iter().any(|e| e == export) {
             return Err(RegistryError::BadRequest(format!(
                 "version {} of plugin {:?} does not export `{export}`, which a flow in {} mode \
                  calls (it exports {:?})",
                 record.version,
                 record.plugin,
-                record.mode.as_str(),
+                settings.mode.as_str(),
                 version.exports
             )));
         }
@@ -435,12 +449,12 @@ impl Registry {
             plugin_name: record.plugin.clone(),
             version: record.version,
             plugin: self.load(&version.sha256)?,
-            mode: record.mode,
-            fallback: record.fallback,
-            status: record.status,
-            limits: record.limits,
-            retry: record.retry,
-            config: Arc::new(record.config.clone()),
+            mode: settings.mode,
+            fallback: settings.fallback,
+            status: settings.status,
+            limits: settings.limits,
+            retry: settings.retry,
+            config: Arc::new(settings.config.clone()),
         })
     }
 
@@ -456,7 +470,11 @@ impl Registry {
         {
             Ok(plugin) => plugin,
             Err(reason) => {
-                tracing::warn!(sha256, %reason, "compiled artifact unusable; compiling again");
+                tracing::warn!(
+                    sha256,
+                    reason = %Chain(&reason),
+                    "compiled artifact unusable; compiling again"
+                );
                 let bytes = self.artifacts.blob(sha256)?;
                 let compiled = self.sandbox.compile_with_artifact(&bytes)?;
                 self.artifacts
@@ -485,7 +503,5 @@ impl Registry {
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
 ) -> Result<T, RegistryError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| RegistryError::Io(format!("a background task failed: {e}")))?
+    tokio::task::spawn_blocking(work).await?
 }

@@ -6,16 +6,14 @@
 //! runtime use `spawn_blocking`, and the request path never calls the store at all (decision
 //! records leave it through a channel, see `crate::records`).
 
+pub mod queue;
 pub(crate) mod sqlite;
-
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 pub use sqlite::SqliteStore;
 
-use crate::config::StatusMap;
-use crate::queue::RetryPolicy;
+use crate::flow::FlowSettings;
 use crate::sandbox::{Branch, Limits, LogLine};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,20 +22,39 @@ pub enum StoreError {
     Conflict { what: String },
     #[error("{what} not found")]
     NotFound { what: String },
-    #[error("the store failed: {0}")]
-    Backend(String),
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Backend(e.to_string())
-    }
-}
-
-impl From<serde_json::Error> for StoreError {
-    fn from(e: serde_json::Error) -> Self {
-        StoreError::Backend(format!("a stored JSON value is invalid: {e}"))
-    }
+    /// The database refused or failed a statement.
+    #[error("the database failed")]
+    Database(#[from] rusqlite::Error),
+    /// A value the store wrote earlier does not read back (a column holding JSON).
+    #[error("a stored JSON value is invalid")]
+    Corrupt(#[from] serde_json::Error),
+    /// The store's files or folders.
+    #[error("cannot use {path}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A value in the database that this version of passthru does not know.
+    #[error("the database holds {what}, which this version does not know")]
+    Unknown { what: String },
+    /// The database was migrated by a newer passthru.
+    #[error(
+        "the {what} is at schema version {found}, newer than this binary knows ({known}): \
+         upgrade passthru"
+    )]
+    NewerSchema {
+        what: &'static str,
+        found: usize,
+        known: usize,
+    },
+    /// A background thread of the store could not start.
+    #[error("cannot start the {what} thread")]
+    Thread {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -118,33 +135,6 @@ pub struct VersionRecord {
     pub uploaded_at_ms: i64,
 }
 
-/// How a flow is called: `sync` answers the call flow with the branch `decide` picks; `async`
-/// answers `200` once the request is stored, and runs `record` in the background.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum FlowMode {
-    #[default]
-    Sync,
-    Async,
-}
-
-impl FlowMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FlowMode::Sync => "sync",
-            FlowMode::Async => "async",
-        }
-    }
-
-    /// The plugin export this mode calls.
-    pub fn export(self) -> &'static str {
-        match self {
-            FlowMode::Sync => "decide",
-            FlowMode::Async => "record",
-        }
-    }
-}
-
 /// A flow: a version bound to a tenant's name, with how it is called.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FlowRecord {
@@ -155,13 +145,8 @@ pub struct FlowRecord {
     pub version: u32,
     /// The version active before it, what a rollback returns to.
     pub previous_version: Option<u32>,
-    pub mode: FlowMode,
-    pub status: StatusMap,
-    pub fallback: Branch,
-    pub limits: Limits,
-    /// How failed events are retried (async flows; kept but unused in sync mode).
-    pub retry: RetryPolicy,
-    pub config: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub settings: FlowSettings,
     pub updated_at_ms: i64,
 }
 

@@ -1,4 +1,4 @@
-//! How an async flow retries: the flow's [`RetryPolicy`] and the backoff it implies.
+//! How an async flow retries: its [`RetryPolicy`] and the backoff it implies.
 
 use std::time::Duration;
 

@@ -13,11 +13,15 @@
 //! request path checks for room before it builds a record, so a record that would be dropped costs
 //! a load and an increment, nothing more.
 
+mod build;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+
+pub use build::{Answer, Subject, Usage};
 
 use crate::store::{DecisionRecord, RecordSink, now_ms};
 

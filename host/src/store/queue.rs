@@ -9,9 +9,9 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
+use super::sqlite::{connect, migrate, write_tx};
+use super::{StoreError, StoreResult};
 use crate::sandbox::LogLine;
-use crate::store::sqlite::{connect, migrate, write_tx};
-use crate::store::{StoreError, StoreResult};
 
 /// A request accepted for an async flow, not yet committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +148,7 @@ impl SqliteQueue {
 }
 
 fn failure_json(failure: &Failure) -> StoreResult<String> {
-    serde_json::to_string(failure).map_err(|e| StoreError::Backend(e.to_string()))
+    Ok(serde_json::to_string(failure)?)
 }
 
 fn id_param(id: u64) -> i64 {
@@ -179,8 +179,7 @@ fn dead_row(row: &Row<'_>) -> rusqlite::Result<(DeadLetter, Option<String>)> {
 
 fn to_dead((mut dead, failure): (DeadLetter, Option<String>)) -> StoreResult<DeadLetter> {
     if let Some(text) = failure {
-        dead.last_failure = serde_json::from_str(&text)
-            .map_err(|e| StoreError::Backend(format!("a stored failure is invalid: {e}")))?;
+        dead.last_failure = serde_json::from_str(&text)?;
     }
     Ok(dead)
 }

@@ -1,0 +1,281 @@
+//! A flow's own vocabulary: how it is called, what it answers, what it allows its plugin, how it
+//! retries, and what its names may hold.
+//!
+//! [`FlowSettings`] is declared once, here, and checked by one [`FlowSettings::validate`]. The
+//! config file's `[[flow]]` ([`FlowSpec`]), the API's request body and the store's record all embed
+//! it (`#[serde(flatten)]`), so the file and the API accept exactly the same settings.
+//!
+//! This module sits just above the sandbox: it uses the sandbox's [`Limits`] and [`Branch`], and
+//! everything that handles flows (store, registry, queue, config, API) uses it.
+
+pub mod retry;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use retry::RetryPolicy;
+
+use crate::sandbox::{Branch, Limits};
+
+/// The longest tenant, flow or plugin name.
+pub const MAX_NAME_BYTES: usize = 64;
+/// The most bytes of keys and values a flow's config may hold.
+pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
+
+/// Tenant, flow and plugin names appear in URLs, file names and logs: ASCII letters, digits, `-`
+/// and `_`, at most [`MAX_NAME_BYTES`] bytes.
+///
+/// # Errors
+/// A message that says what is wrong with the name.
+pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("{what} must not be empty"));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(format!("{what} is longer than {MAX_NAME_BYTES} bytes"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(format!(
+            "{what} {name:?} may hold only ASCII letters, digits, '-' and '_', not {bad:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// How a flow is called: `sync` answers the call flow with the branch `decide` picks; `async`
+/// answers `200` once the request is stored, and runs `record` in the background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowMode {
+    #[default]
+    Sync,
+    Async,
+}
+
+impl FlowMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowMode::Sync => "sync",
+            FlowMode::Async => "async",
+        }
+    }
+
+    /// The plugin export this mode calls.
+    pub fn export(self) -> &'static str {
+        match self {
+            FlowMode::Sync => "decide",
+            FlowMode::Async => "record",
+        }
+    }
+}
+
+/// The HTTP status answered for each branch. Exotel's Passthru reads `200` as one branch and
+/// `302` as the other; the `302` carries no `Location` and is not a redirect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusMap {
+    pub success: u16,
+    pub failure: u16,
+}
+
+impl Default for StatusMap {
+    fn default() -> Self {
+        Self {
+            success: 200,
+            failure: 302,
+        }
+    }
+}
+
+impl StatusMap {
+    /// Both statuses must be real HTTP statuses from 200 to 599, and differ.
+    ///
+    /// # Errors
+    /// A message naming the bad status.
+    pub fn validate(&self) -> Result<(), String> {
+        for (branch, code) in [("success", self.success), ("failure", self.failure)] {
+            if !(200..=599).contains(&code) {
+                return Err(format!(
+                    "status.{branch} must be an HTTP status from 200 to 599, not {code}"
+                ));
+            }
+        }
+        if self.success == self.failure {
+            return Err(
+                "status.success and status.failure must differ, or the call flow cannot \
+                 tell the branches apart"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn for_branch(&self, branch: Branch) -> u16 {
+        match branch {
+            Branch::Success => self.success,
+            Branch::Failure => self.failure,
+        }
+    }
+}
+
+/// Everything a flow says about how it runs, apart from which plugin version it runs. The same
+/// shape in the config file, the API and the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FlowSettings {
+    /// `sync` (the default: `decide` picks the branch) or `async` (`record` runs in the
+    /// background).
+    pub mode: FlowMode,
+    /// The HTTP status of each branch.
+    pub status: StatusMap,
+    /// The branch answered when the plugin fails (fuel, deadline, memory, trap).
+    pub fallback: Branch,
+    /// What one call of the plugin may use.
+    pub limits: Limits,
+    /// How an async flow retries failed events (kept but unused in sync mode).
+    pub retry: RetryPolicy,
+    /// What the plugin reads through `config`.
+    pub config: BTreeMap<String, String>,
+}
+
+impl Default for FlowSettings {
+    fn default() -> Self {
+        Self {
+            mode: FlowMode::default(),
+            status: StatusMap::default(),
+            fallback: Branch::Failure,
+            limits: Limits::default(),
+            retry: RetryPolicy::default(),
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+impl FlowSettings {
+    /// The one check of a flow's settings, for the config file, the API and the store alike.
+    ///
+    /// # Errors
+    /// A message naming the first setting out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        self.limits.validate()?;
+        self.status.validate()?;
+        self.retry.validate()?;
+        let config_bytes: usize = self.config.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if config_bytes > MAX_CONFIG_BYTES {
+            return Err(format!(
+                "config holds {config_bytes} bytes; a flow may hold at most {MAX_CONFIG_BYTES}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where a config file's plugin comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PluginSource {
+    File(PathBuf),
+    Builtin(String),
+}
+
+impl<'de> Deserialize<'de> for PluginSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.strip_prefix("builtin:") {
+            Some(name) => PluginSource::Builtin(name.to_owned()),
+            None => PluginSource::File(PathBuf::from(s)),
+        })
+    }
+}
+
+impl std::fmt::Display for PluginSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginSource::File(path) => write!(f, "{}", path.display()),
+            PluginSource::Builtin(name) => write!(f, "builtin:{name}"),
+        }
+    }
+}
+
+/// A flow as the config file declares it: one `[[flow]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSpec {
+    pub tenant: String,
+    pub name: String,
+    /// A path to a `.wasm` component (relative paths are resolved against the config file's
+    /// folder), or `builtin:NAME` for an example compiled into the binary.
+    pub plugin: PluginSource,
+    #[serde(flatten)]
+    pub settings: FlowSettings,
+}
+
+impl FlowSpec {
+    /// Checks the names and the settings.
+    ///
+    /// # Errors
+    /// A message naming what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_name("tenant", &self.tenant)?;
+        validate_name("flow name", &self.name)?;
+        self.settings.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("tenant", "demo-1_A").is_ok());
+        for bad in [
+            "",
+            "a/b",
+            "..",
+            "a b",
+            "tab\t",
+            "é",
+            &"x".repeat(MAX_NAME_BYTES + 1),
+        ] {
+            assert!(validate_name("tenant", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn one_check_covers_every_setting() {
+        assert!(FlowSettings::default().validate().is_ok());
+        let with = |change: fn(&mut FlowSettings)| {
+            let mut settings = FlowSettings::default();
+            change(&mut settings);
+            settings.validate().unwrap_err()
+        };
+        assert!(with(|s| s.limits.fuel = 0).contains("fuel"));
+        assert!(with(|s| s.status.failure = 200).contains("must differ"));
+        assert!(with(|s| s.retry.max_attempts = 0).contains("retry.max_attempts"));
+        let big = with(|s| {
+            s.config.insert("k".into(), "v".repeat(MAX_CONFIG_BYTES));
+        });
+        assert!(big.contains("config holds"), "{big}");
+    }
+
+    #[test]
+    fn the_file_and_the_api_shapes_refuse_unknown_keys_beside_the_embedded_settings() {
+        let spec: Result<FlowSpec, _> = serde_json::from_str(
+            r#"{"tenant":"t","name":"f","plugin":"p.wasm","mode":"async","colour":"red"}"#,
+        );
+        assert!(spec.unwrap_err().to_string().contains("colour"));
+        let spec: FlowSpec = serde_json::from_str(
+            r#"{"tenant":"t","name":"f","plugin":"builtin:x","mode":"async","fallback":"success"}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.plugin, PluginSource::Builtin("x".into()));
+        assert_eq!(spec.settings.mode, FlowMode::Async);
+        assert_eq!(spec.settings.fallback, Branch::Success);
+        assert_eq!(spec.settings.limits, Limits::default());
+    }
+}

@@ -1,0 +1,353 @@
+//! The admin side of the embedded store: tenants, tokens, versions, flows and reading records.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::rows::{
+    FLOW_COLUMNS, VERSION_COLUMNS, branch_str, collect, decision_row, flow_row, tenant_row,
+    to_flow, to_tenant, to_version, version_row,
+};
+use super::{MAX_PAGE, SqliteStore, from_json, json, not_found, write_tx};
+use crate::store::{
+    DecisionFilter, DecisionRecord, FlowRecord, Store, StoreError, StoreResult, Tenant, TenantCaps,
+    TokenInfo, VersionRecord, now_ms,
+};
+
+impl Store for SqliteStore {
+    fn create_tenant(&self, name: &str, caps: &TenantCaps) -> StoreResult<Tenant> {
+        let created_at_ms = now_ms();
+        let inserted = self.admin().execute(
+            "INSERT OR IGNORE INTO tenants (name, disabled, caps, created_at_ms) VALUES (?1, 0, ?2, ?3)",
+            params![name, json(caps)?, created_at_ms],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict {
+                what: format!("tenant {name:?}"),
+            });
+        }
+        Ok(Tenant {
+            name: name.to_owned(),
+            disabled: false,
+            caps: *caps,
+            created_at_ms,
+        })
+    }
+
+    fn get_tenant(&self, name: &str) -> StoreResult<Tenant> {
+        let row = self
+            .admin()
+            .query_row(
+                "SELECT name, disabled, caps, created_at_ms FROM tenants WHERE name = ?1",
+                [name],
+                tenant_row,
+            )
+            .optional()?;
+        to_tenant(row.ok_or_else(|| not_found(format!("tenant {name:?}")))?)
+    }
+
+    fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        let conn = self.admin();
+        let mut stmt =
+            conn.prepare("SELECT name, disabled, caps, created_at_ms FROM tenants ORDER BY name")?;
+        collect(stmt.query_map([], tenant_row)?, to_tenant)
+    }
+
+    fn update_tenant(
+        &self,
+        name: &str,
+        disabled: Option<bool>,
+        caps: Option<&TenantCaps>,
+    ) -> StoreResult<Tenant> {
+        {
+            let conn = self.admin();
+            let tx = write_tx(&conn)?;
+            if let Some(disabled) = disabled {
+                tx.execute(
+                    "UPDATE tenants SET disabled = ?2 WHERE name = ?1",
+                    params![name, disabled],
+                )?;
+            }
+            if let Some(caps) = caps {
+                tx.execute(
+                    "UPDATE tenants SET caps = ?2 WHERE name = ?1",
+                    params![name, json(caps)?],
+                )?;
+            }
+            tx.commit()?;
+        }
+        self.get_tenant(name)
+    }
+
+    fn add_token(&self, tenant: &str, id: &str, hash: &str) -> StoreResult<TokenInfo> {
+        let created_at_ms = now_ms();
+        self.admin().execute(
+            "INSERT INTO tokens (id, tenant, hash, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![id, tenant, hash, created_at_ms],
+        )?;
+        Ok(TokenInfo {
+            id: id.to_owned(),
+            created_at_ms,
+            revoked: false,
+        })
+    }
+
+    fn list_tokens(&self, tenant: &str) -> StoreResult<Vec<TokenInfo>> {
+        let conn = self.admin();
+        let mut stmt = conn.prepare(
+            "SELECT id, created_at_ms, revoked_at_ms IS NOT NULL FROM tokens \
+             WHERE tenant = ?1 ORDER BY created_at_ms, id",
+        )?;
+        let rows = stmt.query_map([tenant], |r| {
+            Ok(TokenInfo {
+                id: r.get(0)?,
+                created_at_ms: r.get(1)?,
+                revoked: r.get(2)?,
+            })
+        })?;
+        collect(rows, Ok)
+    }
+
+    fn revoke_token(&self, tenant: &str, id: &str) -> StoreResult<()> {
+        let changed = self.admin().execute(
+            "UPDATE tokens SET revoked_at_ms = COALESCE(revoked_at_ms, ?3) \
+             WHERE tenant = ?1 AND id = ?2",
+            params![tenant, id, now_ms()],
+        )?;
+        if changed == 0 {
+            return Err(not_found(format!("token {id:?}")));
+        }
+        Ok(())
+    }
+
+    fn tenant_for_token(&self, hash: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .admin()
+            .query_row(
+                "SELECT tenant FROM tokens WHERE hash = ?1 AND revoked_at_ms IS NULL",
+                [hash],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn add_version(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        sha256: &str,
+        size: u64,
+        world: &str,
+        exports: &[String],
+    ) -> StoreResult<VersionRecord> {
+        let conn = self.admin();
+        let tx = write_tx(&conn)?;
+        let latest: Option<u32> = tx.query_row(
+            "SELECT MAX(version) FROM versions WHERE tenant = ?1 AND plugin = ?2",
+            params![tenant, plugin],
+            |r| r.get(0),
+        )?;
+        let record = VersionRecord {
+            tenant: tenant.to_owned(),
+            plugin: plugin.to_owned(),
+            version: latest.unwrap_or(0) + 1,
+            sha256: sha256.to_owned(),
+            size,
+            world: world.to_owned(),
+            exports: exports.to_vec(),
+            uploaded_at_ms: now_ms(),
+        };
+        tx.execute(
+            &format!(
+                "INSERT INTO versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ),
+            params![
+                record.tenant,
+                record.plugin,
+                record.version,
+                record.sha256,
+                record.size,
+                record.world,
+                json(&record.exports)?,
+                record.uploaded_at_ms
+            ],
+        )?;
+        tx.commit()?;
+        Ok(record)
+    }
+
+    fn get_version(&self, tenant: &str, plugin: &str, version: u32) -> StoreResult<VersionRecord> {
+        let row = self
+            .admin()
+            .query_row(
+                &format!(
+                    "SELECT {VERSION_COLUMNS} FROM versions \
+                     WHERE tenant = ?1 AND plugin = ?2 AND version = ?3"
+                ),
+                params![tenant, plugin, version],
+                version_row,
+            )
+            .optional()?;
+        to_version(row.ok_or_else(|| not_found(format!("version {version} of plugin {plugin:?}")))?)
+    }
+
+    fn list_versions(&self, tenant: &str, plugin: Option<&str>) -> StoreResult<Vec<VersionRecord>> {
+        let conn = self.admin();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {VERSION_COLUMNS} FROM versions \
+             WHERE tenant = ?1 AND (?2 IS NULL OR plugin = ?2) ORDER BY plugin, version"
+        ))?;
+        collect(
+            stmt.query_map(params![tenant, plugin], version_row)?,
+            to_version,
+        )
+    }
+
+    fn find_version(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        sha256: &str,
+    ) -> StoreResult<Option<VersionRecord>> {
+        let row = self
+            .admin()
+            .query_row(
+                &format!(
+                    "SELECT {VERSION_COLUMNS} FROM versions \
+                     WHERE tenant = ?1 AND plugin = ?2 AND sha256 = ?3 ORDER BY version LIMIT 1"
+                ),
+                params![tenant, plugin, sha256],
+                version_row,
+            )
+            .optional()?;
+        row.map(to_version).transpose()
+    }
+
+    fn put_flow(&self, flow: &FlowRecord) -> StoreResult<bool> {
+        let conn = self.admin();
+        let tx = write_tx(&conn)?;
+        let existed: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM flows WHERE tenant = ?1 AND name = ?2)",
+            params![flow.tenant, flow.name],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            &format!(
+                "INSERT OR REPLACE INTO flows ({FLOW_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            ),
+            params![
+                flow.tenant,
+                flow.name,
+                flow.plugin,
+                flow.version,
+                flow.previous_version,
+                flow.settings.mode.as_str(),
+                flow.settings.status.success,
+                flow.settings.status.failure,
+                branch_str(flow.settings.fallback),
+                json(&flow.settings.limits)?,
+                json(&flow.settings.config)?,
+                flow.updated_at_ms,
+                json(&flow.settings.retry)?
+            ],
+        )?;
+        tx.commit()?;
+        Ok(!existed)
+    }
+
+    fn get_flow(&self, tenant: &str, name: &str) -> StoreResult<FlowRecord> {
+        let row = self
+            .admin()
+            .query_row(
+                &format!("SELECT {FLOW_COLUMNS} FROM flows WHERE tenant = ?1 AND name = ?2"),
+                params![tenant, name],
+                flow_row,
+            )
+            .optional()?;
+        to_flow(row.ok_or_else(|| not_found(format!("flow {name:?}")))?)
+    }
+
+    fn list_flows(&self, tenant: &str) -> StoreResult<Vec<FlowRecord>> {
+        let conn = self.admin();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {FLOW_COLUMNS} FROM flows WHERE tenant = ?1 ORDER BY name"
+        ))?;
+        collect(stmt.query_map([tenant], flow_row)?, to_flow)
+    }
+
+    fn list_live_flows(&self) -> StoreResult<Vec<FlowRecord>> {
+        let conn = self.admin();
+        let columns = FLOW_COLUMNS
+            .split(", ")
+            .map(|c| format!("f.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {columns} FROM flows f JOIN tenants t ON t.name = f.tenant \
+             WHERE t.disabled = 0 ORDER BY f.tenant, f.name"
+        ))?;
+        collect(stmt.query_map([], flow_row)?, to_flow)
+    }
+
+    fn delete_flow(&self, tenant: &str, name: &str) -> StoreResult<()> {
+        let changed = self.admin().execute(
+            "DELETE FROM flows WHERE tenant = ?1 AND name = ?2",
+            params![tenant, name],
+        )?;
+        if changed == 0 {
+            return Err(not_found(format!("flow {name:?}")));
+        }
+        Ok(())
+    }
+
+    fn query_decisions(
+        &self,
+        tenant: &str,
+        filter: &DecisionFilter,
+    ) -> StoreResult<Vec<DecisionRecord>> {
+        let conn = self.admin();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, tenant, flow, plugin, version, call_sid, branch, outcome, reason, error, \
+             fuel_used, elapsed_us, log, log_dropped, at_ms FROM decisions \
+             WHERE tenant = ?1 AND (?2 IS NULL OR flow = ?2) AND (?3 IS NULL OR call_sid = ?3) \
+             AND (?4 IS NULL OR outcome = ?4) AND (?5 IS NULL OR at_ms >= ?5) \
+             AND (?6 IS NULL OR at_ms < ?6) AND (?7 IS NULL OR id < ?7) \
+             ORDER BY id DESC LIMIT ?8",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                tenant,
+                filter.flow,
+                filter.call_sid,
+                filter.outcome,
+                filter.since_ms,
+                filter.until_ms,
+                filter.before_id,
+                filter.limit.clamp(1, MAX_PAGE)
+            ],
+            decision_row,
+        )?;
+        collect(rows, |(mut record, log)| {
+            record.log = from_json(&log)?;
+            Ok(record)
+        })
+    }
+
+    fn artifact_checksum(&self, key: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .admin()
+            .query_row(
+                "SELECT checksum FROM artifacts WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn put_artifact_checksum(&self, key: &str, checksum: &str) -> StoreResult<()> {
+        self.admin().execute(
+            "INSERT OR REPLACE INTO artifacts (key, checksum) VALUES (?1, ?2)",
+            params![key, checksum],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,407 @@
+//! The embedded store: one SQLite file in the data directory, created and migrated on open.
+//!
+//! Two connections: one for the admin API, one for the decision-record writer, so a batch of
+//! records never waits behind an upload (WAL mode lets them overlap).
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+mod admin;
+mod rows;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::{DecisionRecord, RecordSink, StoreError, StoreResult};
+use rows::branch_str;
+
+/// Each entry moves the schema one version up; `PRAGMA user_version` says how many have run.
+const MIGRATIONS: &[&str] = &[
+    r#"
+    CREATE TABLE tenants (
+        name TEXT PRIMARY KEY,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        caps TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL REFERENCES tenants(name),
+        hash TEXT NOT NULL UNIQUE,
+        created_at_ms INTEGER NOT NULL,
+        revoked_at_ms INTEGER
+    );
+    CREATE TABLE versions (
+        tenant TEXT NOT NULL REFERENCES tenants(name),
+        plugin TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        world TEXT NOT NULL,
+        exports TEXT NOT NULL,
+        uploaded_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (tenant, plugin, version)
+    );
+    CREATE TABLE flows (
+        tenant TEXT NOT NULL REFERENCES tenants(name),
+        name TEXT NOT NULL,
+        plugin TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        previous_version INTEGER,
+        mode TEXT NOT NULL,
+        status_success INTEGER NOT NULL,
+        status_failure INTEGER NOT NULL,
+        fallback TEXT NOT NULL,
+        limits TEXT NOT NULL,
+        config TEXT NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (tenant, name)
+    );
+    CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        flow TEXT NOT NULL,
+        plugin TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        call_sid TEXT,
+        branch TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        reason TEXT,
+        error TEXT,
+        fuel_used INTEGER NOT NULL,
+        elapsed_us INTEGER NOT NULL,
+        log TEXT NOT NULL,
+        log_dropped INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX decisions_by_flow ON decisions (tenant, flow, id);
+    CREATE INDEX decisions_by_call ON decisions (tenant, call_sid);
+    CREATE TABLE artifacts (
+        key TEXT PRIMARY KEY,
+        checksum TEXT NOT NULL
+    );
+"#,
+    r#"
+    ALTER TABLE flows ADD COLUMN retry TEXT NOT NULL DEFAULT '{}';
+"#,
+];
+
+/// The most records one query returns.
+pub const MAX_PAGE: u32 = 1000;
+
+pub struct SqliteStore {
+    admin: Mutex<Connection>,
+    records: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) `passthru.db` in `dir`.
+    ///
+    /// # Errors
+    /// The folder cannot be created, or the database cannot be opened or migrated.
+    pub fn open(dir: &Path) -> StoreResult<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join("passthru.db");
+        let admin = connect(&path, "NORMAL")?;
+        migrate(&admin, MIGRATIONS, "database")?;
+        let records = connect(&path, "NORMAL")?;
+        Ok(Self {
+            admin: Mutex::new(admin),
+            records: Mutex::new(records),
+        })
+    }
+
+    fn admin(&self) -> MutexGuard<'_, Connection> {
+        // A panic mid-statement leaves SQLite consistent (the transaction rolls back), so a
+        // poisoned lock is taken as it is.
+        self.admin.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Opens a SQLite file in WAL mode with the given `synchronous` level (`NORMAL`, `FULL`).
+pub(crate) fn connect(path: &Path, synchronous: &str) -> StoreResult<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// Runs the `migrations` not yet applied (`PRAGMA user_version` counts them), each in its own
+/// transaction; `what` names the file in errors.
+pub(crate) fn migrate(
+    conn: &Connection,
+    migrations: &[&str],
+    what: &'static str,
+) -> StoreResult<()> {
+    let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if done > migrations.len() {
+        return Err(StoreError::NewerSchema {
+            what,
+            found: done,
+            known: migrations.len(),
+        });
+    }
+    for (i, sql) in migrations.iter().enumerate().skip(done) {
+        let tx = write_tx(conn)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// A write transaction that takes the write lock at once. A deferred one that reads first and
+/// then writes fails at once (`SQLITE_BUSY_SNAPSHOT`, no retry) if the other connection wrote in
+/// between; taking the lock up front lets the busy timeout do its job instead.
+pub(crate) fn write_tx(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
+    Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    Ok(serde_json::to_string(value)?)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> StoreResult<T> {
+    Ok(serde_json::from_str(text)?)
+}
+
+fn not_found(what: String) -> StoreError {
+    StoreError::NotFound { what }
+}
+
+impl RecordSink for SqliteStore {
+    fn insert_decisions(&self, records: &[DecisionRecord]) -> StoreResult<()> {
+        let conn = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = write_tx(&conn)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO decisions (tenant, flow, plugin, version, call_sid, branch, outcome, \
+                 reason, error, fuel_used, elapsed_us, log, log_dropped, at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?;
+            for r in records {
+                stmt.execute(params![
+                    r.tenant,
+                    r.flow,
+                    r.plugin,
+                    r.version,
+                    r.call_sid,
+                    branch_str(r.branch),
+                    r.outcome,
+                    r.reason,
+                    r.error,
+                    r.fuel_used,
+                    r.elapsed_us,
+                    json(&r.log)?,
+                    r.log_dropped,
+                    r.at_ms
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn prune_decisions(&self, before_ms: i64) -> StoreResult<u64> {
+        let conn = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        // Ids grow in the order records are written, so the old records are the low ids: find
+        // the first one young enough (a scan that stops there) and delete below it. No index on
+        // the time is needed, which keeps every insert cheaper.
+        let keep_from: Option<i64> = conn
+            .query_row(
+                "SELECT id FROM decisions WHERE at_ms >= ?1 ORDER BY id LIMIT 1",
+                [before_ms],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let deleted = match keep_from {
+            Some(id) => conn.execute("DELETE FROM decisions WHERE id < ?1", [id])?,
+            None => conn.execute("DELETE FROM decisions", [])?,
+        };
+        Ok(deleted as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{FlowMode, FlowSettings, RetryPolicy, StatusMap};
+    use crate::sandbox::{Branch, Limits};
+    use crate::store::*;
+
+    fn store() -> (SqliteStore, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "passthru-store-{}-{}",
+            std::process::id(),
+            now_ms() ^ rand_suffix()
+        ));
+        (SqliteStore::open(&dir).unwrap(), dir)
+    }
+
+    fn rand_suffix() -> i64 {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).unwrap();
+        i64::from_le_bytes(b) & 0xffff_ffff
+    }
+
+    fn flow(version: u32) -> FlowRecord {
+        FlowRecord {
+            tenant: "acme".into(),
+            name: "ivr".into(),
+            plugin: "menu".into(),
+            version,
+            previous_version: None,
+            settings: FlowSettings {
+                mode: FlowMode::Async,
+                status: StatusMap::default(),
+                fallback: Branch::Success,
+                limits: Limits {
+                    fuel: 5,
+                    ..Limits::default()
+                },
+                retry: RetryPolicy {
+                    max_attempts: 9,
+                    backoff_ms: 20,
+                    max_backoff_ms: 40,
+                },
+                config: [("k".to_owned(), "v".to_owned())].into(),
+            },
+            updated_at_ms: 7,
+        }
+    }
+
+    #[test]
+    fn tenants_versions_flows_and_tokens_round_trip_and_survive_reopening() {
+        let (s, dir) = store();
+        let caps = TenantCaps {
+            max_flows: 3,
+            ..TenantCaps::default()
+        };
+        s.create_tenant("acme", &caps).unwrap();
+        assert!(matches!(
+            s.create_tenant("acme", &caps),
+            Err(StoreError::Conflict { .. })
+        ));
+        let v1 = s
+            .add_version("acme", "menu", "aa", 10, "w", &["decide".into()])
+            .unwrap();
+        let v2 = s.add_version("acme", "menu", "bb", 11, "w", &[]).unwrap();
+        assert_eq!((v1.version, v2.version), (1, 2));
+        assert_eq!(
+            s.find_version("acme", "menu", "bb")
+                .unwrap()
+                .unwrap()
+                .version,
+            2
+        );
+        assert!(s.put_flow(&flow(1)).unwrap());
+        assert!(!s.put_flow(&flow(2)).unwrap());
+        s.add_token("acme", "t1", "hash1").unwrap();
+        s.revoke_token("acme", "t1").unwrap();
+        s.add_token("acme", "t2", "hash2").unwrap();
+        drop(s);
+
+        let s = SqliteStore::open(&dir).unwrap();
+        assert_eq!(s.get_tenant("acme").unwrap().caps, caps);
+        assert_eq!(s.get_flow("acme", "ivr").unwrap(), flow(2));
+        assert_eq!(s.list_versions("acme", Some("menu")).unwrap(), vec![v1, v2]);
+        assert_eq!(s.tenant_for_token("hash1").unwrap(), None);
+        assert_eq!(
+            s.tenant_for_token("hash2").unwrap().as_deref(),
+            Some("acme")
+        );
+        assert_eq!(s.list_live_flows().unwrap().len(), 1);
+        s.update_tenant("acme", Some(true), None).unwrap();
+        assert!(s.list_live_flows().unwrap().is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn decisions_filter_and_page_newest_first() {
+        let (s, dir) = store();
+        let record = |i: i64, flow: &str, outcome: &str| DecisionRecord {
+            id: 0,
+            tenant: "acme".into(),
+            flow: flow.into(),
+            plugin: "p".into(),
+            version: 1,
+            call_sid: Some(format!("call{i}")),
+            branch: Branch::Failure,
+            outcome: outcome.into(),
+            reason: None,
+            error: None,
+            fuel_used: 1,
+            elapsed_us: 2,
+            log: vec![],
+            log_dropped: 0,
+            at_ms: 1000 + i,
+        };
+        let batch: Vec<_> = (0..10)
+            .map(|i| {
+                record(
+                    i,
+                    if i % 2 == 0 { "a" } else { "b" },
+                    if i == 3 { "trap" } else { "decided" },
+                )
+            })
+            .collect();
+        s.insert_decisions(&batch).unwrap();
+        let page = |filter: DecisionFilter| s.query_decisions("acme", &filter).unwrap();
+        let first = page(DecisionFilter {
+            flow: Some("a".into()),
+            limit: 2,
+            ..Default::default()
+        });
+        assert_eq!(
+            first.iter().map(|r| r.at_ms).collect::<Vec<_>>(),
+            [1008, 1006]
+        );
+        let next = page(DecisionFilter {
+            flow: Some("a".into()),
+            limit: 2,
+            before_id: Some(first[1].id),
+            ..Default::default()
+        });
+        assert_eq!(
+            next.iter().map(|r| r.at_ms).collect::<Vec<_>>(),
+            [1004, 1002]
+        );
+        let traps = page(DecisionFilter {
+            outcome: Some("trap".into()),
+            limit: 50,
+            ..Default::default()
+        });
+        assert_eq!(traps.len(), 1);
+        assert_eq!(traps[0].call_sid.as_deref(), Some("call3"));
+        let by_call = page(DecisionFilter {
+            call_sid: Some("call7".into()),
+            limit: 50,
+            ..Default::default()
+        });
+        assert_eq!(by_call.len(), 1);
+        let window = page(DecisionFilter {
+            since_ms: Some(1002),
+            until_ms: Some(1005),
+            limit: 50,
+            ..Default::default()
+        });
+        assert_eq!(window.len(), 3);
+        assert!(
+            s.query_decisions(
+                "other",
+                &DecisionFilter {
+                    limit: 50,
+                    ..Default::default()
+                }
+            )
+            .unwrap()
+            .is_empty()
+        );
+        assert_eq!(s.prune_decisions(1005).unwrap(), 5);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

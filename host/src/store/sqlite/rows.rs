@@ -1,0 +1,145 @@
+//! Rows to records and back: the columns of each table and their mapping.
+
+use rusqlite::Row;
+
+use super::from_json;
+use crate::flow::{FlowMode, FlowSettings, StatusMap};
+use crate::sandbox::Branch;
+use crate::store::{DecisionRecord, FlowRecord, StoreError, StoreResult, Tenant, VersionRecord};
+
+pub(super) fn branch_str(b: Branch) -> &'static str {
+    b.as_str()
+}
+
+pub(super) fn parse_branch(s: &str) -> Branch {
+    if s == "success" {
+        Branch::Success
+    } else {
+        Branch::Failure
+    }
+}
+
+pub(super) fn tenant_row(row: &Row<'_>) -> rusqlite::Result<(String, bool, String, i64)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+pub(super) fn to_tenant(
+    (name, disabled, caps, created_at_ms): (String, bool, String, i64),
+) -> StoreResult<Tenant> {
+    Ok(Tenant {
+        name,
+        disabled,
+        caps: from_json(&caps)?,
+        created_at_ms,
+    })
+}
+
+pub(super) const VERSION_COLUMNS: &str =
+    "tenant, plugin, version, sha256, size, world, exports, uploaded_at_ms";
+
+pub(super) fn version_row(row: &Row<'_>) -> rusqlite::Result<(VersionRecord, String)> {
+    Ok((
+        VersionRecord {
+            tenant: row.get(0)?,
+            plugin: row.get(1)?,
+            version: row.get(2)?,
+            sha256: row.get(3)?,
+            size: row.get(4)?,
+            world: row.get(5)?,
+            exports: Vec::new(),
+            uploaded_at_ms: row.get(7)?,
+        },
+        row.get(6)?,
+    ))
+}
+
+pub(super) fn to_version((mut v, exports): (VersionRecord, String)) -> StoreResult<VersionRecord> {
+    v.exports = from_json(&exports)?;
+    Ok(v)
+}
+
+pub(super) const FLOW_COLUMNS: &str = "tenant, name, plugin, version, previous_version, mode, \
+    status_success, status_failure, fallback, limits, config, updated_at_ms, retry";
+
+pub(super) struct FlowRow {
+    pub(super) record: FlowRecord,
+    pub(super) mode: String,
+    pub(super) limits: String,
+    pub(super) config: String,
+    pub(super) retry: String,
+}
+
+pub(super) fn flow_row(row: &Row<'_>) -> rusqlite::Result<FlowRow> {
+    let fallback: String = row.get(8)?;
+    Ok(FlowRow {
+        record: FlowRecord {
+            tenant: row.get(0)?,
+            name: row.get(1)?,
+            plugin: row.get(2)?,
+            version: row.get(3)?,
+            previous_version: row.get(4)?,
+            settings: FlowSettings {
+                status: StatusMap {
+                    success: row.get(6)?,
+                    failure: row.get(7)?,
+                },
+                fallback: parse_branch(&fallback),
+                ..FlowSettings::default()
+            },
+            updated_at_ms: row.get(11)?,
+        },
+        mode: row.get(5)?,
+        limits: row.get(9)?,
+        config: row.get(10)?,
+        retry: row.get(12)?,
+    })
+}
+
+pub(super) fn to_flow(row: FlowRow) -> StoreResult<FlowRecord> {
+    let mut record = row.record;
+    let settings = &mut record.settings;
+    settings.mode = match row.mode.as_str() {
+        "sync" => FlowMode::Sync,
+        "async" => FlowMode::Async,
+        other => {
+            return Err(StoreError::Unknown {
+                what: format!("flow {:?} in mode {other:?}", record.name),
+            });
+        }
+    };
+    settings.limits = from_json(&row.limits)?;
+    settings.config = from_json(&row.config)?;
+    settings.retry = from_json(&row.retry)?;
+    Ok(record)
+}
+
+pub(super) fn collect<T, R>(
+    rows: impl Iterator<Item = rusqlite::Result<R>>,
+    convert: impl Fn(R) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    rows.map(|r| convert(r?)).collect()
+}
+
+pub(super) fn decision_row(row: &Row<'_>) -> rusqlite::Result<(DecisionRecord, String)> {
+    let branch: String = row.get(6)?;
+    Ok((
+        DecisionRecord {
+            id: row.get(0)?,
+            tenant: row.get(1)?,
+            flow: row.get(2)?,
+            plugin: row.get(3)?,
+            version: row.get(4)?,
+            call_sid: row.get(5)?,
+            branch: parse_branch(&branch),
+            outcome: row.get(7)?,
+            reason: row.get(8)?,
+            error: row.get(9)?,
+            fuel_used: row.get(10)?,
+            elapsed_us: row.get(11)?,
+            log: Vec::new(),
+            log_dropped: row.get(13)?,
+            at_ms: row.get(14)?,
+        },
+        row.get(12)?,
+    ))
+}
