@@ -7,6 +7,8 @@
 #   DATA_PARENT=/dev/shm bash bench/http-load.sh  the data directory on another file system
 #   RATE=15000 bash bench/http-load.sh ...          a fixed request rate (oha, latency-corrected)
 #                                                  instead of as fast as possible (wrk)
+#   BIN=/path/to/passthru bash bench/http-load.sh  a binary built elsewhere (an A/B run of two
+#                                                  builds) instead of building this checkout's
 #   FLOW=log bash bench/http-load.sh 15 256        the async flow (call-logger): each 200 is a
 #                                                  request committed to the queue (fsync included);
 #                                                  prints the queue's metrics after
@@ -34,8 +36,12 @@ config="$data/passthru.toml"
   printf '[[flow]]\ntenant = "demo"\nname = "log"\nplugin = "builtin:call-logger"\nmode = "async"\n'
 } > "$config"
 
-cargo build --release -p passthru -j 2 >&2
-./target/release/passthru serve --config "$config" --data-dir "$data" --listen "127.0.0.1:$port" \
+bin=${BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release -p passthru -j 2 >&2
+  bin=${CARGO_TARGET_DIR:-target}/release/passthru
+fi
+"$bin" serve --config "$config" --data-dir "$data" --listen "127.0.0.1:$port" \
   2>/tmp/passthru-load.log &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
