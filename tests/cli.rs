@@ -2,24 +2,126 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{ASYNC_PROBE, HOSTILE, IVR_MENU, VIP_CALLER, samples};
 use serde_json::Value;
 
+/// A folder of this test process's own, so runs never touch the user's cache.
+fn scratch(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("passthru-cli-{}-{name}", std::process::id()))
+}
+
 fn run(args: &[&str]) -> anyhow::Result<(i32, Value)> {
+    let (code, json, _) = run_with_cache(&scratch("cache"), args)?;
+    Ok((code, json))
+}
+
+/// `passthru run ARGS` with its compile cache in `cache`: exit status, JSON, stderr.
+fn run_with_cache(cache: &Path, args: &[&str]) -> anyhow::Result<(i32, Value, String)> {
     let out = Command::new(env!("CARGO_BIN_EXE_passthru"))
         .arg("run")
         .args(args)
+        .env("PASSTHRU_CACHE_DIR", cache)
         .output()?;
     let stdout = String::from_utf8(out.stdout)?;
-    let json: Value = serde_json::from_str(&stdout).map_err(|e| {
-        anyhow::anyhow!(
-            "not JSON ({e}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
-    Ok((out.status.code().unwrap_or(-1), json))
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json: Value = serde_json::from_str(&stdout)
+        .map_err(|e| anyhow::anyhow!("not JSON ({e}): {stdout}\nstderr: {stderr}"))?;
+    Ok((out.status.code().unwrap_or(-1), json, stderr))
+}
+
+#[test]
+fn a_second_run_loads_the_plugin_from_the_cache_and_warm_calls_are_timed() -> anyhow::Result<()> {
+    let cache = scratch("cache-reuse");
+    let args = [IVR_MENU, "--query", "digits=%221%22", "--repeat", "5"];
+    let (code, first, stderr) = run_with_cache(&cache, &args)?;
+    assert_eq!(code, 0, "{first}");
+    assert_eq!(first["timing"]["plugin"], "compiled");
+    assert!(stderr.contains("compiling"), "{stderr}");
+    let timing = &first["timing"];
+    assert_eq!(timing["calls"], 5);
+    assert_eq!(timing["first_us"], first["elapsed_us"]);
+    let (min, median, max) = (
+        timing["warm_min_us"].as_u64().unwrap(),
+        timing["warm_median_us"].as_u64().unwrap(),
+        timing["warm_max_us"].as_u64().unwrap(),
+    );
+    assert!(min <= median && median <= max, "{timing}");
+
+    let (code, second, stderr) = run_with_cache(&cache, &args)?;
+    assert_eq!(code, 0, "{second}");
+    assert_eq!(second["timing"]["plugin"], "cached");
+    assert_eq!(second["timing"]["compile_ms"], 0);
+    assert!(!stderr.contains("compiling"), "{stderr}");
+    assert_eq!(second["decision"], first["decision"]);
+    assert_eq!(second["fuel_used"], first["fuel_used"]);
+
+    // A damaged cache entry is compiled again, never trusted.
+    for entry in std::fs::read_dir(&cache)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "cwasm") {
+            let mut bytes = std::fs::read(&path)?;
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0xff;
+            std::fs::write(&path, bytes)?;
+        }
+    }
+    let (code, third, _) = run_with_cache(&cache, &args)?;
+    assert_eq!(code, 0, "{third}");
+    assert_eq!(third["timing"]["plugin"], "compiled");
+
+    // --no-cache compiles, whatever the cache holds.
+    let (_, fourth, _) = run_with_cache(&cache, &[&args[..], &["--no-cache"]].concat())?;
+    assert_eq!(fourth["timing"]["plugin"], "compiled");
+    // One call: no warm figures to report.
+    let (_, once, _) = run_with_cache(&cache, &[IVR_MENU, "--repeat", "1"])?;
+    assert_eq!(once["timing"]["calls"], 1);
+    assert!(once["timing"].get("warm_median_us").is_none(), "{once}");
+    std::fs::remove_dir_all(&cache)?;
+    Ok(())
+}
+
+#[test]
+fn the_query_can_come_from_a_file() -> anyhow::Result<()> {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/exotel/gather-single-key.query"
+    );
+    let (code, json) = run(&[IVR_MENU, "--query-file", fixture])?;
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["call"]["call_sid"], "f0e1d2c3b4a5968778695a4b3c2d1e0f");
+
+    // As copied from a browser: a leading `?` and a trailing newline.
+    let file = scratch("query");
+    std::fs::write(&file, "?CallSid=from-file&digits=%221%22\n")?;
+    let (code, json) = run(&[IVR_MENU, "--query-file", file.to_str().unwrap()])?;
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["call"]["call_sid"], "from-file");
+    assert_eq!(json["decision"], "success");
+    std::fs::remove_file(&file)?;
+
+    let out = Command::new(env!("CARGO_BIN_EXE_passthru"))
+        .args(["run", IVR_MENU, "--query-file", "/nonexistent/q"])
+        .output()?;
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/q"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn a_repeat_out_of_range_is_refused() -> anyhow::Result<()> {
+    for repeat in ["0", "10001", "many"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_passthru"))
+            .args(["run", IVR_MENU, "--repeat", repeat])
+            .output()?;
+        assert_eq!(out.status.code(), Some(2), "--repeat {repeat}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--repeat"), "{stderr}");
+    }
+    Ok(())
 }
 
 #[test]

@@ -47,8 +47,21 @@ enum Command {
         /// The plugin: a WebAssembly component exporting `decide`, `record` or both.
         plugin: PathBuf,
         /// The Passthru query string, as Exotel sends it (without the leading `?`).
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", conflicts_with = "query_file")]
         query: String,
+        /// Read the query string from this file instead (`-` for stdin); a leading `?` and
+        /// surrounding whitespace are ignored. tests/fixtures/exotel/ holds real-shaped ones.
+        #[arg(long, value_name = "FILE")]
+        query_file: Option<PathBuf>,
+        /// Call the plugin N times, each on a fresh instance, and report the first (cold) call and
+        /// the median of the others (warm, as in a running server).
+        #[arg(long, value_name = "N", default_value_t = 10,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(runner::MAX_REPEAT)))]
+        repeat: u32,
+        /// Compile the plugin even if a compiled copy is cached (and do not cache it). The cache
+        /// is PASSTHRU_CACHE_DIR, else $XDG_CACHE_HOME/passthru/run, else ~/.cache/passthru/run.
+        #[arg(long)]
+        no_cache: bool,
         /// A flow configuration value the plugin can read; repeatable.
         #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
         config: Vec<(String, String)>,
@@ -93,6 +106,9 @@ fn main() -> anyhow::Result<()> {
         Command::Run {
             plugin,
             query,
+            query_file,
+            repeat,
+            no_cache,
             config,
             fuel,
             deadline_ms,
@@ -110,12 +126,39 @@ fn main() -> anyhow::Result<()> {
                 memory_mb,
             };
             let config: FlowConfig = config.into_iter().collect();
-            let out = runtime.block_on(runner::run(&plugin, &query, config, limits, export));
+            let query = match query_file {
+                Some(path) => read_query(&path)?,
+                None => query,
+            };
+            let options = runner::RunOptions {
+                repeat,
+                cache_dir: if no_cache {
+                    None
+                } else {
+                    runner::cache::default_dir()
+                },
+            };
+            let out = runtime.block_on(runner::run(
+                &plugin, &query, config, limits, export, &options,
+            ));
             // A closed pipe (`passthru run ... | head`) is the reader's choice, not an error.
             let _ = writeln!(std::io::stdout().lock(), "{}", out.json);
             std::process::exit(out.exit_code);
         }
     }
+}
+
+/// A query string from a file (or stdin for `-`), without a leading `?` or surrounding
+/// whitespace, as copied from a log or a browser.
+fn read_query(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("cannot read the query from stdin")?
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the query from {}", path.display()))?
+    };
+    let text = text.trim();
+    Ok(text.strip_prefix('?').unwrap_or(text).to_owned())
 }
 
 fn init_tracing(default: &str) {

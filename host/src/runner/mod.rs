@@ -1,0 +1,376 @@
+//! `passthru run`: calls of a plugin, outside any server, for plugin authors.
+//!
+//! Prints what the plugin decided (or, for `record`, whether it handled the event), what it was
+//! given, what it cost and what it logged, as one JSON object. The plugin is called `repeat`
+//! times, each on a fresh instance as in the server; the first call is reported as it was (a cold
+//! instance), and the median of the others is what a live server's calls cost. Compiled plugins
+//! are kept in a cache ([`cache`]) so that a run after an edit compiles once.
+
+pub mod cache;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::call::{self, CallDetails};
+use crate::flow::StatusMap;
+use crate::sandbox::{
+    Branch, Event, FlowConfig, Limits, LogLine, Plugin, Report, Sandbox, SandboxError,
+    SandboxOptions,
+};
+use crate::store::now_ms;
+
+/// Exit status when the plugin decided.
+pub const EXIT_DECIDED: i32 = 0;
+/// Exit status when the plugin could not be loaded or failed.
+pub const EXIT_FAILED: i32 = 2;
+/// The most calls one run makes.
+pub const MAX_REPEAT: u32 = 10_000;
+
+/// How `passthru run` runs the plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Calls to make, each on a fresh instance (1 to [`MAX_REPEAT`]).
+    pub repeat: u32,
+    /// Where compiled plugins are cached; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// What the calls took.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Timing {
+    /// Calls made, each on a fresh instance.
+    pub calls: u32,
+    /// The first call: a cold instance, slower than a live server's calls.
+    pub first_us: u64,
+    /// The median of the calls after the first: what a call costs in a running server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm_median_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm_min_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm_max_us: Option<u64>,
+    /// `cached` (loaded from the cache) or `compiled`.
+    pub plugin: cache::Source,
+    /// How long compiling took (0 when cached).
+    pub compile_ms: u64,
+}
+
+/// The JSON printed when the plugin decided.
+#[derive(Debug, Serialize)]
+pub struct RunDecided {
+    pub decision: Branch,
+    pub status: u16,
+    pub reason: Option<String>,
+    pub fuel_used: u64,
+    /// The first call's time (see `timing` for the warm calls).
+    pub elapsed_us: u64,
+    pub timing: Timing,
+    pub log: Vec<LogLine>,
+    pub log_dropped: u32,
+    pub call: CallDetails,
+}
+
+/// The JSON printed when `record` handled the event.
+#[derive(Debug, Serialize)]
+pub struct RunRecorded {
+    /// Always true: the plugin returned `ok`.
+    pub recorded: bool,
+    pub event: RunEvent,
+    pub fuel_used: u64,
+    /// The first call's time (see `timing` for the warm calls).
+    pub elapsed_us: u64,
+    pub timing: Timing,
+    pub log: Vec<LogLine>,
+    pub log_dropped: u32,
+    pub call: CallDetails,
+}
+
+/// The event `record` was given.
+#[derive(Debug, Serialize)]
+pub struct RunEvent {
+    pub id: u64,
+    pub attempt: u32,
+    pub accepted_at_ms: i64,
+}
+
+/// The JSON printed when it did not.
+#[derive(Debug, Serialize)]
+pub struct RunFailed {
+    pub error: RunError,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel_used: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elapsed_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timing: Option<Timing>,
+    pub log: Vec<LogLine>,
+    pub call: CallDetails,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunError {
+    /// `out_of_fuel`, `deadline`, `memory_limit`, `trap`, `invalid_component`, `overloaded`,
+    /// `plugin_error` (`record` returned an error), `invalid_limits`, `invalid_repeat`, or `io`
+    /// when the file cannot be read.
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// The result of `passthru run`: JSON to print and the exit status.
+pub struct RunOutput {
+    pub json: String,
+    pub exit_code: i32,
+}
+
+/// Which export `passthru run` calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Export {
+    /// `decide` if the plugin has it, else `record` (attempt 1).
+    Auto,
+    /// `record`, as this attempt (1 for the first).
+    Record { attempt: u32 },
+}
+
+/// Loads `plugin` (from the cache, or compiling it), parses `query`, and runs `decide` (or
+/// `record`, see [`Export`]) `options.repeat` times under `limits` with `config`.
+pub async fn run(
+    plugin: &Path,
+    query: &str,
+    config: FlowConfig,
+    limits: Limits,
+    export: Export,
+    options: &RunOptions,
+) -> RunOutput {
+    let call = call::parse(query);
+    let failed = |kind: &'static str, message: String, call: CallDetails| RunFailed {
+        error: RunError { kind, message },
+        fuel_used: None,
+        elapsed_us: None,
+        timing: None,
+        log: Vec::new(),
+        call,
+    };
+    if let Err(message) = limits.validate() {
+        return output(&failed("invalid_limits", message, call), EXIT_FAILED);
+    }
+    if !(1..=MAX_REPEAT).contains(&options.repeat) {
+        let message = format!(
+            "repeat must be between 1 and {MAX_REPEAT}, not {}",
+            options.repeat
+        );
+        return output(&failed("invalid_repeat", message, call), EXIT_FAILED);
+    }
+    let bytes = match std::fs::read(plugin) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let message = format!("cannot read {}: {e}", plugin.display());
+            return output(&failed("io", message, call), EXIT_FAILED);
+        }
+    };
+    let sandbox = match Sandbox::new(SandboxOptions {
+        max_concurrent_calls: 1,
+    }) {
+        Ok(sandbox) => sandbox,
+        Err(e) => return output(&failed(e.kind().as_str(), e.to_string(), call), EXIT_FAILED),
+    };
+    let name = plugin.display().to_string();
+    let loaded = tokio::task::block_in_place(|| {
+        cache::load_or_compile(&sandbox, &bytes, options.cache_dir.as_deref(), &name)
+    });
+    let (compiled, source, compile_ms) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => return output(&failed(e.kind().as_str(), e.to_string(), call), EXIT_FAILED),
+    };
+    let attempt = match export {
+        Export::Record { attempt } => Some(attempt),
+        Export::Auto if !compiled.can_decide() => Some(1),
+        Export::Auto => None,
+    };
+    let prepared = Prepared {
+        sandbox: &sandbox,
+        plugin: &compiled,
+        call: &call,
+        config: Arc::new(config),
+        limits: &limits,
+        repeat: options.repeat,
+        source,
+        compile_ms,
+    };
+    if let Some(attempt) = attempt {
+        return record(&prepared, attempt).await;
+    }
+    let (report, timing) = prepared
+        .calls(|| sandbox.decide(&compiled, call.clone(), &limits, prepared.config.clone()))
+        .await;
+    let elapsed_us = micros(report.elapsed);
+    match report.outcome {
+        Ok(decision) => output(
+            &RunDecided {
+                decision: decision.branch,
+                status: StatusMap::default().for_branch(decision.branch),
+                reason: decision.reason,
+                fuel_used: report.fuel_used,
+                elapsed_us,
+                timing,
+                log: report.log,
+                log_dropped: report.log_dropped,
+                call,
+            },
+            EXIT_DECIDED,
+        ),
+        Err(error) => {
+            let elapsed_us = micros(report.elapsed);
+            failed_call(
+                &error,
+                report.fuel_used,
+                elapsed_us,
+                timing,
+                report.log,
+                call,
+            )
+        }
+    }
+}
+
+/// A loaded plugin and what each call is given.
+struct Prepared<'a> {
+    sandbox: &'a Sandbox,
+    plugin: &'a Plugin,
+    call: &'a CallDetails,
+    config: Arc<FlowConfig>,
+    limits: &'a Limits,
+    repeat: u32,
+    source: cache::Source,
+    compile_ms: u64,
+}
+
+impl Prepared<'_> {
+    /// Makes up to `repeat` calls and returns the report to show with the timing of them all:
+    /// the first call's report, unless a later call failed (then that one's, so a failure that
+    /// only some calls hit is never hidden).
+    async fn calls<T, F, Fut>(&self, mut call: F) -> (Report<T>, Timing)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Report<T>>,
+    {
+        let first = call().await;
+        let mut warm = Vec::new();
+        if first.outcome.is_ok() {
+            for _ in 1..self.repeat {
+                let report = call().await;
+                warm.push(micros(report.elapsed));
+                if report.outcome.is_err() {
+                    let first_us = micros(first.elapsed);
+                    let timing = self.timing(first_us, warm);
+                    return (report, timing);
+                }
+            }
+        }
+        let timing = self.timing(micros(first.elapsed), warm);
+        (first, timing)
+    }
+
+    fn timing(&self, first_us: u64, mut warm: Vec<u64>) -> Timing {
+        warm.sort_unstable();
+        Timing {
+            calls: 1 + warm.len() as u32,
+            first_us,
+            warm_median_us: warm.get(warm.len() / 2).copied(),
+            warm_min_us: warm.first().copied(),
+            warm_max_us: warm.last().copied(),
+            plugin: self.source.clone(),
+            compile_ms: self.compile_ms,
+        }
+    }
+}
+
+async fn record(prepared: &Prepared<'_>, attempt: u32) -> RunOutput {
+    let event = Event {
+        id: 1,
+        attempt,
+        accepted_at_ms: now_ms(),
+    };
+    let (report, timing) = prepared
+        .calls(|| {
+            prepared.sandbox.record(
+                prepared.plugin,
+                event,
+                prepared.call.clone(),
+                prepared.limits,
+                prepared.config.clone(),
+            )
+        })
+        .await;
+    let call = prepared.call.clone();
+    match report.outcome {
+        Ok(()) => output(
+            &RunRecorded {
+                recorded: true,
+                event: RunEvent {
+                    id: event.id,
+                    attempt: event.attempt,
+                    accepted_at_ms: event.accepted_at_ms,
+                },
+                fuel_used: report.fuel_used,
+                elapsed_us: timing.first_us,
+                timing,
+                log: report.log,
+                log_dropped: report.log_dropped,
+                call,
+            },
+            EXIT_DECIDED,
+        ),
+        Err(error) => {
+            let elapsed_us = micros(report.elapsed);
+            failed_call(
+                &error,
+                report.fuel_used,
+                elapsed_us,
+                timing,
+                report.log,
+                call,
+            )
+        }
+    }
+}
+
+/// The output of a call that ran and failed: exit 2, with what it cost and logged.
+fn failed_call(
+    error: &SandboxError,
+    fuel_used: u64,
+    elapsed_us: u64,
+    timing: Timing,
+    log: Vec<LogLine>,
+    call: CallDetails,
+) -> RunOutput {
+    let failed = RunFailed {
+        error: run_error(error),
+        fuel_used: Some(fuel_used),
+        elapsed_us: Some(elapsed_us),
+        timing: Some(timing),
+        log,
+        call,
+    };
+    output(&failed, EXIT_FAILED)
+}
+
+fn micros(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn run_error(error: &SandboxError) -> RunError {
+    RunError {
+        kind: error.kind().as_str(),
+        message: error.to_string(),
+    }
+}
+
+fn output(value: &impl Serialize, exit_code: i32) -> RunOutput {
+    // These types hold only strings, numbers and lists: serialising them cannot fail.
+    let json = serde_json::to_string_pretty(value).expect("run output serialises");
+    RunOutput { json, exit_code }
+}
