@@ -31,7 +31,7 @@ impl Sandbox {
     pub fn compile_with_artifact(&self, bytes: &[u8]) -> Result<Compiled, SandboxError> {
         let component = self.compile_component(bytes)?;
         let plugin = self.prepare(&component)?;
-        let exports = super::export_names(&self.engine, &component);
+        let exports = super::engine::export_names(&self.engine, &component);
         let artifact = component
             .serialize()
             .map_err(|e| SandboxError::Overloaded {
