@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::RuntimeFlavor;
 use wasmtime::Store;
 
-use super::bindings;
+use super::bindings::passthru::plugin::types as wit;
 use super::engine::{DEFERRED_RESETS, EPOCH_TICK, Plugin, Sandbox};
 use super::error::{SandboxError, host_setup, missing_export, settle};
 use super::limits::Limits;
@@ -91,24 +91,17 @@ impl Sandbox {
         limits: &Limits,
         config: Arc<FlowConfig>,
     ) -> CallReport {
-        let Some(_in_flight) = InFlight::enter(&self.in_flight, self.max_calls) else {
-            return refused(self.max_calls);
+        let export = Export {
+            name: "decide",
+            pre: plugin.decider.as_ref(),
         };
-        let (mut store, started) = self.new_store(limits, config);
-        let outcome = match (&plugin.decider, prepare_store(&mut store, limits)) {
-            (_, Err(error)) => Err(error),
-            (None, Ok(())) => Err(missing_export("decide")),
-            (Some(pre), Ok(())) => {
-                let call = call.into();
-                let run = async {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    instance.call_decide(&mut store, &call).await
-                };
-                let done = tokio::time::timeout(limits.deadline(), run).await;
-                settle(done, store.data(), limits).map(Decision::from)
-            }
-        };
-        self.finish(plugin, store, started, outcome, limits)
+        self.call(plugin, export, limits, config, async move |pre, store| {
+            let call = wit::CallDetails::from(call);
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let decision = instance.call_decide(&mut *store, &call).await?;
+            Ok(Ok(Decision::from(decision)))
+        })
+        .await
     }
 
     /// Runs one attempt of an async flow's event: a fresh instance of `plugin`,
@@ -124,31 +117,52 @@ impl Sandbox {
         limits: &Limits,
         config: Arc<FlowConfig>,
     ) -> RecordReport {
+        let export = Export {
+            name: "record",
+            pre: plugin.recorder.as_ref(),
+        };
+        self.call(plugin, export, limits, config, async move |pre, store| {
+            let call = wit::CallDetails::from(call);
+            let event = wit::Event {
+                id: event.id,
+                attempt: event.attempt,
+                accepted_at_ms: event.accepted_at_ms,
+            };
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let said = instance.call_record(&mut *store, event, &call).await?;
+            Ok(said.map_err(|mut message| {
+                message.truncate(output::truncate(&message, MAX_REASON_BYTES).len());
+                SandboxError::PluginError { message }
+            }))
+        })
+        .await
+    }
+
+    /// The one path of every call, whichever the export: a slot among the calls in flight (or
+    /// `overloaded`), a store with the flow's fuel, deadline and memory cap, then `run` (which
+    /// instantiates `export` and calls it) under the deadline, its failure classified, and the
+    /// report of what it produced and cost.
+    ///
+    /// `run` answers the export's value, or the plugin's own error (`record`'s `err`); a failure
+    /// wasmtime raises is its `Err`, classified here.
+    async fn call<P, T>(
+        &self,
+        plugin: &Plugin,
+        export: Export<'_, P>,
+        limits: &Limits,
+        config: Arc<FlowConfig>,
+        run: impl AsyncFnOnce(&P, &mut Store<CallState>) -> wasmtime::Result<Result<T, SandboxError>>,
+    ) -> Report<T> {
         let Some(_in_flight) = InFlight::enter(&self.in_flight, self.max_calls) else {
             return refused(self.max_calls);
         };
         let (mut store, started) = self.new_store(limits, config);
-        let outcome = match (&plugin.recorder, prepare_store(&mut store, limits)) {
+        let outcome = match (export.pre, prepare_store(&mut store, limits)) {
             (_, Err(error)) => Err(error),
-            (None, Ok(())) => Err(missing_export("record")),
+            (None, Ok(())) => Err(missing_export(export.name)),
             (Some(pre), Ok(())) => {
-                let call = call.into();
-                let event = bindings::passthru::plugin::types::Event {
-                    id: event.id,
-                    attempt: event.attempt,
-                    accepted_at_ms: event.accepted_at_ms,
-                };
-                let run = async {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    instance.call_record(&mut store, event, &call).await
-                };
-                let done = tokio::time::timeout(limits.deadline(), run).await;
-                settle(done, store.data(), limits).and_then(|said| {
-                    said.map_err(|mut message| {
-                        message.truncate(output::truncate(&message, MAX_REASON_BYTES).len());
-                        SandboxError::PluginError { message }
-                    })
-                })
+                let done = tokio::time::timeout(limits.deadline(), run(pre, &mut store)).await;
+                settle(done, store.data(), limits).and_then(|answer| answer)
             }
         };
         self.finish(plugin, store, started, outcome, limits)
@@ -252,6 +266,12 @@ fn refused<T>(max: usize) -> Report<T> {
     }
 }
 
+/// One export of a plugin: its name, and its prepared instance when the plugin has it.
+struct Export<'a, P> {
+    name: &'static str,
+    pre: Option<&'a P>,
+}
+
 /// Counts a call as in flight until dropped, whether the call finishes or is abandoned.
 struct InFlight<'a>(&'a AtomicUsize);
 
@@ -304,9 +324,9 @@ fn prepare_store(store: &mut Store<CallState>, limits: &Limits) -> Result<(), Sa
     Ok(())
 }
 
-impl From<bindings::passthru::plugin::types::Decision> for Decision {
-    fn from(d: bindings::passthru::plugin::types::Decision) -> Self {
-        use bindings::passthru::plugin::types::Branch as WitBranch;
+impl From<wit::Decision> for Decision {
+    fn from(d: wit::Decision) -> Self {
+        use wit::Branch as WitBranch;
         Decision {
             branch: match d.branch {
                 WitBranch::Success => Branch::Success,
