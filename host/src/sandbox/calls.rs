@@ -340,3 +340,20 @@ impl From<wit::Decision> for Decision {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::FailureKind;
+
+    /// A store the host cannot set up (here fuel, on an engine built without it) fails the call
+    /// as `host`: the operator's problem, never `overloaded`, which means "try again later".
+    #[test]
+    fn a_store_the_host_cannot_set_up_is_a_host_failure_not_overloaded() {
+        let engine = wasmtime::Engine::new(&wasmtime::Config::new()).unwrap();
+        let mut store = Store::new(&engine, CallState::new(64 << 20, Arc::default()));
+        let failure = prepare_store(&mut store, &Limits::default()).unwrap_err();
+        assert_eq!(failure.kind(), FailureKind::Host, "{failure:?}");
+        assert!(failure.to_string().contains("fuel"), "{failure}");
+    }
+}

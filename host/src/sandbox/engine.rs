@@ -103,8 +103,8 @@ impl Sandbox {
     /// the host imports.
     ///
     /// # Errors
-    /// When wasmtime refuses the configuration (for example, the address space for the pool
-    /// cannot be reserved).
+    /// [`SandboxError::Host`] when wasmtime refuses the configuration (for example, the address
+    /// space for the pool cannot be reserved).
     pub fn new(options: SandboxOptions) -> Result<Self, SandboxError> {
         let engine = Engine::new(&engine_config(options)).map_err(host_setup)?;
         let max_calls = usize::try_from(options.max_concurrent_calls.max(1)).unwrap_or(usize::MAX);
@@ -310,5 +310,23 @@ impl EpochTicker {
 impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::FailureKind;
+
+    /// An engine whose pool the address space cannot hold is the host's failure to set up, not
+    /// the sandbox being at capacity.
+    #[test]
+    fn an_engine_the_host_cannot_build_is_a_host_failure_not_overloaded() {
+        let failure = Sandbox::new(SandboxOptions {
+            max_concurrent_calls: u32::MAX,
+        })
+        .err()
+        .expect("a pool of 4 billion 1 GiB memories cannot be reserved");
+        assert_eq!(failure.kind(), FailureKind::Host, "{failure:?}");
     }
 }

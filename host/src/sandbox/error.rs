@@ -2,7 +2,7 @@
 //! `Trap` codes, its error types and the limiter's own record, never from messages.
 
 use serde::Serialize;
-use wasmtime::{PoolConcurrencyLimitError, Trap};
+use wasmtime::{OutOfMemory, PoolConcurrencyLimitError, Trap};
 
 use super::limits::Limits;
 use super::state::{CallState, LimitHit};
@@ -20,6 +20,10 @@ pub enum FailureKind {
     PluginError,
     /// No instance slot was free in the pool: the host is at capacity, not the plugin's fault.
     Overloaded,
+    /// The host or its engine failed to set up or run the call (an engine, linker or store
+    /// that could not be built, the host out of memory): the operator's problem, not the
+    /// plugin's, and logged at error level.
+    Host,
 }
 
 impl FailureKind {
@@ -32,6 +36,7 @@ impl FailureKind {
             FailureKind::InvalidComponent => "invalid_component",
             FailureKind::PluginError => "plugin_error",
             FailureKind::Overloaded => "overloaded",
+            FailureKind::Host => "host",
         }
     }
 }
@@ -53,6 +58,8 @@ pub enum SandboxError {
     PluginError { message: String },
     #[error("the sandbox is at capacity: {message}")]
     Overloaded { message: String },
+    #[error("the host failed: {message}")]
+    Host { message: String },
 }
 
 impl SandboxError {
@@ -65,6 +72,7 @@ impl SandboxError {
             SandboxError::InvalidComponent { .. } => FailureKind::InvalidComponent,
             SandboxError::PluginError { .. } => FailureKind::PluginError,
             SandboxError::Overloaded { .. } => FailureKind::Overloaded,
+            SandboxError::Host { .. } => FailureKind::Host,
         }
     }
 
@@ -98,14 +106,23 @@ pub(super) fn missing_export(name: &str) -> SandboxError {
     SandboxError::invalid(format!("this plugin version does not export `{name}`"))
 }
 
+/// A failure of the host's own: `what` it was doing, and wasmtime's error. Logged here, at error
+/// level, since it is for the operator to fix (the caller's log says which call it was).
+pub(super) fn host_failure(what: &str, error: &wasmtime::Error) -> SandboxError {
+    let message = format!("{what}: {error:#}");
+    tracing::error!(%message, "the sandbox failed");
+    SandboxError::Host { message }
+}
+
+/// An engine, linker or store the host could not set up.
 pub(super) fn host_setup(error: wasmtime::Error) -> SandboxError {
-    SandboxError::Overloaded {
-        message: format!("the sandbox could not be set up: {error:#}"),
-    }
+    host_failure("the sandbox could not be set up", &error)
 }
 
 /// Names the cause of a failed call: the limiter's record first (a refused growth surfaces as an
-/// error of ours), then wasmtime's trap code, then the pool.
+/// error of ours), then wasmtime's trap code, then the pool (no slot free: `overloaded`), then the
+/// host's own allocation failing (`host`). Anything else is the guest's doing (a host import it
+/// misused, a value it could not lift), reported as a trap.
 pub(super) fn classify(
     error: &wasmtime::Error,
     state: &CallState,
@@ -141,7 +158,40 @@ pub(super) fn classify(
             message: error.to_string(),
         };
     }
+    if error.downcast_ref::<OutOfMemory>().is_some() {
+        return host_failure("the host ran out of memory for the call", error);
+    }
     SandboxError::Trap {
         message: format!("{error:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn state() -> CallState {
+        CallState::new(64 << 20, Arc::default())
+    }
+
+    /// wasmtime's sign that the host's own allocation failed, as it reaches a call (with context
+    /// added on the way up), is the host's failure, not the pool's capacity nor a trap.
+    #[test]
+    fn the_host_out_of_memory_is_a_host_failure_not_overloaded() {
+        let error = wasmtime::Error::new(OutOfMemory::new(1 << 30)).context("instantiating");
+        let failure = classify(&error, &state(), &Limits::default());
+        assert_eq!(failure.kind(), FailureKind::Host, "{failure:?}");
+        assert_eq!(failure.kind().as_str(), "host");
+        assert!(failure.to_string().contains("out of memory"), "{failure}");
+    }
+
+    /// A guest's own error from a host import stays a trap: `host` is only for what the host did.
+    #[test]
+    fn an_error_of_the_guests_doing_is_still_a_trap() {
+        let error = wasmtime::Error::msg("invalid utf-8 string lifted from the guest");
+        let failure = classify(&error, &state(), &Limits::default());
+        assert_eq!(failure.kind(), FailureKind::Trap, "{failure:?}");
     }
 }

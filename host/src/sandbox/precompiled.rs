@@ -32,11 +32,9 @@ impl Sandbox {
         let component = self.compile_component(bytes)?;
         let plugin = self.prepare(&component)?;
         let exports = super::engine::export_names(&self.engine, &component);
-        let artifact = component
-            .serialize()
-            .map_err(|e| SandboxError::Overloaded {
-                message: format!("cannot serialise the compiled component: {e}"),
-            })?;
+        let artifact = component.serialize().map_err(|e| {
+            super::error::host_failure("cannot serialise the compiled component", &e)
+        })?;
         Ok(Compiled {
             plugin,
             artifact,
