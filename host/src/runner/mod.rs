@@ -114,8 +114,8 @@ pub struct RunFailed {
 #[derive(Debug, Serialize)]
 pub struct RunError {
     /// `out_of_fuel`, `deadline`, `memory_limit`, `trap`, `invalid_component`, `overloaded`,
-    /// `plugin_error` (`record` returned an error), `invalid_limits`, `invalid_repeat`, or `io`
-    /// when the file cannot be read.
+    /// `host` (the host or its engine failed), `plugin_error` (`record` returned an error),
+    /// `invalid_limits`, `invalid_repeat`, or `io` when the file cannot be read.
     pub kind: &'static str,
     pub message: String,
 }

@@ -31,12 +31,10 @@ impl Sandbox {
     pub fn compile_with_artifact(&self, bytes: &[u8]) -> Result<Compiled, SandboxError> {
         let component = self.compile_component(bytes)?;
         let plugin = self.prepare(&component)?;
-        let exports = super::export_names(&self.engine, &component);
-        let artifact = component
-            .serialize()
-            .map_err(|e| SandboxError::Overloaded {
-                message: format!("cannot serialise the compiled component: {e}"),
-            })?;
+        let exports = super::engine::export_names(&self.engine, &component);
+        let artifact = component.serialize().map_err(|e| {
+            super::error::host_failure("cannot serialise the compiled component", &e)
+        })?;
         Ok(Compiled {
             plugin,
             artifact,

@@ -1,0 +1,359 @@
+//! The calls: `decide` for sync flows and `record` for async ones. Each gets a fresh `Store` with
+//! the flow's fuel, deadline and memory cap, an instance from the pool, and a [`Report`] of what
+//! it produced and cost; the instance goes back to the pool after, or just after, the answer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::runtime::RuntimeFlavor;
+use wasmtime::Store;
+
+use super::bindings::passthru::plugin::types as wit;
+use super::engine::{DEFERRED_RESETS, EPOCH_TICK, Plugin, Sandbox};
+use super::error::{SandboxError, host_setup, missing_export, settle};
+use super::limits::Limits;
+use super::output::{self, LogLine};
+use super::state::{CallState, FlowConfig};
+use crate::call::CallDetails;
+
+/// The longest a reason from a plugin is kept; longer ones are cut.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// A guest yields to the executor after this much fuel (some tens of microseconds of its code),
+/// so one call never holds a worker thread for long. Each yield costs about a microsecond: at
+/// 20,000, a JavaScript decision (3.4 million fuel) spent 15% of its time yielding.
+const FUEL_YIELD_INTERVAL: u64 = 100_000;
+/// A plugin whose instance took at least this long to reset, last time, is reset after the answer.
+/// A Rust or C plugin's reset takes a few microseconds, less than handing it to another task would
+/// cost; a Python or JavaScript runtime's takes 50 to 150.
+pub(super) const DEFER_RESET_FROM: Duration = Duration::from_micros(20);
+
+/// The branch a call flow takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Branch {
+    Success,
+    Failure,
+}
+
+impl Branch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Branch::Success => "success",
+            Branch::Failure => "failure",
+        }
+    }
+}
+
+/// What a plugin decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub branch: Branch,
+    pub reason: Option<String>,
+}
+
+/// Everything one call produced: its result or the failure, and what it cost.
+#[derive(Debug)]
+pub struct Report<T> {
+    pub outcome: Result<T, SandboxError>,
+    pub fuel_used: u64,
+    pub elapsed: Duration,
+    pub log: Vec<LogLine>,
+    /// Log lines dropped past the caps.
+    pub log_dropped: u32,
+}
+
+/// What one `decide` call produced.
+pub type CallReport = Report<Decision>;
+/// What one `record` call produced: `Ok(())` when the plugin handled the event.
+pub type RecordReport = Report<()>;
+
+/// One request of an async flow, as `record` sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event {
+    /// The queue's id: the same on every attempt.
+    pub id: u64,
+    /// 1 on the first attempt.
+    pub attempt: u32,
+    pub accepted_at_ms: i64,
+}
+
+impl Sandbox {
+    /// Runs one call: a fresh instance of `plugin`, `decide(call)`, under `limits`.
+    ///
+    /// Never panics and never returns early: every failure is in the report's `outcome`.
+    pub async fn decide(
+        &self,
+        plugin: &Plugin,
+        call: CallDetails,
+        limits: &Limits,
+        config: Arc<FlowConfig>,
+    ) -> CallReport {
+        let export = Export {
+            name: "decide",
+            pre: plugin.decider.as_ref(),
+        };
+        self.call(plugin, export, limits, config, async move |pre, store| {
+            let call = wit::CallDetails::from(call);
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let decision = instance.call_decide(&mut *store, &call).await?;
+            Ok(Ok(Decision::from(decision)))
+        })
+        .await
+    }
+
+    /// Runs one attempt of an async flow's event: a fresh instance of `plugin`,
+    /// `record(event, call)`, under `limits`. An `err` from the plugin is
+    /// [`SandboxError::PluginError`].
+    ///
+    /// Never panics and never returns early: every failure is in the report's `outcome`.
+    pub async fn record(
+        &self,
+        plugin: &Plugin,
+        event: Event,
+        call: CallDetails,
+        limits: &Limits,
+        config: Arc<FlowConfig>,
+    ) -> RecordReport {
+        let export = Export {
+            name: "record",
+            pre: plugin.recorder.as_ref(),
+        };
+        self.call(plugin, export, limits, config, async move |pre, store| {
+            let call = wit::CallDetails::from(call);
+            let event = wit::Event {
+                id: event.id,
+                attempt: event.attempt,
+                accepted_at_ms: event.accepted_at_ms,
+            };
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let said = instance.call_record(&mut *store, event, &call).await?;
+            Ok(said.map_err(|mut message| {
+                message.truncate(output::truncate(&message, MAX_REASON_BYTES).len());
+                SandboxError::PluginError { message }
+            }))
+        })
+        .await
+    }
+
+    /// The one path of every call, whichever the export: a slot among the calls in flight (or
+    /// `overloaded`), a store with the flow's fuel, deadline and memory cap, then `run` (which
+    /// instantiates `export` and calls it) under the deadline, its failure classified, and the
+    /// report of what it produced and cost.
+    ///
+    /// `run` answers the export's value, or the plugin's own error (`record`'s `err`); a failure
+    /// wasmtime raises is its `Err`, classified here.
+    async fn call<P, T>(
+        &self,
+        plugin: &Plugin,
+        export: Export<'_, P>,
+        limits: &Limits,
+        config: Arc<FlowConfig>,
+        run: impl AsyncFnOnce(&P, &mut Store<CallState>) -> wasmtime::Result<Result<T, SandboxError>>,
+    ) -> Report<T> {
+        let Some(_in_flight) = InFlight::enter(&self.in_flight, self.max_calls) else {
+            return refused(self.max_calls);
+        };
+        let (mut store, started) = self.new_store(limits, config);
+        let outcome = match (export.pre, prepare_store(&mut store, limits)) {
+            (_, Err(error)) => Err(error),
+            (None, Ok(())) => Err(missing_export(export.name)),
+            (Some(pre), Ok(())) => {
+                let done = tokio::time::timeout(limits.deadline(), run(pre, &mut store)).await;
+                settle(done, store.data(), limits).and_then(|answer| answer)
+            }
+        };
+        self.finish(plugin, store, started, outcome, limits)
+    }
+
+    /// A store for one call, with its memory cap and the flow's config.
+    fn new_store(&self, limits: &Limits, config: Arc<FlowConfig>) -> (Store<CallState>, Instant) {
+        let memory_bytes = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
+        let mut store = Store::new(&self.engine, CallState::new(memory_bytes, config));
+        store.limiter(|state| &mut state.limiter);
+        (store, Instant::now())
+    }
+
+    /// Ends a call: what it cost, its log, and a trap's message completed with what the plugin
+    /// wrote to stderr just before.
+    fn finish<T>(
+        &self,
+        plugin: &Plugin,
+        store: Store<CallState>,
+        started: Instant,
+        outcome: Result<T, SandboxError>,
+        limits: &Limits,
+    ) -> Report<T> {
+        let elapsed = started.elapsed();
+        let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0).min(limits.fuel);
+        let log = store.data().log.clone();
+        self.release(plugin, store);
+
+        let mut log = log.lock();
+        log.finish();
+        let outcome = outcome.map_err(|error| match error {
+            SandboxError::Trap { message } => SandboxError::Trap {
+                message: match log.stderr_tail(2) {
+                    Some(said) => format!("{message}; the plugin said: {said}"),
+                    None => message,
+                },
+            },
+            other => other,
+        });
+        Report {
+            outcome,
+            fuel_used,
+            elapsed,
+            log: std::mem::take(&mut log.lines),
+            log_dropped: log.dropped,
+        }
+    }
+
+    /// Returns a finished call's instance to the pool, which resets its memory: a few
+    /// microseconds for a Rust plugin, 50 to 150 for a Python or JavaScript one, whose runtimes
+    /// dirty hundreds of pages.
+    ///
+    /// When this plugin's last reset took [`DEFER_RESET_FROM`] or more, and the runtime is
+    /// multi-threaded (the server's), the reset is a task of its own and the call's answer does
+    /// not wait for it: tokio runs the task a worker spawned last next on that worker, once the
+    /// task that answered has written its response and yielded. At most [`DEFERRED_RESETS`] wait
+    /// so at one moment, in pool slots of their own; past that, and elsewhere, it happens here.
+    fn release(&self, plugin: &Plugin, store: Store<CallState>) {
+        if plugin.slow_reset.load(Ordering::Relaxed)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            && runtime.runtime_flavor() == RuntimeFlavor::MultiThread
+            && let Some(claim) = PendingReset::claim(&self.resets_pending)
+        {
+            self.resets_deferred.fetch_add(1, Ordering::Relaxed);
+            let slow = plugin.slow_reset.clone();
+            runtime.spawn(async move {
+                reset(store, &slow);
+                drop(claim);
+            });
+            return;
+        }
+        reset(store, &plugin.slow_reset);
+    }
+}
+
+/// Drops a finished call's store, which returns its instance to the pool, and notes in `slow`
+/// whether that took [`DEFER_RESET_FROM`] or more.
+fn reset(store: Store<CallState>, slow: &AtomicBool) {
+    let started = Instant::now();
+    drop(store);
+    let verdict = started.elapsed() >= DEFER_RESET_FROM;
+    // Written only when the verdict changes: calls on different cores would otherwise bounce the
+    // flag's cache line between them on every call.
+    if slow.load(Ordering::Relaxed) != verdict {
+        slow.store(verdict, Ordering::Relaxed);
+    }
+}
+
+/// The report of a call refused because `max` calls are running already.
+fn refused<T>(max: usize) -> Report<T> {
+    Report {
+        outcome: Err(SandboxError::Overloaded {
+            message: format!(
+                "{max} plugin calls are running already, the most this server runs at once"
+            ),
+        }),
+        fuel_used: 0,
+        elapsed: Duration::ZERO,
+        log: Vec::new(),
+        log_dropped: 0,
+    }
+}
+
+/// One export of a plugin: its name, and its prepared instance when the plugin has it.
+struct Export<'a, P> {
+    name: &'static str,
+    pre: Option<&'a P>,
+}
+
+/// Counts a call as in flight until dropped, whether the call finishes or is abandoned.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    /// Counts a call in, unless `max` are in flight already.
+    fn enter(counter: &'a AtomicUsize, max: usize) -> Option<Self> {
+        if counter.fetch_add(1, Ordering::Relaxed) >= max {
+            counter.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Self(counter))
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A claim on one of the pool's slots kept for instances reset after their answer; given back
+/// when dropped.
+struct PendingReset(Arc<AtomicUsize>);
+
+impl PendingReset {
+    fn claim(pending: &Arc<AtomicUsize>) -> Option<Self> {
+        if pending.fetch_add(1, Ordering::Relaxed) >= DEFERRED_RESETS as usize {
+            pending.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Self(pending.clone()))
+    }
+}
+
+impl Drop for PendingReset {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn prepare_store(store: &mut Store<CallState>, limits: &Limits) -> Result<(), SandboxError> {
+    // Both fail only when fuel is off in the engine, which `engine_config` never does.
+    let fuel = store
+        .set_fuel(limits.fuel)
+        .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)));
+    fuel.map_err(host_setup)?;
+    let ticks = limits.deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+    Ok(())
+}
+
+impl From<wit::Decision> for Decision {
+    fn from(d: wit::Decision) -> Self {
+        use wit::Branch as WitBranch;
+        Decision {
+            branch: match d.branch {
+                WitBranch::Success => Branch::Success,
+                WitBranch::Failure => Branch::Failure,
+            },
+            reason: d.reason.map(|mut r| {
+                let keep = output::truncate(&r, MAX_REASON_BYTES).len();
+                r.truncate(keep);
+                r
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::FailureKind;
+
+    /// A store the host cannot set up (here fuel, on an engine built without it) fails the call
+    /// as `host`: the operator's problem, never `overloaded`, which means "try again later".
+    #[test]
+    fn a_store_the_host_cannot_set_up_is_a_host_failure_not_overloaded() {
+        let engine = wasmtime::Engine::new(&wasmtime::Config::new()).unwrap();
+        let mut store = Store::new(&engine, CallState::new(64 << 20, Arc::default()));
+        let failure = prepare_store(&mut store, &Limits::default()).unwrap_err();
+        assert_eq!(failure.kind(), FailureKind::Host, "{failure:?}");
+        assert!(failure.to_string().contains("fuel"), "{failure}");
+    }
+}
