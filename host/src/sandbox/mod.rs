@@ -78,8 +78,10 @@ const TYPICAL_CORE_INSTANCES: u32 = 4;
 const TYPICAL_MEMORIES: u32 = 2;
 const TYPICAL_TABLES: u32 = 4;
 
-/// What a flow allows one call of its plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a flow allows one call of its plugin. An omitted limit takes its default. The server
+/// answers 422 unless `fuel` is at least 1, `deadline_ms` is 1 to 10000 and `memory_mb` is 1 to
+/// 1024, and each is within the tenant's caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Fuel: roughly, wasm instructions.
@@ -130,7 +132,7 @@ impl Limits {
 }
 
 /// The branch a call flow takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Branch {
     Success,
@@ -154,7 +156,7 @@ pub struct Decision {
 }
 
 /// The kind of a failed call, as reported in logs, records and `passthru run`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     OutOfFuel,
