@@ -328,7 +328,13 @@ async fn the_openapi_document_is_served_and_matches_the_routes() -> anyhow::Resu
     let server = TestServer::start(&demo_config()).await?;
     let got = server.get("/openapi.json").await?;
     assert_eq!(got.status(), 200);
-    let doc: serde_json::Value = got.json().await?;
+    assert_eq!(got.headers()["content-type"], "application/json");
+    let text = got.text().await?;
+    assert!(
+        text == passthru::api::openapi_json(),
+        "/openapi.json serves another document than the generated one"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&text)?;
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().expect("paths");
     assert!(paths.contains_key("/passthru/{tenant}/{flow}"));
@@ -346,8 +352,40 @@ async fn the_openapi_document_is_served_and_matches_the_routes() -> anyhow::Resu
     server.stop().await
 }
 
+/// The checked-in `docs/openapi.json` is the document generated from the handlers and types
+/// (`passthru::api::ApiDoc`). After changing them, rewrite it with
+/// `PASSTHRU_UPDATE_OPENAPI=1 cargo test -p passthru --test server openapi`, and commit the diff.
+#[test]
+fn the_checked_in_openapi_document_is_the_generated_one() -> anyhow::Result<()> {
+    let generated = passthru::api::openapi_json();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+    if std::env::var("PASSTHRU_UPDATE_OPENAPI").is_ok_and(|v| !v.is_empty() && v != "0") {
+        std::fs::write(&path, generated)?;
+        return Ok(());
+    }
+    let checked_in = std::fs::read_to_string(&path)?;
+    if checked_in != generated {
+        let line = checked_in
+            .lines()
+            .zip(generated.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| checked_in.lines().count().min(generated.lines().count()));
+        let show = |text: &str| text.lines().nth(line).unwrap_or("(end of file)").to_owned();
+        panic!(
+            "docs/openapi.json is not the generated document; first difference at line {}:\n  \
+             checked in: {}\n  generated:  {}\nrun `PASSTHRU_UPDATE_OPENAPI=1 cargo test -p \
+             passthru --test server openapi` and commit the result",
+            line + 1,
+            show(&checked_in),
+            show(generated),
+        );
+    }
+    Ok(())
+}
+
 /// Every route `api::router` registers (host/src/api/mod.rs), with its method. A route added
-/// there belongs here too, and in docs/openapi.json.
+/// there belongs here too, and in the OpenAPI document (a `#[utoipa::path]` on its handler,
+/// listed in host/src/api/openapi.rs).
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/passthru/{tenant}/{flow}"),
     ("get", "/healthz"),

@@ -10,6 +10,27 @@ use axum::response::IntoResponse;
 use super::AppState;
 use crate::queue::DELAY_BUCKETS_US;
 
+/// Counters, gauges and histograms, Prometheus text format
+///
+/// Decision records written, dropped (the writer was behind; the call was not slowed) and failed
+/// (the store refused them); plugin compiles (Cranelift compiles since start; loads from the
+/// artifact cache are not counted); sandbox calls in flight and deferred instance resets; async
+/// requests accepted and refused (queue full, queue unavailable), events handled, failed attempts,
+/// dead letters, replays and queue commits; the async queue's depth and events in flight; live
+/// flows; and the delay from accepting an async request to its first attempt. Each metric's
+/// `# HELP` line says what it counts.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "getMetrics",
+    tag = "ops",
+    responses((
+        status = 200,
+        description = "The metrics.",
+        body = String,
+        content_type = "text/plain; version=0.0.4"
+    ))
+)]
 pub(super) async fn get_metrics(State(state): State<AppState>) -> impl IntoResponse {
     let records = state.recorder.stats();
     let sandbox = state.registry.sandbox();

@@ -6,6 +6,7 @@
 
 mod extract;
 mod metrics;
+mod openapi;
 mod operator;
 mod passthru;
 mod problem;
@@ -23,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
 
+pub use openapi::{ApiDoc, openapi_json};
 pub use problem::ApiError;
 
 use crate::auth::OperatorToken;
@@ -141,15 +143,42 @@ async fn close_unless_success(mut response: Response) -> Response {
     response
 }
 
+/// Liveness
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "getHealthz",
+    tag = "ops",
+    responses((
+        status = 200,
+        description = "The server is up.",
+        body = String,
+        content_type = "text/plain",
+        example = "ok\n"
+    ))
+)]
 async fn get_healthz() -> &'static str {
     "ok\n"
 }
 
-/// The API described in OpenAPI 3.1; the same file as `docs/openapi.json`.
-pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
-
+/// This document
+///
+/// The API described in OpenAPI 3.1, generated from the server's code; the same document as
+/// `docs/openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "getOpenapi",
+    tag = "ops",
+    responses((
+        status = 200,
+        description = "The OpenAPI document.",
+        body = Object,
+        content_type = "application/json"
+    ))
+)]
 async fn get_openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
+    ([(header::CONTENT_TYPE, "application/json")], openapi_json())
 }
 
 async fn not_found(uri: Uri) -> ApiError {

@@ -4,31 +4,43 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::extract::{Json, Operator, Path, check_name};
+use super::openapi::{BadRequest, Internal, NotFound, Unauthorized};
+use super::problem::Problem;
 use super::{ApiError, AppState};
 use crate::auth::{new_token, token_hash};
+use crate::flow::Name;
 use crate::store::{Store, Tenant, TenantCaps, TokenInfo};
 
-#[derive(Deserialize)]
+/// A tenant to create.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewTenant {
+    #[schema(value_type = Name)]
     name: String,
+    /// The defaults when absent.
     #[serde(default)]
     caps: Option<TenantCaps>,
 }
 
-#[derive(Deserialize)]
+/// What to change in a tenant.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TenantChange {
+    /// Unchanged when absent.
     #[serde(default)]
     disabled: Option<bool>,
-    /// Only the caps named change; the others keep their current values.
+    /// Unchanged when absent; when given, only the caps named change (null for one of them also
+    /// leaves it as it is).
     #[serde(default)]
     caps: Option<CapsChange>,
 }
 
-#[derive(Deserialize)]
+/// Caps to change: an absent (or null) cap keeps its current value. The ranges are those of
+/// TenantCaps.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CapsChange {
     max_plugin_bytes: Option<u64>,
@@ -50,15 +62,24 @@ impl CapsChange {
     }
 }
 
-#[derive(Serialize)]
-struct Listing<T> {
-    items: Vec<T>,
+/// Every tenant, by name.
+#[derive(Serialize, ToSchema)]
+pub(super) struct TenantList {
+    items: Vec<Tenant>,
 }
 
-#[derive(Serialize)]
-struct IssuedToken {
+/// A tenant's tokens, oldest first, revoked ones included.
+#[derive(Serialize, ToSchema)]
+pub(super) struct TokenList {
+    items: Vec<TokenInfo>,
+}
+
+/// A token, as issued.
+#[derive(Serialize, ToSchema)]
+pub(super) struct IssuedToken {
+    /// What the token is listed and revoked under.
     id: String,
-    /// Shown once; only its hash is kept.
+    /// The bearer token (`pt_` and 64 hex digits). Shown once; only its hash is kept.
     token: String,
 }
 
@@ -89,6 +110,29 @@ fn check_caps(caps: &TenantCaps) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Create a tenant
+#[utoipa::path(
+    post,
+    path = "/v1/tenants",
+    operation_id = "createTenant",
+    tag = "operator",
+    security(("operatorToken" = [])),
+    request_body = NewTenant,
+    responses(
+        (status = 201, description = "Created.", body = Tenant),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 409, description = "A tenant of that name exists.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The JSON body is larger than 1 MiB.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A cap is out of range.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn post_tenant(
     _: Operator,
     State(state): State<AppState>,
@@ -101,14 +145,43 @@ pub(super) async fn post_tenant(
     Ok((StatusCode::CREATED, axum::Json(tenant)))
 }
 
+/// List tenants, by name
+#[utoipa::path(
+    get,
+    path = "/v1/tenants",
+    operation_id = "listTenants",
+    tag = "operator",
+    security(("operatorToken" = [])),
+    responses(
+        (status = 200, description = "Every tenant.", body = TenantList),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn list_tenants(
     _: Operator,
     State(state): State<AppState>,
 ) -> Result<impl IntoResponse, ApiError> {
     let items = with_store(&state, |s| Ok(s.list_tenants()?)).await?;
-    Ok(axum::Json(Listing::<Tenant> { items }))
+    Ok(axum::Json(TenantList { items }))
 }
 
+/// Read a tenant
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}",
+    operation_id = "getTenant",
+    tag = "operator",
+    security(("operatorToken" = [])),
+    params(("tenant" = Name, Path, description = "The tenant.")),
+    responses(
+        (status = 200, description = "The tenant.", body = Tenant),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn get_tenant(
     _: Operator,
     State(state): State<AppState>,
@@ -120,6 +193,34 @@ pub(super) async fn get_tenant(
     ))
 }
 
+/// Disable or enable a tenant, or set its caps
+///
+/// Disabling takes the tenant's flows off the live table at once (Passthru requests to them
+/// answer 404) and its tokens answer 403; enabling puts them back. Caps, when given, change only
+/// the caps named; the others keep their current values. New caps apply to later uploads and flow
+/// changes; flows already bound keep their limits.
+#[utoipa::path(
+    patch,
+    path = "/v1/tenants/{tenant}",
+    operation_id = "updateTenant",
+    tag = "operator",
+    security(("operatorToken" = [])),
+    params(("tenant" = Name, Path, description = "The tenant.")),
+    request_body = TenantChange,
+    responses(
+        (status = 200, description = "The tenant as it is now.", body = Tenant),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 413, description = "The JSON body is larger than 1 MiB.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A cap is out of range.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn patch_tenant(
     _: Operator,
     State(state): State<AppState>,
@@ -147,6 +248,24 @@ pub(super) async fn patch_tenant(
     Ok(axum::Json(updated))
 }
 
+/// Issue a token to a tenant
+///
+/// No request body. The token is in this answer only: the server keeps its SHA-256.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/tokens",
+    operation_id = "issueToken",
+    tag = "operator",
+    security(("operatorToken" = [])),
+    params(("tenant" = Name, Path, description = "The tenant.")),
+    responses(
+        (status = 201, description = "Issued.", body = IssuedToken),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn post_token(
     _: Operator,
     State(state): State<AppState>,
@@ -167,6 +286,23 @@ pub(super) async fn post_token(
     Ok((StatusCode::CREATED, axum::Json(IssuedToken { id, token })))
 }
 
+/// List a tenant's tokens (ids, never the tokens)
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/tokens",
+    operation_id = "listTokens",
+    tag = "operator",
+    security(("operatorToken" = [])),
+    params(("tenant" = Name, Path, description = "The tenant.")),
+    responses(
+        (status = 200, description = "The tenant's tokens, oldest first, revoked ones included.",
+            body = TokenList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn list_tokens(
     _: Operator,
     State(state): State<AppState>,
@@ -178,9 +314,30 @@ pub(super) async fn list_tokens(
         Ok(s.list_tokens(&tenant)?)
     })
     .await?;
-    Ok(axum::Json(Listing::<TokenInfo> { items }))
+    Ok(axum::Json(TokenList { items }))
 }
 
+/// Revoke a token
+///
+/// The token stops working at once. Revoking a revoked token again is not an error.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tenant}/tokens/{id}",
+    operation_id = "revokeToken",
+    tag = "operator",
+    security(("operatorToken" = [])),
+    params(
+        ("tenant" = Name, Path, description = "The tenant."),
+        ("id" = Name, Path, description = "The token's id, from the token list or the issuing answer."),
+    ),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn delete_token(
     _: Operator,
     State(state): State<AppState>,

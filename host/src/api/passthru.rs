@@ -15,9 +15,10 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::extract::Path;
+use super::problem::Problem;
 use super::{ApiError, AppState};
 use crate::call;
-use crate::flow::FlowMode;
+use crate::flow::{FlowMode, Name};
 use crate::queue::{AcceptError, NewEvent};
 use crate::records::{Answer, Subject, Usage};
 use crate::registry::Flow;
@@ -31,6 +32,67 @@ static OUTCOME_HEADER: HeaderName = HeaderName::from_static("x-passthru-outcome"
 /// The queue's id of an async request: what `record` sees as the event's id.
 static EVENT_HEADER: HeaderName = HeaderName::from_static("x-passthru-event");
 
+/// Decide the branch of a live call (sync flows), or queue it (async flows)
+///
+/// The URL to configure in Exotel's Passthru applet. Every query parameter Exotel sends is
+/// accepted, in any subset, with any extra parameter; none is mandatory. The plugin sees them
+/// typed (see wit/passthru.wit) and raw. A flow in async mode answers 200 as soon as the request
+/// is durably committed to the queue (the plugin's `record` export runs later, in the background,
+/// with retries), and 503 when it could not be kept.
+#[utoipa::path(
+    get,
+    path = "/passthru/{tenant}/{flow}",
+    operation_id = "getPassthru",
+    tag = "passthru",
+    params(
+        ("tenant" = Name, Path, description = "The tenant."),
+        ("flow" = Name, Path, description = "The tenant's flow."),
+        ("CallSid" = Option<String>, Query, description = "Exotel's id of the call."),
+        ("CallFrom" = Option<String>, Query, description = "The caller's number."),
+        ("CallTo" = Option<String>, Query, description = "The number called."),
+        ("From" = Option<String>, Query),
+        ("To" = Option<String>, Query),
+        ("Direction" = Option<String>, Query, example = "incoming"),
+        ("CallType" = Option<String>, Query, example = "call-attempt"),
+        ("DialCallStatus" = Option<String>, Query),
+        ("digits" = Option<String>, Query, example = "\"1\"",
+            description = "Keys pressed, wrapped by Exotel in double quotes (%22215250%22)."),
+        ("CustomField" = Option<String>, Query),
+        ("Created" = Option<String>, Query,
+            description = "India time, either 2024-07-31 16:42:56 or Wed, 31 Jul 2024 16:42:56."),
+    ),
+    responses(
+        (status = 200,
+            description = "Sync flows: the success branch (the default mapping; a flow may choose \
+                           other statuses). Async flows: the request is committed to the queue \
+                           (x-passthru-outcome is queued, x-passthru-event its id).",
+            headers(
+                ("x-passthru-branch" = Branch, description = "Sync flows: the branch answered."),
+                ("x-passthru-outcome" = String, description = "Sync flows: decided, or the failure kind (FailureKind) when the fallback branch was answered. Async flows: queued."),
+                ("x-passthru-event" = u64, description = "Async flows: the queue's id of the request, the id record receives on every attempt."),
+            )),
+        (status = 302,
+            description = "The failure branch (the default mapping). Not a redirect: there is no \
+                           Location.",
+            headers(
+                ("x-passthru-branch" = Branch, description = "The branch answered."),
+                ("x-passthru-outcome" = String, description = "Sync flows: decided, or the failure kind (FailureKind) when the fallback branch was answered. Async flows: queued."),
+            )),
+        (status = 404, description = "No such tenant or flow (or the tenant is disabled).",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "The query string is longer than the server's \
+                                      max_query_bytes.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503,
+            description = "Async flows only: the request was not kept, so the call flow takes \
+                           its error path. Problem type urn:passthru:problem:queue-full when the \
+                           queue (or the tenant's share of it) is at its bound, \
+                           urn:passthru:problem:queue-unavailable when it cannot commit or the \
+                           server is shutting down. Counted in /metrics.",
+            headers(("Retry-After" = u32, description = "Seconds.")),
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(super) async fn get_passthru(
     State(state): State<AppState>,
     Path((tenant, flow)): Path<(String, String)>,

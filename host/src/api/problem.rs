@@ -46,12 +46,36 @@ pub enum ApiError {
     Internal,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem: every error the server answers, as `application/problem+json`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Problem<'a> {
+    /// What kind of problem: `urn:passthru:problem:` and a name.
     #[serde(rename = "type")]
+    #[schema(
+        format = "uri",
+        examples(
+            "urn:passthru:problem:unknown-flow",
+            "urn:passthru:problem:query-too-long",
+            "urn:passthru:problem:not-found",
+            "urn:passthru:problem:bad-request",
+            "urn:passthru:problem:unauthorized",
+            "urn:passthru:problem:forbidden",
+            "urn:passthru:problem:conflict",
+            "urn:passthru:problem:too-large",
+            "urn:passthru:problem:unsupported-media-type",
+            "urn:passthru:problem:refused",
+            "urn:passthru:problem:invalid-plugin",
+            "urn:passthru:problem:queue-full",
+            "urn:passthru:problem:queue-unavailable",
+            "urn:passthru:problem:internal"
+        )
+    )]
     kind: &'a str,
+    /// A short, fixed summary of the kind.
     title: &'a str,
+    /// The HTTP status, repeated.
     status: u16,
+    /// What was wrong, for a person to read.
     detail: String,
 }
 
@@ -185,5 +209,46 @@ impl From<RegistryError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         RegistryError::from(e).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_type_is_among_the_documented_examples() {
+        let doc: serde_json::Value = serde_json::from_str(crate::api::openapi_json()).unwrap();
+        let examples = doc["components"]["schemas"]["Problem"]["properties"]["type"]["examples"]
+            .as_array()
+            .expect("the Problem schema lists its types")
+            .clone();
+        let s = String::new;
+        for error in [
+            ApiError::UnknownFlow {
+                tenant: s(),
+                flow: s(),
+            },
+            ApiError::NotFound { path: s() },
+            ApiError::QueryTooLong { len: 0, max: 0 },
+            ApiError::Unauthorized,
+            ApiError::Forbidden(s()),
+            ApiError::Missing(s()),
+            ApiError::BadRequest(s()),
+            ApiError::Unprocessable(s()),
+            ApiError::InvalidPlugin(s()),
+            ApiError::Conflict(s()),
+            ApiError::TooLarge(s()),
+            ApiError::UnsupportedMediaType(s()),
+            ApiError::QueueFull(s()),
+            ApiError::QueueUnavailable(s()),
+            ApiError::Internal,
+        ] {
+            let kind = format!("urn:passthru:problem:{}", error.parts().1);
+            assert!(
+                examples.iter().any(|e| *e == kind),
+                "{kind} is not documented"
+            );
+        }
     }
 }

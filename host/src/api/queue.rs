@@ -6,10 +6,14 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{Path, TenantAuth, check_name};
+use super::openapi::{BadRequest, Forbidden, Internal, NotFound, Unauthorized};
 use super::operator::with_store;
+use super::problem::Problem;
 use super::{ApiError, AppState};
+use crate::flow::Name;
 use crate::queue::{DeadLetter, FlowQueue, Queue, ReplayError};
 use crate::store::{StoreError, now_ms};
 
@@ -33,6 +37,26 @@ fn dead_letter_id(flow: &str, id: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("{id:?} is not an event id")))
 }
 
+/// An async flow's queue: depth and age
+///
+/// Events waiting, retrying and running (from memory), and dead letters (from the store). A
+/// deleted flow's leftovers stay visible until dealt with.
+#[utoipa::path(
+    get,
+    path = "/v1/flows/{flow}/queue",
+    operation_id = "getFlowQueue",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(("flow" = Name, Path, description = "The tenant's flow.")),
+    responses(
+        (status = 200, description = "The flow's queue.", body = FlowQueue),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn get_queue(
     TenantAuth(tenant): TenantAuth,
     State(state): State<AppState>,
@@ -65,21 +89,44 @@ pub(super) async fn get_queue(
     }))
 }
 
-#[derive(Deserialize)]
+/// A page of dead letters.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct Page {
+    /// Dead letters per page; 50 when absent, and brought within 1 to 1000.
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct Listing {
+/// A page of dead letters, newest first.
+#[derive(Serialize, ToSchema)]
+pub(super) struct DeadLetterList {
     items: Vec<DeadLetter>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     next_cursor: Option<u64>,
 }
 
+/// List an async flow's dead letters, newest first
+#[utoipa::path(
+    get,
+    path = "/v1/flows/{flow}/dead-letters",
+    operation_id = "listDeadLetters",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(("flow" = Name, Path, description = "The tenant's flow."), Page),
+    responses(
+        (status = 200, description = "A page of dead letters.", body = DeadLetterList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn list_dead_letters(
     TenantAuth(tenant): TenantAuth,
     State(state): State<AppState>,
@@ -96,9 +143,26 @@ pub(super) async fn list_dead_letters(
     let next_cursor = (items.len() == limit as usize)
         .then(|| items.last().map(|d| d.id))
         .flatten();
-    Ok(axum::Json(Listing { items, next_cursor }))
+    Ok(axum::Json(DeadLetterList { items, next_cursor }))
 }
 
+/// Inspect a dead letter: the request, its attempts, the last error and log
+#[utoipa::path(
+    get,
+    path = "/v1/flows/{flow}/dead-letters/{id}",
+    operation_id = "getDeadLetter",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(("flow" = Name, Path, description = "The tenant's flow."), ("id" = u64, Path, minimum = 1, description = "The event's id (x-passthru-event).")),
+    responses(
+        (status = 200, description = "The dead letter.", body = DeadLetter),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn get_dead_letter(
     TenantAuth(tenant): TenantAuth,
     State(state): State<AppState>,
@@ -113,6 +177,23 @@ pub(super) async fn get_dead_letter(
     ))
 }
 
+/// Delete a dead letter for good
+#[utoipa::path(
+    delete,
+    path = "/v1/flows/{flow}/dead-letters/{id}",
+    operation_id = "deleteDeadLetter",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(("flow" = Name, Path, description = "The tenant's flow."), ("id" = u64, Path, minimum = 1, description = "The event's id (x-passthru-event).")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn delete_dead_letter(
     TenantAuth(tenant): TenantAuth,
     State(state): State<AppState>,
@@ -126,6 +207,29 @@ pub(super) async fn delete_dead_letter(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Put a dead letter back in the queue
+///
+/// No request body. The event keeps its id and runs again from attempt 1, with the flow's
+/// current version, config and retry policy.
+#[utoipa::path(
+    post,
+    path = "/v1/flows/{flow}/dead-letters/{id}/replay",
+    operation_id = "replayDeadLetter",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(("flow" = Name, Path, description = "The tenant's flow."), ("id" = u64, Path, minimum = 1, description = "The event's id (x-passthru-event).")),
+    responses(
+        (status = 202, description = "Queued again."),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, description = "The queue is at its bound; try later.",
+            headers(("Retry-After" = u32, description = "Seconds.")),
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(super) async fn post_replay(
     TenantAuth(tenant): TenantAuth,
     State(state): State<AppState>,

@@ -11,32 +11,92 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{Json, Path, TenantAuth, check_name};
+use super::openapi::{BadRequest, Forbidden, Internal, NotFound, Unauthorized, WasmComponent};
 use super::operator::with_store as store_task;
+use super::problem::Problem;
 use super::{ApiError, AppState};
-use crate::flow::FlowSettings;
+use crate::flow::{FlowSettings, Name};
 use crate::registry::RegistryError;
 use crate::store::{DecisionFilter, DecisionRecord, FlowRecord, VersionRecord};
 /// Records per page unless `limit` says otherwise.
 const DEFAULT_PAGE: u32 = 50;
 
-#[derive(Serialize)]
-struct Listing<T> {
-    items: Vec<T>,
+/// Plugin versions.
+#[derive(Serialize, ToSchema)]
+pub(super) struct VersionList {
+    items: Vec<VersionRecord>,
+}
+
+/// Flows, by name.
+#[derive(Serialize, ToSchema)]
+pub(super) struct FlowList {
+    items: Vec<FlowRecord>,
+}
+
+/// A page of decision records, newest first.
+#[derive(Serialize, ToSchema)]
+pub(super) struct DecisionList {
+    items: Vec<DecisionRecord>,
+    /// Present when the page is full: pass it as `cursor` for the next (older) page.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     next_cursor: Option<i64>,
 }
 
-#[derive(Serialize)]
-struct Uploaded {
+/// An uploaded version, and whether this upload created it.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Uploaded {
     #[serde(flatten)]
     version: VersionRecord,
     /// False when these exact bytes were uploaded before: the existing version is returned.
     created: bool,
+    /// How long validation and compilation took (milliseconds).
     compile_ms: u64,
 }
 
+/// Upload a plugin version
+///
+/// The body is the component's raw bytes (the Content-Type is not checked). The component is
+/// validated (a component exporting `decide`, `record` or both as package
+/// `passthru:plugin@0.1.1` defines them, importing only what the host provides; components built
+/// against 0.1.0 are accepted) and compiled before the answer. A plugin is created by its first
+/// upload; versions are numbered 1, 2, ... per plugin. The upload limit is the smaller of the
+/// tenant's `max_plugin_bytes` and the server's `max_upload_bytes`: a declared Content-Length
+/// above it is refused before the body is read, and an undeclared length is read no further than
+/// the limit. A refused upload answers with `Connection: close`.
+#[utoipa::path(
+    post,
+    path = "/v1/plugins/{plugin}/versions",
+    operation_id = "uploadVersion",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(("plugin" = Name, Path, description = "The tenant's plugin.")),
+    request_body(
+        content = WasmComponent,
+        content_type = "application/wasm",
+        description = "The component's bytes.",
+    ),
+    responses(
+        (status = 200, description = "These exact bytes were uploaded to this plugin before: \
+                                      the existing version (created is false).",
+            body = Uploaded),
+        (status = 201, description = "A new version.", body = Uploaded),
+        (status = 400, description = "An invalid plugin name, or an empty body.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, description = "Over the upload limit.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a valid plugin; the detail says why (not \
+                                      WebAssembly, a core module, another world, an import the \
+                                      host does not provide, does not compile).",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn post_version(
     TenantAuth(tenant): TenantAuth,
     State(state): State<AppState>,
@@ -91,17 +151,45 @@ pub(super) async fn post_version(
     ))
 }
 
+/// List every version of every plugin of the tenant
+#[utoipa::path(
+    get,
+    path = "/v1/plugins",
+    operation_id = "listVersions",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    responses(
+        (status = 200, description = "By plugin name, then version.", body = VersionList),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn list_versions(
     TenantAuth(tenant): TenantAuth,
     State(state): State<AppState>,
 ) -> Result<impl IntoResponse, ApiError> {
     let items = store_task(&state, move |s| Ok(s.list_versions(&tenant, None)?)).await?;
-    Ok(axum::Json(Listing {
-        items,
-        next_cursor: None,
-    }))
+    Ok(axum::Json(VersionList { items }))
 }
 
+/// List the versions of one plugin
+#[utoipa::path(
+    get,
+    path = "/v1/plugins/{plugin}/versions",
+    operation_id = "listPluginVersions",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(("plugin" = Name, Path, description = "The tenant's plugin.")),
+    responses(
+        (status = 200, description = "Oldest first.", body = VersionList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn list_plugin_versions(
     TenantAuth(tenant): TenantAuth,
     State(state): State<AppState>,
@@ -116,12 +204,29 @@ pub(super) async fn list_plugin_versions(
         Ok(items)
     })
     .await?;
-    Ok(axum::Json(Listing {
-        items,
-        next_cursor: None,
-    }))
+    Ok(axum::Json(VersionList { items }))
 }
 
+/// Read one version
+#[utoipa::path(
+    get,
+    path = "/v1/plugins/{plugin}/versions/{version}",
+    operation_id = "getVersion",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(
+        ("plugin" = Name, Path, description = "The tenant's plugin."),
+        ("version" = u32, Path, description = "The version's number."),
+    ),
+    responses(
+        (status = 200, description = "The version.", body = VersionRecord),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn get_version(
     TenantAuth(tenant): TenantAuth,
     State(state): State<AppState>,
@@ -142,10 +247,13 @@ fn parse_version(text: &str) -> Result<u32, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("{text:?} is not a version number")))
 }
 
-/// A flow as the tenant writes it.
-#[derive(Deserialize)]
+/// A flow as the tenant writes it: the plugin version it runs, and its settings. Unknown fields
+/// are refused (400).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FlowBody {
+    /// The tenant's plugin.
+    #[schema(value_type = Name)]
     plugin: String,
     /// The version to make active; the plugin's latest when absent.
     #[serde(default)]
@@ -154,6 +262,41 @@ pub(super) struct FlowBody {
     settings: FlowSettings,
 }
 
+/// Create or replace a flow, and make it live
+///
+/// The next Passthru request to /passthru/{tenant}/{flow} runs the given version. Replacing a
+/// flow with another version of the same plugin keeps the old version as the rollback target;
+/// binding another plugin clears it.
+#[utoipa::path(
+    put,
+    path = "/v1/flows/{flow}",
+    operation_id = "putFlow",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(("flow" = Name, Path, description = "The tenant's flow.")),
+    request_body = FlowBody,
+    responses(
+        (status = 200, description = "Replaced.", body = FlowRecord),
+        (status = 201, description = "Created.", body = FlowRecord),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No such plugin or version.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A new flow, and the tenant already has max_flows flows.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The JSON body is larger than 1 MiB.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Limits out of range or above the tenant's caps, equal or \
+                                      invalid statuses, a retry policy out of range, a config \
+                                      over 64 KiB, or a version that does not export what the \
+                                      mode calls.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn put_flow(
     TenantAuth(tenant): TenantAuth,
     State(state): State<AppState>,
@@ -195,6 +338,23 @@ pub(super) async fn put_flow(
     Ok((status, axum::Json(stored)))
 }
 
+/// Read a flow
+#[utoipa::path(
+    get,
+    path = "/v1/flows/{flow}",
+    operation_id = "getFlow",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(("flow" = Name, Path, description = "The tenant's flow.")),
+    responses(
+        (status = 200, description = "The flow.", body = FlowRecord),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn get_flow(
     TenantAuth(tenant): TenantAuth,
     State(state): State<AppState>,
@@ -206,17 +366,50 @@ pub(super) async fn get_flow(
     ))
 }
 
+/// List the tenant's flows, by name
+#[utoipa::path(
+    get,
+    path = "/v1/flows",
+    operation_id = "listFlows",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    responses(
+        (status = 200, description = "Every flow of the tenant, those imported from the config \
+                                      file included.",
+            body = FlowList),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn list_flows(
     TenantAuth(tenant): TenantAuth,
     State(state): State<AppState>,
 ) -> Result<impl IntoResponse, ApiError> {
     let items = store_task(&state, move |s| Ok(s.list_flows(&tenant)?)).await?;
-    Ok(axum::Json(Listing {
-        items,
-        next_cursor: None,
-    }))
+    Ok(axum::Json(FlowList { items }))
 }
 
+/// Delete a flow
+///
+/// It stops answering at once (404); calls in flight finish. Its plugin versions and decision
+/// records are kept.
+#[utoipa::path(
+    delete,
+    path = "/v1/flows/{flow}",
+    operation_id = "deleteFlow",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(("flow" = Name, Path, description = "The tenant's flow.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn delete_flow(
     TenantAuth(tenant): TenantAuth,
     State(state): State<AppState>,
@@ -227,12 +420,43 @@ pub(super) async fn delete_flow(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// The version to activate.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Activate {
+    /// A version of the flow's plugin.
     version: u32,
 }
 
+/// Make another version of the flow's plugin active
+///
+/// Swaps what Passthru requests run atomically: calls in flight finish on the version they
+/// started with. The version active until now becomes the rollback target. Activating the active
+/// version changes nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/flows/{flow}/activate",
+    operation_id = "activateVersion",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(("flow" = Name, Path, description = "The tenant's flow.")),
+    request_body = Activate,
+    responses(
+        (status = 200, description = "The flow as it is now.", body = FlowRecord),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No such flow, or no such version of its plugin.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The JSON body is larger than 1 MiB.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The version does not export what the flow's mode calls.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn post_activate(
     TenantAuth(tenant): TenantAuth,
     State(state): State<AppState>,
@@ -247,6 +471,28 @@ pub(super) async fn post_activate(
     Ok(axum::Json(record))
 }
 
+/// Return the flow to its previous version
+///
+/// No request body. The previous version and the active one trade places, so a second rollback
+/// undoes the first.
+#[utoipa::path(
+    post,
+    path = "/v1/flows/{flow}/rollback",
+    operation_id = "rollbackFlow",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(("flow" = Name, Path, description = "The tenant's flow.")),
+    responses(
+        (status = 200, description = "The flow as it is now.", body = FlowRecord),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, description = "The flow has no previous version.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn post_rollback(
     TenantAuth(tenant): TenantAuth,
     State(state): State<AppState>,
@@ -265,19 +511,51 @@ pub(super) async fn post_rollback(
 }
 
 /// Filters of `GET /v1/decisions`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct DecisionQuery {
+    /// Records of this flow.
+    #[param(value_type = Option<Name>)]
     flow: Option<String>,
+    /// Records of this call (Exotel's `CallSid`).
     call_sid: Option<String>,
+    /// Records with this outcome: `decided`, `recorded`, or a failure kind (FailureKind, or
+    /// `flow_unavailable`).
     outcome: Option<String>,
+    /// Records at or after this time (milliseconds since the Unix epoch).
     since_ms: Option<i64>,
+    /// Records before this time (milliseconds since the Unix epoch).
     until_ms: Option<i64>,
+    /// Records per page; 50 when absent, and brought within 1 to 1000.
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<i64>,
 }
 
+/// Read decision records, newest first
+///
+/// One record per Passthru call of a sync flow, success and failure alike, and one per attempt
+/// of an async flow's event, written shortly after the call (records leave the request path
+/// through a queue and are written in batches). Filters combine; an unknown query key is a 400.
+/// When a page is full, `next_cursor` is the cursor of the next (older) page.
+#[utoipa::path(
+    get,
+    path = "/v1/decisions",
+    operation_id = "listDecisions",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(DecisionQuery),
+    responses(
+        (status = 200, description = "A page of records.", body = DecisionList),
+        (status = 400, description = "An unknown query key, a value of the wrong type, or an \
+                                      invalid flow name.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn list_decisions(
     TenantAuth(tenant): TenantAuth,
     State(state): State<AppState>,
@@ -302,9 +580,29 @@ pub(super) async fn list_decisions(
     let next_cursor = (items.len() == limit as usize)
         .then(|| items.last().map(|r| r.id))
         .flatten();
-    Ok(axum::Json(Listing { items, next_cursor }))
+    Ok(axum::Json(DecisionList { items, next_cursor }))
 }
 
+/// Read every decision record of one call, newest first
+///
+/// A call that passed through several flows, or through one several times, has several records
+/// (at most 1000 are returned). `next_cursor` is never set.
+#[utoipa::path(
+    get,
+    path = "/v1/calls/{call_sid}",
+    operation_id = "getCall",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(("call_sid" = String, Path, description = "Exotel's CallSid.")),
+    responses(
+        (status = 200, description = "The call's records.", body = DecisionList),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No record of that call for this tenant.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(super) async fn get_call(
     TenantAuth(tenant): TenantAuth,
     State(state): State<AppState>,
@@ -319,7 +617,7 @@ pub(super) async fn get_call(
     if items.is_empty() {
         return Err(ApiError::Missing(format!("call {call_sid:?}")));
     }
-    Ok(axum::Json(Listing {
+    Ok(axum::Json(DecisionList {
         items,
         next_cursor: None,
     }))

@@ -24,6 +24,24 @@ pub const MAX_NAME_BYTES: usize = 64;
 /// The most bytes of keys and values a flow's config may hold.
 pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
+/// The OpenAPI schema of a tenant, flow or plugin name: what [`validate_name`] accepts. Used only
+/// in the API's description (`#[schema(value_type = Name)]`); names are `String`s.
+pub struct Name;
+
+impl utoipa::PartialSchema for Name {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .description(Some(
+                "A tenant, flow or plugin name: ASCII letters, digits, '-' and '_'.",
+            ))
+            .pattern(Some(format!("^[A-Za-z0-9_-]{{1,{MAX_NAME_BYTES}}}$")))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Name {}
+
 /// Tenant, flow and plugin names appear in URLs, file names and logs: ASCII letters, digits, `-`
 /// and `_`, at most [`MAX_NAME_BYTES`] bytes.
 ///
@@ -47,9 +65,11 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// How a flow is called: `sync` answers the call flow with the branch `decide` picks; `async`
-/// answers `200` once the request is stored, and runs `record` in the background.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// How a flow is called: `sync` answers the call flow with the branch the plugin's `decide`
+/// export picks; `async` answers `200` once the request is stored, and runs the plugin's `record`
+/// export in the background, with retries. A flow can only be bound to a version that exports
+/// what its mode calls (422 otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FlowMode {
     #[default]
@@ -75,11 +95,14 @@ impl FlowMode {
 }
 
 /// The HTTP status answered for each branch. Exotel's Passthru reads `200` as one branch and
-/// `302` as the other; the `302` carries no `Location` and is not a redirect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `302` as the other; the `302` carries no `Location` and is not a redirect. An omitted status
+/// takes its default; the server answers 422 unless both are from 200 to 599 and they differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatusMap {
+    /// The status of the success branch.
     pub success: u16,
+    /// The status of the failure branch.
     pub failure: u16,
 }
 
@@ -124,8 +147,9 @@ impl StatusMap {
 }
 
 /// Everything a flow says about how it runs, apart from which plugin version it runs. The same
-/// shape in the config file, the API and the store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// shape in the config file, the API and the store; every setting may be omitted and takes its
+/// default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct FlowSettings {
     /// `sync` (the default: `decide` picks the branch) or `async` (`record` runs in the
@@ -133,13 +157,15 @@ pub struct FlowSettings {
     pub mode: FlowMode,
     /// The HTTP status of each branch.
     pub status: StatusMap,
-    /// The branch answered when the plugin fails (fuel, deadline, memory, trap).
+    /// The branch answered when the plugin fails (fuel, deadline, memory, trap), within the
+    /// deadline.
     pub fallback: Branch,
     /// What one call of the plugin may use.
     pub limits: Limits,
     /// How an async flow retries failed events (kept but unused in sync mode).
     pub retry: RetryPolicy,
-    /// What the plugin reads through `config`.
+    /// What the plugin reads through its `config` import: at most 64 KiB of keys and values
+    /// together.
     pub config: BTreeMap<String, String>,
 }
 

@@ -15,7 +15,11 @@ pub const MAX_BACKOFF_MS: u64 = 24 * 60 * 60 * 1000;
 /// jitter": a random point in the upper half of that delay, so a burst of failures spreads out
 /// instead of coming back in step. After `max_attempts` failed attempts the event becomes a dead
 /// letter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// An omitted setting takes its default. The server answers 422 unless `max_attempts` is 1 to
+/// 100, `backoff_ms` is 1 to 86400000 (a day) and `max_backoff_ms` is from `backoff_ms` to
+/// 86400000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1 means never retried).

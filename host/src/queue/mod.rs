@@ -599,14 +599,21 @@ fn decision_record(job: &Job, attempt_no: u32, attempt: &Attempt) -> DecisionRec
     )
 }
 
-/// The queue's state for one flow, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+/// The queue's state for one flow, as the API shows it: an async flow's events in the queue.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FlowQueue {
     pub flow: String,
+    /// Due, waiting for a worker.
     pub ready: u64,
+    /// Failed, waiting for their next attempt.
     pub retrying: u64,
+    /// Running now.
     pub in_flight: u64,
+    /// Dead letters.
     pub dead: u64,
+    /// When the oldest waiting or running event was accepted (milliseconds since the Unix
+    /// epoch); null when none.
     pub oldest_accepted_at_ms: Option<i64>,
+    /// How long ago that was, in milliseconds; null when none.
     pub oldest_age_ms: Option<i64>,
 }

@@ -31,7 +31,7 @@ const FUEL_YIELD_INTERVAL: u64 = 100_000;
 pub(super) const DEFER_RESET_FROM: Duration = Duration::from_micros(20);
 
 /// The branch a call flow takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Branch {
     Success,

@@ -8,7 +8,7 @@ use super::limits::Limits;
 use super::state::{CallState, LimitHit};
 
 /// The kind of a failed call, as reported in logs, records and `passthru run`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     OutOfFuel,

@@ -16,8 +16,10 @@ pub const MAX_DEADLINE_MS: u64 = 10_000;
 /// The most memory a flow may ask for, and the size of each memory slot in the pool.
 pub const MAX_MEMORY_MB: u64 = 1024;
 
-/// What a flow allows one call of its plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a flow allows one call of its plugin. An omitted limit takes its default. The server
+/// answers 422 unless `fuel` is at least 1, `deadline_ms` is 1 to 10000 and `memory_mb` is 1 to
+/// 1024, and each is within the tenant's caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Fuel: roughly, wasm instructions.

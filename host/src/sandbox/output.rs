@@ -22,7 +22,7 @@ pub const MAX_LOG_BYTES: usize = 16 * 1024;
 pub const MAX_LINE_BYTES: usize = 2 * 1024;
 
 /// Where a log line came from: the `log` import's levels, or the guest's standard streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogLevel {
     Trace,
@@ -34,7 +34,8 @@ pub enum LogLevel {
     Stderr,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One line a plugin logged, or wrote to its stdout or stderr.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogLine {
     pub level: LogLevel,
     pub message: String,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use sqlite::SqliteStore;
 
-use crate::flow::FlowSettings;
+use crate::flow::{FlowSettings, Name};
 use crate::sandbox::{Branch, Limits, LogLine};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,14 +59,21 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// What an operator allows a tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What an operator allows a tenant. An omitted cap takes its default. The server answers 422
+/// unless `max_plugin_bytes`, `max_fuel` and `max_flows` are at least 1, `max_deadline_ms` is 1
+/// to 10000 and `max_memory_mb` is 1 to 1024.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TenantCaps {
+    /// The largest upload, in bytes (the server's `max_upload_bytes` applies too).
     pub max_plugin_bytes: u64,
+    /// The most fuel a flow may give a call.
     pub max_fuel: u64,
+    /// The longest deadline a flow may set.
     pub max_deadline_ms: u64,
+    /// The most memory a flow may give a call.
     pub max_memory_mb: u64,
+    /// How many flows the tenant may have.
     pub max_flows: u32,
 }
 
@@ -106,71 +113,118 @@ impl TenantCaps {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A tenant: its name, whether it is disabled, and its caps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Tenant {
+    #[schema(value_type = Name)]
     pub name: String,
+    /// A disabled tenant's flows answer 404 and its tokens 403.
     pub disabled: bool,
     pub caps: TenantCaps,
+    /// Milliseconds since the Unix epoch.
     pub created_at_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A tenant's token as listed: its id, never the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TokenInfo {
+    /// What the token is listed and revoked under.
     pub id: String,
+    /// Milliseconds since the Unix epoch.
     pub created_at_ms: i64,
+    /// A revoked token no longer works.
     pub revoked: bool,
 }
 
 /// An uploaded, validated, immutable plugin version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct VersionRecord {
     pub tenant: String,
     pub plugin: String,
+    /// Numbered 1, 2, ... per plugin.
+    #[schema(minimum = 1)]
     pub version: u32,
     /// SHA-256 of the component, hex: the key of its blob and its compiled artifact.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub sha256: String,
+    /// The component's size in bytes.
     pub size: u64,
+    /// The world the component targets, from its exports: `decider` (`decide`), `recorder`
+    /// (`record`) or `plugin` (both).
+    #[schema(examples(
+        "passthru:plugin/decider@0.1.1",
+        "passthru:plugin/recorder@0.1.1",
+        "passthru:plugin/plugin@0.1.1"
+    ))]
     pub world: String,
+    /// The component's export names: `decide`, `record`, and any other (componentize-py adds
+    /// `init`), which the host ignores.
+    #[schema(examples(json!(["decide"]), json!(["record"])))]
     pub exports: Vec<String>,
+    /// Milliseconds since the Unix epoch.
     pub uploaded_at_ms: i64,
 }
 
-/// A flow: a version bound to a tenant's name, with how it is called.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A flow: a plugin version bound to a name of the tenant, with how it is called.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FlowRecord {
     pub tenant: String,
     pub name: String,
     pub plugin: String,
     /// The active version.
     pub version: u32,
-    /// The version active before it, what a rollback returns to.
+    /// The version active before it, what a rollback returns to; null when there is nothing to
+    /// roll back to.
     pub previous_version: Option<u32>,
     #[serde(flatten)]
     pub settings: FlowSettings,
+    /// Milliseconds since the Unix epoch.
     pub updated_at_ms: i64,
 }
 
-/// What one Passthru call did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What one Passthru call of a sync flow, or one attempt of an async flow's event, did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DecisionRecord {
-    /// Assigned by the store.
+    /// Assigned by the store; what `cursor` pages by.
     #[serde(default)]
     pub id: i64,
     pub tenant: String,
     pub flow: String,
     pub plugin: String,
     pub version: u32,
+    /// Exotel's `CallSid`, when the request had one.
     pub call_sid: Option<String>,
-    /// The branch answered: the plugin's, or the fallback.
+    /// Sync flows: the branch answered, the plugin's or the fallback. Async flows: `success`
+    /// when the attempt handled the event, else `failure`.
     pub branch: Branch,
-    /// `decided`, or the failure kind (`deadline`, `trap`, ...).
+    /// Sync flows: `decided`, or the failure kind when the fallback was answered. Async flows:
+    /// `recorded`, or the failure kind of the attempt (`plugin_error` when `record` returned an
+    /// error, `flow_unavailable` when the flow was gone).
+    #[schema(examples(
+        "decided",
+        "out_of_fuel",
+        "deadline",
+        "memory_limit",
+        "trap",
+        "invalid_component",
+        "overloaded",
+        "recorded",
+        "plugin_error",
+        "flow_unavailable"
+    ))]
     pub outcome: String,
+    /// Sync flows: the plugin's reason, if it gave one. Async flows: `event N attempt M`.
     pub reason: Option<String>,
+    /// What went wrong, when the plugin failed.
     pub error: Option<String>,
     pub fuel_used: u64,
+    /// Microseconds the call took.
     pub elapsed_us: u64,
+    /// What the plugin logged, and its stdout and stderr.
     pub log: Vec<LogLine>,
+    /// Log lines dropped past the per-call caps.
     pub log_dropped: u32,
+    /// Milliseconds since the Unix epoch.
     pub at_ms: i64,
 }
 

@@ -36,12 +36,25 @@ pub struct StoredEvent {
 }
 
 /// What the last failed attempt of an event said.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Failure {
     /// A failure kind: `plugin_error`, `trap`, `deadline`, ..., or `flow_unavailable`.
+    #[schema(examples(
+        "plugin_error",
+        "trap",
+        "deadline",
+        "out_of_fuel",
+        "memory_limit",
+        "invalid_component",
+        "overloaded",
+        "flow_unavailable"
+    ))]
     pub kind: String,
+    /// What went wrong.
     pub error: String,
+    /// What the plugin logged in that attempt.
     pub log: Vec<LogLine>,
+    /// Milliseconds since the Unix epoch.
     pub at_ms: i64,
 }
 
@@ -65,14 +78,22 @@ pub enum Completion {
     },
 }
 
-/// A dead letter, as the tenant inspects it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A dead letter, as the tenant inspects it: an async event whose last allowed attempt failed.
+/// It stays until replayed or deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
+    /// The event's id (`x-passthru-event`), what `record` saw on every attempt.
+    #[schema(minimum = 1)]
     pub id: u64,
     pub flow: String,
+    /// Exotel's `CallSid`, when the request had one.
     pub call_sid: Option<String>,
+    /// The Passthru query string as Exotel sent it.
     pub query: String,
+    /// Milliseconds since the Unix epoch.
     pub accepted_at_ms: i64,
+    /// Attempts made.
+    #[schema(minimum = 1)]
     pub attempts: u32,
     pub last_failure: Failure,
 }
