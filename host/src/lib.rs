@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod call;
 pub mod config;
+pub mod logsafe;
 pub mod queue;
 pub mod records;
 pub mod registry;

@@ -17,6 +17,7 @@ use tracing::Instrument;
 use super::extract::Path;
 use super::{ApiError, AppState};
 use crate::call;
+use crate::logsafe::Escaped;
 use crate::queue::{AcceptError, NewEvent};
 use crate::registry::Flow;
 use crate::sandbox::{Branch, CallReport, trace_lines};
@@ -139,14 +140,14 @@ fn log_report(report: &CallReport) {
     match &report.outcome {
         Ok(decision) => tracing::debug!(
             branch = decision.branch.as_str(),
-            reason = decision.reason.as_deref().unwrap_or(""),
+            reason = %Escaped(decision.reason.as_deref().unwrap_or("")),
             fuel = report.fuel_used,
             elapsed_us,
             "decided"
         ),
         Err(error) => tracing::warn!(
             kind = error.kind().as_str(),
-            %error,
+            error = %Escaped(&error.to_string()),
             fuel = report.fuel_used,
             elapsed_us,
             "plugin failed; answered the fallback branch"

@@ -30,6 +30,7 @@ pub use scheduler::{Bounds, FlowDepth, Full};
 pub use store::{Completion, DeadLetter, Failure, NewEvent, QueueStore, SqliteQueue, StoredEvent};
 
 use crate::call;
+use crate::logsafe::Escaped;
 use crate::records::Recorder;
 use crate::registry::Registry;
 use crate::sandbox::{Branch, Event, LogLine, trace_lines};
@@ -492,7 +493,7 @@ impl Worker {
                 if attempt.retry.retries_after(attempt_no) {
                     let delay = attempt.retry.delay(attempt_no, policy::random_unit());
                     let due = now.saturating_add(delay.as_millis() as i64);
-                    tracing::warn!(kind = %kind, %error, retry_in_ms = delay.as_millis() as u64,
+                    tracing::warn!(kind = %kind, error = %Escaped(error), retry_in_ms = delay.as_millis() as u64,
                         "attempt failed; will retry");
                     let completion = Completion::Retry {
                         id: job.id,
@@ -502,7 +503,7 @@ impl Worker {
                     };
                     (completion, Finish::Retry { due_ms: due })
                 } else {
-                    tracing::warn!(kind = %kind, %error, attempts = attempt_no,
+                    tracing::warn!(kind = %kind, error = %Escaped(error), attempts = attempt_no,
                         "attempt failed, the last one allowed; kept as a dead letter");
                     self.shared
                         .stats
