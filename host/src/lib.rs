@@ -6,6 +6,7 @@ pub mod auth;
 pub mod call;
 pub mod config;
 pub mod logsafe;
+pub mod metrics;
 pub mod queue;
 pub mod records;
 pub mod registry;

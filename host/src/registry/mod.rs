@@ -20,6 +20,7 @@ pub use builtin::{BUILTIN_NAMES, builtin};
 pub use import::ImportError;
 
 use crate::config::StatusMap;
+use crate::metrics::{FlowFamilies, FlowMetrics};
 use crate::queue::RetryPolicy;
 use crate::sandbox::{Branch, FlowConfig, Limits, Plugin, Sandbox, SandboxError, hex_sha256};
 use crate::store::{FlowMode, FlowRecord, Store, StoreError, VersionRecord, now_ms};
@@ -79,6 +80,8 @@ pub struct Flow {
     pub limits: Limits,
     pub retry: RetryPolicy,
     pub config: Arc<FlowConfig>,
+    /// This flow's counters and histograms, resolved when it was made live.
+    pub metrics: FlowMetrics,
 }
 
 /// Every live flow of every enabled tenant. Immutable: changes build a new table.
@@ -130,6 +133,8 @@ pub struct Registry {
     changes: tokio::sync::Mutex<()>,
     /// Serialises the look-up and insertion of new versions (held briefly, never across await).
     numbering: Mutex<()>,
+    /// The per-flow metric families each live flow resolves its handles from.
+    flow_metrics: FlowFamilies,
 }
 
 impl std::fmt::Debug for Registry {
@@ -163,6 +168,7 @@ impl Registry {
             loaded: Mutex::new(HashMap::new()),
             changes: tokio::sync::Mutex::new(()),
             numbering: Mutex::new(()),
+            flow_metrics: FlowFamilies::default(),
         };
         let mut table = FlowTable::default();
         for record in registry.store.list_live_flows()? {
@@ -198,6 +204,10 @@ impl Registry {
 
     pub fn sandbox(&self) -> &Arc<Sandbox> {
         &self.sandbox
+    }
+
+    pub fn flow_metrics(&self) -> &FlowFamilies {
+        &self.flow_metrics
     }
 
     /// Validates, compiles and records a new version of `plugin` for `tenant`. Uploading the
@@ -441,6 +451,11 @@ impl Registry {
             limits: record.limits,
             retry: record.retry,
             config: Arc::new(record.config.clone()),
+            metrics: self.flow_metrics.resolve(
+                &record.tenant,
+                &record.name,
+                record.mode == FlowMode::Async,
+            ),
         })
     }
 
