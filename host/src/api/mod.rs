@@ -258,3 +258,51 @@ async fn not_found(uri: Uri) -> ApiError {
         path: uri.path().to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The timeout layer as the admin routes stack it, on a handler slower than the timeout:
+    /// a `408` with a problem body.
+    #[tokio::test]
+    async fn a_timed_out_admin_request_gets_a_408_problem() {
+        let app = Router::new()
+            .route(
+                "/v1/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                Duration::from_millis(50),
+            ))
+            .layer(middleware::map_response(timeout_problem));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let response = reqwest::get(format!("http://{addr}/v1/slow"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 408);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["type"], "urn:passthru:problem:timeout");
+        assert_eq!(body["status"], 408);
+        server.abort();
+    }
+
+    #[test]
+    fn made_request_ids_differ() {
+        let request = Request::new(());
+        let mut make = NextRequestId;
+        let a = make.make_request_id(&request).unwrap();
+        let b = make.make_request_id(&request).unwrap();
+        assert_ne!(a.header_value(), b.header_value());
+    }
+}
