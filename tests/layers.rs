@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 /// Lowest first. A module may use any module of a lower layer, none of its own or a higher one.
 const LAYERS: &[&[&str]] = &[
-    // Leaves: formatting errors; the Exotel query parser (pure).
-    &["error", "call"],
+    // Leaves: formatting errors, escaping guest text for the log; the Exotel query parser (pure).
+    &["error", "logsafe", "call"],
     // wasmtime: limits, calls, failures.
     &["sandbox"],
     // A flow's settings and names.

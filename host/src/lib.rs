@@ -7,6 +7,8 @@ pub mod call;
 pub mod config;
 pub mod error;
 pub mod flow;
+pub mod logsafe;
+pub mod metrics;
 pub mod queue;
 pub mod records;
 pub mod registry;

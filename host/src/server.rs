@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::AppState;
+use crate::api::Metrics;
 use crate::auth;
 use crate::config::{DEFAULT_DATA_DIR, ServerConfig};
 use crate::queue::{Queue, SqliteQueue};
@@ -108,6 +109,11 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
             config.async_queue.options(),
         )?
     };
+    let metrics = Arc::new(Metrics::new(
+        registry.clone(),
+        recorder.clone(),
+        queue.clone(),
+    ));
     Ok(Started {
         state: AppState {
             registry,
@@ -116,6 +122,7 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
             operator: Arc::new(auth::OperatorToken::new(&operator)),
             max_query_bytes: config.max_query_bytes,
             max_upload_bytes: config.max_upload_bytes,
+            metrics,
         },
         data_dir,
         operator_token_file,

@@ -5,7 +5,7 @@
 //! listener until a shutdown signal, letting in-flight requests finish.
 
 mod extract;
-mod metrics;
+pub mod metrics;
 mod openapi;
 mod operator;
 mod passthru;
@@ -15,25 +15,42 @@ mod tenant;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{Uri, header};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath};
+use axum::http::{HeaderValue, Request, StatusCode, Uri, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tracing::field::Empty;
 
 pub use openapi::{ApiDoc, openapi_json};
 pub use problem::ApiError;
 
 use crate::auth::OperatorToken;
+use crate::logsafe::Escaped;
 use crate::queue::Queue;
 use crate::records::Recorder;
 use crate::registry::Registry;
+pub use metrics::Metrics;
 
 /// The largest JSON body the admin API reads.
 const MAX_JSON_BYTES: usize = 1 << 20;
+
+/// How long an admin API request may take before it is answered `408`.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The same for plugin uploads, which compile the component (seconds for a large one).
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
@@ -44,6 +61,7 @@ pub struct AppState {
     pub operator: Arc<OperatorToken>,
     pub max_query_bytes: usize,
     pub max_upload_bytes: u64,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Every route, with the state attached.
@@ -55,7 +73,16 @@ pub fn router(state: AppState) -> Router {
         )
         // The upload handler enforces its own limit, from the tenant's cap.
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::map_response(close_unless_success));
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            UPLOAD_TIMEOUT,
+        ))
+        .layer(middleware::map_response(timeout_problem))
+        .layer(middleware::map_response(close_unless_success))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_admin_request,
+        ));
     let admin = Router::new()
         .route(
             "/v1/tenants",
@@ -103,7 +130,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/decisions", get(tenant::list_decisions))
         .route("/v1/calls/{call_sid}", get(tenant::get_call))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
-        .layer(middleware::map_response(close_unless_success));
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            ADMIN_TIMEOUT,
+        ))
+        .layer(middleware::map_response(timeout_problem))
+        .layer(middleware::map_response(close_unless_success))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_admin_request,
+        ));
     Router::new()
         .route("/passthru/{tenant}/{flow}", get(passthru::get_passthru))
         .route("/healthz", get(get_healthz))
@@ -112,7 +148,72 @@ pub fn router(state: AppState) -> Router {
         .merge(uploads)
         .merge(admin)
         .fallback(not_found)
+        // Every route (and the fallback): a span per request, then the request id around it.
+        // `Router::layer` wraps each route after routing, so the span sees the matched route.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                // Handlers log their own failures; a 503 from a full queue is not an error.
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(NextRequestId))
         .with_state(state)
+}
+
+/// The span every request runs in: its id, method and route template. The Passthru handler
+/// fills in the tenant, flow and call.
+fn request_span(request: &Request<Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("", MatchedPath::as_str);
+    tracing::info_span!(
+        "request",
+        // A client may send its own id: shown escaped and cut.
+        id = %Escaped(crate::logsafe::cut(id, 64)),
+        method = %request.method(),
+        route,
+        tenant = Empty,
+        flow = Empty,
+        call_sid = Empty,
+    )
+}
+
+/// Request ids for requests that come without one: a random prefix drawn once per process and
+/// a counter, so ids are unique across restarts without a random draw per request.
+#[derive(Debug, Clone, Copy)]
+struct NextRequestId;
+
+impl MakeRequestId for NextRequestId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        static PREFIX: OnceLock<u32> = OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let prefix = *PREFIX.get_or_init(|| {
+            let mut bytes = [0u8; 4];
+            let _ = getrandom::fill(&mut bytes);
+            u32::from_le_bytes(bytes)
+        });
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::try_from(format!("{prefix:08x}-{n:x}"))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// The timeout layer answers a bare `408`: give it a problem body like every other error.
+async fn timeout_problem(response: Response) -> Response {
+    if response.status() == StatusCode::REQUEST_TIMEOUT
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return ApiError::Timeout.into_response();
+    }
+    response
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves, then waits for in-flight
@@ -184,5 +285,53 @@ async fn get_openapi() -> impl IntoResponse {
 async fn not_found(uri: Uri) -> ApiError {
     ApiError::NotFound {
         path: uri.path().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The timeout layer as the admin routes stack it, on a handler slower than the timeout:
+    /// a `408` with a problem body.
+    #[tokio::test]
+    async fn a_timed_out_admin_request_gets_a_408_problem() {
+        let app = Router::new()
+            .route(
+                "/v1/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                Duration::from_millis(50),
+            ))
+            .layer(middleware::map_response(timeout_problem));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let response = reqwest::get(format!("http://{addr}/v1/slow"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 408);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["type"], "urn:passthru:problem:timeout");
+        assert_eq!(body["status"], 408);
+        server.abort();
+    }
+
+    #[test]
+    fn made_request_ids_differ() {
+        let request = Request::new(());
+        let mut make = NextRequestId;
+        let a = make.make_request_id(&request).unwrap();
+        let b = make.make_request_id(&request).unwrap();
+        assert_ne!(a.header_value(), b.header_value());
     }
 }

@@ -19,6 +19,7 @@ use super::problem::Problem;
 use super::{ApiError, AppState};
 use crate::call;
 use crate::flow::{FlowMode, Name};
+use crate::logsafe::Escaped;
 use crate::queue::{AcceptError, NewEvent};
 use crate::records::{Answer, Subject, Usage};
 use crate::registry::Flow;
@@ -113,12 +114,13 @@ pub(super) async fn get_passthru(
     }
     let call = call::parse(&query);
     let call_sid = call.call_sid.clone();
-    let span = tracing::info_span!(
-        "passthru",
-        tenant = %flow.tenant,
-        flow = %flow.name,
-        call_sid = call_sid.as_deref().unwrap_or(""),
-    );
+    // The request's span (id, method, route) gets the flow and the call: one span per request.
+    let span = tracing::Span::current();
+    span.record("tenant", flow.tenant.as_str());
+    span.record("flow", flow.name.as_str());
+    if let Some(sid) = &call_sid {
+        span.record("call_sid", tracing::field::display(Escaped(sid)));
+    }
     let report = state
         .registry
         .sandbox()
@@ -128,10 +130,12 @@ pub(super) async fn get_passthru(
     let _entered = span.enter();
     log_report(&report);
 
-    let (branch, outcome) = match &report.outcome {
-        Ok(decision) => (decision.branch, "decided"),
-        Err(error) => (flow.fallback, error.kind().as_str()),
+    let (branch, outcome, failure) = match &report.outcome {
+        Ok(decision) => (decision.branch, "decided", None),
+        Err(error) => (flow.fallback, error.kind().as_str(), Some(error.kind())),
     };
+    flow.metrics
+        .answered(failure, report.elapsed, report.fuel_used);
     let status = StatusCode::from_u16(flow.status.for_branch(branch))
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = status.into_response();
@@ -157,6 +161,7 @@ async fn enqueue(state: &AppState, flow: &Flow, query: String) -> Result<Respons
     };
     match state.queue.accept(event).await {
         Ok(id) => {
+            flow.metrics.queued();
             let mut response = StatusCode::OK.into_response();
             let headers = response.headers_mut();
             headers.insert(OUTCOME_HEADER.clone(), HeaderValue::from_static("queued"));
@@ -200,14 +205,14 @@ fn log_report(report: &CallReport) {
     match &report.outcome {
         Ok(decision) => tracing::debug!(
             branch = decision.branch.as_str(),
-            reason = decision.reason.as_deref().unwrap_or(""),
+            reason = %Escaped(decision.reason.as_deref().unwrap_or("")),
             fuel = report.fuel_used,
             elapsed_us,
             "decided"
         ),
         Err(error) => tracing::warn!(
             kind = error.kind().as_str(),
-            %error,
+            error = %Escaped(&error.to_string()),
             fuel = report.fuel_used,
             elapsed_us,
             "plugin failed; answered the fallback branch"

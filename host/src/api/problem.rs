@@ -43,6 +43,8 @@ pub enum ApiError {
     QueueFull(String),
     /// An async request refused because the queue cannot commit (shutting down, disk failing).
     QueueUnavailable(String),
+    /// An admin API request that took longer than its timeout.
+    Timeout,
     Internal,
 }
 
@@ -151,6 +153,14 @@ impl ApiError {
                 "queue-unavailable",
                 "Async queue unavailable",
                 format!("{detail}; the request was not kept"),
+            ),
+            ApiError::Timeout => (
+                S::REQUEST_TIMEOUT,
+                "timeout",
+                "Request timeout",
+                "the request took longer than the server allows; a change it asked for may still \
+                 take effect"
+                    .to_owned(),
             ),
             ApiError::Internal => (
                 S::INTERNAL_SERVER_ERROR,

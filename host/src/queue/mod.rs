@@ -30,6 +30,7 @@ pub use scheduler::{Bounds, FlowDepth, Full};
 
 use crate::call;
 use crate::flow::RetryPolicy;
+use crate::logsafe::Escaped;
 use crate::records::{Answer, Recorder, Subject, Usage};
 use crate::registry::Registry;
 use crate::sandbox::{Branch, Event, trace_lines};
@@ -494,7 +495,7 @@ impl Worker {
                         .retry
                         .delay(attempt_no, crate::flow::retry::random_unit());
                     let due = now.saturating_add(delay.as_millis() as i64);
-                    tracing::warn!(kind = %kind, %error, retry_in_ms = delay.as_millis() as u64,
+                    tracing::warn!(kind = %kind, error = %Escaped(error), retry_in_ms = delay.as_millis() as u64,
                         "attempt failed; will retry");
                     let completion = Completion::Retry {
                         id: job.id,
@@ -504,7 +505,7 @@ impl Worker {
                     };
                     (completion, Finish::Retry { due_ms: due })
                 } else {
-                    tracing::warn!(kind = %kind, %error, attempts = attempt_no,
+                    tracing::warn!(kind = %kind, error = %Escaped(error), attempts = attempt_no,
                         "attempt failed, the last one allowed; kept as a dead letter");
                     self.shared
                         .stats

@@ -21,6 +21,7 @@ pub use import::ImportError;
 
 use crate::error::Chain;
 use crate::flow::{FlowMode, RetryPolicy, StatusMap};
+use crate::metrics::{FlowFamilies, FlowMetrics};
 use crate::sandbox::{Branch, FlowConfig, Limits, Plugin, Sandbox, SandboxError, hex_sha256};
 use crate::store::{FlowRecord, Store, StoreError, VersionRecord, now_ms};
 
@@ -92,6 +93,8 @@ pub struct Flow {
     pub limits: Limits,
     pub retry: RetryPolicy,
     pub config: Arc<FlowConfig>,
+    /// This flow's counters and histograms, resolved when it was made live.
+    pub metrics: FlowMetrics,
 }
 
 /// Every live flow of every enabled tenant. Immutable: changes build a new table.
@@ -143,6 +146,8 @@ pub struct Registry {
     changes: tokio::sync::Mutex<()>,
     /// Serialises the look-up and insertion of new versions (held briefly, never across await).
     numbering: Mutex<()>,
+    /// The per-flow metric families each live flow resolves its handles from.
+    flow_metrics: FlowFamilies,
 }
 
 impl std::fmt::Debug for Registry {
@@ -176,6 +181,7 @@ impl Registry {
             loaded: Mutex::new(HashMap::new()),
             changes: tokio::sync::Mutex::new(()),
             numbering: Mutex::new(()),
+            flow_metrics: FlowFamilies::default(),
         };
         let mut table = FlowTable::default();
         for record in registry.store.list_live_flows()? {
@@ -211,6 +217,10 @@ impl Registry {
 
     pub fn sandbox(&self) -> &Arc<Sandbox> {
         &self.sandbox
+    }
+
+    pub fn flow_metrics(&self) -> &FlowFamilies {
+        &self.flow_metrics
     }
 
     /// Validates, compiles and records a new version of `plugin` for `tenant`. Uploading the
@@ -455,6 +465,11 @@ impl Registry {
             limits: settings.limits,
             retry: settings.retry,
             config: Arc::new(settings.config.clone()),
+            metrics: self.flow_metrics.resolve(
+                &record.tenant,
+                &record.name,
+                settings.mode == FlowMode::Async,
+            ),
         })
     }
 

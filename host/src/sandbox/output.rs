@@ -130,7 +130,8 @@ impl CallLog {
 pub fn trace_lines(lines: &[LogLine]) {
     if tracing::enabled!(target: "passthru::plugin", tracing::Level::DEBUG) {
         for line in lines {
-            tracing::debug!(target: "passthru::plugin", level = ?line.level, "plugin: {}", line.message);
+            tracing::debug!(target: "passthru::plugin", level = ?line.level, "plugin: {}",
+                crate::logsafe::Escaped(&line.message));
         }
     }
 }
