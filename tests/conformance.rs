@@ -207,8 +207,14 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Builds every language's components from source with `make -C plugins polyglot`.
+/// Builds every language's components from source with `make -C plugins polyglot`, once for
+/// all the tests of this binary (two `make`s at once would write the same files).
 fn build_polyglot_plugins() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(run_make_polyglot);
+}
+
+fn run_make_polyglot() {
     let plugins = repo_root().join("plugins");
     let output = Command::new("make")
         .arg("-C")
@@ -314,6 +320,82 @@ async fn every_language_decides_like_rust() -> anyhow::Result<()> {
         "{} of {compared} calls differ from Rust:\n{}",
         mismatches.len(),
         mismatches.join("\n")
+    );
+    Ok(())
+}
+
+/// The largest query a server accepts by default (16 KiB), made of real-shaped parameters: the
+/// `gather-single-key` sample followed by 92 call legs of five parameters each (476 parameters,
+/// 16,240 bytes). JavaScript's cost grows with the number of parameters (the call details become
+/// JavaScript objects), so this is the call that needs the most fuel.
+const LARGE_QUERY: &str = include_str!("fixtures/large/legs-16k.query");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_language_decides_the_largest_query_within_the_default_limits() -> anyhow::Result<()>
+{
+    tokio::task::spawn_blocking(build_polyglot_plugins).await?;
+    let query = LARGE_QUERY.trim();
+    assert!(
+        (16_000..=passthru::config::DEFAULT_MAX_QUERY_BYTES).contains(&query.len()),
+        "the large query is {} bytes",
+        query.len()
+    );
+    let dist = repo_root().join("plugins").join("dist");
+    let sandbox = Sandbox::new(SandboxOptions {
+        max_concurrent_calls: 2,
+    })?;
+    // The default fuel and memory, as a flow gets them. The default deadline too in a release
+    // build; a debug build of the host spends far longer handing the call details over (the
+    // plugin's code is compiled the same), so there the deadline is the wider one a debug build
+    // needs, and the release timings are in BENCHMARKS.md.
+    let limits = Limits {
+        deadline_ms: if cfg!(debug_assertions) {
+            5_000
+        } else {
+            Limits::default().deadline_ms
+        },
+        ..Limits::default()
+    };
+    let vips: Config = &[("vip_numbers", VIPS)];
+    let examples = [
+        ("ivr-menu", common::IVR_MENU, &[][..], Branch::Failure),
+        ("vip-caller", common::VIP_CALLER, vips, Branch::Success),
+    ];
+    let mut failures = Vec::new();
+    for (example, rust_path, config, expected) in examples {
+        let case = case("16 KiB of legs", query, config, expected);
+        let mut builds = vec![("Rust".to_owned(), PathBuf::from(rust_path))];
+        for language in LANGUAGES {
+            let path = dist.join(format!("{example}-{}.wasm", language.suffix));
+            builds.push((language.name.to_owned(), path));
+        }
+        for (language, path) in builds {
+            let (plugin, _) = compile(&sandbox, &path);
+            let config: FlowConfig = config
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let report = sandbox
+                .decide(&plugin, call::parse(&case.query), &limits, Arc::new(config))
+                .await;
+            match report.outcome {
+                Ok(decision) if decision.branch == expected => println!(
+                    "{language} {example}: {} fuel of {}, {} us",
+                    report.fuel_used,
+                    limits.fuel,
+                    report.elapsed.as_micros()
+                ),
+                other => failures.push(format!(
+                    "{language} {example}: {other:?} after {} fuel",
+                    report.fuel_used
+                )),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "the largest query does not decide within the default limits:\n{}",
+        failures.join("\n")
     );
     Ok(())
 }

@@ -12,7 +12,7 @@
 //! success = 200
 //! failure = 302
 //! [flow.limits]                           # optional
-//! fuel = 10000000
+//! fuel = 100000000
 //! deadline_ms = 50
 //! memory_mb = 64
 //! [flow.config]                           # what the plugin reads through `config`
