@@ -4,6 +4,7 @@
 //! [`router`] builds everything (tests drive it without a socket); [`serve`] runs it on a
 //! listener until a shutdown signal, letting in-flight requests finish.
 
+mod decisions;
 mod extract;
 pub mod metrics;
 mod openapi;
@@ -127,8 +128,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/flows/{flow}/dead-letters/{id}/replay",
             post(queue::post_replay),
         )
-        .route("/v1/decisions", get(tenant::list_decisions))
-        .route("/v1/calls/{call_sid}", get(tenant::get_call))
+        .route("/v1/decisions", get(decisions::list_decisions))
+        .route("/v1/calls/{call_sid}", get(decisions::get_call))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi, ToResponse};
 
-use super::{metrics, operator, passthru, queue, tenant};
+use super::{decisions, metrics, operator, passthru, queue, tenant};
 
 /// The whole API. `passthru::api::openapi_json()` is its JSON.
 #[derive(OpenApi)]
@@ -62,8 +62,8 @@ This document is generated from the server's code."
         tenant::delete_flow,
         tenant::post_activate,
         tenant::post_rollback,
-        tenant::list_decisions,
-        tenant::get_call,
+        decisions::list_decisions,
+        decisions::get_call,
         queue::get_queue,
         queue::list_dead_letters,
         queue::get_dead_letter,

@@ -12,8 +12,9 @@
 //! committed, runs again at the next start. Plugins get the event's id to be idempotent.
 
 pub mod scheduler;
+mod stats;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
@@ -27,6 +28,7 @@ pub use crate::store::queue::{
     Completion, DeadLetter, Failure, NewEvent, QueueStore, SqliteQueue, StoredEvent,
 };
 pub use scheduler::{Bounds, FlowDepth, Full};
+pub use stats::{DELAY_BUCKETS_US, DelayHistogram, QueueStats};
 
 use crate::call;
 use crate::flow::RetryPolicy;
@@ -56,46 +58,6 @@ pub enum AcceptError {
     Full(String),
     #[error("the async queue cannot take requests: {0}")]
     Unavailable(String),
-}
-
-/// Counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct QueueStats {
-    pub accepted: AtomicU64,
-    pub refused_full: AtomicU64,
-    pub refused_unavailable: AtomicU64,
-    pub handled: AtomicU64,
-    pub failed_attempts: AtomicU64,
-    pub dead_lettered: AtomicU64,
-    pub replayed: AtomicU64,
-    pub commits: AtomicU64,
-    /// From accepting a request to starting its first attempt.
-    pub start_delay: DelayHistogram,
-}
-
-/// Upper bounds of the start-delay histogram's buckets, in microseconds.
-pub const DELAY_BUCKETS_US: [u64; 14] = [
-    250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000,
-    5_000_000, 30_000_000,
-];
-
-/// A Prometheus-style histogram of delays: a count per bucket (not cumulative; the last one is
-/// everything above the largest bound), the sum and the count.
-#[derive(Debug, Default)]
-pub struct DelayHistogram {
-    pub buckets: [AtomicU64; DELAY_BUCKETS_US.len() + 1],
-    pub sum_us: AtomicU64,
-    pub count: AtomicU64,
-}
-
-impl DelayHistogram {
-    pub fn observe(&self, delay: Duration) {
-        let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
-        let bucket = DELAY_BUCKETS_US.partition_point(|&bound| bound < us);
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 /// The queue and its workers. Cheap to clone.
