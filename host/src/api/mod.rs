@@ -201,7 +201,18 @@ impl MakeRequestId for NextRequestId {
             u32::from_le_bytes(bytes)
         });
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::try_from(format!("{prefix:08x}-{n:x}"))
+        // `PREFIX-COUNTER` in lower-case hex, written on the stack (no `format!` per request).
+        let mut id = [0u8; 8 + 1 + 16];
+        let hex = |value: u64, out: &mut [u8]| {
+            for (i, byte) in out.iter_mut().rev().enumerate() {
+                *byte = b"0123456789abcdef"[((value >> (4 * i)) & 0xf) as usize];
+            }
+        };
+        hex(u64::from(prefix), &mut id[..8]);
+        id[8] = b'-';
+        let digits = (16 - n.leading_zeros() as usize / 4).max(1);
+        hex(n, &mut id[9..9 + digits]);
+        HeaderValue::from_bytes(&id[..9 + digits])
             .ok()
             .map(RequestId::new)
     }

@@ -12,7 +12,6 @@
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tracing::Instrument;
 
 use super::extract::Path;
 use super::problem::Problem;
@@ -121,13 +120,13 @@ pub(super) async fn get_passthru(
     if let Some(sid) = &call_sid {
         span.record("call_sid", tracing::field::display(Escaped(sid)));
     }
+    // This future already runs inside the request's span (the trace layer instruments it), so
+    // the call and the logs below are in it without entering it again.
     let report = state
         .registry
         .sandbox()
         .decide(&flow.plugin, call, &flow.limits, flow.config.clone())
-        .instrument(span.clone())
         .await;
-    let _entered = span.enter();
     log_report(&report);
 
     let (branch, outcome, failure) = match &report.outcome {
