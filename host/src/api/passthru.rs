@@ -10,7 +10,7 @@
 //! flow's error path, and the request is counted, never silently lost.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
@@ -101,6 +101,7 @@ pub(super) async fn get_passthru(
     State(state): State<AppState>,
     Path((tenant, flow)): Path<(String, String)>,
     RawQuery(query): RawQuery,
+    method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let query = query.unwrap_or_default();
@@ -127,7 +128,7 @@ pub(super) async fn get_passthru(
     let span = tracing::info_span!(
         "request",
         id = %Escaped(crate::logsafe::cut(id, 64)),
-        method = "GET",
+        method = %method,
         route = PASSTHRU_ROUTE,
         tenant = %flow.tenant,
         flow = %flow.name,
