@@ -222,17 +222,14 @@ pub async fn run(
             },
             EXIT_DECIDED,
         ),
-        Err(error) => {
-            let elapsed_us = micros(report.elapsed);
-            failed_call(
-                &error,
-                report.fuel_used,
-                elapsed_us,
-                timing,
-                report.log,
-                call,
-            )
-        }
+        Err(error) => failed_call(
+            &error,
+            report.fuel_used,
+            report.elapsed,
+            timing,
+            report.log,
+            call,
+        ),
     }
 }
 
@@ -324,17 +321,14 @@ async fn record(prepared: &Prepared<'_>, attempt: u32) -> RunOutput {
             },
             EXIT_DECIDED,
         ),
-        Err(error) => {
-            let elapsed_us = micros(report.elapsed);
-            failed_call(
-                &error,
-                report.fuel_used,
-                elapsed_us,
-                timing,
-                report.log,
-                call,
-            )
-        }
+        Err(error) => failed_call(
+            &error,
+            report.fuel_used,
+            report.elapsed,
+            timing,
+            report.log,
+            call,
+        ),
     }
 }
 
@@ -342,7 +336,7 @@ async fn record(prepared: &Prepared<'_>, attempt: u32) -> RunOutput {
 fn failed_call(
     error: &SandboxError,
     fuel_used: u64,
-    elapsed_us: u64,
+    elapsed: Duration,
     timing: Timing,
     log: Vec<LogLine>,
     call: CallDetails,
@@ -350,7 +344,7 @@ fn failed_call(
     let failed = RunFailed {
         error: run_error(error),
         fuel_used: Some(fuel_used),
-        elapsed_us: Some(elapsed_us),
+        elapsed_us: Some(micros(elapsed)),
         timing: Some(timing),
         log,
         call,
