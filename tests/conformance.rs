@@ -11,6 +11,10 @@
 //! toolchains, see `plugins/Makefile`). Each component is compiled once and called for every case.
 //!
 //! Adding a language is adding a row to [`LANGUAGES`] (and its folder and rule in `plugins/`).
+//!
+//! The last tests are about what a plugin author meets in one language: Python's time zones
+//! (`python/business-hours`), and what the error says when a Python or JavaScript plugin throws
+//! (`testing/hostile-py`, `testing/hostile-js`).
 
 mod common;
 
@@ -397,5 +401,229 @@ async fn every_language_decides_the_largest_query_within_the_default_limits() ->
         "the largest query does not decide within the default limits:\n{}",
         failures.join("\n")
     );
+    Ok(())
+}
+
+// --- What a plugin author meets in one language ------------------------------------------------
+
+/// A call at `current_time` (Exotel's India time, `YYYY-MM-DD HH:MM:SS`), as Exotel's Passthru
+/// applet sends it.
+fn at(current_time: &str) -> String {
+    format!(
+        "CallSid=b6a1c9d2e3f4&CallFrom=09800000001&CallTo=08040000000&Direction=incoming\
+         &CurrentTime={}",
+        current_time.replace(' ', "%20")
+    )
+}
+
+/// `python/business-hours`: the hours are kept in the flow's own time zone, loaded with
+/// `zoneinfo` when the component was built (the sandbox has no time zone files at run time).
+/// Every case crosses a boundary: of a day in India, of the shift's own day, of summer time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_plugin_keeps_business_hours_in_its_time_zone_across_day_boundaries()
+-> anyhow::Result<()> {
+    tokio::task::spawn_blocking(build_polyglot_plugins).await?;
+    let sandbox = Sandbox::new(SandboxOptions {
+        max_concurrent_calls: 2,
+    })?;
+    let (plugin, _) = compile(
+        &sandbox,
+        &repo_root().join("plugins/dist/business-hours-py.wasm"),
+    );
+    let night: Config = &[("open", "22:00"), ("close", "06:00"), ("days", "fri")];
+    let london: Config = &[("timezone", "Europe/London"), ("close", "17:00")];
+    let new_york: Config = &[("timezone", "America/New_York"), ("close", "17:00")];
+    use Branch::{Failure, Success};
+    // (India time of the call, the flow's config, the branch, the reason)
+    let cases: [(&str, Config, Branch, &str); 14] = [
+        // 09:00 to 18:00, Monday to Friday, India time: the defaults.
+        ("2024-08-02 17:59:59", &[], Success, "open at Fri 17:59 IST"),
+        (
+            "2024-08-02 18:00:00",
+            &[],
+            Failure,
+            "closed at Fri 18:00 IST",
+        ),
+        (
+            "2024-08-03 10:00:00",
+            &[],
+            Failure,
+            "closed at Sat 10:00 IST",
+        ),
+        ("2024-08-05 09:00:00", &[], Success, "open at Mon 09:00 IST"),
+        // A Friday night shift, 22:00 to 06:00: its early hours are Saturday's.
+        (
+            "2024-08-02 23:30:00",
+            night,
+            Success,
+            "open at Fri 23:30 IST",
+        ),
+        (
+            "2024-08-03 05:59:00",
+            night,
+            Success,
+            "open at Sat 05:59 IST",
+        ),
+        (
+            "2024-08-03 06:00:00",
+            night,
+            Failure,
+            "closed at Sat 06:00 IST",
+        ),
+        (
+            "2024-08-03 23:00:00",
+            night,
+            Failure,
+            "closed at Sat 23:00 IST",
+        ),
+        (
+            "2024-08-02 05:00:00",
+            night,
+            Failure,
+            "closed at Fri 05:00 IST",
+        ),
+        // London keeps summer time: 13:45 in India is 09:15 there in July, 08:15 in January.
+        (
+            "2024-07-31 13:45:00",
+            london,
+            Success,
+            "open at Wed 09:15 BST",
+        ),
+        (
+            "2024-01-31 13:45:00",
+            london,
+            Failure,
+            "closed at Wed 08:15 GMT",
+        ),
+        (
+            "2024-01-31 14:45:00",
+            london,
+            Success,
+            "open at Wed 09:15 GMT",
+        ),
+        // Saturday 02:00 in India is still Friday afternoon in New York.
+        (
+            "2024-08-03 02:00:00",
+            new_york,
+            Success,
+            "open at Fri 16:30 EDT",
+        ),
+        (
+            "2024-08-03 03:00:00",
+            new_york,
+            Failure,
+            "closed at Fri 17:30 EDT",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (time, config, branch, reason) in cases {
+        let case = Case {
+            name: time.to_owned(),
+            query: at(time),
+            config: config.to_vec(),
+            branch: Some(branch),
+        };
+        let got = run(&sandbox, &plugin, &case, &Limits::default()).await;
+        match &got {
+            Ok((b, Some(r), _)) if *b == branch && r == reason => {}
+            _ => wrong.push(format!(
+                "{time} {config:?}: want {branch:?} {reason:?}, got {got:?}"
+            )),
+        }
+    }
+    assert!(wrong.is_empty(), "business hours:\n{}", wrong.join("\n"));
+
+    // A zone the component did not load is the flow's mistake, said as such.
+    let unknown = Case {
+        name: "unknown zone".into(),
+        query: at("2024-08-02 12:00:00"),
+        config: vec![("timezone", "Mars/Olympus_Mons")],
+        branch: Some(Failure),
+    };
+    let (branch, reason, _) = run(&sandbox, &plugin, &unknown, &Limits::default())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(branch, Failure);
+    assert!(
+        reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("Mars/Olympus_Mons"),
+        "{reason:?}"
+    );
+    Ok(())
+}
+
+/// Calls a test fixture in `mode`, with no digits pressed, and answers its failure's kind and
+/// message.
+async fn failure_of(sandbox: &Sandbox, plugin: &Plugin, mode: &'static str) -> (String, String) {
+    let report = sandbox
+        .decide(
+            plugin,
+            call::parse("CallSid=abc"),
+            &Limits::default(),
+            Arc::new([("mode".to_owned(), mode.to_owned())].into_iter().collect()),
+        )
+        .await;
+    match report.outcome {
+        Ok(decision) => panic!("mode {mode} decided {decision:?}"),
+        Err(error) => (error.kind().as_str().to_owned(), error.to_string()),
+    }
+}
+
+/// A Python or JavaScript plugin that throws traps; the error names what the plugin said (its
+/// exception, and for Python where it was raised), not advice for native programs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapped_python_or_javascript_plugin_names_its_exception() -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(build_polyglot_plugins).await?;
+    let sandbox = Sandbox::new(SandboxOptions {
+        max_concurrent_calls: 2,
+    })?;
+    let dist = repo_root().join("plugins/dist");
+    let (python, _) = compile(&sandbox, &dist.join("hostile-py.wasm"));
+    let (javascript, _) = compile(&sandbox, &dist.join("hostile-js.wasm"));
+    let cases: [(&str, &Plugin, &str, &[&str]); 4] = [
+        (
+            "Python",
+            &python,
+            "raise",
+            &["KeyError: '9'", "app.py", "in decide"],
+        ),
+        (
+            "Python",
+            &python,
+            "late-import",
+            &["ModuleNotFoundError: No module named 'json'", "app.py"],
+        ),
+        (
+            "JavaScript",
+            &javascript,
+            "throw",
+            &["can't access property \"toUpperCase\"", "(at decide@"],
+        ),
+        (
+            "JavaScript",
+            &javascript,
+            "reject",
+            &["no menu entry for \"\""],
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (language, plugin, mode, said) in cases {
+        let (kind, message) = failure_of(&sandbox, plugin, mode).await;
+        println!("{language} {mode}: {kind}: {message}");
+        let missing: Vec<&&str> = said.iter().filter(|s| !message.contains(**s)).collect();
+        if kind != "trap" || !missing.is_empty() || message.contains("RUST_BACKTRACE") {
+            wrong.push(format!(
+                "{language} {mode}: {kind}: {message:?} (missing {missing:?})"
+            ));
+        }
+        assert!(
+            message.len() <= 1200,
+            "{language} {mode}: {} bytes",
+            message.len()
+        );
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     Ok(())
 }

@@ -13,6 +13,7 @@ use wasmtime::Store;
 use super::bindings::passthru::plugin::types as wit;
 use super::engine::{DEFERRED_RESETS, EPOCH_TICK, Plugin, Sandbox};
 use super::error::{SandboxError, host_setup, missing_export, settle};
+use super::last_words::last_words;
 use super::limits::Limits;
 use super::output::{self, LogLine};
 use super::state::{CallState, FlowConfig};
@@ -20,6 +21,10 @@ use crate::call::CallDetails;
 
 /// The longest a reason from a plugin is kept; longer ones are cut.
 pub const MAX_REASON_BYTES: usize = 1024;
+
+/// The longest wasmtime's description of a trap is kept (the plugin's last words come after it,
+/// capped at [`MAX_LAST_WORDS_BYTES`](super::MAX_LAST_WORDS_BYTES)).
+const MAX_TRAP_BYTES: usize = 512;
 
 /// A guest yields to the executor after this much fuel (some tens of microseconds of its code),
 /// so one call never holds a worker thread for long. Each yield costs about a microsecond: at
@@ -176,8 +181,8 @@ impl Sandbox {
         (store, Instant::now())
     }
 
-    /// Ends a call: what it cost, its log, and a trap's message completed with what the plugin
-    /// wrote to stderr just before.
+    /// Ends a call: what it cost, its log, and a trap's message completed with the plugin's last
+    /// words (what it wrote to stderr just before: a panic's message, a Python exception).
     fn finish<T>(
         &self,
         plugin: &Plugin,
@@ -194,12 +199,15 @@ impl Sandbox {
         let mut log = log.lock();
         log.finish();
         let outcome = outcome.map_err(|error| match error {
-            SandboxError::Trap { message } => SandboxError::Trap {
-                message: match log.stderr_tail(2) {
-                    Some(said) => format!("{message}; the plugin said: {said}"),
-                    None => message,
-                },
-            },
+            SandboxError::Trap { message } => {
+                let message = output::truncate(&message, MAX_TRAP_BYTES);
+                SandboxError::Trap {
+                    message: match last_words(&log.lines) {
+                        Some(said) => format!("{message}; the plugin said: {said}"),
+                        None => message.to_owned(),
+                    },
+                }
+            }
             other => other,
         });
         Report {

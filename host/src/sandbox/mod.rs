@@ -11,14 +11,16 @@
 //! - `error`: the failure kinds, the errors and their classification;
 //! - `engine`: the engine and its pool, compiling plugins, the epoch ticker, the counters;
 //! - `calls`: `decide` and `record`, and what a call reports;
-//! - `state`, `output`, `convert`, `bindings`, `precompiled`: a call's store data, its log, the
-//!   WIT types and conversions to them, and the compiled-artifact cache.
+//! - `state`, `output`, `last_words`, `convert`, `bindings`, `precompiled`: a call's store data,
+//!   its log, a trapped guest's last words, the WIT types and conversions to them, and the
+//!   compiled-artifact cache.
 
 mod bindings;
 mod calls;
 mod convert;
 mod engine;
 mod error;
+mod last_words;
 mod limits;
 mod output;
 mod precompiled;
@@ -27,6 +29,7 @@ mod state;
 pub use calls::{Branch, CallReport, Decision, Event, MAX_REASON_BYTES, RecordReport, Report};
 pub use engine::{Plugin, Sandbox, SandboxOptions};
 pub use error::{FailureKind, SandboxError};
+pub use last_words::MAX_LAST_WORDS_BYTES;
 pub use limits::{
     DEFAULT_DEADLINE_MS, DEFAULT_FUEL, DEFAULT_MEMORY_MB, Limits, MAX_DEADLINE_MS, MAX_MEMORY_MB,
 };

@@ -106,25 +106,8 @@ impl CallLog {
             }
         }
     }
-
-    /// The last few stderr lines: a Rust guest's panic message, for a trap's error message.
-    pub fn stderr_tail(&self, max_lines: usize) -> Option<String> {
-        let tail: Vec<&str> = self
-            .lines
-            .iter()
-            .rev()
-            .filter(|l| l.level == LogLevel::Stderr && !l.message.trim().is_empty())
-            .take(max_lines)
-            .map(|l| l.message.as_str())
-            .collect();
-        if tail.is_empty() {
-            return None;
-        }
-        Some(tail.into_iter().rev().collect::<Vec<_>>().join(" / "))
-    }
 }
 
-/// Cuts `s` to at most `max` bytes on a character boundary.
 /// Writes a call's log lines to the server's own log, under target `passthru::plugin` at debug
 /// level (`RUST_LOG=passthru::plugin=debug`), inside the caller's span.
 pub fn trace_lines(lines: &[LogLine]) {
@@ -136,6 +119,7 @@ pub fn trace_lines(lines: &[LogLine]) {
     }
 }
 
+/// Cuts `s` to at most `max` bytes on a character boundary.
 pub fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
@@ -262,7 +246,6 @@ mod tests {
                 (LogLevel::Stdout, "thi"),
             ]
         );
-        assert_eq!(log.stderr_tail(2).as_deref(), Some("oops"));
     }
 
     #[test]
