@@ -171,10 +171,11 @@ pub async fn run(
             return output(&failed("io", message, call), EXIT_FAILED);
         }
     };
+    // One call after another: each instance is reset before the next call starts.
     let sandbox = match Sandbox::new(SandboxOptions {
         max_concurrent_calls: 1,
     }) {
-        Ok(sandbox) => sandbox,
+        Ok(sandbox) => sandbox.without_deferred_resets(),
         Err(e) => return output(&failed(e.kind().as_str(), e.to_string(), call), EXIT_FAILED),
     };
     let name = plugin.display().to_string();

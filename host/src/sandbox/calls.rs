@@ -229,7 +229,8 @@ impl Sandbox {
     /// task that answered has written its response and yielded. At most [`DEFERRED_RESETS`] wait
     /// so at one moment, in pool slots of their own; past that, and elsewhere, it happens here.
     fn release(&self, plugin: &Plugin, store: Store<CallState>) {
-        if plugin.slow_reset.load(Ordering::Relaxed)
+        if self.defer_resets
+            && plugin.slow_reset.load(Ordering::Relaxed)
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
             && runtime.runtime_flavor() == RuntimeFlavor::MultiThread
             && let Some(claim) = PendingReset::claim(&self.resets_pending)

@@ -94,6 +94,8 @@ pub struct Sandbox {
     /// Instances waiting for their reset after their call's answer.
     pub(super) resets_pending: Arc<AtomicUsize>,
     pub(super) resets_deferred: AtomicU64,
+    /// Whether a slow reset may happen after its call's answer (see `Sandbox::release`).
+    pub(super) defer_resets: bool,
     compiles: AtomicU64,
     _ticker: EpochTicker,
 }
@@ -120,9 +122,19 @@ impl Sandbox {
             in_flight: AtomicUsize::new(0),
             resets_pending: Arc::default(),
             resets_deferred: AtomicU64::new(0),
+            defer_resets: true,
             compiles: AtomicU64::new(0),
             _ticker: ticker,
         })
+    }
+
+    /// This sandbox resets every instance before its call returns, never after. For a caller
+    /// that makes one call after another (`passthru run`), answering early gains nothing, while
+    /// resets deferred faster than they complete would fill the pool: a Python component holds
+    /// 14 core instances, and a pool sized for one call holds 64.
+    pub fn without_deferred_resets(mut self) -> Self {
+        self.defer_resets = false;
+        self
     }
 
     /// Calls running right now.
