@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use passthru::call;
 use passthru::sandbox::{
-    Branch, FlowConfig, Limits, LogLevel, LogLine, Plugin, Sandbox, SandboxOptions,
+    Branch, FlowConfig, Limits, LogLevel, LogLine, Plugin, Sandbox, SandboxOptions, TenantShare,
 };
 
 /// A language the examples are written in: its builds are `plugins/dist/NAME-SUFFIX.wasm`.
@@ -198,7 +198,13 @@ async fn run(sandbox: &Sandbox, plugin: &Plugin, case: &Case, limits: &Limits) -
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
     let report = sandbox
-        .decide(plugin, call::parse(&case.query), limits, Arc::new(config))
+        .decide(
+            plugin,
+            &TenantShare::unlimited(),
+            call::parse(&case.query),
+            limits,
+            Arc::new(config),
+        )
         .await;
     let log: Vec<LogLine> = report.log;
     match report.outcome {
@@ -251,6 +257,7 @@ async fn every_language_decides_like_rust() -> anyhow::Result<()> {
     let dist = repo_root().join("plugins").join("dist");
     let sandbox = Sandbox::new(SandboxOptions {
         max_concurrent_calls: 4,
+        ..SandboxOptions::default()
     })?;
     // The defaults: what a flow gets unless it asks for more. Every language must fit in them.
     let limits = Limits::default();
@@ -347,6 +354,7 @@ async fn every_language_decides_the_largest_query_within_the_default_limits() ->
     let dist = repo_root().join("plugins").join("dist");
     let sandbox = Sandbox::new(SandboxOptions {
         max_concurrent_calls: 2,
+        ..SandboxOptions::default()
     })?;
     // The default fuel and memory, as a flow gets them. The default deadline too in a release
     // build; a debug build of the host spends far longer handing the call details over (the
@@ -380,7 +388,13 @@ async fn every_language_decides_the_largest_query_within_the_default_limits() ->
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
             let report = sandbox
-                .decide(&plugin, call::parse(&case.query), &limits, Arc::new(config))
+                .decide(
+                    &plugin,
+                    &TenantShare::unlimited(),
+                    call::parse(&case.query),
+                    &limits,
+                    Arc::new(config),
+                )
                 .await;
             match report.outcome {
                 Ok(decision) if decision.branch == expected => println!(
@@ -425,6 +439,7 @@ async fn a_python_plugin_keeps_business_hours_in_its_time_zone_across_day_bounda
     tokio::task::spawn_blocking(build_polyglot_plugins).await?;
     let sandbox = Sandbox::new(SandboxOptions {
         max_concurrent_calls: 2,
+        ..SandboxOptions::default()
     })?;
     let (plugin, _) = compile(
         &sandbox,
@@ -560,6 +575,7 @@ async fn failure_of(sandbox: &Sandbox, plugin: &Plugin, mode: &'static str) -> (
     let report = sandbox
         .decide(
             plugin,
+            &TenantShare::unlimited(),
             call::parse("CallSid=abc"),
             &Limits::default(),
             Arc::new([("mode".to_owned(), mode.to_owned())].into_iter().collect()),
@@ -578,6 +594,7 @@ async fn a_trapped_python_or_javascript_plugin_names_its_exception() -> anyhow::
     tokio::task::spawn_blocking(build_polyglot_plugins).await?;
     let sandbox = Sandbox::new(SandboxOptions {
         max_concurrent_calls: 2,
+        ..SandboxOptions::default()
     })?;
     let dist = repo_root().join("plugins/dist");
     let (python, _) = compile(&sandbox, &dist.join("hostile-py.wasm"));
@@ -641,6 +658,7 @@ async fn passthru_run_repeats_a_python_plugin_without_filling_the_pool() -> anyh
     let one_call = || {
         Sandbox::new(SandboxOptions {
             max_concurrent_calls: 1,
+            ..SandboxOptions::default()
         })
     };
     for (sandbox, defers) in [
@@ -655,7 +673,13 @@ async fn passthru_run_repeats_a_python_plugin_without_filling_the_pool() -> anyh
         // Three calls: even with every reset still pending, three Python instances fit the pool.
         for call in 1..=3 {
             let report = sandbox
-                .decide(&python, call::parse("digits=1"), &limits, Arc::default())
+                .decide(
+                    &python,
+                    &TenantShare::unlimited(),
+                    call::parse("digits=1"),
+                    &limits,
+                    Arc::default(),
+                )
                 .await;
             if let Err(error) = report.outcome {
                 panic!("defers: {defers}, call {call}: {error}");

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use passthru::call;
 use passthru::sandbox::{
-    Event, FailureKind, FlowConfig, Limits, Sandbox, SandboxError, SandboxOptions,
+    Event, FailureKind, FlowConfig, Limits, Sandbox, SandboxError, SandboxOptions, TenantShare,
 };
 
 fn sandbox(slots: u32) -> Sandbox {
     Sandbox::new(SandboxOptions {
         max_concurrent_calls: slots,
+        ..SandboxOptions::default()
     })
     .expect("sandbox")
 }
@@ -83,8 +84,14 @@ async fn a_full_pool_is_a_typed_overload_not_a_hang() {
     let busy = {
         let (sb, plugin, config) = (sb.clone(), plugin.clone(), config.clone());
         tokio::spawn(async move {
-            sb.decide(&plugin, call::parse("CallSid=busy"), &slow, config)
-                .await
+            sb.decide(
+                &plugin,
+                &TenantShare::unlimited(),
+                call::parse("CallSid=busy"),
+                &slow,
+                config,
+            )
+            .await
         })
     };
     while sb.calls_in_flight() == 0 {
@@ -97,6 +104,7 @@ async fn a_full_pool_is_a_typed_overload_not_a_hang() {
         let report = sb
             .decide(
                 &plugin,
+                &TenantShare::unlimited(),
                 call::parse("CallSid=second"),
                 &Limits::default(),
                 config.clone(),
@@ -139,6 +147,7 @@ async fn a_slow_reset_waits_for_after_the_answer_without_taking_a_calls_slot() {
         let report = sb
             .decide(
                 &hostile,
+                &TenantShare::unlimited(),
                 call::parse("CallSid=hoard"),
                 &small,
                 hoard.clone(),
@@ -191,6 +200,7 @@ async fn a_plugin_built_against_package_0_1_0_still_runs() {
     let report = sb
         .decide(
             &plugin,
+            &TenantShare::unlimited(),
             call::parse("CallFrom=0980"),
             &Limits::default(),
             config,
@@ -223,6 +233,7 @@ async fn each_export_is_found_once_and_a_missing_one_is_a_typed_failure() {
     let report = sb
         .record(
             &probe,
+            &TenantShare::unlimited(),
             event,
             call::parse("CallSid=abc"),
             &limits,
@@ -237,7 +248,14 @@ async fn each_export_is_found_once_and_a_missing_one_is_a_typed_failure() {
 
     let failing: Arc<FlowConfig> = Arc::new([("fail_attempts".to_owned(), "5".to_owned())].into());
     let report = sb
-        .record(&probe, event, call::parse("CallSid=abc"), &limits, failing)
+        .record(
+            &probe,
+            &TenantShare::unlimited(),
+            event,
+            call::parse("CallSid=abc"),
+            &limits,
+            failing,
+        )
         .await;
     match report.outcome {
         Err(SandboxError::PluginError { message }) => {
@@ -247,12 +265,25 @@ async fn each_export_is_found_once_and_a_missing_one_is_a_typed_failure() {
     }
 
     let report = sb
-        .decide(&probe, call::parse(""), &limits, Arc::default())
+        .decide(
+            &probe,
+            &TenantShare::unlimited(),
+            call::parse(""),
+            &limits,
+            Arc::default(),
+        )
         .await;
     let message = invalid_message(report.outcome.map(|_| unreachable!()));
     assert!(message.contains("does not export `decide`"), "{message}");
     let report = sb
-        .record(&menu, event, call::parse(""), &limits, Arc::default())
+        .record(
+            &menu,
+            &TenantShare::unlimited(),
+            event,
+            call::parse(""),
+            &limits,
+            Arc::default(),
+        )
         .await;
     let message = invalid_message(report.outcome.map(|()| unreachable!()));
     assert!(message.contains("does not export `record`"), "{message}");

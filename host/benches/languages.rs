@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use passthru::call;
-use passthru::sandbox::{FlowConfig, Limits, Sandbox, SandboxOptions, hex_sha256};
+use passthru::sandbox::{FlowConfig, Limits, Sandbox, SandboxOptions, TenantShare, hex_sha256};
 
 const GATHER: &str = include_str!("../../tests/fixtures/exotel/gather-digits.query");
 const WARM_UP_CALLS: usize = 200;
@@ -137,7 +137,13 @@ fn main() {
                 let mut fuel = 0;
                 for _ in 0..WARM_UP_CALLS {
                     let report = sandbox
-                        .decide(&plugin, gather.clone(), &limits, config.clone())
+                        .decide(
+                            &plugin,
+                            &TenantShare::unlimited(),
+                            gather.clone(),
+                            &limits,
+                            config.clone(),
+                        )
                         .await;
                     assert!(report.outcome.is_ok(), "{report:?}");
                     fuel = report.fuel_used;
@@ -148,7 +154,15 @@ fn main() {
                 for _ in 0..calls {
                     let call = gather.clone();
                     let started = Instant::now();
-                    let report = sandbox.decide(&plugin, call, &limits, config.clone()).await;
+                    let report = sandbox
+                        .decide(
+                            &plugin,
+                            &TenantShare::unlimited(),
+                            call,
+                            &limits,
+                            config.clone(),
+                        )
+                        .await;
                     answers.push(started.elapsed());
                     assert!(report.outcome.is_ok());
                     // As a connection's task does once it has answered: the previous call's

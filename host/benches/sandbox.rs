@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use passthru::call;
-use passthru::sandbox::{FlowConfig, Limits, Sandbox, SandboxOptions};
+use passthru::sandbox::{FlowConfig, Limits, Sandbox, SandboxOptions, TenantShare};
 
 const SAMPLE: &str = include_str!("../../tests/fixtures/exotel/connect-completed.query");
 const GATHER: &str = include_str!("../../tests/fixtures/exotel/gather-digits.query");
@@ -25,6 +25,8 @@ fn bench(c: &mut Criterion) {
         .compile(include_bytes!(env!("PASSTHRU_PLUGIN_VIP_CALLER")))
         .expect("vip-caller compiles");
     let limits = Limits::default();
+    // One tenant's share, as the server keeps one per tenant across its calls.
+    let share = TenantShare::new(64);
     let no_config = Arc::new(FlowConfig::new());
     let vip_config: Arc<FlowConfig> = Arc::new(
         [(
@@ -44,6 +46,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let report = runtime.block_on(sandbox.decide(
                 &ivr_menu,
+                &share,
                 gather.clone(),
                 &limits,
                 no_config.clone(),
@@ -56,6 +59,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let report = runtime.block_on(sandbox.decide(
                 &vip_caller,
+                &share,
                 gather.clone(),
                 &limits,
                 vip_config.clone(),
@@ -67,7 +71,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("ivr-menu incl. parse", |b| {
         b.iter(|| {
             let call = call::parse(std::hint::black_box(GATHER));
-            runtime.block_on(sandbox.decide(&ivr_menu, call, &limits, no_config.clone()))
+            runtime.block_on(sandbox.decide(&ivr_menu, &share, call, &limits, no_config.clone()))
         })
     });
     group.finish();

@@ -29,6 +29,7 @@ use serde::Deserialize;
 
 use crate::flow::{FlowSpec, PluginSource};
 use crate::queue::{Bounds, QueueOptions};
+use crate::sandbox::{SandboxOptions, default_memory_budget_mb};
 
 /// The address `passthru serve` listens on when neither the file nor the command line says.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -96,6 +97,14 @@ pub struct ServerConfig {
     pub max_query_bytes: usize,
     #[serde(default = "default_max_concurrent_calls")]
     pub max_concurrent_calls: u32,
+    /// The most calls one tenant may run at once, unless its caps say otherwise; by default a
+    /// quarter of `max_concurrent_calls`.
+    #[serde(default)]
+    pub max_calls_per_tenant: Option<u32>,
+    /// The most memory, in MiB, that the calls in flight may use together (the sum of their
+    /// flows' `memory_mb`); by default half the machine's memory.
+    #[serde(default)]
+    pub max_memory_in_flight_mb: Option<u64>,
     /// `--data-dir` wins over this.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
@@ -212,6 +221,19 @@ impl AsyncSettings {
 }
 
 impl ServerConfig {
+    /// The sandbox's sizes: the pool, each tenant's share of it, and the memory budget.
+    pub fn sandbox_options(&self) -> SandboxOptions {
+        SandboxOptions {
+            max_concurrent_calls: self.max_concurrent_calls,
+            max_calls_per_tenant: self
+                .max_calls_per_tenant
+                .unwrap_or(self.max_concurrent_calls.div_ceil(4)),
+            memory_budget_mb: self
+                .max_memory_in_flight_mb
+                .unwrap_or_else(default_memory_budget_mb),
+        }
+    }
+
     /// Reads and checks a config file. Relative plugin paths become relative to its folder.
     ///
     /// # Errors
@@ -251,6 +273,24 @@ impl ServerConfig {
             return Err(ConfigError::Parse {
                 origin: origin.to_owned(),
                 message: "max_concurrent_calls must be at least 1".into(),
+            });
+        }
+        if let Some(per_tenant) = config.max_calls_per_tenant
+            && !(1..=config.max_concurrent_calls).contains(&per_tenant)
+        {
+            return Err(ConfigError::Parse {
+                origin: origin.to_owned(),
+                message: format!(
+                    "max_calls_per_tenant must be between 1 and max_concurrent_calls ({}), not \
+                     {per_tenant}",
+                    config.max_concurrent_calls
+                ),
+            });
+        }
+        if config.max_memory_in_flight_mb == Some(0) {
+            return Err(ConfigError::Parse {
+                origin: origin.to_owned(),
+                message: "max_memory_in_flight_mb must be at least 1".into(),
             });
         }
         config

@@ -13,7 +13,7 @@ use crate::config::{DEFAULT_DATA_DIR, ServerConfig};
 use crate::queue::{Queue, SqliteQueue};
 use crate::records::{self, Recorder, WriterPriority};
 use crate::registry::{ImportError, Registry, RegistryError};
-use crate::sandbox::{Sandbox, SandboxError, SandboxOptions};
+use crate::sandbox::{Sandbox, SandboxError};
 use crate::store::{SqliteStore, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +60,7 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
         .data_dir
         .or_else(|| config.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-    let sandbox = Arc::new(Sandbox::new(SandboxOptions {
-        max_concurrent_calls: config.max_concurrent_calls,
-    })?);
+    let sandbox = Arc::new(Sandbox::new(config.sandbox_options())?);
     let registry = {
         let (sandbox, dir) = (sandbox.clone(), data_dir.clone());
         tokio::task::spawn_blocking(move || -> Result<Registry, StartError> {

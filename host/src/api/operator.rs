@@ -48,6 +48,7 @@ pub(super) struct CapsChange {
     max_deadline_ms: Option<u64>,
     max_memory_mb: Option<u64>,
     max_flows: Option<u32>,
+    max_concurrent_calls: Option<u32>,
 }
 
 impl CapsChange {
@@ -58,6 +59,9 @@ impl CapsChange {
             max_deadline_ms: self.max_deadline_ms.unwrap_or(caps.max_deadline_ms),
             max_memory_mb: self.max_memory_mb.unwrap_or(caps.max_memory_mb),
             max_flows: self.max_flows.unwrap_or(caps.max_flows),
+            max_concurrent_calls: self
+                .max_concurrent_calls
+                .unwrap_or(caps.max_concurrent_calls),
         }
     }
 }
@@ -198,7 +202,7 @@ pub(super) async fn get_tenant(
 /// Disabling takes the tenant's flows off the live table at once (Passthru requests to them
 /// answer 404) and its tokens answer 403; enabling puts them back. Caps, when given, change only
 /// the caps named; the others keep their current values. New caps apply to later uploads and flow
-/// changes; flows already bound keep their limits.
+/// changes; flows already bound keep their limits. `max_concurrent_calls` applies at once.
 #[utoipa::path(
     patch,
     path = "/v1/tenants/{tenant}",
@@ -239,6 +243,9 @@ pub(super) async fn patch_tenant(
         Ok(s.update_tenant(&name, change.disabled, caps.as_ref())?)
     })
     .await?;
+    state
+        .registry
+        .set_share_cap(&tenant, updated.caps.max_concurrent_calls);
     if before.disabled != updated.disabled {
         state
             .registry

@@ -137,7 +137,13 @@ pub(super) async fn get_passthru(
     let report = state
         .registry
         .sandbox()
-        .decide(&flow.plugin, call, &flow.limits, flow.config.clone())
+        .decide(
+            &flow.plugin,
+            &flow.share,
+            call,
+            &flow.limits,
+            flow.config.clone(),
+        )
         .instrument(span.clone())
         .await;
     let _entered = span.enter();

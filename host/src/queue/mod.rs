@@ -520,6 +520,7 @@ impl Worker {
             .sandbox()
             .record(
                 &flow.plugin,
+                &flow.share,
                 event,
                 call::parse(&job.query),
                 &flow.limits,

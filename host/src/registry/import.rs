@@ -81,6 +81,7 @@ impl Registry {
                 max_memory_mb: spec.settings.limits.memory_mb,
                 max_plugin_bytes: bytes.len() as u64,
                 max_flows: flows_in_file,
+                max_concurrent_calls: 0,
             };
             match this.store.get_tenant(&spec.tenant) {
                 Ok(_) => {}
@@ -93,6 +94,7 @@ impl Registry {
                         max_deadline_ms: d.max_deadline_ms.max(needed.max_deadline_ms),
                         max_memory_mb: d.max_memory_mb.max(needed.max_memory_mb),
                         max_flows: d.max_flows.max(needed.max_flows),
+                        max_concurrent_calls: d.max_concurrent_calls,
                     };
                     this.store.create_tenant(&spec.tenant, &caps)?;
                 }

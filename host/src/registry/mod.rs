@@ -12,7 +12,7 @@ mod import;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use arc_swap::ArcSwap;
 
@@ -22,7 +22,9 @@ pub use import::ImportError;
 use crate::error::Chain;
 use crate::flow::{FlowMode, RetryPolicy, StatusMap};
 use crate::metrics::{FlowFamilies, FlowMetrics};
-use crate::sandbox::{Branch, FlowConfig, Limits, Plugin, Sandbox, SandboxError, hex_sha256};
+use crate::sandbox::{
+    Branch, FlowConfig, Limits, Plugin, Sandbox, SandboxError, TenantShare, hex_sha256,
+};
 use crate::store::{FlowRecord, Store, StoreError, VersionRecord, now_ms};
 
 /// The world a component with these exports targets: `decider` (`decide`), `recorder`
@@ -93,6 +95,8 @@ pub struct Flow {
     pub limits: Limits,
     pub retry: RetryPolicy,
     pub config: Arc<FlowConfig>,
+    /// The tenant's share of the sandbox, which all its flows' calls count against.
+    pub share: Arc<TenantShare>,
     /// This flow's counters and histograms, resolved when it was made live.
     pub metrics: FlowMetrics,
 }
@@ -148,6 +152,9 @@ pub struct Registry {
     numbering: Mutex<()>,
     /// The per-flow metric families each live flow resolves its handles from.
     flow_metrics: FlowFamilies,
+    /// Each tenant's share of the sandbox, kept across changes to the live table so that calls
+    /// in flight and new ones count against the same one.
+    shares: Mutex<HashMap<String, Arc<TenantShare>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -182,6 +189,7 @@ impl Registry {
             changes: tokio::sync::Mutex::new(()),
             numbering: Mutex::new(()),
             flow_metrics: FlowFamilies::default(),
+            shares: Mutex::new(HashMap::new()),
         };
         let mut table = FlowTable::default();
         for record in registry.store.list_live_flows()? {
@@ -465,12 +473,34 @@ impl Registry {
             limits: settings.limits,
             retry: settings.retry,
             config: Arc::new(settings.config.clone()),
+            share: self.share(&record.tenant)?,
             metrics: self.flow_metrics.resolve(
                 &record.tenant,
                 &record.name,
                 settings.mode == FlowMode::Async,
             ),
         })
+    }
+
+    /// The tenant's share of the sandbox, its cap brought up to date with the tenant's caps.
+    fn share(&self, tenant: &str) -> Result<Arc<TenantShare>, RegistryError> {
+        let caps = self.store.get_tenant(tenant)?.caps;
+        Ok(self.set_share_cap(tenant, caps.max_concurrent_calls))
+    }
+
+    /// Sets how many calls a tenant may run at once (`max_concurrent_calls` of its caps; 0 for
+    /// the server's default), for its calls in flight and every later one.
+    pub fn set_share_cap(&self, tenant: &str, cap: u32) -> Arc<TenantShare> {
+        let cap = match cap {
+            0 => self.sandbox.calls_per_tenant(),
+            own => own,
+        };
+        let mut shares = self.shares.lock().unwrap_or_else(PoisonError::into_inner);
+        let share = shares
+            .entry(tenant.to_owned())
+            .or_insert_with(|| Arc::new(TenantShare::new(cap)));
+        share.set_max(cap);
+        share.clone()
     }
 
     /// The compiled plugin for a stored component: shared if loaded, else from the artifact

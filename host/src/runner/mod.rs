@@ -19,7 +19,7 @@ use crate::call::{self, CallDetails};
 use crate::flow::StatusMap;
 use crate::sandbox::{
     Branch, Event, FlowConfig, Limits, LogLine, Plugin, Report, Sandbox, SandboxError,
-    SandboxOptions,
+    SandboxOptions, TenantShare,
 };
 use crate::store::now_ms;
 
@@ -174,6 +174,7 @@ pub async fn run(
     // One call after another: each instance is reset before the next call starts.
     let sandbox = match Sandbox::new(SandboxOptions {
         max_concurrent_calls: 1,
+        ..SandboxOptions::default()
     }) {
         Ok(sandbox) => sandbox.without_deferred_resets(),
         Err(e) => return output(&failed(e.kind().as_str(), e.to_string(), call), EXIT_FAILED),
@@ -196,6 +197,7 @@ pub async fn run(
         plugin: &compiled,
         call: &call,
         config: Arc::new(config),
+        share: TenantShare::unlimited(),
         limits: &limits,
         repeat: options.repeat,
         source,
@@ -205,7 +207,10 @@ pub async fn run(
         return record(&prepared, attempt).await;
     }
     let (report, timing) = prepared
-        .calls(|| sandbox.decide(&compiled, call.clone(), &limits, prepared.config.clone()))
+        .calls(|| {
+            let config = prepared.config.clone();
+            sandbox.decide(&compiled, &prepared.share, call.clone(), &limits, config)
+        })
         .await;
     let elapsed_us = micros(report.elapsed);
     match report.outcome {
@@ -240,6 +245,8 @@ struct Prepared<'a> {
     plugin: &'a Plugin,
     call: &'a CallDetails,
     config: Arc<FlowConfig>,
+    /// One tenant, whose share is the whole (one-call) pool.
+    share: TenantShare,
     limits: &'a Limits,
     repeat: u32,
     source: cache::Source,
@@ -296,6 +303,7 @@ async fn record(prepared: &Prepared<'_>, attempt: u32) -> RunOutput {
         .calls(|| {
             prepared.sandbox.record(
                 prepared.plugin,
+                &prepared.share,
                 event,
                 prepared.call.clone(),
                 prepared.limits,

@@ -10,11 +10,13 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::RuntimeFlavor;
 use wasmtime::Store;
 
+use super::admission::{Slot, TenantShare};
 use super::bindings::passthru::plugin::types as wit;
 use super::engine::{DEFERRED_RESETS, EPOCH_TICK, Plugin, Sandbox};
 use super::error::{SandboxError, host_setup, missing_export, settle};
 use super::last_words::last_words;
 use super::limits::Limits;
+use super::meter::{self, MAX_HOSTCALL_BYTES};
 use super::output::{self, LogLine};
 use super::state::{CallState, FlowConfig};
 use crate::call::CallDetails;
@@ -92,6 +94,7 @@ impl Sandbox {
     pub async fn decide(
         &self,
         plugin: &Plugin,
+        share: &TenantShare,
         call: CallDetails,
         limits: &Limits,
         config: Arc<FlowConfig>,
@@ -100,12 +103,19 @@ impl Sandbox {
             name: "decide",
             pre: plugin.decider.as_ref(),
         };
-        self.call(plugin, export, limits, config, async move |pre, store| {
-            let call = wit::CallDetails::from(call);
-            let instance = pre.instantiate_async(&mut *store).await?;
-            let decision = instance.call_decide(&mut *store, &call).await?;
-            Ok(Ok(Decision::from(decision)))
-        })
+        self.call(
+            plugin,
+            share,
+            export,
+            limits,
+            config,
+            async move |pre, store| {
+                let call = wit::CallDetails::from(call);
+                let instance = pre.instantiate_async(&mut *store).await?;
+                let decision = instance.call_decide(&mut *store, &call).await?;
+                Ok(Ok(Decision::from(decision)))
+            },
+        )
         .await
     }
 
@@ -117,6 +127,7 @@ impl Sandbox {
     pub async fn record(
         &self,
         plugin: &Plugin,
+        share: &TenantShare,
         event: Event,
         call: CallDetails,
         limits: &Limits,
@@ -126,25 +137,33 @@ impl Sandbox {
             name: "record",
             pre: plugin.recorder.as_ref(),
         };
-        self.call(plugin, export, limits, config, async move |pre, store| {
-            let call = wit::CallDetails::from(call);
-            let event = wit::Event {
-                id: event.id,
-                attempt: event.attempt,
-                accepted_at_ms: event.accepted_at_ms,
-            };
-            let instance = pre.instantiate_async(&mut *store).await?;
-            let said = instance.call_record(&mut *store, event, &call).await?;
-            Ok(said.map_err(|mut message| {
-                message.truncate(output::truncate(&message, MAX_REASON_BYTES).len());
-                SandboxError::PluginError { message }
-            }))
-        })
+        self.call(
+            plugin,
+            share,
+            export,
+            limits,
+            config,
+            async move |pre, store| {
+                let call = wit::CallDetails::from(call);
+                let event = wit::Event {
+                    id: event.id,
+                    attempt: event.attempt,
+                    accepted_at_ms: event.accepted_at_ms,
+                };
+                let instance = pre.instantiate_async(&mut *store).await?;
+                let said = instance.call_record(&mut *store, event, &call).await?;
+                Ok(said.map_err(|mut message| {
+                    message.truncate(output::truncate(&message, MAX_REASON_BYTES).len());
+                    SandboxError::PluginError { message }
+                }))
+            },
+        )
         .await
     }
 
-    /// The one path of every call, whichever the export: a slot among the calls in flight (or
-    /// `overloaded`), a store with the flow's fuel, deadline and memory cap, then `run` (which
+    /// The one path of every call, whichever the export: a slot in the tenant's share, one in the
+    /// pool and the call's memory cap within the budget for calls in flight (or `overloaded`,
+    /// naming which was full), a store with the flow's fuel, deadline and memory cap, then `run` (which
     /// instantiates `export` and calls it) under the deadline, its failure classified, and the
     /// report of what it produced and cost.
     ///
@@ -153,13 +172,33 @@ impl Sandbox {
     async fn call<P, T>(
         &self,
         plugin: &Plugin,
+        share: &TenantShare,
         export: Export<'_, P>,
         limits: &Limits,
         config: Arc<FlowConfig>,
         run: impl AsyncFnOnce(&P, &mut Store<CallState>) -> wasmtime::Result<Result<T, SandboxError>>,
     ) -> Report<T> {
-        let Some(_in_flight) = InFlight::enter(&self.in_flight, self.max_calls) else {
-            return refused(self.max_calls);
+        let Some(_tenant) = share.enter() else {
+            return refused(format!(
+                "this tenant has {} plugin calls running already, the most one tenant may run \
+                 at once",
+                share.max()
+            ));
+        };
+        let Some(_in_flight) = Slot::enter(&self.in_flight, self.max_calls) else {
+            return refused(format!(
+                "{} plugin calls are running already, the most this server runs at once",
+                self.max_calls
+            ));
+        };
+        let Some(_memory) = self.memory.reserve(limits.memory_mb) else {
+            return refused(format!(
+                "the calls in flight may use {} MiB of the {} MiB this server lets calls use, \
+                 and this one may use {} MiB",
+                self.memory.reserved_mb(),
+                self.memory.budget_mb(),
+                limits.memory_mb
+            ));
         };
         let (mut store, started) = self.new_store(limits, config);
         let outcome = match (export.pre, prepare_store(&mut store, limits)) {
@@ -175,10 +214,15 @@ impl Sandbox {
 
     /// A store for one call, with its memory cap and the flow's config.
     fn new_store(&self, limits: &Limits, config: Arc<FlowConfig>) -> (Store<CallState>, Instant) {
+        let started = Instant::now();
         let memory_bytes = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
-        let mut store = Store::new(&self.engine, CallState::new(memory_bytes, config));
+        let deadline = started + limits.deadline();
+        let state = CallState::new(memory_bytes, config, deadline);
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        (store, Instant::now())
+        store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
+        store.call_hook(meter::settle);
+        (store, started)
     }
 
     /// Ends a call: what it cost, its log, and a trap's message completed with the plugin's last
@@ -260,14 +304,10 @@ fn reset(store: Store<CallState>, slow: &AtomicBool) {
     }
 }
 
-/// The report of a call refused because `max` calls are running already.
-fn refused<T>(max: usize) -> Report<T> {
+/// The report of a call refused for want of a slot or of memory.
+fn refused<T>(message: String) -> Report<T> {
     Report {
-        outcome: Err(SandboxError::Overloaded {
-            message: format!(
-                "{max} plugin calls are running already, the most this server runs at once"
-            ),
-        }),
+        outcome: Err(SandboxError::Overloaded { message }),
         fuel_used: 0,
         elapsed: Duration::ZERO,
         log: Vec::new(),
@@ -279,26 +319,6 @@ fn refused<T>(max: usize) -> Report<T> {
 struct Export<'a, P> {
     name: &'static str,
     pre: Option<&'a P>,
-}
-
-/// Counts a call as in flight until dropped, whether the call finishes or is abandoned.
-struct InFlight<'a>(&'a AtomicUsize);
-
-impl<'a> InFlight<'a> {
-    /// Counts a call in, unless `max` are in flight already.
-    fn enter(counter: &'a AtomicUsize, max: usize) -> Option<Self> {
-        if counter.fetch_add(1, Ordering::Relaxed) >= max {
-            counter.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
-        Some(Self(counter))
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// A claim on one of the pool's slots kept for instances reset after their answer; given back
@@ -360,7 +380,10 @@ mod tests {
     #[test]
     fn a_store_the_host_cannot_set_up_is_a_host_failure_not_overloaded() {
         let engine = wasmtime::Engine::new(&wasmtime::Config::new()).unwrap();
-        let mut store = Store::new(&engine, CallState::new(64 << 20, Arc::default()));
+        let mut store = Store::new(
+            &engine,
+            CallState::new(64 << 20, Arc::default(), Instant::now()),
+        );
         let failure = prepare_store(&mut store, &Limits::default()).unwrap_err();
         assert_eq!(failure.kind(), FailureKind::Host, "{failure:?}");
         assert!(failure.to_string().contains("fuel"), "{failure}");

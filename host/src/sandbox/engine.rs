@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::admission::{MemoryBudget, default_memory_budget_mb};
 use super::bindings::Decider;
 use super::bindings::DeciderPre;
 use super::bindings::recorder::RecorderPre;
 use super::error::{SandboxError, host_setup};
 use super::limits::MAX_MEMORY_MB;
+use super::meter;
 use super::state::CallState;
 
 /// How often the epoch advances; a deadline is honoured to within one tick.
@@ -46,12 +48,20 @@ pub struct SandboxOptions {
     /// The pool holds a few more instances than this: a slow-to-reset instance (a Python
     /// plugin's) goes back to it just after its call's answer, in a slot kept for that.
     pub max_concurrent_calls: u32,
+    /// The most calls one tenant may run at once (at most `max_concurrent_calls`), unless the
+    /// operator gives the tenant a cap of its own.
+    pub max_calls_per_tenant: u32,
+    /// The most memory all calls in flight may use together, in MiB: a call is admitted only
+    /// while the memory caps of the calls running, its own included, add up to no more.
+    pub memory_budget_mb: u64,
 }
 
 impl Default for SandboxOptions {
     fn default() -> Self {
         Self {
             max_concurrent_calls: 256,
+            max_calls_per_tenant: 64,
+            memory_budget_mb: default_memory_budget_mb(),
         }
     }
 }
@@ -90,7 +100,9 @@ pub struct Sandbox {
     pub(super) engine: Engine,
     linker: Linker<CallState>,
     pub(super) max_calls: usize,
+    calls_per_tenant: u32,
     pub(super) in_flight: AtomicUsize,
+    pub(super) memory: MemoryBudget,
     /// Instances waiting for their reset after their call's answer.
     pub(super) resets_pending: Arc<AtomicUsize>,
     pub(super) resets_deferred: AtomicU64,
@@ -112,6 +124,7 @@ impl Sandbox {
         let max_calls = usize::try_from(options.max_concurrent_calls.max(1)).unwrap_or(usize::MAX);
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(host_setup)?;
+        meter::link_random(&mut linker).map_err(host_setup)?;
         Decider::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
             .map_err(host_setup)?;
         let ticker = EpochTicker::start(&engine);
@@ -119,7 +132,11 @@ impl Sandbox {
             engine,
             linker,
             max_calls,
+            calls_per_tenant: options
+                .max_calls_per_tenant
+                .clamp(1, options.max_concurrent_calls.max(1)),
             in_flight: AtomicUsize::new(0),
+            memory: MemoryBudget::new(options.memory_budget_mb),
             resets_pending: Arc::default(),
             resets_deferred: AtomicU64::new(0),
             defer_resets: true,
@@ -135,6 +152,11 @@ impl Sandbox {
     pub fn without_deferred_resets(mut self) -> Self {
         self.defer_resets = false;
         self
+    }
+
+    /// The most calls one tenant may run at once, unless the operator says otherwise.
+    pub fn calls_per_tenant(&self) -> u32 {
+        self.calls_per_tenant
     }
 
     /// Calls running right now.
@@ -336,6 +358,7 @@ mod tests {
     fn an_engine_the_host_cannot_build_is_a_host_failure_not_overloaded() {
         let failure = Sandbox::new(SandboxOptions {
             max_concurrent_calls: u32::MAX,
+            ..SandboxOptions::default()
         })
         .err()
         .expect("a pool of 4 billion 1 GiB memories cannot be reserved");

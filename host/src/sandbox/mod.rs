@@ -7,14 +7,17 @@
 //! Failures are typed ([`SandboxError`]), classified from wasmtime's `Trap` codes and the
 //! limiter's own record, never from messages.
 //!
+//! - `admission`: a tenant's share of the pool, and the memory budget of the calls in flight;
 //! - `limits`: what a flow allows one call ([`Limits`]) and the range the host accepts;
 //! - `error`: the failure kinds, the errors and their classification;
 //! - `engine`: the engine and its pool, compiling plugins, the epoch ticker, the counters;
 //! - `calls`: `decide` and `record`, and what a call reports;
+//! - `meter`: the bounds on what a call's imports do, and their cost charged to its fuel;
 //! - `state`, `output`, `last_words`, `convert`, `bindings`, `precompiled`: a call's store data,
 //!   its log, a trapped guest's last words, the WIT types and conversions to them, and the
 //!   compiled-artifact cache.
 
+mod admission;
 mod bindings;
 mod calls;
 mod convert;
@@ -22,16 +25,21 @@ mod engine;
 mod error;
 mod last_words;
 mod limits;
+mod meter;
 mod output;
 mod precompiled;
 mod state;
 
+pub use admission::{TenantShare, default_memory_budget_mb};
 pub use calls::{Branch, CallReport, Decision, Event, MAX_REASON_BYTES, RecordReport, Report};
 pub use engine::{Plugin, Sandbox, SandboxOptions};
 pub use error::{FailureKind, SandboxError};
 pub use last_words::MAX_LAST_WORDS_BYTES;
 pub use limits::{
     DEFAULT_DEADLINE_MS, DEFAULT_FUEL, DEFAULT_MEMORY_MB, Limits, MAX_DEADLINE_MS, MAX_MEMORY_MB,
+};
+pub use meter::{
+    FUEL_PER_HOST_BYTE, MAX_HOSTCALL_BYTES, MAX_RANDOM_BYTES, MAX_RESOURCES, STREAM_PERMIT_BYTES,
 };
 pub use output::{LogLevel, LogLine, MAX_LOG_BYTES, MAX_LOG_LINES, trace_lines};
 pub use precompiled::{Compiled, hex_sha256};

@@ -12,7 +12,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+
+use super::meter::{HostMeter, STREAM_PERMIT_BYTES};
 
 /// The most lines one call keeps.
 pub const MAX_LOG_LINES: usize = 100;
@@ -66,8 +68,21 @@ impl CallLog {
         });
     }
 
+    /// Whether no further line can be kept.
+    fn is_full(&self) -> bool {
+        self.lines.len() >= MAX_LOG_LINES || self.bytes >= MAX_LOG_BYTES
+    }
+
     /// Takes raw bytes from a standard stream; each complete line becomes a log line.
     fn write_stream(&mut self, level: LogLevel, bytes: &[u8]) {
+        if self.is_full() {
+            // Nothing more is kept: count the lines without building them, so that a plugin
+            // writing newlines without end costs the host a scan, not a line each.
+            let lines = bytes.iter().filter(|b| **b == b'\n').count();
+            let lines = u32::try_from(lines).unwrap_or(u32::MAX);
+            self.dropped = self.dropped.saturating_add(lines);
+            return;
+        }
         let mut partial = std::mem::take(match level {
             LogLevel::Stdout => &mut self.partial_stdout,
             _ => &mut self.partial_stderr,
@@ -145,24 +160,44 @@ impl SharedLog {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A stdout or stderr for the guest that writes into this log.
-    pub fn stream(&self, level: LogLevel) -> CapturedStream {
+    /// A stdout or stderr for the guest that writes into this log, counting the bytes it takes
+    /// on `meter`.
+    pub fn stream(&self, level: LogLevel, meter: HostMeter) -> CapturedStream {
         CapturedStream {
             log: self.clone(),
             level,
+            meter,
         }
     }
 }
 
-/// The guest's stdout or stderr. Always ready, never full, never an error.
+/// The guest's stdout or stderr. Always ready and never full; a write past the permit
+/// `check-write` gave ([`STREAM_PERMIT_BYTES`]) traps.
 #[derive(Clone)]
 pub struct CapturedStream {
     log: SharedLog,
     level: LogLevel,
+    meter: HostMeter,
 }
 
-/// The permit a captured stream gives for each write; the log's caps do the real limiting.
-const STREAM_PERMIT_BYTES: usize = 64 * 1024;
+impl CapturedStream {
+    fn take(&self, bytes: &[u8]) -> StreamResult<()> {
+        if bytes.len() > STREAM_PERMIT_BYTES {
+            return Err(StreamError::trap(&format!(
+                "the plugin wrote {} bytes to its {} at once, more than the {STREAM_PERMIT_BYTES} \
+                 `check-write` permits",
+                bytes.len(),
+                match self.level {
+                    LogLevel::Stdout => "stdout",
+                    _ => "stderr",
+                },
+            )));
+        }
+        self.meter.charge(bytes.len());
+        self.log.lock().write_stream(self.level, bytes);
+        Ok(())
+    }
+}
 
 impl IsTerminal for CapturedStream {
     fn is_terminal(&self) -> bool {
@@ -182,8 +217,7 @@ impl StdoutStream for CapturedStream {
 
 impl OutputStream for CapturedStream {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.log.lock().write_stream(self.level, &bytes);
-        Ok(())
+        self.take(&bytes)
     }
 
     fn flush(&mut self) -> StreamResult<()> {
@@ -206,8 +240,10 @@ impl tokio::io::AsyncWrite for CapturedStream {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.log.lock().write_stream(self.level, buf);
-        Poll::Ready(Ok(buf.len()))
+        // Only p3 (not linked) writes through here; take what a permit allows, like a pipe.
+        let n = buf.len().min(STREAM_PERMIT_BYTES);
+        let taken = self.take(&buf[..n]).map(|()| n).map_err(io::Error::other);
+        Poll::Ready(taken)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::passthru::plugin::{host, types};
+use super::meter::{HostMeter, MAX_RESOURCES};
 use super::output::{LogLevel, SharedLog};
 
 /// A flow's configured keys and values, as the plugin reads them through `config`.
@@ -24,27 +26,36 @@ pub struct CallState {
     pub(crate) limiter: CallLimiter,
     config: Arc<FlowConfig>,
     pub(crate) log: SharedLog,
+    /// The host work the call's imports did since the guest last resumed.
+    pub(crate) meter: HostMeter,
+    /// When the call's deadline passes.
+    pub(crate) deadline: Instant,
 }
 
 impl CallState {
-    pub fn new(memory_bytes: usize, config: Arc<FlowConfig>) -> Self {
+    pub fn new(memory_bytes: usize, config: Arc<FlowConfig>, deadline: Instant) -> Self {
         let log = SharedLog::default();
+        let meter = HostMeter::default();
         // No preopens, no environment, no arguments, no network: the builder's defaults deny
         // files, env and args; sockets are turned off explicitly rather than left to an
-        // address check.
+        // address check. What the guest writes is metered; so are random bytes (see `meter`).
         let wasi = WasiCtxBuilder::new()
-            .stdout(log.stream(LogLevel::Stdout))
-            .stderr(log.stream(LogLevel::Stderr))
+            .stdout(log.stream(LogLevel::Stdout, meter.clone()))
+            .stderr(log.stream(LogLevel::Stderr, meter.clone()))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         Self {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: CallLimiter::new(memory_bytes),
             config,
             log,
+            meter,
+            deadline,
         }
     }
 }
@@ -69,18 +80,26 @@ impl host::Host for CallState {
             host::Level::Warn => LogLevel::Warn,
             host::Level::Error => LogLevel::Error,
         };
+        self.meter.charge(message.len());
         self.log.lock().push(level, &message);
     }
 
     fn config(&mut self, key: String) -> Option<String> {
-        self.config.get(&key).cloned()
+        let value = self.config.get(&key).cloned();
+        self.meter
+            .charge(key.len() + value.as_ref().map_or(0, String::len));
+        value
     }
 
     fn config_entries(&mut self) -> Vec<(String, String)> {
-        self.config
+        let entries: Vec<(String, String)> = self
+            .config
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+            .collect();
+        self.meter
+            .charge(entries.iter().map(|(k, v)| k.len() + v.len()).sum());
+        entries
     }
 }
 

@@ -75,6 +75,10 @@ pub struct TenantCaps {
     pub max_memory_mb: u64,
     /// How many flows the tenant may have.
     pub max_flows: u32,
+    /// How many of the tenant's plugin calls may run at the same moment, all its flows together;
+    /// past it, its calls answer their fallback (`overloaded`) while other tenants' calls run.
+    /// 0, the default: the server's `max_calls_per_tenant`.
+    pub max_concurrent_calls: u32,
 }
 
 impl Default for TenantCaps {
@@ -85,6 +89,7 @@ impl Default for TenantCaps {
             max_deadline_ms: 1_000,
             max_memory_mb: 256,
             max_flows: 100,
+            max_concurrent_calls: 0,
         }
     }
 }

@@ -19,6 +19,23 @@
 //!   environment and the arguments, see a preopened directory, open a TCP connection. Answers
 //!   `success` with reason `contained` if every attempt failed or saw nothing, else `failure` with
 //!   a reason naming what got through.
+//! - `sleep`: sleeps for a minute (a `wasi:clocks` timer), holding its pool slot at no CPU cost
+//!   until its deadline ends it.
+//! - `big-write`: one `write` of 48 MiB of newlines to stdout. The host must refuse to copy it in
+//!   (a trap), let alone split it into lines.
+//! - `over-permit`: one `write` of 128 KiB to stdout, past the permit `check-write` gives. The
+//!   host must refuse it (a trap).
+//! - `write-loop`: writes 64 KiB of newlines to stdout, within the permit, forever. Cheap in fuel
+//!   for the guest, so only the host charging its own work stops it early.
+//! - `big-random`: asks `wasi:random` for 32 MiB at once. The host must refuse it (a trap).
+//! - `random-loop`: asks `wasi:random` for 64 KiB, forever (freeing each answer).
+//! - `big-log`: logs one 1 MiB line. The host must refuse to copy it in (a trap).
+//! - `log-loop`: logs a 200 KiB line, forever.
+//! - `hoard`: creates timers (`wasi:clocks` pollables) and never drops them, forever. The host's
+//!   resource cap must end it (a trap).
+//! - `big-poll`: polls a list of a million borrows of one timer. The host must refuse to copy
+//!   it in (a trap).
+//! - `poll-list`: polls a list of 10,000 borrows of one ready timer, forever.
 //! - anything else, or no `mode`: `success` with reason `ok`.
 //!
 //! Not a plugin to deploy: it exists for the host's tests and benchmarks.
@@ -54,6 +71,62 @@ fn decide(_call: &Call) -> Decision {
                 println!("{line}");
             }
             success(format!("printed {FLOOD_COUNT} lines"))
+        }
+        Some("sleep") => {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            success("slept a minute".to_owned())
+        }
+        Some("big-write") => {
+            let flood = vec![b'\n'; 48 << 20];
+            wasi::write_stdout(&flood);
+            success("a 48 MiB write went through".to_owned())
+        }
+        Some("over-permit") => {
+            wasi::write_stdout(&[b'x'; 128 << 10]);
+            success("a 128 KiB write went through".to_owned())
+        }
+        Some("write-loop") => {
+            let block = vec![b'\n'; 64 << 10];
+            loop {
+                wasi::write_stdout(black_box(&block));
+            }
+        }
+        Some("big-random") => {
+            let got = wasi::random_bytes(32 << 20);
+            success(format!("got {got} random bytes"))
+        }
+        Some("random-loop") => loop {
+            black_box(wasi::random_bytes(64 << 10));
+        },
+        Some("big-log") => {
+            log::info(&"x".repeat(1 << 20));
+            success("a 1 MiB log line went through".to_owned())
+        }
+        Some("log-loop") => {
+            let line = "x".repeat(200 << 10);
+            loop {
+                log::info(black_box(&line));
+            }
+        }
+        Some("hoard") => {
+            let mut held = 0u64;
+            loop {
+                black_box(wasi::timer());
+                held += 1;
+                black_box(held);
+            }
+        }
+        Some("big-poll") => {
+            let list = vec![wasi::timer(); 1_000_000];
+            let ready = wasi::poll(&list);
+            success(format!("polled a million, {ready} ready"))
+        }
+        Some("poll-list") => {
+            let ready = wasi::timer();
+            let list = vec![ready; 10_000];
+            loop {
+                black_box(wasi::poll(black_box(&list)));
+            }
         }
         Some("log-flood") => {
             for i in 0..FLOOD_COUNT {
@@ -137,3 +210,89 @@ fn success(reason: String) -> Decision {
 }
 
 passthru_sdk::plugin!(decide);
+
+/// WASI imports called directly, with arguments no well-behaved guest library would pass. The
+/// names and versions are the ones the standard library's wasi-libc imports, so the component
+/// links against the same interfaces; the signatures are the canonical ABI's lowering of each.
+mod wasi {
+    use std::alloc::{Layout, dealloc};
+
+    #[link(wasm_import_module = "wasi:cli/stdout@0.2.0")]
+    unsafe extern "C" {
+        #[link_name = "get-stdout"]
+        fn get_stdout() -> i32;
+    }
+
+    #[link(wasm_import_module = "wasi:io/streams@0.2.0")]
+    unsafe extern "C" {
+        #[link_name = "[method]output-stream.write"]
+        fn output_stream_write(stream: i32, ptr: *const u8, len: usize, ret: *mut u32);
+        #[link_name = "[resource-drop]output-stream"]
+        fn drop_output_stream(stream: i32);
+    }
+
+    #[link(wasm_import_module = "wasi:random/random@0.2.0")]
+    unsafe extern "C" {
+        #[link_name = "get-random-bytes"]
+        fn get_random_bytes(len: i64, ret: *mut usize);
+    }
+
+    #[link(wasm_import_module = "wasi:clocks/monotonic-clock@0.2.0")]
+    unsafe extern "C" {
+        #[link_name = "subscribe-duration"]
+        fn subscribe_duration(nanoseconds: i64) -> i32;
+    }
+
+    #[link(wasm_import_module = "wasi:io/poll@0.2.0")]
+    unsafe extern "C" {
+        #[link_name = "poll"]
+        fn poll_list(ptr: *const i32, len: usize, ret: *mut usize);
+    }
+
+    /// `write` on a fresh stdout handle, whatever `check-write` would permit.
+    pub fn write_stdout(bytes: &[u8]) {
+        // result<_, stream-error>: a tag, then the error's own tag and handle (12 bytes).
+        let mut ret = [0u32; 4];
+        // SAFETY: the import's canonical-ABI signature; `bytes` and `ret` outlive the call.
+        unsafe {
+            let stream = get_stdout();
+            output_stream_write(stream, bytes.as_ptr(), bytes.len(), ret.as_mut_ptr());
+            drop_output_stream(stream);
+        }
+    }
+
+    /// `get-random-bytes(len)`; frees the answer and returns its length.
+    pub fn random_bytes(len: u64) -> usize {
+        let mut ret = [0usize; 2];
+        // SAFETY: the import's canonical-ABI signature; the host allocates the list through
+        // the guest's `cabi_realloc` (the global allocator, align 1), freed here the same way.
+        unsafe {
+            get_random_bytes(len as i64, ret.as_mut_ptr());
+            let [ptr, got] = ret;
+            if got > 0 {
+                dealloc(ptr as *mut u8, Layout::from_size_align_unchecked(got, 1));
+            }
+            got
+        }
+    }
+
+    /// A timer that is ready at once, never dropped.
+    pub fn timer() -> i32 {
+        // SAFETY: the import's canonical-ABI signature.
+        unsafe { subscribe_duration(0) }
+    }
+
+    /// `poll(list)`; frees the answer and returns how many were ready.
+    pub fn poll(list: &[i32]) -> usize {
+        let mut ret = [0usize; 2];
+        // SAFETY: as `random_bytes`; the answer is a list<u32> (align 4).
+        unsafe {
+            poll_list(list.as_ptr(), list.len(), ret.as_mut_ptr());
+            let [ptr, got] = ret;
+            if got > 0 {
+                dealloc(ptr as *mut u8, Layout::from_size_align_unchecked(got * 4, 4));
+            }
+            got
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Who may start a call: the tenant's share of the pool, the pool's calls, and the memory budget
+//! across all calls in flight. Each is an atomic counter, taken before the call's store exists
+//! and given back when the call ends (a guard, so an abandoned call gives it back too).
+//!
+//! A tenant's share bounds what one tenant can hold: a plugin that sleeps to its deadline holds
+//! a slot at no CPU cost, so without a share one tenant flooding its flow would take the whole
+//! pool and every other tenant's calls would answer `overloaded`.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// One tenant's share of the sandbox: how many of its calls may run at the same moment. Shared by
+/// all of the tenant's flows; the operator may change the cap while calls run.
+#[derive(Debug)]
+pub struct TenantShare {
+    in_flight: AtomicUsize,
+    max: AtomicUsize,
+}
+
+impl TenantShare {
+    /// A share of at most `max_calls` calls at once (at least 1).
+    pub fn new(max_calls: u32) -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            max: AtomicUsize::new(to_usize(max_calls.max(1))),
+        }
+    }
+
+    /// A share bounded only by the pool: for a caller that runs one tenant (`passthru run`,
+    /// tests).
+    pub fn unlimited() -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            max: AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    /// Changes the cap; calls beyond a lowered cap finish, and new ones wait for the count to
+    /// fall under it.
+    pub fn set_max(&self, max_calls: u32) {
+        self.max
+            .store(to_usize(max_calls.max(1)), Ordering::Relaxed);
+    }
+
+    /// The cap.
+    pub fn max(&self) -> usize {
+        self.max.load(Ordering::Relaxed)
+    }
+
+    /// The tenant's calls running right now.
+    pub fn calls_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn enter(&self) -> Option<Slot<'_>> {
+        Slot::enter(&self.in_flight, self.max())
+    }
+}
+
+/// Counts one call in until dropped.
+pub(super) struct Slot<'a>(&'a AtomicUsize);
+
+impl<'a> Slot<'a> {
+    /// Counts a call in, unless `max` are in already.
+    pub(super) fn enter(counter: &'a AtomicUsize, max: usize) -> Option<Self> {
+        if counter.fetch_add(1, Ordering::Relaxed) >= max {
+            counter.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Self(counter))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The memory caps of the calls in flight, added up, against a budget: each call may grow to its
+/// cap, so the sum is what the host may have to back at once.
+#[derive(Debug)]
+pub(super) struct MemoryBudget {
+    reserved_mb: AtomicU64,
+    budget_mb: u64,
+}
+
+impl MemoryBudget {
+    pub(super) fn new(budget_mb: u64) -> Self {
+        Self {
+            reserved_mb: AtomicU64::new(0),
+            budget_mb,
+        }
+    }
+
+    pub(super) fn budget_mb(&self) -> u64 {
+        self.budget_mb
+    }
+
+    pub(super) fn reserved_mb(&self) -> u64 {
+        self.reserved_mb.load(Ordering::Relaxed)
+    }
+
+    /// Reserves `mb` for one call, unless that would take the sum over the budget.
+    pub(super) fn reserve(&self, mb: u64) -> Option<Reservation<'_>> {
+        let before = self.reserved_mb.fetch_add(mb, Ordering::Relaxed);
+        if before.saturating_add(mb) > self.budget_mb {
+            self.reserved_mb.fetch_sub(mb, Ordering::Relaxed);
+            return None;
+        }
+        Some(Reservation { budget: self, mb })
+    }
+}
+
+/// One call's memory reservation, given back when dropped.
+pub(super) struct Reservation<'a> {
+    budget: &'a MemoryBudget,
+    mb: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget
+            .reserved_mb
+            .fetch_sub(self.mb, Ordering::Relaxed);
+    }
+}
+
+/// Half the machine's physical memory, in MiB: the default budget for calls in flight (the rest
+/// is the host's, the page cache's and the other processes'). 4 GiB when it cannot be read.
+pub fn default_memory_budget_mb() -> u64 {
+    // SAFETY: sysconf only reads system configuration values.
+    #[allow(unsafe_code)]
+    let (pages, page_size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGE_SIZE),
+        )
+    };
+    match (u64::try_from(pages), u64::try_from(page_size)) {
+        (Ok(pages), Ok(size)) if pages > 0 && size > 0 => (pages.saturating_mul(size) >> 20) / 2,
+        _ => 4096,
+    }
+}
+
+fn to_usize(n: u32) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_share_admits_up_to_its_cap_and_frees_on_drop() {
+        let share = TenantShare::new(2);
+        let a = share.enter().expect("first");
+        let b = share.enter().expect("second");
+        assert!(share.enter().is_none(), "a third is over the cap");
+        assert_eq!(share.calls_in_flight(), 2);
+        drop(a);
+        let c = share.enter().expect("a slot came back");
+        share.set_max(1);
+        drop((b, c));
+        let _d = share.enter().expect("under the lowered cap");
+        assert!(share.enter().is_none());
+    }
+
+    #[test]
+    fn the_memory_budget_counts_every_call_in_flight() {
+        let budget = MemoryBudget::new(100);
+        let a = budget.reserve(60).expect("fits");
+        assert!(budget.reserve(41).is_none(), "101 MiB is over 100");
+        let b = budget.reserve(40).expect("exactly the budget");
+        assert_eq!(budget.reserved_mb(), 100);
+        drop(a);
+        assert_eq!(budget.reserved_mb(), 40);
+        drop(b);
+        assert_eq!(budget.reserved_mb(), 0);
+    }
+
+    #[test]
+    fn the_default_budget_is_some_of_this_machines_memory() {
+        let mb = default_memory_budget_mb();
+        assert!(mb >= 1, "{mb}");
+    }
+}
