@@ -105,6 +105,19 @@ pub struct ServerConfig {
     /// flows' `memory_mb`); by default half the machine's memory.
     #[serde(default)]
     pub max_memory_in_flight_mb: Option<u64>,
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and how long a keep-alive
+    /// connection may sit idle.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// How long an admin API request may take, its body included.
+    #[serde(default = "default_admin_timeout_ms")]
+    pub admin_timeout_ms: u64,
+    /// How long a plugin upload may take, its body and compile included.
+    #[serde(default = "default_upload_timeout_ms")]
+    pub upload_timeout_ms: u64,
     /// `--data-dir` wins over this.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
@@ -132,6 +145,22 @@ pub struct ServerConfig {
 
 fn default_max_query_bytes() -> usize {
     DEFAULT_MAX_QUERY_BYTES
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_header_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_admin_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_upload_timeout_ms() -> u64 {
+    120_000
 }
 
 fn default_max_concurrent_calls() -> u32 {
@@ -285,6 +314,19 @@ impl ServerConfig {
                      {per_tenant}",
                     config.max_concurrent_calls
                 ),
+            });
+        }
+        let timeouts = [
+            config.header_timeout_ms,
+            config.admin_timeout_ms,
+            config.upload_timeout_ms,
+        ];
+        if config.max_connections == 0 || timeouts.contains(&0) {
+            return Err(ConfigError::Parse {
+                origin: origin.to_owned(),
+                message: "max_connections, header_timeout_ms, admin_timeout_ms and \
+                          upload_timeout_ms must be at least 1"
+                    .into(),
             });
         }
         if config.max_memory_in_flight_mb == Some(0) {

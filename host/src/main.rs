@@ -89,6 +89,13 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // What the server writes (the data directory, the operator token, the queue of callers'
+    // numbers) is its own: files 0600, folders 0700.
+    // SAFETY: umask only sets the process's file-creation mask; no memory is involved.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::AppState;
 use crate::api::Metrics;
+use crate::api::{AppState, HttpLimits};
 use crate::auth;
 use crate::config::{DEFAULT_DATA_DIR, ServerConfig};
 use crate::queue::{Queue, SqliteQueue};
@@ -30,6 +30,11 @@ pub enum StartError {
     OperatorToken(String),
     #[error("a start-up task failed")]
     Task(#[from] tokio::task::JoinError),
+    #[error("cannot make the data directory {path} private")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Where the server's state comes from, beyond the config file.
@@ -112,6 +117,15 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
         recorder.clone(),
         queue.clone(),
     ));
+    // Everything in the data directory is the server's alone: the queue holds callers' numbers,
+    // the store token hashes and plugins.
+    let private = data_dir.clone();
+    tokio::task::spawn_blocking(move || make_private(&private))
+        .await?
+        .map_err(|source| StartError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
     Ok(Started {
         state: AppState {
             registry,
@@ -121,9 +135,34 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
             max_query_bytes: config.max_query_bytes,
             max_upload_bytes: config.max_upload_bytes,
             metrics,
+            http: HttpLimits {
+                max_connections: config.max_connections,
+                header_timeout: Duration::from_millis(config.header_timeout_ms),
+                admin_timeout: Duration::from_millis(config.admin_timeout_ms),
+                upload_timeout: Duration::from_millis(config.upload_timeout_ms),
+            },
         },
         data_dir,
         operator_token_file,
         imported,
     })
+}
+
+/// Makes `dir` readable by its owner only: the folders in it `0700` and the files `0600`. Files
+/// the server creates later are inside, out of other users' reach whatever their mode (and the
+/// `passthru` binary starts with a umask of `077`, so they are `0600` too).
+pub fn make_private(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            make_private(&entry.path())?;
+        } else if kind.is_file() {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
 }

@@ -82,6 +82,8 @@ pub struct Metrics {
     registry: MetricRegistry,
     /// Admin API requests, by route and status.
     pub http: Family<HttpLabels, Counter>,
+    /// Connections closed on arrival because `max_connections` were open.
+    connections_refused: Counter,
 }
 
 impl Metrics {
@@ -96,6 +98,12 @@ impl Metrics {
             "Admin API requests answered, by method, route template and status",
             http.clone(),
         );
+        let connections_refused = Counter::default();
+        metrics.register(
+            "passthru_http_connections_refused",
+            "Connections closed as soon as they were accepted, because max_connections were open",
+            connections_refused.clone(),
+        );
         metrics.register_collector(Box::new(ServerStats {
             registry,
             recorder,
@@ -104,7 +112,13 @@ impl Metrics {
         Self {
             registry: metrics,
             http,
+            connections_refused,
         }
+    }
+
+    /// The counter of connections refused at the cap (a handle: counts into the same metric).
+    pub fn connections_refused(&self) -> Counter {
+        self.connections_refused.clone()
     }
 
     /// The Prometheus text format (version 0.0.4).

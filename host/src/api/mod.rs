@@ -27,7 +27,12 @@ use axum::http::{HeaderValue, Request, StatusCode, Uri, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -48,11 +53,6 @@ pub use metrics::Metrics;
 /// The largest JSON body the admin API reads.
 const MAX_JSON_BYTES: usize = 1 << 20;
 
-/// How long an admin API request may take before it is answered `408`.
-pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// The same for plugin uploads, which compile the component (seconds for a large one).
-pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -63,6 +63,7 @@ pub struct AppState {
     pub max_query_bytes: usize,
     pub max_upload_bytes: u64,
     pub metrics: Arc<Metrics>,
+    pub http: HttpLimits,
 }
 
 /// Every route, with the state attached.
@@ -76,7 +77,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            UPLOAD_TIMEOUT,
+            state.http.upload_timeout,
         ))
         .layer(middleware::map_response(timeout_problem))
         .layer(middleware::map_response(close_unless_success))
@@ -133,7 +134,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            ADMIN_TIMEOUT,
+            state.http.admin_timeout,
         ))
         .layer(middleware::map_response(timeout_problem))
         .layer(middleware::map_response(close_unless_success))
@@ -230,19 +231,87 @@ async fn timeout_problem(response: Response) -> Response {
     response
 }
 
+/// What the HTTP server allows a client (the config file's defaults: 4096 connections, 10 s to
+/// send headers, 30 s for an admin request, 120 s for an upload).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, counted from when the server
+    /// starts waiting for them: so an idle keep-alive connection is closed after as long.
+    pub header_timeout: Duration,
+    /// How long an admin API request may take, its body included, before it is answered `408`.
+    pub admin_timeout: Duration,
+    /// The same for plugin uploads, which compile the component (seconds for a large one). The
+    /// Passthru route reads no body.
+    pub upload_timeout: Duration,
+}
+
 /// Serves `router(state)` on `listener` until `shutdown` resolves, then waits for in-flight
-/// requests to finish.
+/// requests to finish (idle connections are closed).
 ///
 /// # Errors
-/// When accepting connections fails for good.
+/// Never, today: an accept error is logged and the server goes on (after a pause when the
+/// process is out of file descriptors).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.http;
+    let refused = state.metrics.connections_refused();
+    let service = TowerToHyperService::new(router(state));
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) => {
+                    accept_failed(&error).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = open.clone().try_acquire_owned() else {
+            // At the cap: closed at once, before a byte is read.
+            refused.inc();
+            drop(stream);
+            continue;
+        };
+        // Answers are small and written whole: no reason to wait for more to send.
+        let _ = stream.set_nodelay(true);
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .serve_connection(TokioIo::new(stream), service.clone());
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A client that goes away or sends garbage ends its own connection; nothing to do.
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// A failed accept: the client's own trouble (it reset before we accepted) is ignored; anything
+/// else is logged, and when the process is out of file descriptors the loop pauses, since
+/// accepting again at once would only fail again.
+async fn accept_failed(error: &std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
+    ) {
+        return;
+    }
+    tracing::error!(%error, "cannot accept a connection");
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 /// A request refused before its body was read (an upload over the cap, JSON of the wrong type or
