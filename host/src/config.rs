@@ -29,6 +29,7 @@ use serde::Deserialize;
 
 use crate::flow::{FlowSpec, PluginSource};
 use crate::queue::{Bounds, QueueOptions};
+use crate::registry::CompileLimits;
 use crate::sandbox::{SandboxOptions, default_memory_budget_mb};
 
 /// The address `passthru serve` listens on when neither the file nor the command line says.
@@ -115,6 +116,15 @@ pub struct ServerConfig {
     /// How long an admin API request may take, its body included.
     #[serde(default = "default_admin_timeout_ms")]
     pub admin_timeout_ms: u64,
+    /// Components compiled at once (on idle-priority threads).
+    #[serde(default = "default_max_concurrent_compiles")]
+    pub max_concurrent_compiles: usize,
+    /// Uploads that may wait for a compile; past it an upload answers 503.
+    #[serde(default = "default_max_waiting_compiles")]
+    pub max_waiting_compiles: usize,
+    /// The longest a compile may take (waiting included); past it the upload answers 422.
+    #[serde(default = "default_compile_budget_ms")]
+    pub compile_budget_ms: u64,
     /// How long a plugin upload may take, its body and compile included.
     #[serde(default = "default_upload_timeout_ms")]
     pub upload_timeout_ms: u64,
@@ -145,6 +155,18 @@ pub struct ServerConfig {
 
 fn default_max_query_bytes() -> usize {
     DEFAULT_MAX_QUERY_BYTES
+}
+
+fn default_max_concurrent_compiles() -> usize {
+    CompileLimits::default().threads
+}
+
+fn default_max_waiting_compiles() -> usize {
+    CompileLimits::default().queue
+}
+
+fn default_compile_budget_ms() -> u64 {
+    u64::try_from(CompileLimits::default().budget.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn default_max_connections() -> usize {
@@ -250,6 +272,15 @@ impl AsyncSettings {
 }
 
 impl ServerConfig {
+    /// How compiles are bounded.
+    pub fn compile_limits(&self) -> CompileLimits {
+        CompileLimits {
+            threads: self.max_concurrent_compiles,
+            queue: self.max_waiting_compiles,
+            budget: std::time::Duration::from_millis(self.compile_budget_ms),
+        }
+    }
+
     /// The sandbox's sizes: the pool, each tenant's share of it, and the memory budget.
     pub fn sandbox_options(&self) -> SandboxOptions {
         SandboxOptions {
@@ -321,6 +352,12 @@ impl ServerConfig {
             config.admin_timeout_ms,
             config.upload_timeout_ms,
         ];
+        if config.max_concurrent_compiles == 0 || config.compile_budget_ms == 0 {
+            return Err(ConfigError::Parse {
+                origin: origin.to_owned(),
+                message: "max_concurrent_compiles and compile_budget_ms must be at least 1".into(),
+            });
+        }
         if config.max_connections == 0 || timeouts.contains(&0) {
             return Err(ConfigError::Parse {
                 origin: origin.to_owned(),

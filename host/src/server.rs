@@ -66,11 +66,12 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
         .or_else(|| config.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let sandbox = Arc::new(Sandbox::new(config.sandbox_options())?);
+    let compiles = config.compile_limits();
     let registry = {
         let (sandbox, dir) = (sandbox.clone(), data_dir.clone());
         tokio::task::spawn_blocking(move || -> Result<Registry, StartError> {
             let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir)?);
-            Ok(Registry::open(sandbox, store, &dir)?)
+            Ok(Registry::open(sandbox, store, &dir, compiles)?)
         })
         .await??
     };

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::error::Chain;
-use crate::registry::RegistryError;
+use crate::registry::{CompileError, RegistryError};
 use crate::store::StoreError;
 
 /// An error answered to a client.
@@ -41,6 +41,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// An async request refused because the queue is at its bound.
     QueueFull(String),
+    /// An upload refused because as many as allowed are waiting for a compile.
+    CompilesBusy(String),
     /// An async request refused because the queue cannot commit (shutting down, disk failing).
     QueueUnavailable(String),
     /// An admin API request that took longer than its timeout.
@@ -68,6 +70,7 @@ pub(super) struct Problem<'a> {
             "urn:passthru:problem:refused",
             "urn:passthru:problem:invalid-plugin",
             "urn:passthru:problem:queue-full",
+            "urn:passthru:problem:compiles-busy",
             "urn:passthru:problem:queue-unavailable",
             "urn:passthru:problem:internal"
         )
@@ -148,6 +151,12 @@ impl ApiError {
                 "Async queue full",
                 format!("{detail}; the request was not kept"),
             ),
+            ApiError::CompilesBusy(detail) => (
+                S::SERVICE_UNAVAILABLE,
+                "compiles-busy",
+                "Too many uploads compiling",
+                detail,
+            ),
             ApiError::QueueUnavailable(detail) => (
                 S::SERVICE_UNAVAILABLE,
                 "queue-unavailable",
@@ -201,6 +210,10 @@ impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         match e {
             RegistryError::Invalid(e) => ApiError::InvalidPlugin(e.to_string()),
+            RegistryError::Compile(e @ CompileError::Busy { .. }) => {
+                ApiError::CompilesBusy(e.to_string())
+            }
+            RegistryError::Compile(e) => ApiError::InvalidPlugin(e.to_string()),
             RegistryError::BadRequest(detail) => ApiError::Unprocessable(detail),
             RegistryError::NotFound { what } => ApiError::Missing(what),
             RegistryError::Conflict(detail) => ApiError::Conflict(detail),
@@ -251,6 +264,7 @@ mod tests {
             ApiError::TooLarge(s()),
             ApiError::UnsupportedMediaType(s()),
             ApiError::QueueFull(s()),
+            ApiError::CompilesBusy(s()),
             ApiError::QueueUnavailable(s()),
             ApiError::Internal,
         ] {

@@ -78,9 +78,14 @@ pub(super) struct Uploaded {
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a valid plugin; the detail says why (not \
                                       WebAssembly, a core module, another world, an import the \
-                                      host does not provide, does not compile).",
+                                      host does not provide, does not compile, or does not \
+                                      compile within the server's compile_budget_ms).",
             body = Problem, content_type = "application/problem+json"),
         (status = 500, response = Internal),
+        (status = 503, description = "As many uploads as the server lets wait for a compile \
+                                      are waiting (urn:passthru:problem:compiles-busy); try \
+                                      again after Retry-After.",
+            body = Problem, content_type = "application/problem+json"),
     ),
 )]
 pub(super) async fn post_version(

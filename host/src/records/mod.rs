@@ -153,19 +153,19 @@ enum Message {
 /// Puts the calling thread in Linux's `SCHED_IDLE` class: it runs only on CPU time no other
 /// thread wants, and a request-serving thread that wakes up preempts it at once.
 #[cfg(target_os = "linux")]
-fn yield_to_requests() {
+pub(crate) fn yield_to_requests() {
     let param = libc::sched_param { sched_priority: 0 };
     #[allow(unsafe_code)]
     // SAFETY: `sched_setscheduler` with pid 0 changes only the calling thread's policy, and
     // `param` is a valid, initialised `sched_param` that outlives the call.
     let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
     if rc != 0 {
-        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the record writer's priority");
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower a background thread's priority");
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn yield_to_requests() {}
+pub(crate) fn yield_to_requests() {}
 
 fn write_loop(
     store: Arc<dyn RecordSink>,

@@ -8,6 +8,7 @@
 
 mod artifacts;
 mod builtin;
+mod compiles;
 mod import;
 
 use std::collections::HashMap;
@@ -17,7 +18,10 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use arc_swap::ArcSwap;
 
 pub use builtin::{BUILTIN_NAMES, builtin};
+pub use compiles::{CompileError, CompileLimits};
 pub use import::ImportError;
+
+use compiles::Compiles;
 
 use crate::error::Chain;
 use crate::flow::{FlowMode, RetryPolicy, StatusMap};
@@ -67,6 +71,9 @@ pub enum RegistryError {
     /// A blocking task of the registry panicked or was cancelled.
     #[error("a background task failed")]
     Task(#[from] tokio::task::JoinError),
+    /// The component was not compiled: invalid, over its time budget, or too many waiting.
+    #[error("{0}")]
+    Compile(#[from] CompileError),
 }
 
 impl From<StoreError> for RegistryError {
@@ -152,6 +159,8 @@ pub struct Registry {
     numbering: Mutex<()>,
     /// The per-flow metric families each live flow resolves its handles from.
     flow_metrics: FlowFamilies,
+    /// The threads that compile components, off the request path's CPU.
+    compiles: Compiles,
     /// Each tenant's share of the sandbox, kept across changes to the live table so that calls
     /// in flight and new ones count against the same one.
     shares: Mutex<HashMap<String, Arc<TenantShare>>>,
@@ -178,9 +187,12 @@ impl Registry {
         sandbox: Arc<Sandbox>,
         store: Arc<dyn Store>,
         data_dir: &Path,
+        compiles: CompileLimits,
     ) -> Result<Self, RegistryError> {
         let artifacts = artifacts::ArtifactCache::open(data_dir, sandbox.compatibility_key())?;
+        let compiles = Compiles::start(sandbox.clone(), compiles);
         let registry = Self {
+            compiles,
             sandbox,
             store,
             table: ArcSwap::from_pointee(FlowTable::default()),
@@ -255,8 +267,8 @@ impl Registry {
         if let Some(existing) = self.store.find_version(tenant, plugin, &sha256)? {
             return Ok((existing, false));
         }
-        // Compile outside the lock: it can take seconds, and other uploads need not wait.
-        let compiled = self.sandbox.compile_with_artifact(bytes)?;
+        // Compile outside the lock, on a compile thread: it can take seconds.
+        let compiled = self.compiles.compile(Arc::from(bytes))?;
         self.artifacts.put_blob(&sha256, bytes)?;
         self.artifacts
             .put_artifact(self.store.as_ref(), &sha256, &compiled.artifact)?;
@@ -521,7 +533,7 @@ impl Registry {
                     "compiled artifact unusable; compiling again"
                 );
                 let bytes = self.artifacts.blob(sha256)?;
-                let compiled = self.sandbox.compile_with_artifact(&bytes)?;
+                let compiled = self.compiles.compile(Arc::from(bytes))?;
                 self.artifacts
                     .put_artifact(self.store.as_ref(), sha256, &compiled.artifact)?;
                 compiled.plugin
