@@ -123,6 +123,7 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
             max_query_bytes: config.max_query_bytes,
             max_upload_bytes: config.max_upload_bytes,
             metrics,
+            public_url: config.public_url.as_deref().map(Arc::from),
         },
         data_dir,
         operator_token_file,

@@ -83,6 +83,12 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE flows ADD COLUMN retry TEXT NOT NULL DEFAULT '{}';
 "#,
+    // Passthru URL authentication: the kind, the secret's SHA-256 (hex), when it was set.
+    r#"
+    ALTER TABLE flows ADD COLUMN auth_kind TEXT NOT NULL DEFAULT 'none';
+    ALTER TABLE flows ADD COLUMN auth_digest TEXT;
+    ALTER TABLE flows ADD COLUMN auth_set_at_ms INTEGER;
+"#,
 ];
 
 /// The most records one query returns.
@@ -269,6 +275,12 @@ mod tests {
                     max_backoff_ms: 40,
                 },
                 config: [("k".to_owned(), "v".to_owned())].into(),
+            },
+            // The digest is kept; the secret never reaches the store.
+            auth: crate::flow::UrlAuth {
+                kind: crate::flow::UrlAuthKind::Key,
+                set_at_ms: Some(9),
+                digest: Some([7; 32]),
             },
             updated_at_ms: 7,
         }
