@@ -1,7 +1,8 @@
 //! What Passthru URL authentication adds to a request: the check of a flow's secret against the
 //! digest in its live snapshot (no store call). `none` is today's path (a match on the kind);
 //! `key` hashes the path segment; `basic` decodes the Authorization header and hashes it; each
-//! then compares in constant time.
+//! then compares in constant time. A request for a missing flow runs the same check against a
+//! stand-in, so that it costs what a refusal costs.
 //!
 //! `cargo bench -p passthru --bench url_auth`
 
@@ -50,6 +51,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             assert!(!black_box(&basic_auth).admits(None, black_box(Some(wrong_header.as_bytes()))))
         })
+    });
+    // What a request for a flow that does not exist pays, with a key: the same as a refusal.
+    group.bench_function("missing flow (key)", |b| {
+        b.iter(|| assert!(!UrlAuth::decoy().admits(black_box(Some(&wrong_key)), None)))
     });
     group.finish();
 }

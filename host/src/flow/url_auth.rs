@@ -114,21 +114,39 @@ impl UrlAuth {
     /// it had one, and `authorization` its `Authorization` header. A `none` flow admits only
     /// requests without a key segment; a `key` flow only its key; a `basic` flow only its
     /// credentials and no key segment.
+    ///
+    /// Whatever was presented is hashed and compared, whatever the kind, so the time a refusal
+    /// takes depends on the request only, not on the flow; the request path runs the same check
+    /// for a flow that does not exist ([`UrlAuth::decoy`]).
     pub fn admits(&self, key: Option<&str>, authorization: Option<&[u8]>) -> bool {
-        match (self.kind, key) {
-            (UrlAuthKind::None, None) => true,
-            (UrlAuthKind::Key, Some(key)) => self.matches(key.as_bytes()),
-            (UrlAuthKind::Basic, None) => authorization
-                .and_then(basic_credentials)
-                .is_some_and(|c| self.matches(&c)),
-            _ => false,
+        let key_matches = key.map(|key| self.matches(key.as_bytes()));
+        let basic_matches =
+            authorization.map(|header| basic_credentials(header).is_some_and(|c| self.matches(&c)));
+        match self.kind {
+            UrlAuthKind::None => key.is_none(),
+            UrlAuthKind::Key => key_matches == Some(true),
+            UrlAuthKind::Basic => key.is_none() && basic_matches == Some(true),
         }
     }
 
-    /// Compares the digest of what was presented with the stored one in constant time.
+    /// What stands in for a flow that does not exist: checking a request against it costs what
+    /// a refusal by a real flow costs, and admits nothing that would matter (its result is
+    /// thrown away).
+    pub fn decoy() -> &'static UrlAuth {
+        static DECOY: UrlAuth = UrlAuth {
+            kind: UrlAuthKind::Key,
+            set_at_ms: None,
+            digest: None,
+        };
+        &DECOY
+    }
+
+    /// Compares the digest of what was presented with the stored one in constant time. The
+    /// presented bytes are hashed even when there is no stored digest, to take the same time.
     fn matches(&self, presented: &[u8]) -> bool {
-        self.digest
-            .is_some_and(|digest| bool::from(digest.ct_eq(&sha256(presented))))
+        let presented = sha256(presented);
+        let stored = self.digest.unwrap_or([0; 32]);
+        bool::from(stored.ct_eq(&presented)) && self.digest.is_some()
     }
 
     /// The digest as stored: lower-case hex.
@@ -246,6 +264,13 @@ mod tests {
         assert!(auth.admits(None, None));
         assert!(auth.admits(None, Some(b"Basic abc")));
         assert!(!auth.admits(Some("anything"), None));
+    }
+
+    #[test]
+    fn the_decoy_admits_nothing() {
+        let decoy = UrlAuth::decoy();
+        assert!(!decoy.admits(None, None));
+        assert!(!decoy.admits(Some("anything"), Some(b"Basic ZXhvdGVsOng=")));
     }
 
     #[test]
