@@ -333,6 +333,39 @@ mod tests {
     }
 
     #[test]
+    fn flows_stored_before_url_auth_existed_read_back_without_it() {
+        let (s, dir) = store();
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        // A database as the previous schema left it, with a flow in it.
+        let conn = connect(&dir.join("passthru.db"), "NORMAL").unwrap();
+        migrate(&conn, &MIGRATIONS[..2], "database").unwrap();
+        conn.execute(
+            "INSERT INTO tenants (name, disabled, caps, created_at_ms) VALUES ('acme', 0, ?1, 1)",
+            [json(&TenantCaps::default()).unwrap()],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO flows (tenant, name, plugin, version, previous_version, mode, \
+             status_success, status_failure, fallback, limits, config, updated_at_ms, retry) \
+             VALUES ('acme', 'ivr', 'menu', 1, NULL, 'sync', 200, 302, 'failure', ?1, '{}', 3, ?2)",
+            [
+                json(&Limits::default()).unwrap(),
+                json(&RetryPolicy::default()).unwrap(),
+            ],
+        )
+        .unwrap();
+        drop(conn);
+
+        let s = SqliteStore::open(&dir).unwrap();
+        let flow = s.get_flow("acme", "ivr").unwrap();
+        assert_eq!(flow.auth, crate::flow::UrlAuth::default());
+        assert_eq!(flow.settings, FlowSettings::default());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn decisions_filter_and_page_newest_first() {
         let (s, dir) = store();
         let record = |i: i64, flow: &str, outcome: &str| DecisionRecord {
