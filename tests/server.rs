@@ -388,6 +388,7 @@ fn the_checked_in_openapi_document_is_the_generated_one() -> anyhow::Result<()> 
 /// listed in host/src/api/openapi.rs).
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/passthru/{tenant}/{flow}"),
+    ("get", "/passthru/{tenant}/{flow}/{key}"),
     ("get", "/healthz"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
@@ -408,6 +409,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/flows/{flow}"),
     ("post", "/v1/flows/{flow}/activate"),
     ("post", "/v1/flows/{flow}/rollback"),
+    ("post", "/v1/flows/{flow}/auth"),
     ("get", "/v1/flows/{flow}/queue"),
     ("get", "/v1/flows/{flow}/dead-letters"),
     ("get", "/v1/flows/{flow}/dead-letters/{id}"),

@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:8080"
+//! public_url = "https://passthru.example.com"  # optional: answered URLs start with it
 //!
 //! [[flow]]
 //! tenant = "demo"
@@ -137,6 +138,11 @@ pub struct ServerConfig {
     pub operator_token: Option<String>,
     #[serde(default = "default_max_upload_bytes")]
     pub max_upload_bytes: u64,
+    /// Where Exotel reaches this server (`https://passthru.example.com`, or with a path prefix
+    /// a proxy adds), so that `POST /v1/flows/{flow}/auth` can answer the whole URL to paste
+    /// into the Passthru applet. Without it, the answer gives the path only.
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// Keep a record of every decision (on by default).
     #[serde(default = "default_true")]
     pub records: bool,
@@ -379,6 +385,12 @@ impl ServerConfig {
                 origin: origin.to_owned(),
                 message,
             })?;
+        if let Some(url) = &mut config.public_url {
+            *url = check_public_url(url).map_err(|message| ConfigError::Parse {
+                origin: origin.to_owned(),
+                message,
+            })?;
+        }
         if let Some(dir) = &mut config.data_dir
             && dir.is_relative()
         {
@@ -404,6 +416,29 @@ impl ServerConfig {
         }
         Ok(config)
     }
+}
+
+/// A `public_url` is an `http` or `https` URL with a host, no user, query or fragment; it is
+/// kept without its trailing slashes, so that a Passthru path can follow it.
+fn check_public_url(url: &str) -> Result<String, String> {
+    let refuse = |why: &str| Err(format!("public_url {url:?} {why}"));
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return refuse("must start with https:// or http://");
+    };
+    if !matches!(scheme, "https" | "http") {
+        return refuse("must start with https:// or http://");
+    }
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() {
+        return refuse("has no host");
+    }
+    if host.contains('@') {
+        return refuse("must not hold credentials (the server adds a flow's own)");
+    }
+    if rest.contains(['?', '#']) || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return refuse("must not hold a query, a fragment or white space");
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 #[cfg(test)]
@@ -467,6 +502,26 @@ mod tests {
         assert_eq!(f.settings.limits.deadline_ms, 20);
         assert_eq!(f.settings.limits.memory_mb, Limits::default().memory_mb);
         assert_eq!(f.settings.config["vip_numbers"], "1,2");
+    }
+
+    #[test]
+    fn a_public_url_is_checked_and_kept_without_its_trailing_slash() {
+        let c = parse("public_url = \"https://passthru.example.com/exotel/\"").unwrap();
+        assert_eq!(
+            c.public_url.as_deref(),
+            Some("https://passthru.example.com/exotel")
+        );
+        assert_eq!(parse("").unwrap().public_url, None);
+        for bad in [
+            "passthru.example.com",
+            "ftp://passthru.example.com",
+            "https://",
+            "https://u:p@passthru.example.com",
+            "https://passthru.example.com/?a=1",
+        ] {
+            let err = parse(&format!("public_url = {bad:?}")).expect_err(bad);
+            assert!(err.contains("public_url"), "{err}");
+        }
     }
 
     #[test]

@@ -60,6 +60,12 @@ pub struct DecisionLabels {
     pub outcome: &'static str,
 }
 
+/// A tenant's series, for counts that must not grow a series per flow name a prober tries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant: String,
+}
+
 type HistogramFamily = Family<FlowLabels, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -76,12 +82,14 @@ pub struct FlowFamilies {
     decisions: Family<DecisionLabels, Counter>,
     latency: HistogramFamily,
     fuel: HistogramFamily,
+    auth_refused: Family<TenantLabels, Counter>,
 }
 
 impl Default for FlowFamilies {
     fn default() -> Self {
         Self {
             decisions: Family::default(),
+            auth_refused: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             fuel: Family::new_with_constructor(fuel_histogram),
         }
@@ -104,13 +112,18 @@ impl FlowFamilies {
             tenant: tenant.to_owned(),
             flow: flow.to_owned(),
         };
+        let auth_refused = self.auth_refused.get_or_create_owned(&TenantLabels {
+            tenant: tenant.to_owned(),
+        });
         if async_mode {
             return FlowMetrics {
                 queued: decision("queued"),
+                auth_refused,
                 ..FlowMetrics::detached(self.clone(), labels)
             };
         }
         FlowMetrics {
+            auth_refused,
             decided: decision("decided"),
             queued: Counter::default(),
             failures: FAILURE_KINDS.map(|kind| (kind, decision(kind.as_str()))),
@@ -139,6 +152,12 @@ impl FlowFamilies {
             "Fuel a sync flow's plugin call (decide) used, per flow",
             self.fuel.clone(),
         );
+        registry.register(
+            "passthru_auth_refused",
+            "Passthru requests to an existing flow refused for a missing or wrong URL secret \
+             (answered like an unknown flow), per tenant",
+            self.auth_refused.clone(),
+        );
     }
 }
 
@@ -150,6 +169,8 @@ pub struct FlowMetrics {
     failures: [(FailureKind, Counter); FAILURE_KINDS.len()],
     latency: Histogram,
     fuel: Histogram,
+    /// This flow's tenant's count of refused URL secrets.
+    auth_refused: Counter,
     /// For a failure kind not in [`FAILURE_KINDS`] (one added later): looked up when it happens.
     families: FlowFamilies,
     labels: FlowLabels,
@@ -163,6 +184,7 @@ impl FlowMetrics {
             failures: FAILURE_KINDS.map(|kind| (kind, Counter::default())),
             latency: latency_histogram(),
             fuel: fuel_histogram(),
+            auth_refused: Counter::default(),
             families,
             labels,
         }
@@ -192,6 +214,11 @@ impl FlowMetrics {
         }
         self.latency.observe(elapsed.as_secs_f64());
         self.fuel.observe(fuel as f64);
+    }
+
+    /// A request refused for a missing or wrong URL secret.
+    pub fn auth_refused(&self) {
+        self.auth_refused.inc();
     }
 
     /// An async request committed to the queue.

@@ -142,6 +142,7 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
                 admin_timeout: Duration::from_millis(config.admin_timeout_ms),
                 upload_timeout: Duration::from_millis(config.upload_timeout_ms),
             },
+            public_url: config.public_url.as_deref().map(Arc::from),
         },
         data_dir,
         operator_token_file,

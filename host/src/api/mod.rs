@@ -64,6 +64,9 @@ pub struct AppState {
     pub max_upload_bytes: u64,
     pub metrics: Arc<Metrics>,
     pub http: HttpLimits,
+    /// The server's address as Exotel reaches it (`https://passthru.example.com`, no trailing
+    /// slash), to answer full Passthru URLs; without it, paths only.
+    pub public_url: Option<Arc<str>>,
 }
 
 /// Every route, with the state attached.
@@ -116,6 +119,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/flows/{flow}/activate", post(tenant::post_activate))
         .route("/v1/flows/{flow}/rollback", post(tenant::post_rollback))
+        .route("/v1/flows/{flow}/auth", post(tenant::post_auth))
         .route("/v1/flows/{flow}/queue", get(queue::get_queue))
         .route(
             "/v1/flows/{flow}/dead-letters",
@@ -142,7 +146,12 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             metrics::count_admin_request,
         ));
-    let hot = Router::new().route(passthru::PASSTHRU_ROUTE, get(passthru::get_passthru));
+    let hot = Router::new()
+        .route(passthru::PASSTHRU_ROUTE, get(passthru::get_passthru))
+        .route(
+            passthru::PASSTHRU_KEY_ROUTE,
+            get(passthru::get_passthru_with_key),
+        );
     Router::new()
         .route("/healthz", get(get_healthz))
         .route("/metrics", get(metrics::get_metrics))

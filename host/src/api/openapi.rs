@@ -42,6 +42,7 @@ This document is generated from the server's code."
     ),
     paths(
         passthru::get_passthru,
+        passthru::get_passthru_with_key,
         super::get_healthz,
         metrics::get_metrics,
         super::get_openapi,
@@ -62,6 +63,7 @@ This document is generated from the server's code."
         tenant::delete_flow,
         tenant::post_activate,
         tenant::post_rollback,
+        tenant::post_auth,
         decisions::list_decisions,
         decisions::get_call,
         queue::get_queue,

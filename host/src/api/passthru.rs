@@ -5,12 +5,16 @@
 //! kind. Every call leaves a decision record through the recorder's channel (never waiting on the
 //! store).
 //!
+//! A flow may require a secret in its URL (`key`, the last path segment) or HTTP Basic
+//! credentials (`basic`), checked against the digest in its live snapshot: a missing or wrong
+//! secret is answered exactly like an unknown flow (docs/url-auth.md).
+//!
 //! Async flows: hand the request to the queue and answer `200` once it is committed, or `503`
 //! (with a problem body) when the queue is full or cannot commit: Exotel then takes the call
 //! flow's error path, and the request is counted, never silently lost.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
@@ -18,7 +22,7 @@ use super::extract::Path;
 use super::problem::Problem;
 use super::{ApiError, AppState};
 use crate::call;
-use crate::flow::{FlowMode, Name};
+use crate::flow::{FlowMode, Name, UrlAuth};
 use crate::logsafe::Escaped;
 use crate::queue::{AcceptError, NewEvent};
 use crate::records::{Answer, Subject, Usage};
@@ -28,6 +32,9 @@ use crate::store::{DecisionRecord, now_ms};
 
 /// The Passthru route's template, as the request spans and metrics name routes.
 pub(super) const PASSTHRU_ROUTE: &str = "/passthru/{tenant}/{flow}";
+/// The same with a flow's secret as the last segment (flows whose URL auth is `key`). Spans
+/// name this template, never the path as sent: the key must not reach a log.
+pub(super) const PASSTHRU_KEY_ROUTE: &str = "/passthru/{tenant}/{flow}/{key}";
 
 /// The branch answered, for whoever reads the response by hand (Exotel reads only the status).
 static BRANCH_HEADER: HeaderName = HeaderName::from_static("x-passthru-branch");
@@ -42,7 +49,9 @@ static EVENT_HEADER: HeaderName = HeaderName::from_static("x-passthru-event");
 /// accepted, in any subset, with any extra parameter; none is mandatory. The plugin sees them
 /// typed (see wit/passthru.wit) and raw. A flow in async mode answers 200 as soon as the request
 /// is durably committed to the queue (the plugin's `record` export runs later, in the background,
-/// with retries), and 503 when it could not be kept.
+/// with retries), and 503 when it could not be kept. A flow whose URL auth is `basic` needs its
+/// credentials (Authorization: Basic); one whose URL auth is `key` is called at
+/// /passthru/{tenant}/{flow}/{key} instead.
 #[utoipa::path(
     get,
     path = "/passthru/{tenant}/{flow}",
@@ -82,7 +91,9 @@ static EVENT_HEADER: HeaderName = HeaderName::from_static("x-passthru-event");
                 ("x-passthru-branch" = Branch, description = "The branch answered."),
                 ("x-passthru-outcome" = String, description = "Sync flows: decided, or the failure kind (FailureKind) when the fallback branch was answered. Async flows: queued."),
             )),
-        (status = 404, description = "No such tenant or flow (or the tenant is disabled).",
+        (status = 404, description = "No such tenant or flow (or the tenant is disabled), or a \
+                                      flow whose URL auth is key or basic called without its \
+                                      secret: the same answer byte for byte.",
             body = Problem, content_type = "application/problem+json"),
         (status = 414, description = "The query string is longer than the server's \
                                       max_query_bytes.",
@@ -104,6 +115,88 @@ pub(super) async fn get_passthru(
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let request = Request {
+        tenant,
+        flow,
+        key: None,
+        route: PASSTHRU_ROUTE,
+    };
+    answer(state, request, query, method, headers).await
+}
+
+/// The same, for a flow whose URL carries its secret
+///
+/// The URL to paste into Exotel for a flow whose URL auth is `key` (see `POST
+/// /v1/flows/{flow}/auth`): the same request as `/passthru/{tenant}/{flow}`, with the flow's
+/// secret as the last path segment. A missing or wrong key is answered exactly like an unknown
+/// flow, so a prober cannot tell a protected flow from a missing one.
+#[utoipa::path(
+    get,
+    path = "/passthru/{tenant}/{flow}/{key}",
+    operation_id = "getPassthruWithKey",
+    tag = "passthru",
+    params(
+        ("tenant" = Name, Path, description = "The tenant."),
+        ("flow" = Name, Path, description = "The tenant's flow."),
+        ("key" = String, Path, description = "The flow's secret, as POST /v1/flows/{flow}/auth \
+                                              returned it."),
+        ("CallSid" = Option<String>, Query, description = "Exotel's id of the call; every \
+                                                           parameter of /passthru/{tenant}/{flow} \
+                                                           is accepted alike."),
+    ),
+    responses(
+        (status = 200, description = "As for /passthru/{tenant}/{flow}."),
+        (status = 302, description = "As for /passthru/{tenant}/{flow}."),
+        (status = 404, description = "No such tenant or flow, or a missing or wrong key: the \
+                                      same answer byte for byte.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "The query string is longer than the server's \
+                                      max_query_bytes.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "As for /passthru/{tenant}/{flow} (async flows only).",
+            headers(("Retry-After" = u32, description = "Seconds.")),
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(super) async fn get_passthru_with_key(
+    State(state): State<AppState>,
+    Path((tenant, flow, key)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let request = Request {
+        tenant,
+        flow,
+        key: Some(key),
+        route: PASSTHRU_KEY_ROUTE,
+    };
+    answer(state, request, query, method, headers).await
+}
+
+/// What the path of a Passthru request says.
+struct Request {
+    tenant: String,
+    flow: String,
+    /// The last path segment of `/passthru/{tenant}/{flow}/{key}`.
+    key: Option<String>,
+    /// The route's template, for the span.
+    route: &'static str,
+}
+
+async fn answer(
+    state: AppState,
+    request: Request,
+    query: Option<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Request {
+        tenant,
+        flow,
+        key,
+        route,
+    } = request;
     let query = query.unwrap_or_default();
     if query.len() > state.max_query_bytes {
         return Err(ApiError::QueryTooLong {
@@ -111,9 +204,22 @@ pub(super) async fn get_passthru(
             max: state.max_query_bytes,
         });
     }
-    let Some(flow) = state.registry.get(&tenant, &flow) else {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    let Some(live) = state.registry.get(&tenant, &flow) else {
+        // The same work a flow's check would do with what was presented, so that a refusal
+        // takes no longer than a missing flow's answer.
+        std::hint::black_box(UrlAuth::decoy().admits(key.as_deref(), authorization));
         return Err(ApiError::UnknownFlow { tenant, flow });
     };
+    if !live.auth.admits(key.as_deref(), authorization) {
+        // Answered exactly as if the flow did not exist (the same error from the same path
+        // values), and counted; nothing is logged, so the presented secret goes nowhere.
+        live.metrics.auth_refused();
+        return Err(ApiError::UnknownFlow { tenant, flow });
+    }
+    let flow = live;
     if flow.mode == FlowMode::Async {
         return enqueue(&state, &flow, query).await;
     }
@@ -129,7 +235,7 @@ pub(super) async fn get_passthru(
         "request",
         id = %Escaped(crate::logsafe::cut(id, 64)),
         method = %method,
-        route = PASSTHRU_ROUTE,
+        route,
         tenant = %flow.tenant,
         flow = %flow.name,
         call_sid = %Escaped(call_sid.as_deref().unwrap_or("")),

@@ -221,6 +221,7 @@ impl From<RegistryError> for ApiError {
             error @ (RegistryError::Store(_)
             | RegistryError::Io { .. }
             | RegistryError::Corrupt { .. }
+            | RegistryError::NoRandomness(_)
             | RegistryError::Task(_)) => {
                 tracing::error!(error = %Chain(&error), "registry failure");
                 ApiError::Internal

@@ -17,7 +17,8 @@ use super::openapi::{BadRequest, Forbidden, Internal, NotFound, Unauthorized, Wa
 use super::operator::with_store as store_task;
 use super::problem::Problem;
 use super::{ApiError, AppState};
-use crate::flow::{FlowSettings, Name};
+use crate::flow::url_auth::{BASIC_USER, Secret};
+use crate::flow::{FlowSettings, Name, UrlAuth, UrlAuthKind};
 use crate::registry::RegistryError;
 use crate::store::{FlowRecord, VersionRecord};
 /// Plugin versions.
@@ -317,6 +318,8 @@ pub(super) async fn put_flow(
         version,
         previous_version: None,
         settings: body.settings,
+        // Kept from the stored flow by `Registry::put_flow`: a PUT never changes it.
+        auth: UrlAuth::default(),
         updated_at_ms: 0,
     };
     let created = state.registry.put_flow(record).await?;
@@ -499,4 +502,155 @@ pub(super) async fn post_rollback(
             other => other.into(),
         })?;
     Ok(axum::Json(record))
+}
+
+/// How the flow's Passthru URL is to be authenticated.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuthBody {
+    /// `none`, `key` (a secret as the URL's last path segment) or `basic` (HTTP Basic
+    /// credentials in the URL).
+    kind: UrlAuthKind,
+}
+
+/// A flow's new URL authentication, with its secret: shown this once, never again.
+#[derive(Serialize, ToSchema)]
+pub(super) struct AuthIssued {
+    kind: UrlAuthKind,
+    /// Milliseconds since the Unix epoch.
+    set_at_ms: i64,
+    /// The flow's Passthru path, with the key for `key` flows.
+    #[schema(examples("/passthru/acme/ivr/3q2-7wVuXz2k1s0bD4gQ8Zr9LhN5fYcJ6aTmEoPiKUw"))]
+    path: String,
+    /// What to paste into Exotel's Passthru applet: the server's `public_url`, the
+    /// credentials for `basic` flows, and the path. Null when the server has no `public_url`:
+    /// put `path` after the address Exotel reaches the server at.
+    #[schema(examples(
+        "https://exotel:3q2-7wVuXz2k1s0bD4gQ8Zr9LhN5fYcJ6aTmEoPiKUw@passthru.example.com/passthru/acme/ivr"
+    ))]
+    url: Option<String>,
+    /// The key (`key`) or the password (`basic`); null for `none`.
+    secret: Option<String>,
+    /// The user of `basic` flows (always `exotel`); null otherwise.
+    username: Option<String>,
+}
+
+/// Set how the flow's Passthru URL is authenticated, with a new secret
+///
+/// `key`: the URL gains the secret as its last path segment. `basic`: the URL carries HTTP
+/// Basic credentials (`https://exotel:SECRET@host/...`, which Exotel sends as an
+/// Authorization header). `none`: the plain URL, as before. Each call generates a new secret
+/// (256 bits, URL-safe) and the old one stops working at once: calling it again with the same
+/// kind rotates the secret. The secret is in this answer only; the server keeps its SHA-256. A
+/// request with a missing or wrong secret is answered exactly like an unknown flow (404).
+#[utoipa::path(
+    post,
+    path = "/v1/flows/{flow}/auth",
+    operation_id = "setFlowAuth",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(("flow" = Name, Path, description = "The tenant's flow.")),
+    request_body = AuthBody,
+    responses(
+        (status = 200, description = "Set; the secret and the URL to paste into Exotel. Sent \
+                                      with Cache-Control: no-store.",
+            body = AuthIssued),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, description = "The JSON body is larger than 1 MiB.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, response = Internal),
+    ),
+)]
+pub(super) async fn post_auth(
+    TenantAuth(tenant): TenantAuth,
+    State(state): State<AppState>,
+    Path(flow): Path<String>,
+    Json(body): Json<AuthBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_name("flow", &flow)?;
+    let (record, secret) = state.registry.set_auth(&tenant, &flow, body.kind).await?;
+    let issued = issued(state.public_url.as_deref(), &record, secret);
+    Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(issued)))
+}
+
+/// The answer to `POST /v1/flows/{flow}/auth`: the path and, with a `public_url`, the URL.
+fn issued(public_url: Option<&str>, record: &FlowRecord, secret: Option<Secret>) -> AuthIssued {
+    let base = format!("/passthru/{}/{}", record.tenant, record.name);
+    let (path, username, secret) = match secret {
+        Some(Secret::Key(key)) => (format!("{base}/{key}"), None, Some(key)),
+        Some(Secret::Basic(password)) => (base, Some(BASIC_USER.to_owned()), Some(password)),
+        None => (base, None, None),
+    };
+    let url = public_url.map(|public| {
+        let with_credentials = match (&username, &secret) {
+            (Some(user), Some(password)) => match public.split_once("://") {
+                Some((scheme, rest)) => format!("{scheme}://{user}:{password}@{rest}"),
+                None => public.to_owned(),
+            },
+            _ => public.to_owned(),
+        };
+        format!("{with_credentials}{path}")
+    });
+    AuthIssued {
+        kind: record.auth.kind,
+        set_at_ms: record.auth.set_at_ms.unwrap_or(record.updated_at_ms),
+        path,
+        url,
+        secret,
+        username,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: UrlAuthKind) -> FlowRecord {
+        FlowRecord {
+            tenant: "acme".into(),
+            name: "ivr".into(),
+            plugin: "menu".into(),
+            version: 1,
+            previous_version: None,
+            settings: FlowSettings::default(),
+            auth: UrlAuth {
+                kind,
+                set_at_ms: Some(5),
+                digest: None,
+            },
+            updated_at_ms: 5,
+        }
+    }
+
+    #[test]
+    fn the_issued_url_puts_the_key_last_and_basic_credentials_before_the_host() {
+        let public = Some("https://passthru.example.com/x");
+        let key = issued(
+            public,
+            &record(UrlAuthKind::Key),
+            Some(Secret::Key("K".into())),
+        );
+        assert_eq!(key.path, "/passthru/acme/ivr/K");
+        assert_eq!(
+            key.url.as_deref(),
+            Some("https://passthru.example.com/x/passthru/acme/ivr/K")
+        );
+        let basic = issued(
+            public,
+            &record(UrlAuthKind::Basic),
+            Some(Secret::Basic("P".into())),
+        );
+        assert_eq!(basic.path, "/passthru/acme/ivr");
+        assert_eq!(
+            basic.url.as_deref(),
+            Some("https://exotel:P@passthru.example.com/x/passthru/acme/ivr")
+        );
+        let none = issued(None, &record(UrlAuthKind::None), None);
+        assert_eq!((none.path.as_str(), none.url), ("/passthru/acme/ivr", None));
+    }
 }

@@ -9,6 +9,7 @@
 //! everything that handles flows (store, registry, queue, config, API) uses it.
 
 pub mod retry;
+pub mod url_auth;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use retry::RetryPolicy;
+pub use url_auth::{UrlAuth, UrlAuthKind};
 
 use crate::sandbox::{Branch, Limits};
 

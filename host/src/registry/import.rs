@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{Registry, RegistryError, blocking, builtin};
-use crate::flow::{FlowSpec, MAX_NAME_BYTES, PluginSource, validate_name};
+use crate::flow::{FlowSpec, MAX_NAME_BYTES, PluginSource, UrlAuth, validate_name};
 use crate::store::{FlowRecord, StoreError, TenantCaps};
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +122,8 @@ impl Registry {
             version: version.version,
             previous_version: None,
             settings: spec.settings.clone(),
+            // Kept from the stored flow by `Registry::put_flow`: a PUT never changes it.
+            auth: UrlAuth::default(),
             updated_at_ms: 0,
         })
         .await?;

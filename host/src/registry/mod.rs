@@ -24,7 +24,8 @@ pub use import::ImportError;
 use compiles::Compiles;
 
 use crate::error::Chain;
-use crate::flow::{FlowMode, RetryPolicy, StatusMap};
+use crate::flow::url_auth::{NoRandomness, Secret};
+use crate::flow::{FlowMode, RetryPolicy, StatusMap, UrlAuth, UrlAuthKind};
 use crate::metrics::{FlowFamilies, FlowMetrics};
 use crate::sandbox::{
     Branch, FlowConfig, Limits, Plugin, Sandbox, SandboxError, TenantShare, hex_sha256,
@@ -68,6 +69,9 @@ pub enum RegistryError {
     /// A stored blob whose content no longer matches its hash.
     #[error("{path} is corrupt: its content does not match its name")]
     Corrupt { path: PathBuf },
+    /// The operating system's random source failed (a URL secret could not be generated).
+    #[error("cannot generate a secret")]
+    NoRandomness(#[from] NoRandomness),
     /// A blocking task of the registry panicked or was cancelled.
     #[error("a background task failed")]
     Task(#[from] tokio::task::JoinError),
@@ -104,6 +108,8 @@ pub struct Flow {
     pub config: Arc<FlowConfig>,
     /// The tenant's share of the sandbox, which all its flows' calls count against.
     pub share: Arc<TenantShare>,
+    /// How its Passthru URL is authenticated: the secret's digest, checked in memory.
+    pub auth: UrlAuth,
     /// This flow's counters and histograms, resolved when it was made live.
     pub metrics: FlowMetrics,
 }
@@ -316,6 +322,11 @@ impl Registry {
                     )));
                 }
             }
+            // The URL's secret is set only by `set_auth`: replacing a flow keeps it.
+            record.auth = existing
+                .as_ref()
+                .map(|old| old.auth.clone())
+                .unwrap_or_default();
             record.previous_version = match &existing {
                 Some(old) if old.plugin == record.plugin && old.version != record.version => {
                     Some(old.version)
@@ -399,6 +410,39 @@ impl Registry {
             self.swap(|table| table.insert(Arc::new(live)));
         }
         Ok(record)
+    }
+
+    /// Sets how the flow's Passthru URL is authenticated, with a fresh secret (for `key` and
+    /// `basic`): the old secret stops working at once. Returns the flow as stored and the new
+    /// secret, which is not kept anywhere (only its digest is).
+    ///
+    /// # Errors
+    /// No such flow, no randomness, or the store fails.
+    pub async fn set_auth(
+        self: &Arc<Self>,
+        tenant: &str,
+        flow: &str,
+        kind: UrlAuthKind,
+    ) -> Result<(FlowRecord, Option<Secret>), RegistryError> {
+        let _change = self.changes.lock().await;
+        let this = self.clone();
+        let (tenant, flow) = (tenant.to_owned(), flow.to_owned());
+        let (record, secret, live) = blocking(move || {
+            let mut record = this.store.get_flow(&tenant, &flow)?;
+            let now = now_ms();
+            let (auth, secret) = UrlAuth::generate(kind, now)?;
+            record.auth = auth;
+            record.updated_at_ms = now;
+            let live = this.live_flow(&record)?;
+            this.store.put_flow(&record)?;
+            let enabled = !this.store.get_tenant(&tenant)?.disabled;
+            Ok((record, secret, enabled.then_some(live)))
+        })
+        .await?;
+        if let Some(live) = live {
+            self.swap(|table| table.insert(Arc::new(live)));
+        }
+        Ok((record, secret))
     }
 
     /// Deletes a flow; it stops answering at once (calls in flight finish).
@@ -486,6 +530,7 @@ impl Registry {
             retry: settings.retry,
             config: Arc::new(settings.config.clone()),
             share: self.share(&record.tenant)?,
+            auth: record.auth.clone(),
             metrics: self.flow_metrics.resolve(
                 &record.tenant,
                 &record.name,

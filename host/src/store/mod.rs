@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use sqlite::SqliteStore;
 
-use crate::flow::{FlowSettings, Name};
+use crate::flow::{FlowSettings, Name, UrlAuth};
 use crate::sandbox::{Branch, Limits, LogLine};
 
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +183,9 @@ pub struct FlowRecord {
     pub previous_version: Option<u32>,
     #[serde(flatten)]
     pub settings: FlowSettings,
+    /// How its Passthru URL is authenticated (set by `POST /v1/flows/{flow}/auth`; the secret is
+    /// never shown again).
+    pub auth: UrlAuth,
     /// Milliseconds since the Unix epoch.
     pub updated_at_ms: i64,
 }

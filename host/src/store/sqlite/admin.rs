@@ -232,7 +232,7 @@ impl Store for SqliteStore {
         tx.execute(
             &format!(
                 "INSERT OR REPLACE INTO flows ({FLOW_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
             ),
             params![
                 flow.tenant,
@@ -247,7 +247,10 @@ impl Store for SqliteStore {
                 json(&flow.settings.limits)?,
                 json(&flow.settings.config)?,
                 flow.updated_at_ms,
-                json(&flow.settings.retry)?
+                json(&flow.settings.retry)?,
+                flow.auth.kind.as_str(),
+                flow.auth.digest_hex(),
+                flow.auth.set_at_ms
             ],
         )?;
         tx.commit()?;

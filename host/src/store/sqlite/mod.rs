@@ -83,6 +83,12 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE flows ADD COLUMN retry TEXT NOT NULL DEFAULT '{}';
 "#,
+    // Passthru URL authentication: the kind, the secret's SHA-256 (hex), when it was set.
+    r#"
+    ALTER TABLE flows ADD COLUMN auth_kind TEXT NOT NULL DEFAULT 'none';
+    ALTER TABLE flows ADD COLUMN auth_digest TEXT;
+    ALTER TABLE flows ADD COLUMN auth_set_at_ms INTEGER;
+"#,
 ];
 
 /// The most records one query returns.
@@ -270,6 +276,12 @@ mod tests {
                 },
                 config: [("k".to_owned(), "v".to_owned())].into(),
             },
+            // The digest is kept; the secret never reaches the store.
+            auth: crate::flow::UrlAuth {
+                kind: crate::flow::UrlAuthKind::Key,
+                set_at_ms: Some(9),
+                digest: Some([7; 32]),
+            },
             updated_at_ms: 7,
         }
     }
@@ -317,6 +329,39 @@ mod tests {
         assert_eq!(s.list_live_flows().unwrap().len(), 1);
         s.update_tenant("acme", Some(true), None).unwrap();
         assert!(s.list_live_flows().unwrap().is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn flows_stored_before_url_auth_existed_read_back_without_it() {
+        let (s, dir) = store();
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        // A database as the previous schema left it, with a flow in it.
+        let conn = connect(&dir.join("passthru.db"), "NORMAL").unwrap();
+        migrate(&conn, &MIGRATIONS[..2], "database").unwrap();
+        conn.execute(
+            "INSERT INTO tenants (name, disabled, caps, created_at_ms) VALUES ('acme', 0, ?1, 1)",
+            [json(&TenantCaps::default()).unwrap()],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO flows (tenant, name, plugin, version, previous_version, mode, \
+             status_success, status_failure, fallback, limits, config, updated_at_ms, retry) \
+             VALUES ('acme', 'ivr', 'menu', 1, NULL, 'sync', 200, 302, 'failure', ?1, '{}', 3, ?2)",
+            [
+                json(&Limits::default()).unwrap(),
+                json(&RetryPolicy::default()).unwrap(),
+            ],
+        )
+        .unwrap();
+        drop(conn);
+
+        let s = SqliteStore::open(&dir).unwrap();
+        let flow = s.get_flow("acme", "ivr").unwrap();
+        assert_eq!(flow.auth, crate::flow::UrlAuth::default());
+        assert_eq!(flow.settings, FlowSettings::default());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -3,7 +3,7 @@
 use rusqlite::Row;
 
 use super::from_json;
-use crate::flow::{FlowMode, FlowSettings, StatusMap};
+use crate::flow::{FlowMode, FlowSettings, StatusMap, UrlAuth, UrlAuthKind};
 use crate::sandbox::Branch;
 use crate::store::{DecisionRecord, FlowRecord, StoreError, StoreResult, Tenant, VersionRecord};
 
@@ -59,7 +59,8 @@ pub(super) fn to_version((mut v, exports): (VersionRecord, String)) -> StoreResu
 }
 
 pub(super) const FLOW_COLUMNS: &str = "tenant, name, plugin, version, previous_version, mode, \
-    status_success, status_failure, fallback, limits, config, updated_at_ms, retry";
+    status_success, status_failure, fallback, limits, config, updated_at_ms, retry, auth_kind, \
+    auth_digest, auth_set_at_ms";
 
 pub(super) struct FlowRow {
     pub(super) record: FlowRecord,
@@ -67,6 +68,8 @@ pub(super) struct FlowRow {
     pub(super) limits: String,
     pub(super) config: String,
     pub(super) retry: String,
+    pub(super) auth_kind: String,
+    pub(super) auth_digest: Option<String>,
 }
 
 pub(super) fn flow_row(row: &Row<'_>) -> rusqlite::Result<FlowRow> {
@@ -86,12 +89,18 @@ pub(super) fn flow_row(row: &Row<'_>) -> rusqlite::Result<FlowRow> {
                 fallback: parse_branch(&fallback),
                 ..FlowSettings::default()
             },
+            auth: UrlAuth {
+                set_at_ms: row.get(15)?,
+                ..UrlAuth::default()
+            },
             updated_at_ms: row.get(11)?,
         },
         mode: row.get(5)?,
         limits: row.get(9)?,
         config: row.get(10)?,
         retry: row.get(12)?,
+        auth_kind: row.get(13)?,
+        auth_digest: row.get(14)?,
     })
 }
 
@@ -110,6 +119,21 @@ pub(super) fn to_flow(row: FlowRow) -> StoreResult<FlowRecord> {
     settings.limits = from_json(&row.limits)?;
     settings.config = from_json(&row.config)?;
     settings.retry = from_json(&row.retry)?;
+    record.auth.kind = UrlAuthKind::parse(&row.auth_kind).ok_or_else(|| StoreError::Unknown {
+        what: format!("flow {:?} with URL auth {:?}", record.name, row.auth_kind),
+    })?;
+    record.auth.digest = match (record.auth.kind, row.auth_digest.as_deref()) {
+        (UrlAuthKind::None, _) => None,
+        (_, Some(hex)) => {
+            Some(
+                UrlAuth::digest_from_hex(hex).ok_or_else(|| StoreError::Unknown {
+                    what: format!("flow {:?} with a malformed URL auth digest", record.name),
+                })?,
+            )
+        }
+        // A protected flow without a digest admits nothing, rather than everything.
+        (_, None) => None,
+    };
     Ok(record)
 }
 
