@@ -108,7 +108,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/plugins", get(tenant::list_versions))
         .route(
             "/v1/plugins/{plugin}/versions/{version}",
-            get(tenant::get_version),
+            get(tenant::get_version).delete(tenant::delete_version),
         )
         .route("/v1/flows", get(tenant::list_flows))
         .route(

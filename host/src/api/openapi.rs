@@ -57,6 +57,7 @@ This document is generated from the server's code."
         tenant::post_version,
         tenant::list_plugin_versions,
         tenant::get_version,
+        tenant::delete_version,
         tenant::list_flows,
         tenant::get_flow,
         tenant::put_flow,

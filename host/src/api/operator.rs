@@ -48,6 +48,8 @@ pub(super) struct CapsChange {
     max_deadline_ms: Option<u64>,
     max_memory_mb: Option<u64>,
     max_flows: Option<u32>,
+    max_versions: Option<u32>,
+    max_stored_bytes: Option<u64>,
     max_concurrent_calls: Option<u32>,
 }
 
@@ -59,6 +61,8 @@ impl CapsChange {
             max_deadline_ms: self.max_deadline_ms.unwrap_or(caps.max_deadline_ms),
             max_memory_mb: self.max_memory_mb.unwrap_or(caps.max_memory_mb),
             max_flows: self.max_flows.unwrap_or(caps.max_flows),
+            max_versions: self.max_versions.unwrap_or(caps.max_versions),
+            max_stored_bytes: self.max_stored_bytes.unwrap_or(caps.max_stored_bytes),
             max_concurrent_calls: self
                 .max_concurrent_calls
                 .unwrap_or(caps.max_concurrent_calls),
@@ -106,9 +110,15 @@ fn check_caps(caps: &TenantCaps) -> Result<(), ApiError> {
     limits
         .validate()
         .map_err(|e| ApiError::Unprocessable(format!("caps: {e}")))?;
-    if caps.max_plugin_bytes == 0 || caps.max_flows == 0 {
+    if caps.max_plugin_bytes == 0
+        || caps.max_flows == 0
+        || caps.max_versions == 0
+        || caps.max_stored_bytes == 0
+    {
         return Err(ApiError::Unprocessable(
-            "caps: max_plugin_bytes and max_flows must be at least 1".into(),
+            "caps: max_plugin_bytes, max_flows, max_versions and max_stored_bytes must be at \
+             least 1"
+                .into(),
         ));
     }
     Ok(())

@@ -234,6 +234,47 @@ pub(super) async fn get_version(
     ))
 }
 
+/// Delete a version no flow uses
+///
+/// Frees the version's share of the tenant's `max_versions` and `max_stored_bytes`. A version a
+/// flow runs, or would roll back to, is refused with `409` naming the flow. The component's
+/// bytes and compiled code are removed from the data directory unless another version has the
+/// same content. The number is never given to another version.
+#[utoipa::path(
+    delete,
+    path = "/v1/plugins/{plugin}/versions/{version}",
+    operation_id = "deleteVersion",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(
+        ("plugin" = Name, Path, description = "The tenant's plugin."),
+        ("version" = u32, Path, description = "The version's number."),
+    ),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, description = "A flow runs this version or would roll back to it.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, response = Internal),
+    ),
+)]
+pub(super) async fn delete_version(
+    TenantAuth(tenant): TenantAuth,
+    State(state): State<AppState>,
+    Path((plugin, version)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_name("plugin", &plugin)?;
+    let version = parse_version(&version)?;
+    state
+        .registry
+        .delete_version(&tenant, &plugin, version)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 fn parse_version(text: &str) -> Result<u32, ApiError> {
     text.parse()
         .map_err(|_| ApiError::BadRequest(format!("{text:?} is not a version number")))

@@ -35,6 +35,30 @@ impl ArtifactCache {
         })
     }
 
+    /// Removes a component's blob, its compiled artifact and the artifact's checksum: for
+    /// content no version uses any more.
+    pub(super) fn remove(&self, store: &dyn Store, sha256: &str) -> Result<(), RegistryError> {
+        let key = self.artifact_key(sha256);
+        store.delete_artifact_checksum(&key)?;
+        for path in [
+            self.artifacts.join(format!("{key}.cwasm")),
+            self.blob_path(sha256),
+        ] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(RegistryError::Io {
+                        action: "remove",
+                        path,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn blob_path(&self, sha256: &str) -> PathBuf {
         self.blobs.join(format!("{sha256}.wasm"))
     }

@@ -81,6 +81,8 @@ impl Registry {
                 max_memory_mb: spec.settings.limits.memory_mb,
                 max_plugin_bytes: bytes.len() as u64,
                 max_flows: flows_in_file,
+                max_versions: 1,
+                max_stored_bytes: bytes.len() as u64,
                 max_concurrent_calls: 0,
             };
             match this.store.get_tenant(&spec.tenant) {
@@ -94,6 +96,8 @@ impl Registry {
                         max_deadline_ms: d.max_deadline_ms.max(needed.max_deadline_ms),
                         max_memory_mb: d.max_memory_mb.max(needed.max_memory_mb),
                         max_flows: d.max_flows.max(needed.max_flows),
+                        max_versions: d.max_versions,
+                        max_stored_bytes: d.max_stored_bytes.max(needed.max_stored_bytes),
                         max_concurrent_calls: d.max_concurrent_calls,
                     };
                     this.store.create_tenant(&spec.tenant, &caps)?;

@@ -30,7 +30,7 @@ use crate::metrics::{FlowFamilies, FlowMetrics};
 use crate::sandbox::{
     Branch, FlowConfig, Limits, Plugin, Sandbox, SandboxError, TenantShare, hex_sha256,
 };
-use crate::store::{FlowRecord, Store, StoreError, VersionRecord, now_ms};
+use crate::store::{FlowRecord, Store, StoreError, TenantCaps, VersionRecord, now_ms};
 
 /// The world a component with these exports targets: `decider` (`decide`), `recorder`
 /// (`record`) or `plugin` (both).
@@ -84,6 +84,7 @@ impl From<StoreError> for RegistryError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { what } => RegistryError::NotFound { what },
+            StoreError::InUse { what } => RegistryError::Conflict(what),
             StoreError::Conflict { what } => {
                 RegistryError::Conflict(format!("{what} already exists"))
             }
@@ -273,18 +274,20 @@ impl Registry {
         if let Some(existing) = self.store.find_version(tenant, plugin, &sha256)? {
             return Ok((existing, false));
         }
+        self.check_room(tenant, &caps, bytes.len() as u64)?;
         // Compile outside the lock, on a compile thread: it can take seconds.
         let compiled = self.compiles.compile(Arc::from(bytes))?;
-        self.artifacts.put_blob(&sha256, bytes)?;
-        self.artifacts
-            .put_artifact(self.store.as_ref(), &sha256, &compiled.artifact)?;
-        self.remember(&sha256, Arc::new(compiled.plugin));
         // The same bytes uploaded twice at once must still make one version: look again and
-        // insert under one lock.
+        // insert under one lock, which a deletion also takes (it may remove the blob).
         let _numbering = self.numbering.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = self.store.find_version(tenant, plugin, &sha256)? {
             return Ok((existing, false));
         }
+        self.check_room(tenant, &caps, bytes.len() as u64)?;
+        self.artifacts.put_blob(&sha256, bytes)?;
+        self.artifacts
+            .put_artifact(self.store.as_ref(), &sha256, &compiled.artifact)?;
+        self.remember(&sha256, Arc::new(compiled.plugin));
         let version = self.store.add_version(
             tenant,
             plugin,
@@ -294,6 +297,54 @@ impl Registry {
             &compiled.exports,
         )?;
         Ok((version, true))
+    }
+
+    /// Refuses a new version of `size` bytes when the tenant keeps `max_versions` versions, or
+    /// would keep more than `max_stored_bytes`.
+    fn check_room(&self, tenant: &str, caps: &TenantCaps, size: u64) -> Result<(), RegistryError> {
+        let (count, bytes) = self.store.version_usage(tenant)?;
+        if count >= caps.max_versions {
+            return Err(RegistryError::Conflict(format!(
+                "this tenant keeps {count} plugin versions, its max_versions; delete versions no \
+                 flow uses (DELETE /v1/plugins/{{plugin}}/versions/{{version}}) to upload more"
+            )));
+        }
+        if bytes.saturating_add(size) > caps.max_stored_bytes {
+            return Err(RegistryError::Conflict(format!(
+                "this tenant keeps {bytes} bytes of plugin versions; {size} more would pass its \
+                 max_stored_bytes of {}; delete versions no flow uses to upload more",
+                caps.max_stored_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Deletes a version that no flow uses, as its version or the one it would roll back to;
+    /// its blob and compiled artifact go too, unless another version (of any tenant) has the
+    /// same content. Its number is never given to another version.
+    ///
+    /// # Errors
+    /// No such version, a flow uses it (`Conflict`), or the store fails.
+    pub async fn delete_version(
+        self: &Arc<Self>,
+        tenant: &str,
+        plugin: &str,
+        version: u32,
+    ) -> Result<(), RegistryError> {
+        // Flows change under this lock: none can bind the version while it goes.
+        let _change = self.changes.lock().await;
+        let this = self.clone();
+        let (tenant, plugin) = (tenant.to_owned(), plugin.to_owned());
+        blocking(move || {
+            let _numbering = this.numbering.lock().unwrap_or_else(|p| p.into_inner());
+            let deleted = this.store.delete_version(&tenant, &plugin, version)?;
+            if !this.store.blob_in_use(&deleted.sha256)? {
+                this.artifacts
+                    .remove(this.store.as_ref(), &deleted.sha256)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Creates or replaces a flow and makes it live. Returns whether it was created.

@@ -22,6 +22,9 @@ pub enum StoreError {
     Conflict { what: String },
     #[error("{what} not found")]
     NotFound { what: String },
+    /// The object is still used by another (a version by a flow).
+    #[error("{what}")]
+    InUse { what: String },
     /// The database refused or failed a statement.
     #[error("the database failed")]
     Database(#[from] rusqlite::Error),
@@ -75,6 +78,10 @@ pub struct TenantCaps {
     pub max_memory_mb: u64,
     /// How many flows the tenant may have.
     pub max_flows: u32,
+    /// How many plugin versions the tenant may keep, all plugins together.
+    pub max_versions: u32,
+    /// How many bytes of plugin versions the tenant may keep, all together.
+    pub max_stored_bytes: u64,
     /// How many of the tenant's plugin calls may run at the same moment, all its flows together;
     /// past it, its calls answer their fallback (`overloaded`) while other tenants' calls run.
     /// 0, the default: the server's `max_calls_per_tenant`.
@@ -89,6 +96,8 @@ impl Default for TenantCaps {
             max_deadline_ms: 1_000,
             max_memory_mb: 256,
             max_flows: 100,
+            max_versions: 1000,
+            max_stored_bytes: 1 << 30,
             max_concurrent_calls: 0,
         }
     }
@@ -287,6 +296,20 @@ pub trait Store: RecordSink {
         exports: &[String],
     ) -> StoreResult<VersionRecord>;
     fn get_version(&self, tenant: &str, plugin: &str, version: u32) -> StoreResult<VersionRecord>;
+    /// Deletes a version that no flow uses, as its version or as the one it would roll back to
+    /// ([`StoreError::InUse`] otherwise). Its number is never given to another version.
+    fn delete_version(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        version: u32,
+    ) -> StoreResult<VersionRecord>;
+    /// The tenant's versions: how many, and their bytes together.
+    fn version_usage(&self, tenant: &str) -> StoreResult<(u32, u64)>;
+    /// Whether any version of any tenant has this content.
+    fn blob_in_use(&self, sha256: &str) -> StoreResult<bool>;
+    /// Forgets a compiled artifact's checksum.
+    fn delete_artifact_checksum(&self, key: &str) -> StoreResult<()>;
     /// Every version of a tenant's plugins (of one plugin, if given), oldest first.
     fn list_versions(&self, tenant: &str, plugin: Option<&str>) -> StoreResult<Vec<VersionRecord>>;
     /// The version of `plugin` with this content, if one was uploaded already.

@@ -180,7 +180,8 @@ impl Store for SqliteStore {
             .query_row(
                 &format!(
                     "SELECT {VERSION_COLUMNS} FROM versions \
-                     WHERE tenant = ?1 AND plugin = ?2 AND version = ?3"
+                     WHERE tenant = ?1 AND plugin = ?2 AND version = ?3 \
+                     AND deleted_at_ms IS NULL"
                 ),
                 params![tenant, plugin, version],
                 version_row,
@@ -193,12 +194,84 @@ impl Store for SqliteStore {
         let conn = self.admin();
         let mut stmt = conn.prepare(&format!(
             "SELECT {VERSION_COLUMNS} FROM versions \
-             WHERE tenant = ?1 AND (?2 IS NULL OR plugin = ?2) ORDER BY plugin, version"
+             WHERE tenant = ?1 AND (?2 IS NULL OR plugin = ?2) AND deleted_at_ms IS NULL \
+             ORDER BY plugin, version"
         ))?;
         collect(
             stmt.query_map(params![tenant, plugin], version_row)?,
             to_version,
         )
+    }
+
+    fn delete_version(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        version: u32,
+    ) -> StoreResult<VersionRecord> {
+        let conn = self.admin();
+        let tx = write_tx(&conn)?;
+        let row = tx
+            .query_row(
+                &format!(
+                    "SELECT {VERSION_COLUMNS} FROM versions \
+                     WHERE tenant = ?1 AND plugin = ?2 AND version = ?3 \
+                     AND deleted_at_ms IS NULL"
+                ),
+                params![tenant, plugin, version],
+                version_row,
+            )
+            .optional()?;
+        let record = to_version(
+            row.ok_or_else(|| not_found(format!("version {version} of plugin {plugin:?}")))?,
+        )?;
+        let user: Option<String> = tx
+            .query_row(
+                "SELECT name FROM flows WHERE tenant = ?1 AND plugin = ?2 \
+                 AND (version = ?3 OR previous_version = ?3) ORDER BY name LIMIT 1",
+                params![tenant, plugin, version],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(flow) = user {
+            return Err(StoreError::InUse {
+                what: format!(
+                    "version {version} of plugin {plugin:?} is used by flow {flow:?} (as its \
+                     version, or the one it would roll back to)"
+                ),
+            });
+        }
+        tx.execute(
+            "UPDATE versions SET deleted_at_ms = ?4 \
+             WHERE tenant = ?1 AND plugin = ?2 AND version = ?3",
+            params![tenant, plugin, version, now_ms()],
+        )?;
+        tx.commit()?;
+        Ok(record)
+    }
+
+    fn version_usage(&self, tenant: &str) -> StoreResult<(u32, u64)> {
+        let (count, bytes): (u32, i64) = self.admin().query_row(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM versions \
+             WHERE tenant = ?1 AND deleted_at_ms IS NULL",
+            params![tenant],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((count, u64::try_from(bytes).unwrap_or(0)))
+    }
+
+    fn blob_in_use(&self, sha256: &str) -> StoreResult<bool> {
+        Ok(self.admin().query_row(
+            "SELECT EXISTS (SELECT 1 FROM versions WHERE sha256 = ?1 AND deleted_at_ms IS NULL)",
+            params![sha256],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn delete_artifact_checksum(&self, key: &str) -> StoreResult<()> {
+        self.admin()
+            .execute("DELETE FROM artifacts WHERE key = ?1", params![key])?;
+        Ok(())
     }
 
     fn find_version(
@@ -212,7 +285,8 @@ impl Store for SqliteStore {
             .query_row(
                 &format!(
                     "SELECT {VERSION_COLUMNS} FROM versions \
-                     WHERE tenant = ?1 AND plugin = ?2 AND sha256 = ?3 ORDER BY version LIMIT 1"
+                     WHERE tenant = ?1 AND plugin = ?2 AND sha256 = ?3 \
+                     AND deleted_at_ms IS NULL ORDER BY version LIMIT 1"
                 ),
                 params![tenant, plugin, sha256],
                 version_row,

@@ -89,6 +89,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE flows ADD COLUMN auth_digest TEXT;
     ALTER TABLE flows ADD COLUMN auth_set_at_ms INTEGER;
 "#,
+    // Deleted versions stay as tombstones, so that their numbers are never given again.
+    r#"
+    ALTER TABLE versions ADD COLUMN deleted_at_ms INTEGER;
+"#,
 ];
 
 /// The most records one query returns.
