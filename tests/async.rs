@@ -535,3 +535,55 @@ async fn events_left_waiting_at_shutdown_run_after_the_restart_with_their_attemp
     assert_eq!(pending(&queue_of(&api, "log").await?), 0);
     server.stop().await
 }
+
+/// Dead letters hold callers' numbers: each flow keeps them for its
+/// `retry.dead_letter_retention_hours` after their last attempt, then they are deleted (and
+/// counted). A flow's own retention applies; another flow's letters keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_deleted_after_their_flows_retention() -> anyhow::Result<()> {
+    let server = TestServer::start("").await?;
+    let dies = |hours: u64| {
+        json!({ "retry": { "max_attempts": 1, "dead_letter_retention_hours": hours },
+                "config": { "fail_attempts": "1000" } })
+    };
+    let api = tenant_with_flows(&server, "acme", &[("brief", dies(1)), ("long", dies(48))]).await?;
+    for flow in ["brief", "long"] {
+        let (status, _) = send(&server, "acme", flow, &format!("{flow}-1")).await?;
+        assert_eq!(status, 200);
+        eventually(&format!("{flow}-1 to die"), || async {
+            Ok((queue_of(&api, flow).await?["dead"] == 1).then_some(()))
+        })
+        .await?;
+    }
+    let queue = server.state.queue.clone();
+    let at = |hours_from_now: i64| passthru::store::now_ms() + hours_from_now * 3600 * 1000;
+    let expire = |now: i64| {
+        let queue = queue.clone();
+        tokio::task::spawn_blocking(move || queue.expire_dead_letters(now))
+    };
+
+    // Within both retentions: nothing goes.
+    assert_eq!(expire(at(0) + 30 * 60 * 1000).await??, 0);
+    // Past brief's hour, within long's two days: brief's letter goes, long's stays.
+    assert_eq!(expire(at(2)).await??, 1);
+    assert_eq!(queue_of(&api, "brief").await?["dead"], 0);
+    assert_eq!(queue_of(&api, "long").await?["dead"], 1);
+    let (_, list) = body(api.get("/v1/flows/brief/dead-letters").await?).await?;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "{list}");
+    // Past long's too.
+    assert_eq!(expire(at(49)).await??, 1);
+    assert_eq!(queue_of(&api, "long").await?["dead"], 0);
+
+    let metrics = server.get("/metrics").await?.text().await?;
+    assert!(
+        metrics.contains("passthru_async_dead_letters_expired_total 2"),
+        "the expiries are counted"
+    );
+
+    // A retention out of range is refused.
+    let mut flow = json!({ "plugin": "probe", "mode": "async" });
+    flow["retry"] = json!({ "dead_letter_retention_hours": 0 });
+    let refused = api.json(Method::PUT, "/v1/flows/bad", flow).await?;
+    assert_eq!(refused.status(), 422);
+    server.stop().await
+}

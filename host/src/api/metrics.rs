@@ -233,6 +233,11 @@ impl Collector for ServerStats {
                 &queue.dead_lettered,
             ),
             (
+                "passthru_async_dead_letters_expired",
+                "Dead letters deleted past their flow's dead_letter_retention_hours.",
+                &queue.dead_expired,
+            ),
+            (
                 "passthru_async_replayed",
                 "Dead letters replayed.",
                 &queue.replayed,

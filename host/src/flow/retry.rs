@@ -8,17 +8,21 @@ use serde::{Deserialize, Serialize};
 pub const MAX_ATTEMPTS: u32 = 100;
 /// The longest delay between two attempts a flow may ask for: one day.
 pub const MAX_BACKOFF_MS: u64 = 24 * 60 * 60 * 1000;
+/// The longest a flow may keep its dead letters: a year.
+pub const MAX_DEAD_LETTER_RETENTION_HOURS: u64 = 365 * 24;
+/// How long dead letters are kept unless the flow says otherwise: a week.
+pub const DEFAULT_DEAD_LETTER_RETENTION_HOURS: u64 = 7 * 24;
 
 /// How often, and how far apart, a failed event of an async flow is tried again.
 ///
 /// Attempt `n + 1` waits `backoff_ms * 2^(n - 1)`, capped at `max_backoff_ms`, then "equal
 /// jitter": a random point in the upper half of that delay, so a burst of failures spreads out
 /// instead of coming back in step. After `max_attempts` failed attempts the event becomes a dead
-/// letter.
+/// letter, kept for `dead_letter_retention_hours` after its last attempt, then deleted.
 ///
 /// An omitted setting takes its default. The server answers 422 unless `max_attempts` is 1 to
-/// 100, `backoff_ms` is 1 to 86400000 (a day) and `max_backoff_ms` is from `backoff_ms` to
-/// 86400000.
+/// 100, `backoff_ms` is 1 to 86400000 (a day), `max_backoff_ms` is from `backoff_ms` to
+/// 86400000 and `dead_letter_retention_hours` is 1 to 8760 (a year).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
@@ -28,6 +32,9 @@ pub struct RetryPolicy {
     pub backoff_ms: u64,
     /// No delay is longer than this, before jitter.
     pub max_backoff_ms: u64,
+    /// How long a dead letter is kept after its last attempt (the callers' numbers in it with
+    /// it), before it is deleted.
+    pub dead_letter_retention_hours: u64,
 }
 
 impl Default for RetryPolicy {
@@ -36,6 +43,7 @@ impl Default for RetryPolicy {
             max_attempts: 5,
             backoff_ms: 1_000,
             max_backoff_ms: 5 * 60 * 1000,
+            dead_letter_retention_hours: DEFAULT_DEAD_LETTER_RETENTION_HOURS,
         }
     }
 }
@@ -64,7 +72,19 @@ impl RetryPolicy {
                 self.backoff_ms, self.max_backoff_ms
             ));
         }
+        if !(1..=MAX_DEAD_LETTER_RETENTION_HOURS).contains(&self.dead_letter_retention_hours) {
+            return Err(format!(
+                "retry.dead_letter_retention_hours must be between 1 and \
+                 {MAX_DEAD_LETTER_RETENTION_HOURS}, not {}",
+                self.dead_letter_retention_hours
+            ));
+        }
         Ok(())
+    }
+
+    /// How long a dead letter is kept.
+    pub fn dead_letter_retention(&self) -> Duration {
+        Duration::from_secs(self.dead_letter_retention_hours.saturating_mul(3600))
     }
 
     /// The delay after failed attempt `attempt` (1-based), before jitter.
@@ -110,6 +130,7 @@ mod tests {
             max_attempts,
             backoff_ms,
             max_backoff_ms,
+            ..RetryPolicy::default()
         }
     }
 

@@ -68,10 +68,13 @@ pub struct Queue {
 
 struct Inner {
     store: Arc<dyn QueueStore>,
+    registry: Arc<Registry>,
     shared: Arc<Shared>,
     writer: Mutex<Option<Sender<Message>>>,
     writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// The task that deletes dead letters past their retention; stopped at shutdown.
+    expiry: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// What the writer thread and the workers share with the request path.
@@ -135,7 +138,7 @@ impl Queue {
                     source,
                 })?
         };
-        let workers = (0..options.workers.max(1))
+        let workers: Vec<JoinHandle<()>> = (0..options.workers.max(1))
             .map(|_| {
                 let worker = Worker {
                     shared: shared.clone(),
@@ -146,15 +149,44 @@ impl Queue {
                 tokio::spawn(worker.run())
             })
             .collect();
-        Ok(Self {
-            inner: Arc::new(Inner {
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let expiry = tokio::spawn(expire_dead_letters(weak.clone()));
+            Inner {
+                expiry: Mutex::new(Some(expiry)),
                 store,
+                registry,
                 shared,
                 writer: Mutex::new(Some(sender)),
                 writer_thread: Mutex::new(Some(writer_thread)),
                 workers: Mutex::new(workers),
-            }),
-        })
+            }
+        });
+        Ok(Self { inner })
+    }
+
+    /// Deletes the dead letters past their flow's retention (`retry.dead_letter_retention_hours`;
+    /// a flow no longer live keeps the default), as of `now_ms`. The queue does this every
+    /// minute on its own. Blocking: it deletes from the store.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub fn expire_dead_letters(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let inner = &self.inner;
+        let mut expired = 0;
+        for (tenant, flow) in inner.store.dead_flows()? {
+            let retention = inner.registry.get(&tenant, &flow).map_or_else(
+                || RetryPolicy::default().dead_letter_retention(),
+                |f| f.retry.dead_letter_retention(),
+            );
+            let before = now_ms.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(0));
+            expired += inner.store.prune_dead(&tenant, &flow, before)?;
+        }
+        inner
+            .shared
+            .stats
+            .dead_expired
+            .fetch_add(expired, Ordering::Relaxed);
+        Ok(expired)
     }
 
     /// Stores a request of an async flow; resolves once it is durably committed, with its id.
@@ -260,6 +292,9 @@ impl Queue {
         let shared = &self.inner.shared;
         shared.closing.store(true, Ordering::Release);
         shared.wake.notify_waiters();
+        if let Some(expiry) = lock(&self.inner.expiry).take() {
+            expiry.abort();
+        }
         let workers = std::mem::take(&mut *lock(&self.inner.workers));
         let deadline = tokio::time::Instant::now() + timeout;
         let mut finished = true;
@@ -580,4 +615,33 @@ pub struct FlowQueue {
     pub oldest_accepted_at_ms: Option<i64>,
     /// How long ago that was, in milliseconds; null when none.
     pub oldest_age_ms: Option<i64>,
+}
+
+/// How often the queue deletes dead letters past their retention.
+const EXPIRE_EVERY: Duration = Duration::from_secs(60);
+
+/// Every [`EXPIRE_EVERY`], deletes the dead letters past their retention, until the queue is
+/// gone or closing.
+async fn expire_dead_letters(inner: std::sync::Weak<Inner>) {
+    let mut ticks =
+        tokio::time::interval_at(tokio::time::Instant::now() + EXPIRE_EVERY, EXPIRE_EVERY);
+    loop {
+        ticks.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.shared.closing.load(Ordering::Acquire) {
+            return;
+        }
+        let queue = Queue { inner };
+        let expired =
+            tokio::task::spawn_blocking(move || queue.expire_dead_letters(now_ms())).await;
+        match expired {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(
+                dead_letters = n,
+                "expired dead letters past their retention"
+            ),
+            Ok(Err(error)) => tracing::warn!(%error, "cannot expire dead letters"),
+            Err(error) => tracing::warn!(%error, "the dead-letter expiry task failed"),
+        }
+    }
 }

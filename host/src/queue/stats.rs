@@ -12,6 +12,8 @@ pub struct QueueStats {
     pub handled: AtomicU64,
     pub failed_attempts: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Dead letters deleted past their flow's retention.
+    pub dead_expired: AtomicU64,
     pub replayed: AtomicU64,
     pub commits: AtomicU64,
     /// From accepting a request to starting its first attempt.

@@ -118,6 +118,10 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Puts a dead letter back in the queue with its attempts reset, due at `now_ms`.
     fn revive(&self, tenant: &str, flow: &str, id: u64, now_ms: i64) -> StoreResult<StoredEvent>;
     fn delete_dead(&self, tenant: &str, flow: &str, id: u64) -> StoreResult<()>;
+    /// The flows that have dead letters.
+    fn dead_flows(&self) -> StoreResult<Vec<(String, String)>>;
+    /// Deletes a flow's dead letters whose last attempt was before `before_ms`; how many.
+    fn prune_dead(&self, tenant: &str, flow: &str, before_ms: i64) -> StoreResult<u64>;
 }
 
 const MIGRATIONS: &[&str] = &[r#"
@@ -368,6 +372,23 @@ impl QueueStore for SqliteQueue {
             .ok_or_else(|| not_found(id))?;
         tx.commit()?;
         Ok(event)
+    }
+
+    fn dead_flows(&self) -> StoreResult<Vec<(String, String)>> {
+        let conn = self.reader();
+        let mut stmt =
+            conn.prepare("SELECT DISTINCT tenant, flow FROM events WHERE dead = 1 ORDER BY 1, 2")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn prune_dead(&self, tenant: &str, flow: &str, before_ms: i64) -> StoreResult<u64> {
+        // A dead letter's next_at_ms is the time of its last attempt.
+        let deleted = self.writer().execute(
+            "DELETE FROM events WHERE tenant = ?1 AND flow = ?2 AND dead = 1 AND next_at_ms < ?3",
+            params![tenant, flow, before_ms],
+        )?;
+        Ok(deleted as u64)
     }
 
     fn delete_dead(&self, tenant: &str, flow: &str, id: u64) -> StoreResult<()> {

@@ -277,6 +277,7 @@ mod tests {
                     max_attempts: 9,
                     backoff_ms: 20,
                     max_backoff_ms: 40,
+                    dead_letter_retention_hours: 2,
                 },
                 config: [("k".to_owned(), "v".to_owned())].into(),
             },
