@@ -11,6 +11,8 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "decider",
     exports: { default: async },
+    // The host imports charge their work to the call, and trap when it is spent.
+    imports: { default: trappable },
 });
 
 /// The `recorder` world's bindings, over the `types` and `host` generated above.
@@ -19,6 +21,7 @@ pub mod recorder {
         path: "../wit",
         world: "recorder",
         exports: { default: async },
+        imports: { default: trappable },
         with: {
             "passthru:plugin/types": super::passthru::plugin::types,
             "passthru:plugin/host": super::passthru::plugin::host,

@@ -16,7 +16,7 @@ use super::engine::{DEFERRED_RESETS, EPOCH_TICK, Plugin, Sandbox};
 use super::error::{SandboxError, host_setup, missing_export, settle};
 use super::last_words::last_words;
 use super::limits::Limits;
-use super::meter::{self, MAX_HOSTCALL_BYTES};
+use super::meter::MAX_HOSTCALL_BYTES;
 use super::output::{self, LogLine};
 use super::state::{CallState, FlowConfig};
 use crate::call::CallDetails;
@@ -217,11 +217,10 @@ impl Sandbox {
         let started = Instant::now();
         let memory_bytes = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
         let deadline = started + limits.deadline();
-        let state = CallState::new(memory_bytes, config, deadline);
+        let state = CallState::new(memory_bytes, config, limits.fuel, deadline);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
-        store.call_hook(meter::settle);
         (store, started)
     }
 
@@ -236,12 +235,16 @@ impl Sandbox {
         limits: &Limits,
     ) -> Report<T> {
         let elapsed = started.elapsed();
-        let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0).min(limits.fuel);
+        let wasm_fuel = limits.fuel - store.get_fuel().unwrap_or(0).min(limits.fuel);
         let log = store.data().log.clone();
         self.release(plugin, store);
 
         let mut log = log.lock();
         log.finish();
+        // The plugin's own code and the work its imports did, on the same budget.
+        let fuel_used = wasm_fuel
+            .saturating_add(log.budget.fuel_used())
+            .min(limits.fuel);
         let outcome = outcome.map_err(|error| match error {
             SandboxError::Trap { message } => {
                 let message = output::truncate(&message, MAX_TRAP_BYTES);
@@ -382,7 +385,7 @@ mod tests {
         let engine = wasmtime::Engine::new(&wasmtime::Config::new()).unwrap();
         let mut store = Store::new(
             &engine,
-            CallState::new(64 << 20, Arc::default(), Instant::now()),
+            CallState::new(64 << 20, Arc::default(), 1, Instant::now()),
         );
         let failure = prepare_store(&mut store, &Limits::default()).unwrap_err();
         assert_eq!(failure.kind(), FailureKind::Host, "{failure:?}");

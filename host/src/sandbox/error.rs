@@ -5,6 +5,7 @@ use serde::Serialize;
 use wasmtime::{OutOfMemory, PoolConcurrencyLimitError, Trap};
 
 use super::limits::Limits;
+use super::meter::HostLimit;
 use super::state::{CallState, LimitHit};
 
 /// The kind of a failed call, as reported in logs, records and `passthru run`.
@@ -142,6 +143,14 @@ pub(super) fn classify(
             requested,
         };
     }
+    if let Some(limit) = error.downcast_ref::<HostLimit>() {
+        return match limit {
+            HostLimit::Fuel => SandboxError::OutOfFuel { fuel: limits.fuel },
+            HostLimit::Deadline => SandboxError::Deadline {
+                deadline_ms: limits.deadline_ms,
+            },
+        };
+    }
     if let Some(trap) = error.downcast_ref::<Trap>() {
         return match trap {
             Trap::OutOfFuel => SandboxError::OutOfFuel { fuel: limits.fuel },
@@ -175,7 +184,7 @@ mod tests {
     use super::*;
 
     fn state() -> CallState {
-        CallState::new(64 << 20, Arc::default(), std::time::Instant::now())
+        CallState::new(64 << 20, Arc::default(), 1, std::time::Instant::now())
     }
 
     /// wasmtime's sign that the host's own allocation failed, as it reaches a call (with context

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
-use super::meter::{HostMeter, STREAM_PERMIT_BYTES};
+use super::meter::{HostBudget, STREAM_PERMIT_BYTES};
 
 /// The most lines one call keeps.
 pub const MAX_LOG_LINES: usize = 100;
@@ -51,6 +51,9 @@ pub struct CallLog {
     bytes: usize,
     partial_stdout: Vec<u8>,
     partial_stderr: Vec<u8>,
+    /// What the call's imports may still do for it (charged here: every import that does work
+    /// in proportion to its bytes takes this lock anyway, or can).
+    pub(crate) budget: HostBudget,
 }
 
 impl CallLog {
@@ -160,13 +163,19 @@ impl SharedLog {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A stdout or stderr for the guest that writes into this log, counting the bytes it takes
-    /// on `meter`.
-    pub fn stream(&self, level: LogLevel, meter: HostMeter) -> CapturedStream {
+    /// A log for a call whose imports may do `budget` of work.
+    pub fn new(budget: HostBudget) -> Self {
+        Self(Arc::new(Mutex::new(CallLog {
+            budget,
+            ..CallLog::default()
+        })))
+    }
+
+    /// A stdout or stderr for the guest that writes into this log.
+    pub fn stream(&self, level: LogLevel) -> CapturedStream {
         CapturedStream {
             log: self.clone(),
             level,
-            meter,
         }
     }
 }
@@ -177,7 +186,6 @@ impl SharedLog {
 pub struct CapturedStream {
     log: SharedLog,
     level: LogLevel,
-    meter: HostMeter,
 }
 
 impl CapturedStream {
@@ -193,8 +201,11 @@ impl CapturedStream {
                 },
             )));
         }
-        self.meter.charge(bytes.len());
-        self.log.lock().write_stream(self.level, bytes);
+        let mut log = self.log.lock();
+        log.budget
+            .charge(bytes.len())
+            .map_err(|limit| StreamError::Trap(wasmtime::Error::new(limit)))?;
+        log.write_stream(self.level, bytes);
         Ok(())
     }
 }

@@ -10,7 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::passthru::plugin::{host, types};
-use super::meter::{HostMeter, MAX_RESOURCES};
+use super::meter::{HostBudget, MAX_RESOURCES};
 use super::output::{LogLevel, SharedLog};
 
 /// A flow's configured keys and values, as the plugin reads them through `config`.
@@ -26,22 +26,18 @@ pub struct CallState {
     pub(crate) limiter: CallLimiter,
     config: Arc<FlowConfig>,
     pub(crate) log: SharedLog,
-    /// The host work the call's imports did since the guest last resumed.
-    pub(crate) meter: HostMeter,
-    /// When the call's deadline passes.
-    pub(crate) deadline: Instant,
 }
 
 impl CallState {
-    pub fn new(memory_bytes: usize, config: Arc<FlowConfig>, deadline: Instant) -> Self {
-        let log = SharedLog::default();
-        let meter = HostMeter::default();
+    /// A call's store data: `fuel` and `deadline` bound what its imports may do for it too.
+    pub fn new(memory_bytes: usize, config: Arc<FlowConfig>, fuel: u64, deadline: Instant) -> Self {
+        let log = SharedLog::new(HostBudget::new(fuel, deadline));
         // No preopens, no environment, no arguments, no network: the builder's defaults deny
         // files, env and args; sockets are turned off explicitly rather than left to an
-        // address check. What the guest writes is metered; so are random bytes (see `meter`).
+        // address check. What the guest writes is charged to the call (see `meter`).
         let wasi = WasiCtxBuilder::new()
-            .stdout(log.stream(LogLevel::Stdout, meter.clone()))
-            .stderr(log.stream(LogLevel::Stderr, meter.clone()))
+            .stdout(log.stream(LogLevel::Stdout))
+            .stderr(log.stream(LogLevel::Stderr))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -54,8 +50,6 @@ impl CallState {
             limiter: CallLimiter::new(memory_bytes),
             config,
             log,
-            meter,
-            deadline,
         }
     }
 }
@@ -72,7 +66,7 @@ impl WasiView for CallState {
 impl types::Host for CallState {}
 
 impl host::Host for CallState {
-    fn log(&mut self, level: host::Level, message: String) {
+    fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
         let level = match level {
             host::Level::Trace => LogLevel::Trace,
             host::Level::Debug => LogLevel::Debug,
@@ -80,26 +74,27 @@ impl host::Host for CallState {
             host::Level::Warn => LogLevel::Warn,
             host::Level::Error => LogLevel::Error,
         };
-        self.meter.charge(message.len());
-        self.log.lock().push(level, &message);
+        let mut log = self.log.lock();
+        log.budget.charge(message.len())?;
+        log.push(level, &message);
+        Ok(())
     }
 
-    fn config(&mut self, key: String) -> Option<String> {
+    fn config(&mut self, key: String) -> wasmtime::Result<Option<String>> {
         let value = self.config.get(&key).cloned();
-        self.meter
-            .charge(key.len() + value.as_ref().map_or(0, String::len));
-        value
+        let bytes = key.len() + value.as_ref().map_or(0, String::len);
+        self.log.lock().budget.charge(bytes)?;
+        Ok(value)
     }
 
-    fn config_entries(&mut self) -> Vec<(String, String)> {
-        let entries: Vec<(String, String)> = self
+    fn config_entries(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
+        let bytes = self.config.iter().map(|(k, v)| k.len() + v.len()).sum();
+        self.log.lock().budget.charge(bytes)?;
+        Ok(self
             .config
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        self.meter
-            .charge(entries.iter().map(|(k, v)| k.len() + v.len()).sum());
-        entries
+            .collect())
     }
 }
 
