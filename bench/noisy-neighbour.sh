@@ -13,6 +13,7 @@
 #
 #   bash bench/noisy-neighbour.sh [DURATION_S] [FLOOD]
 #   BIN=/path/to/passthru bash bench/noisy-neighbour.sh   a binary built elsewhere
+#   HOSTILE=/path/to/hostile.wasm ...                     the fixture, if not under target/plugins
 #
 # Needs wrk (Debian: apt-get install wrk).
 set -euo pipefail
@@ -29,8 +30,9 @@ if [ -z "$bin" ]; then
   cargo build --release -p passthru -j 2 >&2
   bin=$target/release/passthru
 fi
-hostile=$(ls -t "$target"/plugins/wasm32-wasip2/release/hostile.wasm 2>/dev/null | head -1)
+hostile=${HOSTILE:-$(ls -t "$target"/plugins/wasm32-wasip2/release/hostile.wasm target/plugins/wasm32-wasip2/release/hostile.wasm 2>/dev/null | head -1)}
 [ -n "$hostile" ] || { echo "no hostile.wasm under $target/plugins (build the tests first)" >&2; exit 1; }
+hostile=$(realpath "$hostile")   # the config file lives elsewhere
 
 data=$(mktemp -d)
 config="$data/passthru.toml"
