@@ -403,6 +403,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/plugins/{plugin}/versions"),
     ("get", "/v1/plugins/{plugin}/versions"),
     ("get", "/v1/plugins/{plugin}/versions/{version}"),
+    ("delete", "/v1/plugins/{plugin}/versions/{version}"),
     ("get", "/v1/flows"),
     ("get", "/v1/flows/{flow}"),
     ("put", "/v1/flows/{flow}"),
