@@ -36,30 +36,35 @@ async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn headers_trickled_past_the_header_timeout_are_cut_off() -> anyhow::Result<()> {
-    let server = TestServer::start(&config(64)).await?;
+/// Sends `head`, then one `byte` every 20 ms without end, until the server closes the
+/// connection; returns what it answered and how long after the head that took.
+async fn trickle_until_closed(
+    server: &TestServer,
+    head: &str,
+    byte: u8,
+) -> anyhow::Result<(String, Duration)> {
     let mut stream = TcpStream::connect(server.addr).await?;
+    stream.write_all(head.as_bytes()).await?;
     let started = Instant::now();
-    // A request line, then one header byte every 20 ms, without end: a slowloris client.
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        .await?;
     let (mut read, mut write) = stream.into_split();
     let writer = tokio::spawn(async move {
-        let mut header = b"X-Slow: ".to_vec();
-        header.extend(std::iter::repeat_n(b'a', 10_000));
-        for byte in header {
-            if write.write_all(&[byte]).await.is_err() {
-                return;
-            }
+        while write.write_all(&[byte]).await.is_ok() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
-    let mut sink = Vec::new();
-    let _ = read.read_to_end(&mut sink).await;
+    let mut answer = Vec::new();
+    let _ = read.read_to_end(&mut answer).await;
     let took = started.elapsed();
     writer.abort();
+    Ok((String::from_utf8_lossy(&answer).into_owned(), took))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_trickled_past_the_header_timeout_are_cut_off() -> anyhow::Result<()> {
+    let server = TestServer::start(&config(64)).await?;
+    // A request line, then one header byte every 20 ms, without end: a slowloris client.
+    let head = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    let (answer, took) = trickle_until_closed(&server, head, b'a').await?;
     assert!(
         took >= Duration::from_millis(HEADER_TIMEOUT_MS) - Duration::from_millis(50),
         "closed after {took:?}, before the timeout"
@@ -69,7 +74,7 @@ async fn headers_trickled_past_the_header_timeout_are_cut_off() -> anyhow::Resul
         "a trickling client kept its connection for {took:?}"
     );
     assert!(
-        !String::from_utf8_lossy(&sink).contains("200 OK"),
+        !answer.contains("200 OK"),
         "the unfinished request was not answered"
     );
     server.stop().await
@@ -100,28 +105,11 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() -> a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_json_body_trickled_past_the_admin_timeout_gets_408() -> anyhow::Result<()> {
     let server = TestServer::start(&config(64)).await?;
-    let mut stream = TcpStream::connect(server.addr).await?;
     let head = format!(
         "POST /v1/tenants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OPERATOR}\r\n\
          Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
     );
-    stream.write_all(head.as_bytes()).await?;
-    let started = Instant::now();
-    let (mut read, mut write) = stream.into_split();
-    let writer = tokio::spawn(async move {
-        let body = [b' '; 1000];
-        for byte in body {
-            if write.write_all(&[byte]).await.is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
-    let mut answer = Vec::new();
-    let _ = read.read_to_end(&mut answer).await;
-    let took = started.elapsed();
-    writer.abort();
-    let answer = String::from_utf8_lossy(&answer);
+    let (answer, took) = trickle_until_closed(&server, &head, b' ').await?;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(
         took <= Duration::from_millis(ADMIN_TIMEOUT_MS) + SLACK,
@@ -134,28 +122,12 @@ async fn a_json_body_trickled_past_the_admin_timeout_gets_408() -> anyhow::Resul
 async fn an_upload_trickled_past_the_upload_timeout_gets_408() -> anyhow::Result<()> {
     let server = TestServer::start(&config(64)).await?;
     let tenant = Api::operator(&server).tenant("acme", None).await?;
-    let mut stream = TcpStream::connect(server.addr).await?;
     let head = format!(
         "POST /v1/plugins/menu/versions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
          Content-Type: application/wasm\r\nContent-Length: 100000\r\n\r\n",
         tenant.token
     );
-    stream.write_all(head.as_bytes()).await?;
-    let started = Instant::now();
-    let (mut read, mut write) = stream.into_split();
-    let writer = tokio::spawn(async move {
-        loop {
-            if write.write_all(&[0]).await.is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
-    let mut answer = Vec::new();
-    let _ = read.read_to_end(&mut answer).await;
-    let took = started.elapsed();
-    writer.abort();
-    let answer = String::from_utf8_lossy(&answer);
+    let (answer, took) = trickle_until_closed(&server, &head, 0).await?;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(
         took <= Duration::from_millis(UPLOAD_TIMEOUT_MS) + SLACK,
