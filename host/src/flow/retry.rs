@@ -27,6 +27,7 @@ pub const DEFAULT_DEAD_LETTER_RETENTION_HOURS: u64 = 7 * 24;
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1 means never retried).
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: u32,
     /// The delay before the first retry, before jitter.
     pub backoff_ms: u64,
@@ -34,6 +35,7 @@ pub struct RetryPolicy {
     pub max_backoff_ms: u64,
     /// How long a dead letter is kept after its last attempt (the callers' numbers in it with
     /// it), before it is deleted.
+    #[schema(minimum = 1, maximum = 8760)]
     pub dead_letter_retention_hours: u64,
 }
 
