@@ -83,12 +83,14 @@ pub struct FlowFamilies {
     latency: HistogramFamily,
     fuel: HistogramFamily,
     auth_refused: Family<TenantLabels, Counter>,
+    records_dropped: Family<FlowLabels, Counter>,
 }
 
 impl Default for FlowFamilies {
     fn default() -> Self {
         Self {
             decisions: Family::default(),
+            records_dropped: Family::default(),
             auth_refused: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             fuel: Family::new_with_constructor(fuel_histogram),
@@ -115,15 +117,18 @@ impl FlowFamilies {
         let auth_refused = self.auth_refused.get_or_create_owned(&TenantLabels {
             tenant: tenant.to_owned(),
         });
+        let records_dropped = self.records_dropped.get_or_create_owned(&labels);
         if async_mode {
             return FlowMetrics {
                 queued: decision("queued"),
                 auth_refused,
+                records_dropped,
                 ..FlowMetrics::detached(self.clone(), labels)
             };
         }
         FlowMetrics {
             auth_refused,
+            records_dropped,
             decided: decision("decided"),
             queued: Counter::default(),
             failures: FAILURE_KINDS.map(|kind| (kind, decision(kind.as_str()))),
@@ -158,6 +163,12 @@ impl FlowFamilies {
              (answered like an unknown flow), per tenant",
             self.auth_refused.clone(),
         );
+        registry.register(
+            "passthru_flow_records_dropped",
+            "Decision records not written because the writer was behind, per flow (a failure's \
+             record is dropped only once a success's would be)",
+            self.records_dropped.clone(),
+        );
     }
 }
 
@@ -171,6 +182,8 @@ pub struct FlowMetrics {
     fuel: Histogram,
     /// This flow's tenant's count of refused URL secrets.
     auth_refused: Counter,
+    /// This flow's decision records dropped under the writer's pressure.
+    pub records_dropped: Counter,
     /// For a failure kind not in [`FAILURE_KINDS`] (one added later): looked up when it happens.
     families: FlowFamilies,
     labels: FlowLabels,
@@ -185,6 +198,7 @@ impl FlowMetrics {
             latency: latency_histogram(),
             fuel: fuel_histogram(),
             auth_refused: Counter::default(),
+            records_dropped: Counter::default(),
             families,
             labels,
         }

@@ -270,9 +270,13 @@ async fn answer(
         HeaderValue::from_static(branch.as_str()),
     );
     headers.insert(OUTCOME_HEADER.clone(), HeaderValue::from_static(outcome));
-    state
-        .recorder
-        .record(|| decision_record(&flow, call_sid, branch, outcome, report));
+    let failed = report.outcome.is_err();
+    let kept = state.recorder.record(failed, || {
+        decision_record(&flow, call_sid, branch, outcome, report)
+    });
+    if !kept {
+        flow.metrics.records_dropped.inc();
+    }
     Ok(response)
 }
 

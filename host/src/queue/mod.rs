@@ -517,8 +517,13 @@ impl Worker {
                 }
             }
         };
-        self.recorder
-            .record(|| decision_record(&job, attempt_no, &attempt));
+        let failed = attempt.outcome.is_err();
+        let kept = self
+            .recorder
+            .record(failed, || decision_record(&job, attempt_no, &attempt));
+        if !kept && let Some(flow) = self.registry.get(&job.tenant, &job.flow) {
+            flow.metrics.records_dropped.inc();
+        }
         // If the writer is gone (shutdown), the outcome is not written: the event runs again at
         // the next start.
         let _ = self.writer.send(Message::Complete(completion));

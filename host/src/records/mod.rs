@@ -25,6 +25,14 @@ pub use build::{Answer, Subject, Usage};
 
 use crate::store::{DecisionRecord, RecordSink, now_ms};
 
+/// The part of the queue a success's record may take: the last quarter is kept for failures'.
+pub const SUCCESS_SHARE: (usize, usize) = (3, 4);
+
+/// How many records may wait before a success's is dropped.
+fn success_room(room: usize) -> usize {
+    (room * SUCCESS_SHARE.0 / SUCCESS_SHARE.1).max(1)
+}
+
 /// Records waiting to be written before new ones are dropped.
 pub const DEFAULT_QUEUE: usize = 16 * 1024;
 /// The most records written in one transaction (about 0.3 ms of work: such short transactions
@@ -105,22 +113,32 @@ impl Recorder {
     }
 
     /// Queues the record `build` makes, or drops and counts it if the writer is behind; then
-    /// `build` is not called at all. Never waits.
-    pub fn record(&self, build: impl FnOnce() -> DecisionRecord) {
+    /// `build` is not called at all. Never waits. Returns whether the record was queued.
+    ///
+    /// A failure's record (`failure`) may take the whole queue; a success's only
+    /// [`SUCCESS_SHARE`] of it, so that when the writer falls behind, the records an operator
+    /// needs most (why a call fell back) are the last to go.
+    pub fn record(&self, failure: bool, build: impl FnOnce() -> DecisionRecord) -> bool {
         let Some(tx) = &self.tx else {
-            return;
+            return true;
+        };
+        let room = match failure {
+            true => self.room,
+            false => success_room(self.room),
         };
         // The count may lag the channel by a record or two either way; `try_send` below is what
         // enforces the bound, this only spares building what would surely be dropped.
-        if self.stats.queued.load(Ordering::Relaxed) >= self.room {
+        if self.stats.queued.load(Ordering::Relaxed) >= room {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
         if tx.try_send(Message::Record(Box::new(build()))).is_err() {
             self.stats.queued.fetch_sub(1, Ordering::Relaxed);
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
         }
+        true
     }
 
     /// Waits (up to `timeout`) until every record queued before this call is written. For
@@ -309,7 +327,7 @@ mod tests {
             WriterPriority::Background,
         );
         for i in 0..300 {
-            recorder.record(|| record(i));
+            recorder.record(true, || record(i));
         }
         assert!(recorder.flush(Duration::from_secs(10)));
         let written = sink.written.lock().unwrap().clone();
@@ -365,7 +383,7 @@ mod tests {
             WriterPriority::Background,
         );
         // The writer has set its class by the time it has written a record.
-        recorder.record(|| record(1));
+        recorder.record(true, || record(1));
         assert!(recorder.flush(Duration::from_secs(10)));
         let policies = policies_of_threads("passthru-records");
         assert!(
@@ -387,7 +405,7 @@ mod tests {
         // The writer takes one batch and blocks on the gate; the queue then fills. Were
         // `record` to wait for room, this loop would never end while the gate is held.
         for i in 0..1000 {
-            recorder.record(|| record(i));
+            recorder.record(true, || record(i));
         }
         let dropped = recorder.stats().dropped.load(Ordering::Relaxed);
         assert!(dropped >= 1000 - 8 - BATCH as u64, "dropped {dropped}");
@@ -402,11 +420,11 @@ mod tests {
             std::thread::yield_now();
         }
         for i in 1000..1008 {
-            recorder.record(|| record(i));
+            recorder.record(true, || record(i));
         }
         let built = std::cell::Cell::new(0);
         for i in 1008..1100 {
-            recorder.record(|| {
+            recorder.record(true, || {
                 built.set(built.get() + 1);
                 record(i)
             });
@@ -420,11 +438,49 @@ mod tests {
         assert_eq!(recorder.stats().queued.load(Ordering::Relaxed), 0);
     }
 
+    /// With the writer stuck, successes fill only their share of the queue; failures still find
+    /// room after them, until the queue itself is full.
+    #[test]
+    fn under_pressure_failures_are_kept_after_successes_are_dropped() {
+        let sink = Arc::new(Sink::default());
+        let recorder = Recorder::start(
+            sink.clone(),
+            8,
+            Duration::from_secs(3600),
+            WriterPriority::Normal,
+        );
+        let held = sink.gate.lock().unwrap();
+        // One record takes the writer to the gate, where it stays.
+        assert!(recorder.record(true, || record(0)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sink.entered.load(Ordering::Relaxed) {
+            assert!(
+                Instant::now() < deadline,
+                "the writer never reached the sink"
+            );
+            std::thread::yield_now();
+        }
+        let successes = (1..100)
+            .filter(|&i| recorder.record(false, || record(i)))
+            .count();
+        assert_eq!(
+            successes,
+            success_room(8),
+            "successes take 6 of the 8 places"
+        );
+        let failures = (100..200)
+            .filter(|&i| recorder.record(true, || record(i)))
+            .count();
+        assert_eq!(failures, 8 - success_room(8), "failures take the rest");
+        drop(held);
+        assert!(recorder.flush(Duration::from_secs(10)));
+    }
+
     #[test]
     fn a_disabled_recorder_keeps_nothing() {
         let recorder = Recorder::disabled();
         let built = std::cell::Cell::new(false);
-        recorder.record(|| {
+        recorder.record(true, || {
             built.set(true);
             record(1)
         });
