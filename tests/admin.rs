@@ -676,6 +676,32 @@ async fn caps_change_one_at_a_time_and_odd_requests_get_problems() -> anyhow::Re
     server.stop().await
 }
 
+/// Found by schemathesis: serde's derived structs also read a JSON array field by field, so
+/// `[null, null]` was a valid tenant change and `["acme", null]` a valid new tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_array_is_not_a_body_even_when_its_items_would_fit() -> anyhow::Result<()> {
+    let server = TestServer::start("").await?;
+    let op = Api::operator(&server);
+    let acme = op.tenant("acme", None).await?;
+    for (api, method, path, array) in [
+        (&op, Method::POST, "/v1/tenants", json!(["globex", null])),
+        (&op, Method::PATCH, "/v1/tenants/acme", json!([true, null])),
+        (&acme, Method::PUT, "/v1/flows/ivr", json!(["menu", 1])),
+        (&acme, Method::POST, "/v1/flows/ivr/activate", json!([1])),
+    ] {
+        let (status, problem) = body(api.json(method, path, array).await?).await?;
+        assert_eq!(status, 400, "{path}: {problem}");
+        let detail = problem["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("invalid type: sequence"), "{detail}");
+    }
+    assert_eq!(status_of(&server, "/healthz").await?, 200);
+    let (status, tenant) = body(op.get("/v1/tenants/acme").await?).await?;
+    assert_eq!(status, 200);
+    assert_eq!(tenant["disabled"], false, "the array changed nothing");
+    assert_eq!(op.get("/v1/tenants/globex").await?.status(), 404);
+    server.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flow_whose_plugin_is_lost_does_not_keep_the_others_offline() -> anyhow::Result<()> {
     let dir = TempDir::new("lost");

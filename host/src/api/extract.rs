@@ -1,10 +1,11 @@
 //! Extractors that answer bad input with problem details: bearer tokens (operator, tenant),
 //! JSON bodies (unknown fields refused), and names checked where paths carry them.
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use serde::de::DeserializeOwned;
+use serde::de::{Deserialize, DeserializeOwned, Deserializer, Visitor};
 
 use super::{ApiError, AppState};
 use crate::auth::token_hash;
@@ -66,16 +67,67 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(rejection) => Err(match rejection.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(rejection.body_text()),
-                StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                    ApiError::UnsupportedMediaType(rejection.body_text())
-                }
-                _ => ApiError::BadRequest(rejection.body_text()),
-            }),
+        match axum::Json::<Object<T>>::from_request(req, state).await {
+            Ok(axum::Json(Object(value))) => Ok(Json(value)),
+            Err(rejection) => Err(json_rejection(&rejection)),
         }
+    }
+}
+
+/// Reads a JSON body from its bytes as [`Json`] does once the body is read (and its content
+/// type checked).
+pub(super) fn json_from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    match axum::Json::<Object<T>>::from_bytes(bytes) {
+        Ok(axum::Json(Object(value))) => Ok(value),
+        Err(rejection) => Err(json_rejection(&rejection)),
+    }
+}
+
+/// A body that must be a JSON object, as the OpenAPI document says every request body is.
+///
+/// serde's derived structs also read a JSON array, field by field in declaration order, so
+/// without this `PATCH /v1/tenants/{tenant}` took `[null, null]` (schemathesis found it).
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(MapOnly(deserializer)).map(Object)
+    }
+}
+
+/// Hands the top level of a body to the type as a map only: a struct is read with
+/// `deserialize_map`, which refuses an array ("invalid type: sequence, expected struct ...").
+struct MapOnly<D>(D);
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for MapOnly<D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_any(visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_map(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+/// The problem for a body axum could not read: 413, 415, else 400, each saying why.
+fn json_rejection(rejection: &JsonRejection) -> ApiError {
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(rejection.body_text()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(rejection.body_text()),
+        _ => ApiError::BadRequest(rejection.body_text()),
     }
 }
 

@@ -4,6 +4,7 @@
 //! [`router`] builds everything (tests drive it without a socket); [`serve`] runs it on a
 //! listener until a shutdown signal, letting in-flight requests finish.
 
+mod bodies;
 mod decisions;
 mod extract;
 pub mod metrics;
@@ -40,6 +41,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::field::Empty;
 
+pub use bodies::{AdminBody, check_admin_body};
 pub use openapi::{ApiDoc, openapi_json};
 pub use problem::ApiError;
 

@@ -43,12 +43,19 @@ pub(super) struct TenantChange {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CapsChange {
+    #[schema(minimum = 1)]
     max_plugin_bytes: Option<u64>,
+    #[schema(minimum = 1)]
     max_fuel: Option<u64>,
+    #[schema(minimum = 1, maximum = 10000)]
     max_deadline_ms: Option<u64>,
+    #[schema(minimum = 1, maximum = 1024)]
     max_memory_mb: Option<u64>,
+    #[schema(minimum = 1)]
     max_flows: Option<u32>,
+    #[schema(minimum = 1)]
     max_versions: Option<u32>,
+    #[schema(minimum = 1)]
     max_stored_bytes: Option<u64>,
     max_concurrent_calls: Option<u32>,
 }
@@ -124,6 +131,28 @@ fn check_caps(caps: &TenantCaps) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A new tenant's name and caps (the defaults for those absent), checked: 400 for a bad name,
+/// 422 for a cap out of range. Pure, so the fuzz target checks bodies as the handler does.
+pub(super) fn checked_new_tenant(body: NewTenant) -> Result<(String, TenantCaps), ApiError> {
+    check_name("tenant", &body.name)?;
+    let caps = body.caps.unwrap_or_default();
+    check_caps(&caps)?;
+    Ok((body.name, caps))
+}
+
+/// The caps a change makes of `before`, checked (422 for one out of range); `None` when the
+/// change names no caps.
+pub(super) fn checked_caps_change(
+    change: &TenantChange,
+    before: TenantCaps,
+) -> Result<Option<TenantCaps>, ApiError> {
+    let caps = change.caps.as_ref().map(|c| c.apply(before));
+    if let Some(caps) = &caps {
+        check_caps(caps)?;
+    }
+    Ok(caps)
+}
+
 /// Create a tenant
 #[utoipa::path(
     post,
@@ -152,10 +181,8 @@ pub(super) async fn post_tenant(
     State(state): State<AppState>,
     Json(body): Json<NewTenant>,
 ) -> Result<impl IntoResponse, ApiError> {
-    check_name("tenant", &body.name)?;
-    let caps = body.caps.unwrap_or_default();
-    check_caps(&caps)?;
-    let tenant = with_store(&state, move |s| Ok(s.create_tenant(&body.name, &caps)?)).await?;
+    let (name, caps) = checked_new_tenant(body)?;
+    let tenant = with_store(&state, move |s| Ok(s.create_tenant(&name, &caps)?)).await?;
     Ok((StatusCode::CREATED, axum::Json(tenant)))
 }
 
@@ -244,10 +271,7 @@ pub(super) async fn patch_tenant(
     check_name("tenant", &tenant)?;
     let name = tenant.clone();
     let before = with_store(&state, move |s| Ok(s.get_tenant(&name)?)).await?;
-    let caps = change.caps.as_ref().map(|c| c.apply(before.caps));
-    if let Some(caps) = &caps {
-        check_caps(caps)?;
-    }
+    let caps = checked_caps_change(&change, before.caps)?;
     let name = tenant.clone();
     let updated = with_store(&state, move |s| {
         Ok(s.update_tenant(&name, change.disabled, caps.as_ref())?)

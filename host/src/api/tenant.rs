@@ -295,6 +295,13 @@ pub(super) struct FlowBody {
     settings: FlowSettings,
 }
 
+/// Checks a flow body as `PUT /v1/flows/{flow}` does before it looks at the store: 400 for a bad
+/// plugin name, 422 for settings out of range.
+pub(super) fn check_flow_body(body: &FlowBody) -> Result<(), ApiError> {
+    check_name("plugin", &body.plugin)?;
+    body.settings.validate().map_err(ApiError::Unprocessable)
+}
+
 /// Create or replace a flow, and make it live
 ///
 /// The next Passthru request to /passthru/{tenant}/{flow} runs the given version. Replacing a
@@ -337,8 +344,7 @@ pub(super) async fn put_flow(
     Json(body): Json<FlowBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_name("flow", &flow)?;
-    check_name("plugin", &body.plugin)?;
-    body.settings.validate().map_err(ApiError::Unprocessable)?;
+    check_flow_body(&body)?;
     let (t, p) = (tenant.clone(), body.plugin.clone());
     let version = match body.version {
         Some(v) => v,

@@ -103,8 +103,10 @@ impl FlowMode {
 #[serde(deny_unknown_fields, default)]
 pub struct StatusMap {
     /// The status of the success branch.
+    #[schema(minimum = 200, maximum = 599)]
     pub success: u16,
     /// The status of the failure branch.
+    #[schema(minimum = 200, maximum = 599)]
     pub failure: u16,
 }
 

@@ -30,8 +30,10 @@ pub struct RetryPolicy {
     #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: u32,
     /// The delay before the first retry, before jitter.
+    #[schema(minimum = 1, maximum = 86400000)]
     pub backoff_ms: u64,
-    /// No delay is longer than this, before jitter.
+    /// No delay is longer than this, before jitter; at least `backoff_ms`.
+    #[schema(minimum = 1, maximum = 86400000)]
     pub max_backoff_ms: u64,
     /// How long a dead letter is kept after its last attempt (the callers' numbers in it with
     /// it), before it is deleted.

@@ -26,10 +26,13 @@ pub const MAX_MEMORY_MB: u64 = 1024;
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Fuel: roughly, wasm instructions.
+    #[schema(minimum = 1)]
     pub fuel: u64,
     /// Wall-clock time for instantiation and `decide` together.
+    #[schema(minimum = 1, maximum = 10000)]
     pub deadline_ms: u64,
     /// All linear memories of the instance together.
+    #[schema(minimum = 1, maximum = 1024)]
     pub memory_mb: u64,
 }
 

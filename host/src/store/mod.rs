@@ -63,24 +63,31 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// What an operator allows a tenant. An omitted cap takes its default. The server answers 422
-/// unless `max_plugin_bytes`, `max_fuel` and `max_flows` are at least 1, `max_deadline_ms` is 1
-/// to 10000 and `max_memory_mb` is 1 to 1024.
+/// unless `max_plugin_bytes`, `max_fuel`, `max_flows`, `max_versions` and `max_stored_bytes` are
+/// at least 1, `max_deadline_ms` is 1 to 10000 and `max_memory_mb` is 1 to 1024.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TenantCaps {
     /// The largest upload, in bytes (the server's `max_upload_bytes` applies too).
+    #[schema(minimum = 1)]
     pub max_plugin_bytes: u64,
     /// The most fuel a flow may give a call.
+    #[schema(minimum = 1)]
     pub max_fuel: u64,
     /// The longest deadline a flow may set.
+    #[schema(minimum = 1, maximum = 10000)]
     pub max_deadline_ms: u64,
     /// The most memory a flow may give a call.
+    #[schema(minimum = 1, maximum = 1024)]
     pub max_memory_mb: u64,
     /// How many flows the tenant may have.
+    #[schema(minimum = 1)]
     pub max_flows: u32,
     /// How many plugin versions the tenant may keep, all plugins together.
+    #[schema(minimum = 1)]
     pub max_versions: u32,
     /// How many bytes of plugin versions the tenant may keep, all together.
+    #[schema(minimum = 1)]
     pub max_stored_bytes: u64,
     /// How many of the tenant's plugin calls may run at the same moment, all its flows together;
     /// past it, its calls answer their fallback (`overloaded`) while other tenants' calls run.
