@@ -204,7 +204,9 @@ async fn activations_under_load_lose_no_request() -> anyhow::Result<()> {
         .json(
             Method::PUT,
             "/v1/flows/hot",
-            json!({ "plugin": "menu", "version": 1 }),
+            // The tenant's longest deadline: this test is about activations, and on a busy
+            // two-core machine a call can miss the default deadline while every test runs.
+            json!({ "plugin": "menu", "version": 1, "limits": { "deadline_ms": 1000 } }),
         )
         .await?;
     assert_eq!(put.status(), 201);
