@@ -30,6 +30,9 @@ const PLUGINS: &[(&str, &str)] = &[
     ("ivr-menu", "ivr-menu"),
     ("vip-caller", "vip-caller"),
     ("call-logger", "call-logger"),
+    ("geo-router", "geo-router"),
+    ("agent-dialer", "agent-dialer"),
+    ("greeting", "greeting"),
     ("testing/hostile", "hostile"),
     ("testing/async-probe", "async-probe"),
 ];

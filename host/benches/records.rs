@@ -24,6 +24,7 @@ fn record(i: usize, log: bool) -> DecisionRecord {
         outcome: "decided".into(),
         reason: Some("caller pressed 1".into()),
         error: None,
+        answer: None,
         fuel_used: 12_345,
         elapsed_us: 14,
         log: if log {

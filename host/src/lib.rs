@@ -1,6 +1,7 @@
 //! passthru: runs tenants' WebAssembly plugins to decide, per Exotel Passthru request, which
 //! branch a live call takes.
 
+pub mod answer;
 pub mod api;
 pub mod auth;
 pub mod call;

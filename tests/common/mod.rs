@@ -20,6 +20,9 @@ pub const IVR_MENU: &str = env!("PASSTHRU_PLUGIN_IVR_MENU");
 pub const VIP_CALLER: &str = env!("PASSTHRU_PLUGIN_VIP_CALLER");
 pub const HOSTILE: &str = env!("PASSTHRU_PLUGIN_HOSTILE");
 pub const ASYNC_PROBE: &str = env!("PASSTHRU_PLUGIN_ASYNC_PROBE");
+pub const GEO_ROUTER: &str = env!("PASSTHRU_PLUGIN_GEO_ROUTER");
+pub const AGENT_DIALER: &str = env!("PASSTHRU_PLUGIN_AGENT_DIALER");
+pub const GREETING: &str = env!("PASSTHRU_PLUGIN_GREETING");
 
 /// The real-shaped Exotel queries kept as the project's test fixtures.
 pub fn samples() -> Vec<(String, String)> {

@@ -37,9 +37,9 @@ pub(super) const PASSTHRU_ROUTE: &str = "/passthru/{tenant}/{flow}";
 pub(super) const PASSTHRU_KEY_ROUTE: &str = "/passthru/{tenant}/{flow}/{key}";
 
 /// The branch answered, for whoever reads the response by hand (Exotel reads only the status).
-static BRANCH_HEADER: HeaderName = HeaderName::from_static("x-passthru-branch");
+pub(super) static BRANCH_HEADER: HeaderName = HeaderName::from_static("x-passthru-branch");
 /// `decided`, or the failure kind when the fallback branch was answered; `queued` for async.
-static OUTCOME_HEADER: HeaderName = HeaderName::from_static("x-passthru-outcome");
+pub(super) static OUTCOME_HEADER: HeaderName = HeaderName::from_static("x-passthru-outcome");
 /// The queue's id of an async request: what `record` sees as the event's id.
 static EVENT_HEADER: HeaderName = HeaderName::from_static("x-passthru-event");
 
@@ -240,6 +240,21 @@ async fn answer(
         flow = %flow.name,
         call_sid = %Escaped(call_sid.as_deref().unwrap_or("")),
     );
+    if let Some(export) = flow.hook.export() {
+        let hook = super::hooks::HookCall {
+            export,
+            call,
+            call_sid,
+            exotel_version: headers
+                .get("exotel-version")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            record: method != Method::HEAD,
+        };
+        return Ok(super::hooks::answer_hook(&state, &flow, hook)
+            .instrument(span)
+            .await);
+    }
     let report = state
         .registry
         .sandbox()
@@ -325,6 +340,7 @@ fn decision_record(
         outcome: outcome.to_owned(),
         reason,
         error,
+        answer: None,
     };
     DecisionRecord::new(subject, call_sid, answer, usage)
 }

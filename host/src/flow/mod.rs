@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 pub use retry::RetryPolicy;
 pub use url_auth::{UrlAuth, UrlAuthKind};
 
-use crate::sandbox::{Branch, Limits};
+use crate::answer::{ConnectPlan, GatherPlan, check_case, check_text};
+use crate::sandbox::{Branch, HookExport, Limits};
 
 /// The longest tenant, flow or plugin name.
 pub const MAX_NAME_BYTES: usize = 64;
@@ -96,6 +97,52 @@ impl FlowMode {
     }
 }
 
+/// Which of Exotel's URL hooks a flow serves: what its plugin is called for, and what it
+/// answers. A flow can only be bound to a version that exports what its hook calls (422
+/// otherwise). Every hook but `passthru` runs in sync mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Hook {
+    /// The Passthru applet: a branch (`decide`), or in async mode the request queued (`record`).
+    #[default]
+    Passthru,
+    /// A Passthru applet followed by a Switchcase: a branch and a case (`select`).
+    Switch,
+    /// A Greeting (or Menu) applet's text from URL (`greeting`): `text/plain`.
+    Greeting,
+    /// An SMS applet's dynamic reply (`sms`): `text/plain`.
+    Sms,
+    /// A Connect applet's dynamic URL (`connect`): a plan as JSON.
+    Connect,
+    /// A Gather applet's dynamic URL (`gather`): a plan as JSON.
+    Gather,
+}
+
+impl Hook {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::Passthru => "passthru",
+            Hook::Switch => "switch",
+            Hook::Greeting => "greeting",
+            Hook::Sms => "sms",
+            Hook::Connect => "connect",
+            Hook::Gather => "gather",
+        }
+    }
+
+    /// The export a hook other than `passthru` calls.
+    pub fn export(self) -> Option<HookExport> {
+        match self {
+            Hook::Passthru => None,
+            Hook::Switch => Some(HookExport::Select),
+            Hook::Greeting => Some(HookExport::Greeting),
+            Hook::Sms => Some(HookExport::Sms),
+            Hook::Connect => Some(HookExport::Connect),
+            Hook::Gather => Some(HookExport::Gather),
+        }
+    }
+}
+
 /// The HTTP status answered for each branch. Exotel's Passthru reads `200` as one branch and
 /// `302` as the other; the `302` carries no `Location` and is not a redirect. An omitted status
 /// takes its default; the server answers 422 unless both are from 200 to 599 and they differ.
@@ -161,9 +208,25 @@ pub struct FlowSettings {
     pub mode: FlowMode,
     /// The HTTP status of each branch.
     pub status: StatusMap,
+    /// Which Exotel URL hook the flow serves (`passthru` by default).
+    pub hook: Hook,
     /// The branch answered when the plugin fails (fuel, deadline, memory, trap), within the
-    /// deadline.
+    /// deadline (`passthru` and `switch` hooks).
     pub fallback: Branch,
+    /// `switch` hook: the Switchcase case answered with the fallback branch when the plugin
+    /// fails; none sends the fallback branch without a body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_case: Option<String>,
+    /// `greeting` and `sms` hooks (required for them): the text answered when the plugin fails.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_text: Option<String>,
+    /// `connect` hook (required for it): the plan answered when the plugin fails, such as the
+    /// support team's numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_connect: Option<ConnectPlan>,
+    /// `gather` hook (required for it): the plan answered when the plugin fails.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_gather: Option<GatherPlan>,
     /// What one call of the plugin may use.
     pub limits: Limits,
     /// How an async flow retries failed events (kept but unused in sync mode).
@@ -178,7 +241,12 @@ impl Default for FlowSettings {
         Self {
             mode: FlowMode::default(),
             status: StatusMap::default(),
+            hook: Hook::default(),
             fallback: Branch::Failure,
+            fallback_case: None,
+            fallback_text: None,
+            fallback_connect: None,
+            fallback_gather: None,
             limits: Limits::default(),
             retry: RetryPolicy::default(),
             config: BTreeMap::new(),
@@ -195,6 +263,7 @@ impl FlowSettings {
         self.limits.validate()?;
         self.status.validate()?;
         self.retry.validate()?;
+        self.validate_hook()?;
         let config_bytes: usize = self.config.iter().map(|(k, v)| k.len() + v.len()).sum();
         if config_bytes > MAX_CONFIG_BYTES {
             return Err(format!(
@@ -202,6 +271,74 @@ impl FlowSettings {
             ));
         }
         Ok(())
+    }
+}
+
+impl FlowSettings {
+    /// The export this flow calls: its hook's, or for `passthru` its mode's.
+    pub fn export(&self) -> &'static str {
+        match self.hook.export() {
+            Some(export) => export.name(),
+            None => self.mode.export(),
+        }
+    }
+
+    /// A hook other than `passthru` runs in sync mode and has the fallback its answer needs.
+    fn validate_hook(&self) -> Result<(), String> {
+        let hook = self.hook.as_str();
+        if self.hook != Hook::Passthru && self.mode == FlowMode::Async {
+            return Err(format!(
+                "a flow whose hook is {hook} runs in sync mode only"
+            ));
+        }
+        let fallbacks = [
+            ("fallback_case", self.fallback_case.is_some(), Hook::Switch),
+            (
+                "fallback_text",
+                self.fallback_text.is_some(),
+                Hook::Greeting,
+            ),
+            (
+                "fallback_connect",
+                self.fallback_connect.is_some(),
+                Hook::Connect,
+            ),
+            (
+                "fallback_gather",
+                self.fallback_gather.is_some(),
+                Hook::Gather,
+            ),
+        ];
+        for (name, set, owner) in fallbacks {
+            let owned = owner == self.hook || (owner == Hook::Greeting && self.hook == Hook::Sms);
+            if set && !owned {
+                return Err(format!("{name} is for another hook than {hook}"));
+            }
+        }
+        if let Some(case) = &self.fallback_case {
+            check_case(case).map_err(|e| format!("fallback_case: {e}"))?;
+        }
+        match self.hook {
+            Hook::Greeting | Hook::Sms => {
+                let text = self.fallback_text.as_deref().ok_or_else(|| {
+                    format!("a flow whose hook is {hook} needs fallback_text, its answer when the plugin fails")
+                })?;
+                check_text(text).map_err(|e| format!("fallback_text: {e}"))
+            }
+            Hook::Connect => self
+                .fallback_connect
+                .as_ref()
+                .ok_or_else(|| "a flow whose hook is connect needs fallback_connect, its plan when the plugin fails".to_owned())?
+                .check()
+                .map_err(|e| format!("fallback_connect: {e}")),
+            Hook::Gather => self
+                .fallback_gather
+                .as_ref()
+                .ok_or_else(|| "a flow whose hook is gather needs fallback_gather, its plan when the plugin fails".to_owned())?
+                .check()
+                .map_err(|e| format!("fallback_gather: {e}")),
+            Hook::Passthru | Hook::Switch => Ok(()),
+        }
     }
 }
 

@@ -598,6 +598,7 @@ fn decision_record(job: &Job, attempt_no: u32, attempt: &Attempt) -> DecisionRec
             outcome,
             reason: Some(format!("event {} attempt {attempt_no}", job.id)),
             error,
+            answer: None,
         },
         attempt.usage.clone(),
     )

@@ -23,6 +23,8 @@ pub struct Answer {
     pub outcome: String,
     pub reason: Option<String>,
     pub error: Option<String>,
+    /// What a hook other than `passthru` answered besides the branch.
+    pub answer: Option<String>,
 }
 
 /// What one sandbox call used and wrote.
@@ -67,6 +69,7 @@ impl DecisionRecord {
             outcome: answer.outcome,
             reason: answer.reason,
             error: answer.error,
+            answer: answer.answer,
             fuel_used: usage.fuel_used,
             elapsed_us: usage.elapsed_us,
             log: usage.log,
@@ -112,6 +115,7 @@ mod tests {
                 outcome: "trap".into(),
                 reason: None,
                 error: Some("boom".into()),
+                answer: None,
             },
             usage,
         );

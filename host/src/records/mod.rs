@@ -309,6 +309,7 @@ mod tests {
             outcome: "decided".into(),
             reason: None,
             error: None,
+            answer: None,
             fuel_used: 1,
             elapsed_us: 1,
             log: Vec::new(),

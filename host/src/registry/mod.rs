@@ -23,23 +23,36 @@ pub use import::ImportError;
 
 use compiles::Compiles;
 
+use crate::answer::{ConnectPlan, GatherPlan};
 use crate::error::Chain;
 use crate::flow::url_auth::{NoRandomness, Secret};
-use crate::flow::{FlowMode, RetryPolicy, StatusMap, UrlAuth, UrlAuthKind};
+use crate::flow::{FlowMode, Hook, RetryPolicy, StatusMap, UrlAuth, UrlAuthKind};
 use crate::metrics::{FlowFamilies, FlowMetrics};
 use crate::sandbox::{
     Branch, FlowConfig, Limits, Plugin, Sandbox, SandboxError, TenantShare, hex_sha256,
 };
 use crate::store::{FlowRecord, Store, StoreError, TenantCaps, VersionRecord, now_ms};
 
-/// The world a component with these exports targets: `decider` (`decide`), `recorder`
-/// (`record`) or `plugin` (both).
+/// The world a component with these exports targets, named at the package version that last
+/// changed it: `decider` (`decide`), `recorder` (`record`) or `plugin` (both), from 0.1.1; one of
+/// the hooks' worlds (`switcher`, `greeter`, `texter`, `connector`, `gatherer`), from 0.1.2.
 pub fn world_of(exports: &[String]) -> &'static str {
     let has = |name: &str| exports.iter().any(|e| e == name);
+    let hooks = [
+        ("select", "passthru:plugin/switcher@0.1.2"),
+        ("greeting", "passthru:plugin/greeter@0.1.2"),
+        ("sms", "passthru:plugin/texter@0.1.2"),
+        ("connect", "passthru:plugin/connector@0.1.2"),
+        ("gather", "passthru:plugin/gatherer@0.1.2"),
+    ];
     match (has("decide"), has("record")) {
         (true, true) => "passthru:plugin/plugin@0.1.1",
         (false, true) => "passthru:plugin/recorder@0.1.1",
-        _ => "passthru:plugin/decider@0.1.1",
+        (true, false) => "passthru:plugin/decider@0.1.1",
+        (false, false) => hooks
+            .iter()
+            .find(|(export, _)| has(export))
+            .map_or("passthru:plugin/decider@0.1.1", |(_, world)| world),
     }
 }
 
@@ -102,7 +115,10 @@ pub struct Flow {
     pub version: u32,
     pub plugin: Arc<Plugin>,
     pub mode: FlowMode,
+    pub hook: Hook,
     pub fallback: Branch,
+    /// What the hooks other than `passthru` answer when the plugin fails.
+    pub fallbacks: Arc<Fallbacks>,
     pub status: StatusMap,
     pub limits: Limits,
     pub retry: RetryPolicy,
@@ -113,6 +129,15 @@ pub struct Flow {
     pub auth: UrlAuth,
     /// This flow's counters and histograms, resolved when it was made live.
     pub metrics: FlowMetrics,
+}
+
+/// A flow's fallback answers besides its branch, checked when the flow was stored.
+#[derive(Debug, Default)]
+pub struct Fallbacks {
+    pub case: Option<String>,
+    pub text: Option<String>,
+    pub connect: Option<ConnectPlan>,
+    pub gather: Option<GatherPlan>,
 }
 
 /// Every live flow of every enabled tenant. Immutable: changes build a new table.
@@ -557,15 +582,16 @@ impl Registry {
             .store
             .get_version(&record.tenant, &record.plugin, record.version)?;
         let settings = &record.settings;
-        let export = settings.mode.export();
+        let export = settings.export();
         if !version.exports.iter().any(|e| e == export) {
+            let what = match settings.hook {
+                Hook::Passthru => format!("a flow in {} mode", settings.mode.as_str()),
+                hook => format!("a flow whose hook is {}", hook.as_str()),
+            };
             return Err(RegistryError::BadRequest(format!(
-                "version {} of plugin {:?} does not export `{export}`, which a flow in {} mode \
-                 calls (it exports {:?})",
-                record.version,
-                record.plugin,
-                settings.mode.as_str(),
-                version.exports
+                "version {} of plugin {:?} does not export `{export}`, which {what} calls (it \
+                 exports {:?})",
+                record.version, record.plugin, version.exports
             )));
         }
         Ok(Flow {
@@ -575,7 +601,14 @@ impl Registry {
             version: record.version,
             plugin: self.load(&version.sha256)?,
             mode: settings.mode,
+            hook: settings.hook,
             fallback: settings.fallback,
+            fallbacks: Arc::new(Fallbacks {
+                case: settings.fallback_case.clone(),
+                text: settings.fallback_text.clone(),
+                connect: settings.fallback_connect.clone(),
+                gather: settings.fallback_gather.clone(),
+            }),
             status: settings.status,
             limits: settings.limits,
             retry: settings.retry,

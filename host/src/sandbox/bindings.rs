@@ -3,8 +3,9 @@
 //! Exports are async so that a guest in a loop yields to the executor (fuel yield interval) and a
 //! stalled call can be abandoned at its deadline; the host imports are cheap and synchronous.
 //!
-//! A plugin exports `decide`, `record` or both, so each export gets its own world's bindings
-//! (`decider` here, `recorder` below) and a plugin is prepared for each export it has. The two
+//! A plugin exports `decide`, `record` or both, or one of the hooks of 0.1.2 (`select`,
+//! `greeting`, `sms`, `connect`, `gather`), so each export gets its own world's bindings
+//! (`decider` here, the others below) and a plugin is prepared for each export it has. They all
 //! share one set of `types` and `host` definitions, and the host imports are linked once.
 
 wasmtime::component::bindgen!({
@@ -15,16 +16,28 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-/// The `recorder` world's bindings, over the `types` and `host` generated above.
-pub mod recorder {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "recorder",
-        exports: { default: async },
-        imports: { default: trappable },
-        with: {
-            "passthru:plugin/types": super::passthru::plugin::types,
-            "passthru:plugin/host": super::passthru::plugin::host,
-        },
-    });
+/// One export's world, over the `types` and `host` generated above.
+macro_rules! world {
+    ($module:ident, $world:literal) => {
+        #[doc = concat!("The `", $world, "` world's bindings.")]
+        pub mod $module {
+            wasmtime::component::bindgen!({
+                path: "../wit",
+                world: $world,
+                exports: { default: async },
+                imports: { default: trappable },
+                with: {
+                    "passthru:plugin/types": super::passthru::plugin::types,
+                    "passthru:plugin/host": super::passthru::plugin::host,
+                },
+            });
+        }
+    };
 }
+
+world!(recorder, "recorder");
+world!(switcher, "switcher");
+world!(greeter, "greeter");
+world!(texter, "texter");
+world!(connector, "connector");
+world!(gatherer, "gatherer");

@@ -169,7 +169,7 @@ impl Sandbox {
     ///
     /// `run` answers the export's value, or the plugin's own error (`record`'s `err`); a failure
     /// wasmtime raises is its `Err`, classified here.
-    async fn call<P, T>(
+    pub(super) async fn call<P, T>(
         &self,
         plugin: &Plugin,
         share: &TenantShare,
@@ -319,9 +319,9 @@ fn refused<T>(message: String) -> Report<T> {
 }
 
 /// One export of a plugin: its name, and its prepared instance when the plugin has it.
-struct Export<'a, P> {
-    name: &'static str,
-    pre: Option<&'a P>,
+pub(super) struct Export<'a, P> {
+    pub(super) name: &'static str,
+    pub(super) pre: Option<&'a P>,
 }
 
 /// A claim on one of the pool's slots kept for instances reset after their answer; given back

@@ -13,7 +13,12 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 use super::admission::{MemoryBudget, default_memory_budget_mb};
 use super::bindings::Decider;
 use super::bindings::DeciderPre;
+use super::bindings::connector::ConnectorPre;
+use super::bindings::gatherer::GathererPre;
+use super::bindings::greeter::GreeterPre;
 use super::bindings::recorder::RecorderPre;
+use super::bindings::switcher::SwitcherPre;
+use super::bindings::texter::TexterPre;
 use super::error::{SandboxError, host_setup};
 use super::limits::MAX_MEMORY_MB;
 use super::meter;
@@ -68,10 +73,15 @@ impl Default for SandboxOptions {
 
 /// A compiled plugin, ready to instantiate. Cheap to share; never compiled again.
 ///
-/// It has at least one of the two exports; each is looked up once, here.
+/// It has at least one of the exports the host calls; each is looked up once, here.
 pub struct Plugin {
     pub(super) decider: Option<DeciderPre<CallState>>,
     pub(super) recorder: Option<RecorderPre<CallState>>,
+    pub(super) switcher: Option<SwitcherPre<CallState>>,
+    pub(super) greeter: Option<GreeterPre<CallState>>,
+    pub(super) texter: Option<TexterPre<CallState>>,
+    pub(super) connector: Option<ConnectorPre<CallState>>,
+    pub(super) gatherer: Option<GathererPre<CallState>>,
     /// Whether its last instance took [`DEFER_RESET_FROM`](super::calls::DEFER_RESET_FROM) or more
     /// to reset (false before the first call).
     pub(super) slow_reset: Arc<AtomicBool>,
@@ -206,30 +216,41 @@ impl Sandbox {
         let wrong_type = |name: &str, e: wasmtime::Error| {
             SandboxError::invalid(format!(
                 "the component exports `{name}`, but not of the type package \
-                 passthru:plugin@0.1.1 defines: {e}"
+                 passthru:plugin@0.1.2 defines: {e}"
             ))
         };
-        let decider = match has("decide") {
-            true => Some(DeciderPre::new(pre.clone()).map_err(|e| wrong_type("decide", e))?),
-            false => None,
+        macro_rules! export {
+            ($name:literal, $pre:ident) => {
+                match has($name) {
+                    true => Some($pre::new(pre.clone()).map_err(|e| wrong_type($name, e))?),
+                    false => None,
+                }
+            };
+        }
+        let plugin = Plugin {
+            decider: export!("decide", DeciderPre),
+            recorder: export!("record", RecorderPre),
+            switcher: export!("select", SwitcherPre),
+            greeter: export!("greeting", GreeterPre),
+            texter: export!("sms", TexterPre),
+            connector: export!("connect", ConnectorPre),
+            gatherer: export!("gather", GathererPre),
+            slow_reset: Arc::default(),
         };
-        let recorder = match has("record") {
-            true => Some(RecorderPre::new(pre).map_err(|e| wrong_type("record", e))?),
-            false => None,
-        };
-        if decider.is_none() && recorder.is_none() {
+        if !CALLED_EXPORTS.iter().any(|name| has(name)) {
             return Err(SandboxError::invalid(format!(
-                "the component exports neither `decide` (world passthru:plugin/decider) nor \
-                 `record` (world passthru:plugin/recorder); it exports {exports:?}"
+                "the component exports none of {CALLED_EXPORTS:?} (the worlds of package \
+                 passthru:plugin); it exports {exports:?}"
             )));
         }
-        Ok(Plugin {
-            decider,
-            recorder,
-            slow_reset: Arc::default(),
-        })
+        Ok(plugin)
     }
 }
+
+/// The exports the host calls: a plugin has at least one.
+pub const CALLED_EXPORTS: [&str; 7] = [
+    "decide", "record", "select", "greeting", "sms", "connect", "gather",
+];
 
 /// The names a component exports (`decide`, `record`, and e.g. `init` from componentize-py).
 pub(super) fn export_names(engine: &Engine, component: &Component) -> Vec<String> {

@@ -12,6 +12,8 @@
 //! - `error`: the failure kinds, the errors and their classification;
 //! - `engine`: the engine and its pool, compiling plugins, the epoch ticker, the counters;
 //! - `calls`: `decide` and `record`, and what a call reports;
+//! - `hooks`: the exports of Exotel's other URL hooks (`select`, `greeting`, `sms`, `connect`,
+//!   `gather`), and their answers checked;
 //! - `meter`: the bounds on what a call's imports do, and their cost charged to its fuel;
 //! - `state`, `output`, `last_words`, `convert`, `bindings`, `precompiled`: a call's store data,
 //!   its log, a trapped guest's last words, the WIT types and conversions to them, and the
@@ -23,6 +25,7 @@ mod calls;
 mod convert;
 mod engine;
 mod error;
+mod hooks;
 mod last_words;
 mod limits;
 mod meter;
@@ -32,8 +35,9 @@ mod state;
 
 pub use admission::{TenantShare, default_memory_budget_mb};
 pub use calls::{Branch, CallReport, Decision, Event, MAX_REASON_BYTES, RecordReport, Report};
-pub use engine::{Plugin, Sandbox, SandboxOptions};
+pub use engine::{CALLED_EXPORTS, Plugin, Sandbox, SandboxOptions};
 pub use error::{FailureKind, SandboxError};
+pub use hooks::{Answered, HookAnswer, HookExport, HookReport};
 pub use last_words::MAX_LAST_WORDS_BYTES;
 pub use limits::{
     DEFAULT_DEADLINE_MS, DEFAULT_FUEL, DEFAULT_MEMORY_MB, Limits, MAX_DEADLINE_MS, MAX_MEMORY_MB,

@@ -239,6 +239,11 @@ pub struct DecisionRecord {
     pub outcome: String,
     /// Sync flows: the plugin's reason, if it gave one. Async flows: `event N attempt M`.
     pub reason: Option<String>,
+    /// Flows whose hook is not `passthru`: what was answered besides the branch, the plugin's
+    /// or the fallback's: the Switchcase case, the text (its first 256 bytes), or the plan in a
+    /// few words (`dial +9198..., +9198... (3 at once)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
     /// What went wrong, when the plugin failed.
     pub error: Option<String>,
     pub fuel_used: u64,

@@ -78,8 +78,8 @@ pub mod bindings {
             export_macro_name: "__export_recorder",
             default_bindings_module: "passthru_sdk::bindings::recorder",
             with: {
-                "passthru:plugin/types@0.1.1": crate::bindings::passthru::plugin::types,
-                "passthru:plugin/host@0.1.1": crate::bindings::passthru::plugin::host,
+                "passthru:plugin/types@0.1.2": crate::bindings::passthru::plugin::types,
+                "passthru:plugin/host@0.1.2": crate::bindings::passthru::plugin::host,
             },
         });
     }
@@ -93,18 +93,69 @@ pub mod bindings {
             export_macro_name: "__export_plugin",
             default_bindings_module: "passthru_sdk::bindings::plugin",
             with: {
-                "passthru:plugin/types@0.1.1": crate::bindings::passthru::plugin::types,
-                "passthru:plugin/host@0.1.1": crate::bindings::passthru::plugin::host,
+                "passthru:plugin/types@0.1.2": crate::bindings::passthru::plugin::types,
+                "passthru:plugin/host@0.1.2": crate::bindings::passthru::plugin::host,
             },
         });
     }
+
+    /// One world of a hook (package 0.1.2), over the shared interfaces.
+    macro_rules! hook_world {
+        ($module:ident, $world:literal, $macro:literal, $path:literal) => {
+            #[doc = concat!("World `", $world, "`.")]
+            pub mod $module {
+                wit_bindgen::generate!({
+                    path: "../../wit",
+                    world: $world,
+                    pub_export_macro: true,
+                    export_macro_name: $macro,
+                    default_bindings_module: $path,
+                    with: {
+                        "passthru:plugin/types@0.1.2": crate::bindings::passthru::plugin::types,
+                        "passthru:plugin/host@0.1.2": crate::bindings::passthru::plugin::host,
+                    },
+                });
+            }
+        };
+    }
+    hook_world!(
+        switcher,
+        "switcher",
+        "__export_switcher",
+        "passthru_sdk::bindings::switcher"
+    );
+    hook_world!(
+        greeter,
+        "greeter",
+        "__export_greeter",
+        "passthru_sdk::bindings::greeter"
+    );
+    hook_world!(
+        texter,
+        "texter",
+        "__export_texter",
+        "passthru_sdk::bindings::texter"
+    );
+    hook_world!(
+        connector,
+        "connector",
+        "__export_connector",
+        "passthru_sdk::bindings::connector"
+    );
+    hook_world!(
+        gatherer,
+        "gatherer",
+        "__export_gatherer",
+        "passthru_sdk::bindings::gatherer"
+    );
 }
 
 use bindings::passthru::plugin::{host, types};
 
 pub use bindings::passthru::plugin::host::Level;
 pub use bindings::passthru::plugin::types::{
-    CallDetails, CallType, DialCallStatus, Direction, Leg, Timestamp,
+    CallDetails, CallPlayback, CallType, ConnectPlan, DialCallStatus, Direction, GatherPlan, Leg,
+    Media, MusicOnHold, PlaybackTo, RecordingChannels, Timestamp,
 };
 
 /// Which way the call flow goes next: by default `Success` is answered `200 OK` and `Failure`
@@ -150,6 +201,104 @@ impl From<Branch> for Decision {
             branch,
             reason: None,
         }
+    }
+}
+
+/// A Passthru answer for a call flow that goes on to a Switchcase applet (`select`, since 0.1.2):
+/// a branch and, usually, the name of the case to take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    pub branch: Branch,
+    /// Answered as the body `{"select":"CASE"}`. At most 128 bytes, without `"`, `\\` or
+    /// control characters, or the host answers the flow's fallback instead.
+    pub case: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl Selection {
+    /// The success branch, taking the Switchcase case `case`, with a reason.
+    pub fn case(case: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            branch: Branch::Success,
+            case: Some(case.into()),
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+impl From<Decision> for Selection {
+    /// A branch without a case: answered as `decide`'s would be.
+    fn from(decision: Decision) -> Self {
+        Self {
+            branch: decision.branch,
+            case: None,
+            reason: decision.reason,
+        }
+    }
+}
+
+/// The text a Greeting applet reads out (or its audio URLs, one per line), or an SMS applet's
+/// reply (`greeting` and `sms`, since 0.1.2). At most 8 KiB, no control characters but tab and
+/// line breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub text: String,
+    pub reason: Option<String>,
+}
+
+impl Reply {
+    /// `text`, with a reason.
+    pub fn new(text: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+impl ConnectPlan {
+    /// Dial `numbers` one after another, with every other setting left to Exotel.
+    pub fn dial<S: Into<String>>(numbers: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            numbers: numbers.into_iter().map(Into::into).collect(),
+            outgoing_phone_number: None,
+            record_call: false,
+            recording_channels: None,
+            max_ringing_duration: None,
+            max_conversation_duration: None,
+            music_on_hold: None,
+            parallel_attempts: None,
+            start_call_playback: None,
+            fetch_after_attempt: false,
+            reason: None,
+        }
+    }
+
+    /// The same plan, with a reason.
+    pub fn because(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+}
+
+impl GatherPlan {
+    /// Ask with `prompt`, with every other setting left to Exotel.
+    pub fn ask(prompt: Media) -> Self {
+        Self {
+            prompt,
+            max_input_digits: None,
+            finish_on_key: None,
+            input_timeout: None,
+            repeat_menu: None,
+            repeat_gather_prompt: None,
+            reason: None,
+        }
+    }
+
+    /// The same plan, with a reason.
+    pub fn because(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
     }
 }
 
@@ -421,6 +570,14 @@ pub mod log {
 /// | `plugin!(decide = f)`, `plugin!(f)`  | `decide`           | `decider`  |
 /// | `plugin!(record = g)`                | `record`           | `recorder` |
 /// | `plugin!(decide = f, record = g)`    | `decide`, `record` | `plugin`   |
+/// | `plugin!(select = f)`                | `select`           | `switcher` |
+/// | `plugin!(greeting = f)`              | `greeting`         | `greeter`  |
+/// | `plugin!(sms = f)`                   | `sms`              | `texter`   |
+/// | `plugin!(connect = f)`               | `connect`          | `connector`|
+/// | `plugin!(gather = f)`                | `gather`           | `gatherer` |
+///
+/// The hooks of 0.1.2 take a `fn(&Call) -> Selection`, `fn(&Call) -> Reply` (`greeting`, `sms`),
+/// `fn(&Call) -> ConnectPlan` or `fn(&Call) -> GatherPlan`; a component serves one hook.
 ///
 /// `f` is a `fn(&Call) -> Decision` and `g` a `fn(&Event, &Call) -> Result<(), E>` for any
 /// `E: Display` (the message the host keeps when the attempt fails); both are paths, such as
@@ -477,6 +634,76 @@ macro_rules! plugin {
             __PassthruPlugin with_types_in $crate::bindings::plugin
         );
     };
+    (select = $select:path $(,)?) => {
+        #[doc(hidden)]
+        struct __PassthruPlugin;
+
+        impl $crate::bindings::switcher::Guest for __PassthruPlugin {
+            fn select(call: $crate::bindings::switcher::CallDetails) -> $crate::bindings::switcher::Selection {
+                $crate::__private::select($select, call)
+            }
+        }
+
+        $crate::bindings::switcher::__export_switcher!(
+            __PassthruPlugin with_types_in $crate::bindings::switcher
+        );
+    };
+    (greeting = $greeting:path $(,)?) => {
+        #[doc(hidden)]
+        struct __PassthruPlugin;
+
+        impl $crate::bindings::greeter::Guest for __PassthruPlugin {
+            fn greeting(call: $crate::bindings::greeter::CallDetails) -> $crate::bindings::greeter::TextReply {
+                $crate::__private::reply($greeting, call)
+            }
+        }
+
+        $crate::bindings::greeter::__export_greeter!(
+            __PassthruPlugin with_types_in $crate::bindings::greeter
+        );
+    };
+    (sms = $sms:path $(,)?) => {
+        #[doc(hidden)]
+        struct __PassthruPlugin;
+
+        impl $crate::bindings::texter::Guest for __PassthruPlugin {
+            fn sms(call: $crate::bindings::texter::CallDetails) -> $crate::bindings::texter::TextReply {
+                $crate::__private::reply($sms, call)
+            }
+        }
+
+        $crate::bindings::texter::__export_texter!(
+            __PassthruPlugin with_types_in $crate::bindings::texter
+        );
+    };
+    (connect = $connect:path $(,)?) => {
+        #[doc(hidden)]
+        struct __PassthruPlugin;
+
+        impl $crate::bindings::connector::Guest for __PassthruPlugin {
+            fn connect(call: $crate::bindings::connector::CallDetails) -> $crate::ConnectPlan {
+                $connect(&$crate::Call::new(call))
+            }
+        }
+
+        $crate::bindings::connector::__export_connector!(
+            __PassthruPlugin with_types_in $crate::bindings::connector
+        );
+    };
+    (gather = $gather:path $(,)?) => {
+        #[doc(hidden)]
+        struct __PassthruPlugin;
+
+        impl $crate::bindings::gatherer::Guest for __PassthruPlugin {
+            fn gather(call: $crate::bindings::gatherer::CallDetails) -> $crate::GatherPlan {
+                $gather(&$crate::Call::new(call))
+            }
+        }
+
+        $crate::bindings::gatherer::__export_gatherer!(
+            __PassthruPlugin with_types_in $crate::bindings::gatherer
+        );
+    };
     (record = $record:path, decide = $decide:path $(,)?) => {
         $crate::plugin!(decide = $decide, record = $record);
     };
@@ -490,7 +717,7 @@ macro_rules! plugin {
 pub mod __private {
     use std::fmt::Display;
 
-    use super::{Branch, Call, CallDetails, Decision, Event, types};
+    use super::{Branch, Call, CallDetails, Decision, Event, Reply, Selection, types};
 
     /// What [`plugin!`] calls for `decide`: the user's function over the wrapped call, and back
     /// to WIT types.
@@ -503,6 +730,33 @@ pub mod __private {
                 Branch::Failure => types::Branch::Failure,
             },
             reason: decision.reason,
+        }
+    }
+
+    /// What [`plugin!`] calls for `select`.
+    #[inline(always)]
+    pub fn select(
+        select: impl FnOnce(&Call) -> Selection,
+        details: CallDetails,
+    ) -> types::Selection {
+        let selection = select(&Call::new(details));
+        types::Selection {
+            branch: match selection.branch {
+                Branch::Success => types::Branch::Success,
+                Branch::Failure => types::Branch::Failure,
+            },
+            case: selection.case,
+            reason: selection.reason,
+        }
+    }
+
+    /// What [`plugin!`] calls for `greeting` and `sms`.
+    #[inline(always)]
+    pub fn reply(reply: impl FnOnce(&Call) -> Reply, details: CallDetails) -> types::TextReply {
+        let reply = reply(&Call::new(details));
+        types::TextReply {
+            text: reply.text,
+            reason: reply.reason,
         }
     }
 

@@ -3,8 +3,8 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::rows::{
-    FLOW_COLUMNS, VERSION_COLUMNS, branch_str, collect, decision_row, flow_row, tenant_row,
-    to_flow, to_tenant, to_version, version_row,
+    FLOW_COLUMNS, HookColumn, VERSION_COLUMNS, branch_str, collect, decision_row, flow_row,
+    tenant_row, to_flow, to_tenant, to_version, version_row,
 };
 use super::{MAX_PAGE, SqliteStore, from_json, json, not_found, write_tx};
 use crate::store::{
@@ -306,7 +306,7 @@ impl Store for SqliteStore {
         tx.execute(
             &format!(
                 "INSERT OR REPLACE INTO flows ({FLOW_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
             ),
             params![
                 flow.tenant,
@@ -324,7 +324,8 @@ impl Store for SqliteStore {
                 json(&flow.settings.retry)?,
                 flow.auth.kind.as_str(),
                 flow.auth.digest_hex(),
-                flow.auth.set_at_ms
+                flow.auth.set_at_ms,
+                json(&HookColumn::of(&flow.settings))?
             ],
         )?;
         tx.commit()?;
@@ -384,7 +385,7 @@ impl Store for SqliteStore {
         let conn = self.admin();
         let mut stmt = conn.prepare_cached(
             "SELECT id, tenant, flow, plugin, version, call_sid, branch, outcome, reason, error, \
-             fuel_used, elapsed_us, log, log_dropped, at_ms FROM decisions \
+             fuel_used, elapsed_us, log, log_dropped, at_ms, answer FROM decisions \
              WHERE tenant = ?1 AND (?2 IS NULL OR flow = ?2) AND (?3 IS NULL OR call_sid = ?3) \
              AND (?4 IS NULL OR outcome = ?4) AND (?5 IS NULL OR at_ms >= ?5) \
              AND (?6 IS NULL OR at_ms < ?6) AND (?7 IS NULL OR id < ?7) \

@@ -93,6 +93,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE versions ADD COLUMN deleted_at_ms INTEGER;
 "#,
+    // The Exotel hook a flow serves and its fallback answers besides the branch (JSON).
+    r#"
+    ALTER TABLE flows ADD COLUMN hook TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE decisions ADD COLUMN answer TEXT;
+"#,
 ];
 
 /// The most records one query returns.
@@ -190,8 +195,8 @@ impl RecordSink for SqliteStore {
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO decisions (tenant, flow, plugin, version, call_sid, branch, outcome, \
-                 reason, error, fuel_used, elapsed_us, log, log_dropped, at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 reason, error, fuel_used, elapsed_us, log, log_dropped, at_ms, answer) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?;
             for r in records {
                 stmt.execute(params![
@@ -208,7 +213,8 @@ impl RecordSink for SqliteStore {
                     r.elapsed_us,
                     json(&r.log)?,
                     r.log_dropped,
-                    r.at_ms
+                    r.at_ms,
+                    r.answer
                 ])?;
             }
         }
@@ -280,6 +286,21 @@ mod tests {
                     dead_letter_retention_hours: 2,
                 },
                 config: [("k".to_owned(), "v".to_owned())].into(),
+                // Kept in the `hook` column (the store does not check the settings).
+                fallback_case: Some("main-menu".into()),
+                fallback_connect: Some(crate::answer::ConnectPlan {
+                    numbers: vec!["+919800000001".into()],
+                    outgoing_phone_number: None,
+                    record_call: true,
+                    recording_channels: None,
+                    max_ringing_duration: Some(20),
+                    max_conversation_duration: None,
+                    music_on_hold: None,
+                    parallel_attempts: None,
+                    start_call_playback: None,
+                    fetch_after_attempt: false,
+                }),
+                ..FlowSettings::default()
             },
             // The digest is kept; the secret never reaches the store.
             auth: crate::flow::UrlAuth {
@@ -384,6 +405,7 @@ mod tests {
             outcome: outcome.into(),
             reason: None,
             error: None,
+            answer: None,
             fuel_used: 1,
             elapsed_us: 2,
             log: vec![],

@@ -60,7 +60,7 @@ pub(super) fn to_version((mut v, exports): (VersionRecord, String)) -> StoreResu
 
 pub(super) const FLOW_COLUMNS: &str = "tenant, name, plugin, version, previous_version, mode, \
     status_success, status_failure, fallback, limits, config, updated_at_ms, retry, auth_kind, \
-    auth_digest, auth_set_at_ms";
+    auth_digest, auth_set_at_ms, hook";
 
 pub(super) struct FlowRow {
     pub(super) record: FlowRecord,
@@ -70,6 +70,35 @@ pub(super) struct FlowRow {
     pub(super) retry: String,
     pub(super) auth_kind: String,
     pub(super) auth_digest: Option<String>,
+    pub(super) hook: String,
+}
+
+/// A flow's hook and its fallback answers besides the branch: the `hook` column, as JSON (`{}`
+/// for a flow stored before hooks existed: the Passthru hook).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct HookColumn {
+    pub(super) hook: crate::flow::Hook,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) fallback_case: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) fallback_text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) fallback_connect: Option<crate::answer::ConnectPlan>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) fallback_gather: Option<crate::answer::GatherPlan>,
+}
+
+impl HookColumn {
+    pub(super) fn of(settings: &FlowSettings) -> Self {
+        Self {
+            hook: settings.hook,
+            fallback_case: settings.fallback_case.clone(),
+            fallback_text: settings.fallback_text.clone(),
+            fallback_connect: settings.fallback_connect.clone(),
+            fallback_gather: settings.fallback_gather.clone(),
+        }
+    }
 }
 
 pub(super) fn flow_row(row: &Row<'_>) -> rusqlite::Result<FlowRow> {
@@ -101,6 +130,7 @@ pub(super) fn flow_row(row: &Row<'_>) -> rusqlite::Result<FlowRow> {
         retry: row.get(12)?,
         auth_kind: row.get(13)?,
         auth_digest: row.get(14)?,
+        hook: row.get(16)?,
     })
 }
 
@@ -119,6 +149,12 @@ pub(super) fn to_flow(row: FlowRow) -> StoreResult<FlowRecord> {
     settings.limits = from_json(&row.limits)?;
     settings.config = from_json(&row.config)?;
     settings.retry = from_json(&row.retry)?;
+    let hook: HookColumn = from_json(&row.hook)?;
+    settings.hook = hook.hook;
+    settings.fallback_case = hook.fallback_case;
+    settings.fallback_text = hook.fallback_text;
+    settings.fallback_connect = hook.fallback_connect;
+    settings.fallback_gather = hook.fallback_gather;
     record.auth.kind = UrlAuthKind::parse(&row.auth_kind).ok_or_else(|| StoreError::Unknown {
         what: format!("flow {:?} with URL auth {:?}", record.name, row.auth_kind),
     })?;
@@ -163,6 +199,7 @@ pub(super) fn decision_row(row: &Row<'_>) -> rusqlite::Result<(DecisionRecord, S
             log: Vec::new(),
             log_dropped: row.get(13)?,
             at_ms: row.get(14)?,
+            answer: row.get(15)?,
         },
         row.get(12)?,
     ))

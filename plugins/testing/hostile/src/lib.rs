@@ -290,7 +290,10 @@ mod wasi {
             poll_list(list.as_ptr(), list.len(), ret.as_mut_ptr());
             let [ptr, got] = ret;
             if got > 0 {
-                dealloc(ptr as *mut u8, Layout::from_size_align_unchecked(got * 4, 4));
+                dealloc(
+                    ptr as *mut u8,
+                    Layout::from_size_align_unchecked(got * 4, 4),
+                );
             }
             got
         }
