@@ -35,6 +35,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("greeting", "greeting"),
     ("testing/hostile", "hostile"),
     ("testing/async-probe", "async-probe"),
+    ("testing/hook-probe", "hook-probe"),
 ];
 
 /// Library crates of the plugins workspace that the plugins build on (`passthru-sdk`): not

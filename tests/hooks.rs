@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{AGENT_DIALER, Api, GEO_ROUTER, GREETING, IVR_MENU, TestServer, body};
+use common::{AGENT_DIALER, Api, GEO_ROUTER, GREETING, HOOK_PROBE, IVR_MENU, TestServer, body};
 use reqwest::{Method, header};
 use serde_json::{Value, json};
 
@@ -297,5 +297,98 @@ async fn a_flow_is_bound_only_to_a_version_with_its_hooks_export_and_with_its_fa
     let (_, version) = body(acme.get("/v1/plugins/geo/versions/1").await?).await?;
     assert_eq!(version["world"], "passthru:plugin/switcher@0.1.2");
     assert_eq!(version["exports"], json!(["select"]));
+    server.stop().await
+}
+
+/// Every hook, for a plugin that traps, one that runs past its deadline and one that runs out of
+/// fuel: the flow's fallback, byte for byte, with the failure kind; `HEAD` answers the `GET`'s
+/// headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hook_answers_its_fallback_after_a_trap_a_timeout_and_out_of_fuel()
+-> anyhow::Result<()> {
+    let server = TestServer::start("").await?;
+    let acme = Api::operator(&server).tenant("acme", None).await?;
+    assert_eq!(acme.upload("probe", read(HOOK_PROBE)).await?.status(), 201);
+    let connect = json!({ "numbers": ["+919800000009"] });
+    let gather = json!({ "prompt": { "text": "Press 1" }, "max_input_digits": 1 });
+    // hook, its fallback setting, the plugin's answer, the fallback's answer, the content type.
+    let hooks = [
+        (
+            "switch",
+            json!({ "fallback_case": "main" }),
+            r#"{"select":"probe"}"#,
+            r#"{"select":"main"}"#,
+            "text/plain",
+        ),
+        (
+            "greeting",
+            json!({ "fallback_text": "Welcome" }),
+            "probe greeting",
+            "Welcome",
+            "text/plain",
+        ),
+        (
+            "sms",
+            json!({ "fallback_text": "Thanks" }),
+            "probe sms",
+            "Thanks",
+            "text/plain",
+        ),
+        (
+            "connect",
+            json!({ "fallback_connect": connect }),
+            r#"{"destination":{"numbers":["+910000000000"]},"fetch_after_attempt":false,"record":false}"#,
+            r#"{"destination":{"numbers":["+919800000009"]},"fetch_after_attempt":false,"record":false}"#,
+            "application/json",
+        ),
+        (
+            "gather",
+            json!({ "fallback_gather": gather }),
+            r#"{"gather_prompt":{"text":"probe"}}"#,
+            r#"{"gather_prompt":{"text":"Press 1"},"max_input_digits":1}"#,
+            "application/json",
+        ),
+    ];
+    let failures = [
+        ("answer", json!({}), "decided"),
+        ("trap", json!({}), "trap"),
+        (
+            "loop",
+            json!({ "fuel": 1_000_000_000u64, "deadline_ms": 100 }),
+            "deadline",
+        ),
+        ("loop", json!({ "fuel": 1_000_000 }), "out_of_fuel"),
+    ];
+    for (hook, fallback, answered, fallback_answer, content_type) in hooks {
+        for (mode, limits, outcome) in &failures {
+            let mut settings = json!({ "hook": hook, "fallback": "success",
+                                       "config": { "mode": mode }, "limits": limits });
+            settings
+                .as_object_mut()
+                .unwrap()
+                .extend(fallback.as_object().unwrap().clone());
+            put_flow(&acme, "probe", "probe", settings).await?;
+            let url = "/passthru/acme/probe?CallSid=c1&CallFrom=0980";
+            let got = answer(server.get(url).await?).await?;
+            let want = if *outcome == "decided" {
+                answered
+            } else {
+                fallback_answer
+            };
+            assert_eq!(
+                (got.0, got.1.as_str(), got.2.as_str(), got.4.as_str()),
+                (200, content_type, *outcome, want),
+                "{hook} {mode}"
+            );
+            if *outcome == "decided" || *outcome == "trap" {
+                let head = answer(server.client.head(server.url(url)).send().await?).await?;
+                assert_eq!(
+                    (head.0, head.1, head.2, head.3, head.4.as_str()),
+                    (got.0, got.1, got.2, got.3, ""),
+                    "{hook} {mode}: HEAD"
+                );
+            }
+        }
+    }
     server.stop().await
 }

@@ -23,6 +23,7 @@ pub const ASYNC_PROBE: &str = env!("PASSTHRU_PLUGIN_ASYNC_PROBE");
 pub const GEO_ROUTER: &str = env!("PASSTHRU_PLUGIN_GEO_ROUTER");
 pub const AGENT_DIALER: &str = env!("PASSTHRU_PLUGIN_AGENT_DIALER");
 pub const GREETING: &str = env!("PASSTHRU_PLUGIN_GREETING");
+pub const HOOK_PROBE: &str = env!("PASSTHRU_PLUGIN_HOOK_PROBE");
 
 /// The real-shaped Exotel queries kept as the project's test fixtures.
 pub fn samples() -> Vec<(String, String)> {
