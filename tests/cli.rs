@@ -5,7 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{ASYNC_PROBE, HOSTILE, IVR_MENU, VIP_CALLER, samples};
+use common::{ASYNC_PROBE, GEO_ROUTER, HOOK_PROBE, HOSTILE, IVR_MENU, VIP_CALLER, samples};
 use serde_json::Value;
 
 /// A folder of this test process's own, so runs never touch the user's cache.
@@ -333,6 +333,58 @@ fn a_record_only_plugin_is_run_as_event_1_and_its_error_is_a_failure() -> anyhow
             .as_str()
             .unwrap()
             .contains("`record`")
+    );
+    Ok(())
+}
+
+#[test]
+fn a_hook_prints_exactly_what_the_server_would_answer() -> anyhow::Result<()> {
+    // A plugin that exports only `select` is run through it.
+    let (code, json) = run(&[
+        GEO_ROUTER,
+        "--repeat",
+        "1",
+        "--query",
+        "CallFrom=%2B918012345678",
+        "--config",
+        "routes=+91:india,+9180:south",
+    ])?;
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["hook"], "select");
+    assert_eq!(json["status"], 200);
+    assert_eq!(json["branch"], "success");
+    assert_eq!(json["content_type"], "text/plain");
+    assert_eq!(json["body"], r#"{"select":"south"}"#);
+
+    // `--hook` picks the export; `--exotel-version` shapes a Connect plan as the server does.
+    let (code, json) = run(&[
+        HOOK_PROBE,
+        "--repeat",
+        "1",
+        "--hook",
+        "connect",
+        "--exotel-version",
+        "1.1",
+    ])?;
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(
+        (&json["hook"], &json["status"]),
+        (&"connect".into(), &200.into())
+    );
+    assert_eq!(json["content_type"], "application/json");
+    let body: Value = serde_json::from_str(json["body"].as_str().unwrap())?;
+    assert_eq!(body["destination"][0]["contact_uri"], "+910000000000");
+
+    // A hook the plugin does not export is a clear failure.
+    let (code, json) = run(&[GEO_ROUTER, "--repeat", "1", "--hook", "gather"])?;
+    assert_eq!(code, 2, "{json}");
+    assert_eq!(json["error"]["kind"], "invalid_component");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not export `gather`"),
+        "{json}"
     );
     Ok(())
 }

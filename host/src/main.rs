@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 use passthru::api;
 use passthru::config::{DEFAULT_LISTEN, ServerConfig};
 use passthru::runner;
-use passthru::sandbox::{DEFAULT_DEADLINE_MS, DEFAULT_FUEL, DEFAULT_MEMORY_MB, FlowConfig, Limits};
+use passthru::sandbox::{
+    DEFAULT_DEADLINE_MS, DEFAULT_FUEL, DEFAULT_MEMORY_MB, FlowConfig, HookExport, Limits,
+};
 use passthru::server::{self, StartOptions};
 use tracing_subscriber::EnvFilter;
 
@@ -73,13 +75,34 @@ enum Command {
         memory_mb: u64,
         /// Call `record` instead of `decide`, as attempt N (1 for the first).
         #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1",
-              value_parser = clap::value_parser!(u32).range(1..))]
+              value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "hook")]
         record: Option<u32>,
+        /// Call a hook's export (`select`, `greeting`, `sms`, `connect`, `gather`) and print the
+        /// status, content type and body the server would answer. Without it, a plugin that
+        /// exports neither `decide` nor `record` is called through the hook it exports.
+        #[arg(long, value_name = "EXPORT", value_parser = parse_hook)]
+        hook: Option<HookExport>,
+        /// The `Exotel-Version` header of the hook's request (`1.1`: the call-centre Connect).
+        #[arg(long, value_name = "V")]
+        exotel_version: Option<String>,
     },
 }
 
 /// The environment variable that sets the operator's token.
 const OPERATOR_TOKEN_ENV: &str = "PASSTHRU_OPERATOR_TOKEN";
+
+fn parse_hook(s: &str) -> Result<HookExport, String> {
+    [
+        HookExport::Select,
+        HookExport::Greeting,
+        HookExport::Sms,
+        HookExport::Connect,
+        HookExport::Gather,
+    ]
+    .into_iter()
+    .find(|hook| hook.name() == s)
+    .ok_or_else(|| format!("expected select, greeting, sms, connect or gather, got {s:?}"))
+}
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -121,11 +144,14 @@ fn main() -> anyhow::Result<()> {
             deadline_ms,
             memory_mb,
             record,
+            hook,
+            exotel_version,
         } => {
             init_tracing("warn");
-            let export = match record {
-                Some(attempt) => runner::Export::Record { attempt },
-                None => runner::Export::Auto,
+            let export = match (record, hook) {
+                (Some(attempt), _) => runner::Export::Record { attempt },
+                (None, Some(hook)) => runner::Export::Hook(hook),
+                (None, None) => runner::Export::Auto,
             };
             let limits = Limits {
                 fuel,
@@ -144,6 +170,7 @@ fn main() -> anyhow::Result<()> {
                 } else {
                     runner::cache::default_dir()
                 },
+                exotel_version,
             };
             let out = runtime.block_on(runner::run(
                 &plugin, &query, config, limits, export, &options,

@@ -14,6 +14,7 @@ use super::AppState;
 use super::passthru::{BRANCH_HEADER, OUTCOME_HEADER};
 use crate::answer::select_body;
 use crate::call::CallDetails;
+use crate::flow::StatusMap;
 use crate::logsafe::{Escaped, cut};
 use crate::records::{Answer, Subject, Usage};
 use crate::registry::Flow;
@@ -88,45 +89,59 @@ fn fallback(flow: &Flow, export: HookExport) -> HookAnswer {
     }
 }
 
-/// The response Exotel reads: the branch's status (and the case in the body) for `switch`;
-/// `200` with `text/plain` or `application/json` for the others.
+/// What Exotel is answered for a hook's answer: the branch's status (and the case in the body)
+/// for `switch`; `200` with `text/plain` or `application/json` for the others. The server's
+/// answer and `passthru run`'s are this, so they never differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookHttp {
+    pub status: u16,
+    pub content_type: Option<&'static str>,
+    pub body: Option<String>,
+    /// The branch, for `switch`.
+    pub branch: Option<Branch>,
+}
+
+/// The HTTP answer for `answer`, with the flow's statuses and the request's `Exotel-Version`.
+pub fn hook_http(answer: &HookAnswer, statuses: &StatusMap, version: Option<&str>) -> HookHttp {
+    let ok = |content_type, body| HookHttp {
+        status: 200,
+        content_type: Some(content_type),
+        body: Some(body),
+        branch: None,
+    };
+    match answer {
+        HookAnswer::Select { branch, case } => {
+            let body = case.as_deref().map(select_body);
+            HookHttp {
+                status: statuses.for_branch(*branch),
+                content_type: body.is_some().then_some("text/plain"),
+                body,
+                branch: Some(*branch),
+            }
+        }
+        HookAnswer::Text(text) => ok("text/plain", text.clone()),
+        HookAnswer::Connect(plan) => ok("application/json", plan.render(version).to_string()),
+        HookAnswer::Gather(plan) => ok("application/json", plan.render().to_string()),
+    }
+}
+
 fn render(
     flow: &Flow,
     answer: &HookAnswer,
     outcome: &'static str,
     version: Option<&str>,
 ) -> Response {
-    let (status, content_type, body, branch) = match answer {
-        HookAnswer::Select { branch, case } => {
-            let status = StatusCode::from_u16(flow.status.for_branch(*branch))
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let body = case.as_deref().map(select_body);
-            (
-                status,
-                body.is_some().then_some("text/plain"),
-                body,
-                Some(*branch),
-            )
-        }
-        HookAnswer::Text(text) => (StatusCode::OK, Some("text/plain"), Some(text.clone()), None),
-        HookAnswer::Connect(plan) => {
-            let body = plan.render(version).to_string();
-            (StatusCode::OK, Some("application/json"), Some(body), None)
-        }
-        HookAnswer::Gather(plan) => {
-            let body = plan.render().to_string();
-            (StatusCode::OK, Some("application/json"), Some(body), None)
-        }
-    };
-    let mut response = match body {
+    let http = hook_http(answer, &flow.status, version);
+    let status = StatusCode::from_u16(http.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = match http.body {
         Some(body) => (status, Body::from(body)).into_response(),
         None => status.into_response(),
     };
     let headers = response.headers_mut();
-    if let Some(content_type) = content_type {
+    if let Some(content_type) = http.content_type {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     }
-    if let Some(branch) = branch {
+    if let Some(branch) = http.branch {
         headers.insert(
             BRANCH_HEADER.clone(),
             HeaderValue::from_static(branch.as_str()),

@@ -7,7 +7,7 @@
 mod bodies;
 mod decisions;
 mod extract;
-mod hooks;
+pub mod hooks;
 pub mod metrics;
 mod openapi;
 mod operator;

@@ -1,6 +1,7 @@
 //! `passthru run`: calls of a plugin, outside any server, for plugin authors.
 //!
-//! Prints what the plugin decided (or, for `record`, whether it handled the event), what it was
+//! Prints what the plugin decided (or, for `record`, whether it handled the event; for a hook of
+//! package 0.1.2, exactly the status, content type and body the server would answer), what it was
 //! given, what it cost and what it logged, as one JSON object. The plugin is called `repeat`
 //! times, each on a fresh instance as in the server; the first call is reported as it was (a cold
 //! instance), and the median of the others is what a live server's calls cost. Compiled plugins
@@ -15,10 +16,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::api::hooks::hook_http;
 use crate::call::{self, CallDetails};
 use crate::flow::StatusMap;
 use crate::sandbox::{
-    Branch, Event, FlowConfig, Limits, LogLine, Plugin, Report, Sandbox, SandboxError,
+    Branch, Event, FlowConfig, HookExport, Limits, LogLine, Plugin, Report, Sandbox, SandboxError,
     SandboxOptions, TenantShare,
 };
 use crate::store::now_ms;
@@ -37,6 +39,8 @@ pub struct RunOptions {
     pub repeat: u32,
     /// Where compiled plugins are cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// The `Exotel-Version` a hook's request carries (Connect's answer depends on it).
+    pub exotel_version: Option<String>,
 }
 
 /// What the calls took.
@@ -89,6 +93,30 @@ pub struct RunRecorded {
     pub call: CallDetails,
 }
 
+/// The JSON printed when a hook's export answered: what the server would answer, exactly.
+#[derive(Debug, Serialize)]
+pub struct RunAnswered {
+    /// The export called: `select`, `greeting`, `sms`, `connect` or `gather`.
+    pub hook: &'static str,
+    /// The HTTP status, with the default branch statuses for `select`.
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<Branch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<&'static str>,
+    /// The body, byte for byte (none: an empty answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    pub reason: Option<String>,
+    pub fuel_used: u64,
+    /// The first call's time (see `timing` for the warm calls).
+    pub elapsed_us: u64,
+    pub timing: Timing,
+    pub log: Vec<LogLine>,
+    pub log_dropped: u32,
+    pub call: CallDetails,
+}
+
 /// The event `record` was given.
 #[derive(Debug, Serialize)]
 pub struct RunEvent {
@@ -129,10 +157,12 @@ pub struct RunOutput {
 /// Which export `passthru run` calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Export {
-    /// `decide` if the plugin has it, else `record` (attempt 1).
+    /// `decide` if the plugin has it, else `record` (attempt 1), else the hook it exports.
     Auto,
     /// `record`, as this attempt (1 for the first).
     Record { attempt: u32 },
+    /// A hook's export.
+    Hook(HookExport),
 }
 
 /// Loads `plugin` (from the cache, or compiling it), parses `query`, and runs `decide` (or
@@ -187,10 +217,17 @@ pub async fn run(
         Ok(loaded) => loaded,
         Err(e) => return output(&failed(e.kind().as_str(), e.to_string(), call), EXIT_FAILED),
     };
+    let hook = match export {
+        Export::Hook(hook) => Some(hook),
+        Export::Auto if !compiled.can_decide() && !compiled.can_record() => {
+            compiled.hooks().first().copied()
+        }
+        _ => None,
+    };
     let attempt = match export {
         Export::Record { attempt } => Some(attempt),
-        Export::Auto if !compiled.can_decide() => Some(1),
-        Export::Auto => None,
+        Export::Auto if !compiled.can_decide() && hook.is_none() => Some(1),
+        Export::Auto | Export::Hook(_) => None,
     };
     let prepared = Prepared {
         sandbox: &sandbox,
@@ -205,6 +242,9 @@ pub async fn run(
     };
     if let Some(attempt) = attempt {
         return record(&prepared, attempt).await;
+    }
+    if let Some(hook) = hook {
+        return answer(&prepared, hook, options.exotel_version.as_deref()).await;
     }
     let (report, timing) = prepared
         .calls(|| {
@@ -330,6 +370,52 @@ async fn record(prepared: &Prepared<'_>, attempt: u32) -> RunOutput {
             },
             EXIT_DECIDED,
         ),
+        Err(error) => failed_call(
+            &error,
+            report.fuel_used,
+            report.elapsed,
+            timing,
+            report.log,
+            call,
+        ),
+    }
+}
+
+async fn answer(prepared: &Prepared<'_>, hook: HookExport, version: Option<&str>) -> RunOutput {
+    let (report, timing) = prepared
+        .calls(|| {
+            prepared.sandbox.answer(
+                prepared.plugin,
+                &prepared.share,
+                hook,
+                prepared.call.clone(),
+                prepared.limits,
+                prepared.config.clone(),
+            )
+        })
+        .await;
+    let call = prepared.call.clone();
+    match report.outcome {
+        Ok(answered) => {
+            let http = hook_http(&answered.answer, &StatusMap::default(), version);
+            output(
+                &RunAnswered {
+                    hook: hook.name(),
+                    status: http.status,
+                    branch: http.branch,
+                    content_type: http.content_type,
+                    body: http.body,
+                    reason: answered.reason,
+                    fuel_used: report.fuel_used,
+                    elapsed_us: timing.first_us,
+                    timing,
+                    log: report.log,
+                    log_dropped: report.log_dropped,
+                    call,
+                },
+                EXIT_DECIDED,
+            )
+        }
         Err(error) => failed_call(
             &error,
             report.fuel_used,

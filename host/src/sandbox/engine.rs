@@ -20,6 +20,7 @@ use super::bindings::recorder::RecorderPre;
 use super::bindings::switcher::SwitcherPre;
 use super::bindings::texter::TexterPre;
 use super::error::{SandboxError, host_setup};
+use super::hooks::HookExport;
 use super::limits::MAX_MEMORY_MB;
 use super::meter;
 use super::state::CallState;
@@ -96,6 +97,20 @@ impl Plugin {
     /// Whether the plugin exports `record` (it can serve an async flow).
     pub fn can_record(&self) -> bool {
         self.recorder.is_some()
+    }
+
+    /// The hooks of package 0.1.2 the plugin exports.
+    pub fn hooks(&self) -> Vec<HookExport> {
+        [
+            (HookExport::Select, self.switcher.is_some()),
+            (HookExport::Greeting, self.greeter.is_some()),
+            (HookExport::Sms, self.texter.is_some()),
+            (HookExport::Connect, self.connector.is_some()),
+            (HookExport::Gather, self.gatherer.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(hook, has)| has.then_some(hook))
+        .collect()
     }
 }
 
