@@ -1,13 +1,17 @@
 //! The per-call cost of the hot path, piece by piece: parsing an Exotel query, and one sandbox
-//! call (fresh Store, instantiate from the pool, `decide`, drop) of the `ivr-menu` example.
+//! call (fresh Store, instantiate from the pool, `decide`, drop) of the `ivr-menu` example; and
+//! the hooks of 0.1.2 (a Switchcase case, a Connect plan rendered as Exotel's JSON) next to a
+//! plain Passthru decision that reads its config as they do.
 //!
 //! `cargo bench -p passthru --bench sandbox`
 
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use passthru::api::hooks::hook_http;
 use passthru::call;
-use passthru::sandbox::{FlowConfig, Limits, Sandbox, SandboxOptions, TenantShare};
+use passthru::flow::StatusMap;
+use passthru::sandbox::{FlowConfig, HookExport, Limits, Sandbox, SandboxOptions, TenantShare};
 
 const SAMPLE: &str = include_str!("../../tests/fixtures/exotel/connect-completed.query");
 const GATHER: &str = include_str!("../../tests/fixtures/exotel/gather-digits.query");
@@ -72,6 +76,73 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let call = call::parse(std::hint::black_box(GATHER));
             runtime.block_on(sandbox.decide(&ivr_menu, &share, call, &limits, no_config.clone()))
+        })
+    });
+    group.finish();
+
+    let geo_router = sandbox
+        .compile(include_bytes!(env!("PASSTHRU_PLUGIN_GEO_ROUTER")))
+        .expect("geo-router compiles");
+    let agent_dialer = sandbox
+        .compile(include_bytes!(env!("PASSTHRU_PLUGIN_AGENT_DIALER")))
+        .expect("agent-dialer compiles");
+    let geo_config: Arc<FlowConfig> = Arc::new(
+        [(
+            "routes".to_owned(),
+            "+91:india, 0980:south, 033:east".to_owned(),
+        )]
+        .into(),
+    );
+    let dialer_config: Arc<FlowConfig> = Arc::new(
+        [
+            ("team", "+919800000001, +919800000002, +919800000003"),
+            ("vip_numbers", "09800000001, 09800000003"),
+            ("vip_playback", "A VIP is calling"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into(),
+    );
+    let statuses = StatusMap::default();
+    let mut group = c.benchmark_group("hooks");
+    group.bench_function("passthru: vip-caller decide", |b| {
+        b.iter(|| {
+            let report = runtime.block_on(sandbox.decide(
+                &vip_caller,
+                &share,
+                gather.clone(),
+                &limits,
+                vip_config.clone(),
+            ));
+            assert!(report.outcome.is_ok());
+            report
+        })
+    });
+    group.bench_function("switch: geo-router select + body", |b| {
+        b.iter(|| {
+            let report = runtime.block_on(sandbox.answer(
+                &geo_router,
+                &share,
+                HookExport::Select,
+                gather.clone(),
+                &limits,
+                geo_config.clone(),
+            ));
+            let answered = report.outcome.expect("answered");
+            hook_http(&answered.answer, &statuses, None)
+        })
+    });
+    group.bench_function("connect: agent-dialer plan + JSON", |b| {
+        b.iter(|| {
+            let report = runtime.block_on(sandbox.answer(
+                &agent_dialer,
+                &share,
+                HookExport::Connect,
+                gather.clone(),
+                &limits,
+                dialer_config.clone(),
+            ));
+            let answered = report.outcome.expect("answered");
+            hook_http(&answered.answer, &statuses, Some("1.0"))
         })
     });
     group.finish();
