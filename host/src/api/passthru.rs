@@ -52,6 +52,12 @@ static EVENT_HEADER: HeaderName = HeaderName::from_static("x-passthru-event");
 /// with retries), and 503 when it could not be kept. A flow whose URL auth is `basic` needs its
 /// credentials (Authorization: Basic); one whose URL auth is `key` is called at
 /// /passthru/{tenant}/{flow}/{key} instead.
+///
+/// A flow may serve another of Exotel's URL hooks (its `hook`, docs/hooks.md): `switch` answers
+/// the branch's status with the text/plain body {"select":"CASE"} when the plugin names a case;
+/// `greeting` and `sms` answer 200 with a text/plain body; `connect` and `gather` answer 200 with
+/// an application/json plan, shaped by the request's Exotel-Version header. HEAD runs the plugin
+/// and answers the GET's headers, without a body and without a decision record.
 #[utoipa::path(
     get,
     path = "/passthru/{tenant}/{flow}",
@@ -77,8 +83,10 @@ static EVENT_HEADER: HeaderName = HeaderName::from_static("x-passthru-event");
     responses(
         (status = 200,
             description = "Sync flows: the success branch (the default mapping; a flow may choose \
-                           other statuses). Async flows: the request is committed to the queue \
-                           (x-passthru-outcome is queued, x-passthru-event its id).",
+                           other statuses), with the hook's body for flows whose hook is not \
+                           passthru (text/plain or application/json, docs/hooks.md). Async \
+                           flows: the request is committed to the queue (x-passthru-outcome is \
+                           queued, x-passthru-event its id).",
             headers(
                 ("x-passthru-branch" = Branch, description = "Sync flows: the branch answered."),
                 ("x-passthru-outcome" = String, description = "Sync flows: decided, or the failure kind (FailureKind) when the fallback branch was answered. Async flows: queued."),
