@@ -36,7 +36,12 @@ fn the_sdk_and_example_plugins_pass_their_own_tests() {
         cargo.args(["-p", name]);
     }
     // What the outer cargo set for the host's build would change the plugins' fingerprints.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
         cargo.env_remove(var);
     }
     let out = cargo.output().expect("cargo runs");
