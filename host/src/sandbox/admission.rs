@@ -2,13 +2,17 @@
 //! across all calls in flight. Each is an atomic counter, taken before the call's store exists
 //! and given back when the call ends (a guard, so an abandoned call gives it back too).
 //!
+//! Calls are counted by weight: a call of a component with many memories or tables takes as many
+//! of the pool's slots as it needs (`Plugin::weight`), in the pool and in its tenant's share.
+//!
 //! A tenant's share bounds what one tenant can hold: a plugin that sleeps to its deadline holds
 //! a slot at no CPU cost, so without a share one tenant flooding its flow would take the whole
 //! pool and every other tenant's calls would answer `overloaded`.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// One tenant's share of the sandbox: how many of its calls may run at the same moment. Shared by
+/// One tenant's share of the sandbox: how many of the pool's slots its calls may hold at the same
+/// moment (one per call of most components). Shared by
 /// all of the tenant's flows; the operator may change the cap while calls run.
 #[derive(Debug)]
 pub struct TenantShare {
@@ -46,33 +50,40 @@ impl TenantShare {
         self.max.load(Ordering::Relaxed)
     }
 
-    /// The tenant's calls running right now.
+    /// The slots the tenant's calls hold right now (its calls, for components of weight 1).
     pub fn calls_in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    pub(super) fn enter(&self) -> Option<Slot<'_>> {
-        Slot::enter(&self.in_flight, self.max())
+    pub(super) fn enter(&self, weight: u32) -> Option<Slot<'_>> {
+        Slot::enter(&self.in_flight, self.max(), weight)
     }
 }
 
-/// Counts one call in until dropped.
-pub(super) struct Slot<'a>(&'a AtomicUsize);
+/// Counts one call in, at its weight, until dropped.
+pub(super) struct Slot<'a> {
+    counter: &'a AtomicUsize,
+    weight: usize,
+}
 
 impl<'a> Slot<'a> {
-    /// Counts a call in, unless `max` are in already.
-    pub(super) fn enter(counter: &'a AtomicUsize, max: usize) -> Option<Self> {
-        if counter.fetch_add(1, Ordering::Relaxed) >= max {
-            counter.fetch_sub(1, Ordering::Relaxed);
+    /// Counts a call of `weight` slots in, unless that would take the count over `max`. A call
+    /// heavier than `max` is let in alone (the pool is sized for one call of the largest
+    /// component), so it is slow to get in, never refused for ever.
+    pub(super) fn enter(counter: &'a AtomicUsize, max: usize, weight: u32) -> Option<Self> {
+        let weight = to_usize(weight.max(1));
+        let before = counter.fetch_add(weight, Ordering::Relaxed);
+        if before != 0 && before.saturating_add(weight) > max {
+            counter.fetch_sub(weight, Ordering::Relaxed);
             return None;
         }
-        Some(Self(counter))
+        Some(Self { counter, weight })
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.counter.fetch_sub(self.weight, Ordering::Relaxed);
     }
 }
 
@@ -153,16 +164,37 @@ mod tests {
     #[test]
     fn a_share_admits_up_to_its_cap_and_frees_on_drop() {
         let share = TenantShare::new(2);
-        let a = share.enter().expect("first");
-        let b = share.enter().expect("second");
-        assert!(share.enter().is_none(), "a third is over the cap");
+        let a = share.enter(1).expect("first");
+        let b = share.enter(1).expect("second");
+        assert!(share.enter(1).is_none(), "a third is over the cap");
         assert_eq!(share.calls_in_flight(), 2);
         drop(a);
-        let c = share.enter().expect("a slot came back");
+        let c = share.enter(1).expect("a slot came back");
         share.set_max(1);
         drop((b, c));
-        let _d = share.enter().expect("under the lowered cap");
-        assert!(share.enter().is_none());
+        let _d = share.enter(1).expect("under the lowered cap");
+        assert!(share.enter(1).is_none());
+    }
+
+    #[test]
+    fn calls_count_at_their_weight_and_a_heavy_one_gets_in_alone() {
+        let share = TenantShare::new(4);
+        let heavy = share.enter(3).expect("3 of 4");
+        assert!(share.enter(2).is_none(), "5 is over 4");
+        let light = share.enter(1).expect("exactly 4");
+        assert_eq!(share.calls_in_flight(), 4);
+        drop((heavy, light));
+        assert_eq!(share.calls_in_flight(), 0);
+        // Heavier than the whole share: only when nothing else runs.
+        let giant = share.enter(9).expect("alone");
+        assert!(share.enter(1).is_none(), "nothing beside it");
+        drop(giant);
+        let light = share.enter(1).expect("light first");
+        assert!(
+            share.enter(9).is_none(),
+            "the giant waits for an empty share"
+        );
+        drop(light);
     }
 
     #[test]

@@ -178,16 +178,20 @@ impl Sandbox {
         config: Arc<FlowConfig>,
         run: impl AsyncFnOnce(&P, &mut Store<CallState>) -> wasmtime::Result<Result<T, SandboxError>>,
     ) -> Report<T> {
-        let Some(_tenant) = share.enter() else {
+        let weight = plugin.weight;
+        let Some(_tenant) = share.enter(weight) else {
             return refused(format!(
-                "this tenant has {} plugin calls running already, the most one tenant may run \
-                 at once",
+                "this tenant's calls hold {} of the {} call slots one tenant may hold at once, \
+                 and this one needs {weight}",
+                share.calls_in_flight(),
                 share.max()
             ));
         };
-        let Some(_in_flight) = Slot::enter(&self.in_flight, self.max_calls) else {
+        let Some(_in_flight) = Slot::enter(&self.in_flight, self.max_calls, weight) else {
             return refused(format!(
-                "{} plugin calls are running already, the most this server runs at once",
+                "the calls running hold {} of the {} call slots this server has, and this one \
+                 needs {weight}",
+                self.in_flight.load(Ordering::Relaxed),
                 self.max_calls
             ));
         };
@@ -280,7 +284,7 @@ impl Sandbox {
             && plugin.slow_reset.load(Ordering::Relaxed)
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
             && runtime.runtime_flavor() == RuntimeFlavor::MultiThread
-            && let Some(claim) = PendingReset::claim(&self.resets_pending)
+            && let Some(claim) = PendingReset::claim(&self.resets_pending, plugin.weight)
         {
             self.resets_deferred.fetch_add(1, Ordering::Relaxed);
             let slow = plugin.slow_reset.clone();
@@ -324,23 +328,31 @@ pub(super) struct Export<'a, P> {
     pub(super) pre: Option<&'a P>,
 }
 
-/// A claim on one of the pool's slots kept for instances reset after their answer; given back
-/// when dropped.
-struct PendingReset(Arc<AtomicUsize>);
+/// A claim on the pool's slots kept for instances reset after their answer, at the instance's
+/// weight; given back when dropped. An instance heavier than they all is reset before the answer.
+struct PendingReset {
+    pending: Arc<AtomicUsize>,
+    weight: usize,
+}
 
 impl PendingReset {
-    fn claim(pending: &Arc<AtomicUsize>) -> Option<Self> {
-        if pending.fetch_add(1, Ordering::Relaxed) >= DEFERRED_RESETS as usize {
-            pending.fetch_sub(1, Ordering::Relaxed);
+    fn claim(pending: &Arc<AtomicUsize>, weight: u32) -> Option<Self> {
+        let weight = weight.max(1) as usize;
+        let before = pending.fetch_add(weight, Ordering::Relaxed);
+        if before.saturating_add(weight) > DEFERRED_RESETS as usize {
+            pending.fetch_sub(weight, Ordering::Relaxed);
             return None;
         }
-        Some(Self(pending.clone()))
+        Some(Self {
+            pending: pending.clone(),
+            weight,
+        })
     }
 }
 
 impl Drop for PendingReset {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.pending.fetch_sub(self.weight, Ordering::Relaxed);
     }
 }
 

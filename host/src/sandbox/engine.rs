@@ -40,10 +40,10 @@ pub(super) const DEFERRED_RESETS: u32 = 8;
 const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
 const MAX_MEMORIES_PER_COMPONENT: u32 = 16;
 const MAX_TABLES_PER_COMPONENT: u32 = 64;
-/// What the pool reserves per call slot: a Rust, C or componentize-js component holds 2 to 4 core
-/// instances, one or two memories and a few tables. One from componentize-py holds 14 core
-/// instances (CPython and its libraries are separate modules), so it takes several slots' worth.
-const TYPICAL_CORE_INSTANCES: u32 = 4;
+/// What the pool reserves per call slot: a Rust, C or componentize-js component holds one or two
+/// memories and a few tables. A component that needs more takes several slots (its weight, see
+/// [`weight_of`]). Core instances are only counted by the pool (nothing is set aside for each), so
+/// the pool allows every slot the most one component may hold: componentize-py's hold 14.
 const TYPICAL_MEMORIES: u32 = 2;
 const TYPICAL_TABLES: u32 = 4;
 
@@ -83,6 +83,8 @@ pub struct Plugin {
     pub(super) texter: Option<TexterPre<CallState>>,
     pub(super) connector: Option<ConnectorPre<CallState>>,
     pub(super) gatherer: Option<GathererPre<CallState>>,
+    /// How many of the pool's slots one call takes: see [`weight_of`].
+    pub(super) weight: u32,
     /// Whether its last instance took [`DEFER_RESET_FROM`](super::calls::DEFER_RESET_FROM) or more
     /// to reset (false before the first call).
     pub(super) slow_reset: Arc<AtomicBool>,
@@ -97,6 +99,12 @@ impl Plugin {
     /// Whether the plugin exports `record` (it can serve an async flow).
     pub fn can_record(&self) -> bool {
         self.recorder.is_some()
+    }
+
+    /// How many of the pool's call slots one call takes (1 for most components; a component
+    /// with many memories or tables takes more).
+    pub fn weight(&self) -> u32 {
+        self.weight
     }
 
     /// The hooks of package 0.1.2 the plugin exports.
@@ -250,6 +258,7 @@ impl Sandbox {
             texter: export!("sms", TexterPre),
             connector: export!("connect", ConnectorPre),
             gatherer: export!("gather", GathererPre),
+            weight: weight_of(component),
             slow_reset: Arc::default(),
         };
         if !CALLED_EXPORTS.iter().any(|name| has(name)) {
@@ -260,6 +269,23 @@ impl Sandbox {
         }
         Ok(plugin)
     }
+}
+
+/// How many call slots of the pool one instance of `component` takes: its memories and tables
+/// against what a slot sets aside for them ([`TYPICAL_MEMORIES`], [`TYPICAL_TABLES`]), at least
+/// one. Admission counts calls by weight, so components that hold many memories or tables cannot
+/// empty the pool with fewer calls than it has slots. A component whose needs cannot be known
+/// (one that instantiates an imported module, which the host never provides) weighs the most a
+/// component may.
+pub(super) fn weight_of(component: &Component) -> u32 {
+    let (memories, tables) = match component.resources_required() {
+        Some(needs) => (needs.num_memories, needs.num_tables),
+        None => (MAX_MEMORIES_PER_COMPONENT, MAX_TABLES_PER_COMPONENT),
+    };
+    memories
+        .div_ceil(TYPICAL_MEMORIES)
+        .max(tables.div_ceil(TYPICAL_TABLES))
+        .max(1)
 }
 
 /// The exports the host calls: a plugin has at least one.
@@ -288,10 +314,7 @@ fn engine_config(options: SandboxOptions) -> Config {
     let total = |typical: u32, per_component: u32| slots.saturating_mul(typical).max(per_component);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(slots)
-        .total_core_instances(total(
-            TYPICAL_CORE_INSTANCES,
-            MAX_CORE_INSTANCES_PER_COMPONENT,
-        ))
+        .total_core_instances(slots.saturating_mul(MAX_CORE_INSTANCES_PER_COMPONENT))
         .total_memories(total(TYPICAL_MEMORIES, MAX_MEMORIES_PER_COMPONENT))
         .total_tables(total(TYPICAL_TABLES, MAX_TABLES_PER_COMPONENT))
         .total_stacks(slots)
@@ -399,5 +422,29 @@ mod tests {
         .err()
         .expect("a pool of 4 billion 1 GiB memories cannot be reserved");
         assert_eq!(failure.kind(), FailureKind::Host, "{failure:?}");
+    }
+
+    /// A component's weight is its memories and tables against a slot's: here eight instances
+    /// of a module with one memory and one table take four slots.
+    #[test]
+    fn a_component_with_many_memories_weighs_several_slots() {
+        let engine = Engine::new(&engine_config(SandboxOptions {
+            max_concurrent_calls: 4,
+            ..SandboxOptions::default()
+        }))
+        .unwrap();
+        let instances: String = (0..8)
+            .map(|i| format!("(core instance $i{i} (instantiate $m))"))
+            .collect();
+        let heavy =
+            format!("(component (core module $m (memory 1) (table 1 funcref)) {instances})");
+        let light = "(component (core module $m (memory 1)) (core instance (instantiate $m)))";
+        let weight = |wat: &str| {
+            let component = Component::new(&engine, wat::parse_str(wat).unwrap()).unwrap();
+            weight_of(&component)
+        };
+        assert_eq!(weight(&heavy), 4, "8 memories at 2 a slot");
+        assert_eq!(weight(light), 1);
+        assert_eq!(weight("(component)"), 1, "at least one slot");
     }
 }
