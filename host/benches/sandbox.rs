@@ -55,7 +55,7 @@ fn bench(c: &mut Criterion) {
                 &limits,
                 no_config.clone(),
             ));
-            assert!(report.outcome.is_ok());
+            assert!(report.outcome.is_ok(), "{:?}", report.outcome);
             report
         })
     });
@@ -68,7 +68,7 @@ fn bench(c: &mut Criterion) {
                 &limits,
                 vip_config.clone(),
             ));
-            assert!(report.outcome.is_ok());
+            assert!(report.outcome.is_ok(), "{:?}", report.outcome);
             report
         })
     });
@@ -113,7 +113,7 @@ fn bench(c: &mut Criterion) {
                 &limits,
                 vip_config.clone(),
             ));
-            assert!(report.outcome.is_ok());
+            assert!(report.outcome.is_ok(), "{:?}", report.outcome);
             report
         })
     });

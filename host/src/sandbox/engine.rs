@@ -382,8 +382,12 @@ impl EpochTicker {
                 while !flag.load(Ordering::Relaxed) {
                     n += 1;
                     let next = origin + Duration::from_nanos(n.saturating_mul(tick_ns));
-                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                        thread::sleep(wait);
+                    match next.checked_duration_since(Instant::now()) {
+                        Some(wait) => thread::sleep(wait),
+                        None => {
+                            let elapsed = origin.elapsed().as_nanos() / u128::from(tick_ns);
+                            n = catch_up(n, u64::try_from(elapsed).unwrap_or(u64::MAX));
+                        }
                     }
                     match engine.upgrade() {
                         Some(engine) => engine.increment_epoch(),
@@ -398,6 +402,15 @@ impl EpochTicker {
         }
         Self { stop }
     }
+}
+
+/// The tick the ticker counts from when it woke up late, at `due` ticks since its origin: the
+/// ticks it missed are skipped, and the epoch moves by one. Making them up at once would end
+/// calls that had only just begun: a store's epoch deadline counts from the epoch when the store
+/// was made, which is stale by the ticks missed. (The deadline itself still holds: every call is
+/// also under a timer of the async runtime, and its host work checks the clock.)
+fn catch_up(n: u64, due: u64) -> u64 {
+    n.max(due)
 }
 
 impl Drop for EpochTicker {
@@ -446,5 +459,14 @@ mod tests {
         assert_eq!(weight(&heavy), 4, "8 memories at 2 a slot");
         assert_eq!(weight(light), 1);
         assert_eq!(weight("(component)"), 1, "at least one slot");
+    }
+
+    /// A ticker starved for 60 ticks moves the epoch by one, not sixty: a call that began while
+    /// it was starved keeps its whole deadline.
+    #[test]
+    fn a_late_ticker_skips_the_ticks_it_missed() {
+        assert_eq!(catch_up(5, 65), 65, "60 ticks late: count from now");
+        assert_eq!(catch_up(5, 5), 5, "on time: the next tick");
+        assert_eq!(catch_up(7, 6), 7, "never backwards");
     }
 }
