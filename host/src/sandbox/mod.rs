@@ -11,6 +11,7 @@
 //! - `limits`: what a flow allows one call ([`Limits`]) and the range the host accepts;
 //! - `error`: the failure kinds, the errors and their classification;
 //! - `engine`: the engine and its pool, compiling plugins, the epoch ticker, the counters;
+//! - `compiler`: the compile worker's engine, the same code generation without the pool;
 //! - `calls`: `decide` and `record`, and what a call reports;
 //! - `meter`: the bounds on what a call's imports do, and their cost charged to its fuel;
 //! - `state`, `output`, `last_words`, `convert`, `bindings`, `precompiled`: a call's store data,
@@ -20,6 +21,7 @@
 mod admission;
 mod bindings;
 mod calls;
+mod compiler;
 mod convert;
 mod engine;
 mod error;
@@ -32,6 +34,7 @@ mod state;
 
 pub use admission::{TenantShare, default_memory_budget_mb};
 pub use calls::{Branch, CallReport, Decision, Event, MAX_REASON_BYTES, RecordReport, Report};
+pub use compiler::{Compiler, CompilerError};
 pub use engine::{Plugin, Sandbox, SandboxOptions};
 pub use error::{FailureKind, SandboxError};
 pub use last_words::MAX_LAST_WORDS_BYTES;
