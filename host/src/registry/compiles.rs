@@ -22,7 +22,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::worker::{self, SUBCOMMAND};
-use crate::records::yield_to_requests;
 use crate::sandbox::{Compiled, Sandbox, SandboxError, hex_sha256};
 
 /// The most of a failed worker's stderr kept for its error message and the log.
@@ -212,8 +211,9 @@ fn compile_loop(
     limits: &CompileLimits,
     jobs: &Mutex<Receiver<Job>>,
 ) {
-    // This thread mostly waits for its child, but loads and links what the child made.
-    yield_to_requests();
+    // This thread stays in the normal class: it only starts its child, waits, and loads what
+    // the child made (milliseconds); in the idle class, on a busy machine, it could take long to
+    // pick up the next job, which would then count as waiting and fill the queue.
     loop {
         let job = {
             let jobs = jobs.lock().unwrap_or_else(PoisonError::into_inner);
