@@ -530,6 +530,13 @@ mod tests {
     }
 
     #[test]
+    fn a_compile_gets_two_gibibytes_unless_the_file_says_otherwise() {
+        assert_eq!(parse("").unwrap().compile_limits().memory_mb, 2048);
+        let c = parse("max_compile_memory_mb = 512").unwrap();
+        assert_eq!(c.compile_limits().memory_mb, 512);
+    }
+
+    #[test]
     fn a_public_url_is_checked_and_kept_without_its_trailing_slash() {
         let c = parse("public_url = \"https://passthru.example.com/exotel/\"").unwrap();
         assert_eq!(
@@ -584,6 +591,14 @@ mod tests {
             (format!("{}\n{}", flow(""), flow("")), "defined twice"),
             ("listen = \"nowhere\"".to_owned(), "listen"),
             ("max_query_bytes = 0".to_owned(), "max_query_bytes"),
+            (
+                "max_compile_memory_mb = 16".to_owned(),
+                "max_compile_memory_mb",
+            ),
+            (
+                "max_compile_memory_mb = 99999999".to_owned(),
+                "max_compile_memory_mb",
+            ),
             ("not toml at all".to_owned(), "test.toml"),
         ];
         for (text, needle) in cases {
