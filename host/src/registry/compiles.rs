@@ -22,7 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::worker::{self, SUBCOMMAND};
-use crate::sandbox::{Compiled, Sandbox, SandboxError, hex_sha256};
+use crate::sandbox::{Compiled, Sandbox, SandboxError, check_header, hex_sha256};
 
 /// The most of a failed worker's stderr kept for its error message and the log.
 const MAX_STDERR_BYTES: u64 = 4096;
@@ -109,6 +109,9 @@ impl CompileWorker {
             .arg(limits.memory_mb.to_string())
             .arg("--threads")
             .arg(compiler_threads(limits.threads).to_string())
+            // Nothing of the server's environment (its operator token, say) is the worker's
+            // business.
+            .env_clear()
             // One malloc arena: each further one reserves 64 MiB of address space up front, which
             // would count against the worker's limit without holding anything.
             .env("MALLOC_ARENA_MAX", "1")
@@ -172,6 +175,8 @@ impl Compiles {
     /// The component is invalid, took longer than the budget or more memory, the queue is full,
     /// or the worker failed.
     pub fn compile(&self, bytes: Arc<[u8]>) -> Result<Compiled, CompileError> {
+        // Not worth a process, nor a place in the queue.
+        check_header(&bytes)?;
         let (answer, result) = sync_channel(1);
         // The budget counts from the upload's arrival here: waiting for a thread is part of it.
         let deadline = Instant::now() + self.limits.budget;

@@ -19,10 +19,8 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use arc_swap::ArcSwap;
 
 pub use builtin::{BUILTIN_NAMES, builtin};
-pub use compiles::{CompileError, CompileLimits, CompileWorker};
+pub use compiles::{CompileError, CompileLimits, CompileWorker, Compiles};
 pub use import::ImportError;
-
-use compiles::Compiles;
 
 use crate::error::Chain;
 use crate::flow::url_auth::{NoRandomness, Secret};

@@ -288,7 +288,11 @@ pub(super) fn codegen_config() -> Config {
     config
 }
 
-pub(super) fn check_header(bytes: &[u8]) -> Result<(), SandboxError> {
+/// The cheap check before any compile: the bytes start like a WebAssembly component.
+///
+/// # Errors
+/// [`SandboxError::InvalidComponent`] saying what they look like instead.
+pub fn check_header(bytes: &[u8]) -> Result<(), SandboxError> {
     const MAGIC: &[u8; 4] = b"\0asm";
     const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
     const COMPONENT_LAYER: [u8; 2] = [1, 0];

@@ -35,7 +35,7 @@ mod state;
 pub use admission::{TenantShare, default_memory_budget_mb};
 pub use calls::{Branch, CallReport, Decision, Event, MAX_REASON_BYTES, RecordReport, Report};
 pub use compiler::{Compiler, CompilerError};
-pub use engine::{Plugin, Sandbox, SandboxOptions};
+pub use engine::{Plugin, Sandbox, SandboxOptions, check_header};
 pub use error::{FailureKind, SandboxError};
 pub use last_words::MAX_LAST_WORDS_BYTES;
 pub use limits::{
