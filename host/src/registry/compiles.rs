@@ -15,7 +15,7 @@
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -355,7 +355,7 @@ fn supervise(
 }
 
 /// Reads `stdout` to its end, but never more than `cap` + 1 bytes (one more tells it went over).
-fn read_bounded(stdout: ChildStdout, cap: usize) -> std::io::Result<Vec<u8>> {
+fn read_bounded(stdout: impl Read, cap: usize) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
     stdout.take(limit).read_to_end(&mut out)?;
@@ -454,6 +454,14 @@ mod tests {
         assert!(ran_out_of_memory(said_so, ""));
         let host = ExitStatus::from_raw(worker::exit::HOST << 8);
         assert!(!ran_out_of_memory(host, "cannot read the component"));
+    }
+
+    #[test]
+    fn an_answer_longer_than_the_cap_is_read_one_byte_past_it_and_no_further() {
+        let endless = std::io::repeat(7);
+        assert_eq!(read_bounded(endless, 1000).expect("reads").len(), 1001);
+        let short = read_bounded(&b"artifact"[..], 1000).expect("reads");
+        assert_eq!(short, b"artifact");
     }
 
     #[test]

@@ -17,8 +17,9 @@ use crate::sandbox::{Compiler, CompilerError, SandboxError};
 /// The name of the hidden subcommand.
 pub const SUBCOMMAND: &str = "compile-worker";
 
-/// How the worker ends, beyond success (0). A child that ends another way (a signal: the kernel's
-/// answer to an allocation past `RLIMIT_AS` is often an abort) is judged by the parent.
+/// How the worker ends, beyond success (0). A child that ends another way (a signal: Rust aborts
+/// when an allocation fails, which is how most allocations past `RLIMIT_AS` end) is judged by the
+/// parent.
 pub mod exit {
     /// The component is invalid; stderr says why.
     pub const INVALID: i32 = 65;
