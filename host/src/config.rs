@@ -45,6 +45,11 @@ pub const DEFAULT_DATA_DIR: &str = "./passthru-data";
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 128 << 20;
 /// How long decision records are kept.
 pub const DEFAULT_RECORD_RETENTION_HOURS: u64 = 7 * 24;
+/// The least `max_compile_memory_mb` accepted: below it, the compile worker (whose binary and
+/// engine alone map some tens of MiB) could not compile even the smallest plugin.
+pub const MIN_COMPILE_MEMORY_MB: u64 = 64;
+/// The most `max_compile_memory_mb` accepted (1 TiB): a bound, not a suggestion.
+pub const MAX_COMPILE_MEMORY_MB: u64 = 1 << 20;
 
 /// The configuration `passthru serve` starts with when given no `--config`: a demo tenant with
 /// the example plugins built into the binary.
@@ -126,6 +131,10 @@ pub struct ServerConfig {
     /// The longest a compile may take (waiting included); past it the upload answers 422.
     #[serde(default = "default_compile_budget_ms")]
     pub compile_budget_ms: u64,
+    /// The most memory (address space) one compile may use, in MiB; past it the upload answers
+    /// 422. Each compile runs in a child process with this limit.
+    #[serde(default = "default_max_compile_memory_mb")]
+    pub max_compile_memory_mb: u64,
     /// How long a plugin upload may take, its body and compile included.
     #[serde(default = "default_upload_timeout_ms")]
     pub upload_timeout_ms: u64,
@@ -173,6 +182,10 @@ fn default_max_waiting_compiles() -> usize {
 
 fn default_compile_budget_ms() -> u64 {
     u64::try_from(CompileLimits::default().budget.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn default_max_compile_memory_mb() -> u64 {
+    CompileLimits::default().memory_mb
 }
 
 fn default_max_connections() -> usize {
@@ -284,6 +297,7 @@ impl ServerConfig {
             threads: self.max_concurrent_compiles,
             queue: self.max_waiting_compiles,
             budget: std::time::Duration::from_millis(self.compile_budget_ms),
+            memory_mb: self.max_compile_memory_mb,
         }
     }
 
@@ -362,6 +376,17 @@ impl ServerConfig {
             return Err(ConfigError::Parse {
                 origin: origin.to_owned(),
                 message: "max_concurrent_compiles and compile_budget_ms must be at least 1".into(),
+            });
+        }
+        if !(MIN_COMPILE_MEMORY_MB..=MAX_COMPILE_MEMORY_MB).contains(&config.max_compile_memory_mb)
+        {
+            return Err(ConfigError::Parse {
+                origin: origin.to_owned(),
+                message: format!(
+                    "max_compile_memory_mb must be between {MIN_COMPILE_MEMORY_MB} and \
+                     {MAX_COMPILE_MEMORY_MB}, not {}",
+                    config.max_compile_memory_mb
+                ),
             });
         }
         if config.max_connections == 0 || timeouts.contains(&0) {
@@ -505,6 +530,13 @@ mod tests {
     }
 
     #[test]
+    fn a_compile_gets_two_gibibytes_unless_the_file_says_otherwise() {
+        assert_eq!(parse("").unwrap().compile_limits().memory_mb, 2048);
+        let c = parse("max_compile_memory_mb = 512").unwrap();
+        assert_eq!(c.compile_limits().memory_mb, 512);
+    }
+
+    #[test]
     fn a_public_url_is_checked_and_kept_without_its_trailing_slash() {
         let c = parse("public_url = \"https://passthru.example.com/exotel/\"").unwrap();
         assert_eq!(
@@ -559,6 +591,14 @@ mod tests {
             (format!("{}\n{}", flow(""), flow("")), "defined twice"),
             ("listen = \"nowhere\"".to_owned(), "listen"),
             ("max_query_bytes = 0".to_owned(), "max_query_bytes"),
+            (
+                "max_compile_memory_mb = 16".to_owned(),
+                "max_compile_memory_mb",
+            ),
+            (
+                "max_compile_memory_mb = 99999999".to_owned(),
+                "max_compile_memory_mb",
+            ),
             ("not toml at all".to_owned(), "test.toml"),
         ];
         for (text, needle) in cases {

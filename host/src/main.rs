@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use passthru::api;
 use passthru::config::{DEFAULT_LISTEN, ServerConfig};
+use passthru::registry::worker::{self, WorkerArgs};
 use passthru::runner;
 use passthru::sandbox::{
     DEFAULT_DEADLINE_MS, DEFAULT_FUEL, DEFAULT_MEMORY_MB, FlowConfig, HookExport, Limits,
@@ -86,6 +87,18 @@ enum Command {
         #[arg(long, value_name = "V")]
         exotel_version: Option<String>,
     },
+    /// The server's compile worker: compiles the component on stdin, within a memory limit, and
+    /// writes the machine code to stdout. The server runs it as a child process per upload.
+    #[command(name = "compile-worker", hide = true)]
+    CompileWorker {
+        /// The address space the compile may use, in MiB.
+        #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+        memory_mb: u64,
+        /// Threads Cranelift compiles functions on.
+        #[arg(long, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u16).range(1..))]
+        threads: u16,
+    },
 }
 
 /// The environment variable that sets the operator's token.
@@ -119,19 +132,22 @@ fn main() -> anyhow::Result<()> {
     unsafe {
         libc::umask(0o077);
     }
-    let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    match cli.command {
+    match Cli::parse().command {
         Command::Serve {
             config,
             listen,
             data_dir,
         } => {
             init_tracing("info");
-            runtime.block_on(serve(config, listen, data_dir))
+            runtime()?.block_on(serve(config, listen, data_dir))
+        }
+        // A child of the server, limited in memory: no async runtime, no logging, nothing but
+        // the compile.
+        Command::CompileWorker { memory_mb, threads } => {
+            std::process::exit(worker::run(WorkerArgs {
+                memory_mb,
+                threads: usize::from(threads),
+            }))
         }
         Command::Run {
             plugin,
@@ -172,7 +188,7 @@ fn main() -> anyhow::Result<()> {
                 },
                 exotel_version,
             };
-            let out = runtime.block_on(runner::run(
+            let out = runtime()?.block_on(runner::run(
                 &plugin, &query, config, limits, export, &options,
             ));
             // A closed pipe (`passthru run ... | head`) is the reader's choice, not an error.
@@ -180,6 +196,13 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(out.exit_code);
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// A query string from a file (or stdin for `-`), without a leading `?` or surrounding
@@ -219,6 +242,7 @@ async fn serve(
         operator_token: std::env::var(OPERATOR_TOKEN_ENV)
             .ok()
             .filter(|t| !t.is_empty()),
+        compile_worker: None,
     };
     let started = server::start(&config, options).await?;
     tracing::info!(

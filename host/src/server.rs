@@ -12,7 +12,7 @@ use crate::auth;
 use crate::config::{DEFAULT_DATA_DIR, ServerConfig};
 use crate::queue::{Queue, SqliteQueue};
 use crate::records::{self, Recorder, WriterPriority};
-use crate::registry::{ImportError, Registry, RegistryError};
+use crate::registry::{CompileWorker, ImportError, Registry, RegistryError};
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::store::{SqliteStore, Store, StoreError};
 
@@ -44,6 +44,9 @@ pub struct StartOptions {
     pub data_dir: Option<PathBuf>,
     /// `PASSTHRU_OPERATOR_TOKEN`; else the file's `operator_token`; else a generated one.
     pub operator_token: Option<String>,
+    /// The program uploads are compiled in (as `PROGRAM compile-worker`); else this one. A
+    /// server embedded in another program (a test binary) names the `passthru` binary here.
+    pub compile_worker: Option<PathBuf>,
 }
 
 /// A server ready to serve: its state, and what start-up learned.
@@ -67,11 +70,14 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let sandbox = Arc::new(Sandbox::new(config.sandbox_options())?);
     let compiles = config.compile_limits();
+    let worker = options
+        .compile_worker
+        .map_or_else(CompileWorker::this_program, CompileWorker::at);
     let registry = {
         let (sandbox, dir) = (sandbox.clone(), data_dir.clone());
         tokio::task::spawn_blocking(move || -> Result<Registry, StartError> {
             let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir)?);
-            Ok(Registry::open(sandbox, store, &dir, compiles)?)
+            Ok(Registry::open(sandbox, store, &dir, compiles, worker)?)
         })
         .await??
     };

@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// The server's own binary: test servers compile uploads in its `compile-worker` subcommand.
+pub const PASSTHRU: &str = env!("CARGO_BIN_EXE_passthru");
 pub const IVR_MENU: &str = env!("PASSTHRU_PLUGIN_IVR_MENU");
 pub const VIP_CALLER: &str = env!("PASSTHRU_PLUGIN_VIP_CALLER");
 pub const HOSTILE: &str = env!("PASSTHRU_PLUGIN_HOSTILE");
@@ -101,6 +103,7 @@ impl TestServer {
             StartOptions {
                 data_dir: Some(data_dir.to_owned()),
                 operator_token: Some(OPERATOR.to_owned()),
+                compile_worker: Some(PASSTHRU.into()),
             },
         )
         .await?;

@@ -213,6 +213,10 @@ impl From<RegistryError> for ApiError {
             RegistryError::Compile(e @ CompileError::Busy { .. }) => {
                 ApiError::CompilesBusy(e.to_string())
             }
+            RegistryError::Compile(error @ CompileError::Worker { .. }) => {
+                tracing::error!(error = %Chain(&error), "compile failure");
+                ApiError::Internal
+            }
             RegistryError::Compile(e) => ApiError::InvalidPlugin(e.to_string()),
             RegistryError::BadRequest(detail) => ApiError::Unprocessable(detail),
             RegistryError::NotFound { what } => ApiError::Missing(what),

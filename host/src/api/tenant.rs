@@ -80,7 +80,8 @@ pub(super) struct Uploaded {
         (status = 422, description = "Not a valid plugin; the detail says why (not \
                                       WebAssembly, a core module, another world, an import the \
                                       host does not provide, does not compile, or does not \
-                                      compile within the server's compile_budget_ms).",
+                                      compile within the server's compile_budget_ms or its \
+                                      max_compile_memory_mb).",
             body = Problem, content_type = "application/problem+json"),
         (status = 500, response = Internal),
         (status = 503, description = "As many uploads as the server lets wait for a compile \

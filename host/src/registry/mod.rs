@@ -10,6 +10,7 @@ mod artifacts;
 mod builtin;
 mod compiles;
 mod import;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,10 +19,8 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use arc_swap::ArcSwap;
 
 pub use builtin::{BUILTIN_NAMES, builtin};
-pub use compiles::{CompileError, CompileLimits};
+pub use compiles::{CompileError, CompileLimits, CompileWorker, Compiles};
 pub use import::ImportError;
-
-use compiles::Compiles;
 
 use crate::answer::{ConnectPlan, GatherPlan};
 use crate::error::Chain;
@@ -220,9 +219,10 @@ impl Registry {
         store: Arc<dyn Store>,
         data_dir: &Path,
         compiles: CompileLimits,
+        worker: CompileWorker,
     ) -> Result<Self, RegistryError> {
         let artifacts = artifacts::ArtifactCache::open(data_dir, sandbox.compatibility_key())?;
-        let compiles = Compiles::start(sandbox.clone(), compiles);
+        let compiles = Compiles::start(sandbox.clone(), compiles, worker);
         let registry = Self {
             compiles,
             sandbox,

@@ -141,7 +141,7 @@ pub struct Sandbox {
     pub(super) resets_deferred: AtomicU64,
     /// Whether a slow reset may happen after its call's answer (see `Sandbox::release`).
     pub(super) defer_resets: bool,
-    compiles: AtomicU64,
+    pub(super) compiles: AtomicU64,
     _ticker: EpochTicker,
 }
 
@@ -214,8 +214,8 @@ impl Sandbox {
         self.prepare(&component)
     }
 
-    /// How many components this sandbox has compiled with Cranelift (loading a cached artifact
-    /// does not count).
+    /// How many components this sandbox has compiled with Cranelift, itself or in the compile
+    /// worker (loading a cached artifact does not count).
     pub fn compile_count(&self) -> u64 {
         self.compiles.load(Ordering::Relaxed)
     }
@@ -328,17 +328,30 @@ fn engine_config(options: SandboxOptions) -> Config {
             .table_keep_resident(KEEP_RESIDENT_BYTES);
     }
 
+    let mut config = codegen_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// What decides the machine code Cranelift makes: shared by the server's engine and by the
+/// compile worker's (which has no instance pool), so that an artifact from one loads in the
+/// other. The pool changes where instances live, not the code (`precompile_compatibility_hash`
+/// covers the compiler settings, tunables and features; a test checks both engines agree).
+pub(super) fn codegen_config() -> Config {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
         .concurrency_support(false)
         .consume_fuel(true)
-        .epoch_interruption(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        .epoch_interruption(true);
     config
 }
 
-fn check_header(bytes: &[u8]) -> Result<(), SandboxError> {
+/// The cheap check before any compile: the bytes start like a WebAssembly component.
+///
+/// # Errors
+/// [`SandboxError::InvalidComponent`] saying what they look like instead.
+pub fn check_header(bytes: &[u8]) -> Result<(), SandboxError> {
     const MAGIC: &[u8; 4] = b"\0asm";
     const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
     const COMPONENT_LAYER: [u8; 2] = [1, 0];

@@ -11,6 +11,7 @@
 //! - `limits`: what a flow allows one call ([`Limits`]) and the range the host accepts;
 //! - `error`: the failure kinds, the errors and their classification;
 //! - `engine`: the engine and its pool, compiling plugins, the epoch ticker, the counters;
+//! - `compiler`: the compile worker's engine, the same code generation without the pool;
 //! - `calls`: `decide` and `record`, and what a call reports;
 //! - `hooks`: the exports of Exotel's other URL hooks (`select`, `greeting`, `sms`, `connect`,
 //!   `gather`), and their answers checked;
@@ -22,6 +23,7 @@
 mod admission;
 mod bindings;
 mod calls;
+mod compiler;
 mod convert;
 mod engine;
 mod error;
@@ -35,7 +37,8 @@ mod state;
 
 pub use admission::{TenantShare, default_memory_budget_mb};
 pub use calls::{Branch, CallReport, Decision, Event, MAX_REASON_BYTES, RecordReport, Report};
-pub use engine::{CALLED_EXPORTS, Plugin, Sandbox, SandboxOptions};
+pub use compiler::{Compiler, CompilerError};
+pub use engine::{CALLED_EXPORTS, Plugin, Sandbox, SandboxOptions, check_header};
 pub use error::{FailureKind, SandboxError};
 pub use hooks::{Answered, HookAnswer, HookExport, HookReport};
 pub use last_words::MAX_LAST_WORDS_BYTES;
