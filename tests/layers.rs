@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Leaves: formatting errors, escaping guest text for the log; the Exotel query parser (pure).
     &["error", "logsafe", "call"],
+    // What a hook answers besides a branch, and how Exotel reads it.
+    &["answer"],
     // wasmtime: limits, calls, failures.
     &["sandbox"],
     // A flow's settings and names.

@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use passthru::api::hooks::hook_http;
 use passthru::call;
 use passthru::flow::StatusMap;
+use passthru::flow::http::hook_http;
 use passthru::sandbox::{FlowConfig, HookExport, Limits, Sandbox, SandboxOptions, TenantShare};
 
 const SAMPLE: &str = include_str!("../../tests/fixtures/exotel/connect-completed.query");

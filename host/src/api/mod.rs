@@ -7,7 +7,7 @@
 mod bodies;
 mod decisions;
 mod extract;
-pub mod hooks;
+mod hooks;
 pub mod metrics;
 mod openapi;
 mod operator;

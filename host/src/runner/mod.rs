@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::api::hooks::hook_http;
 use crate::call::{self, CallDetails};
 use crate::flow::StatusMap;
+use crate::flow::http::hook_http;
 use crate::sandbox::{
     Branch, Event, FlowConfig, HookExport, Limits, LogLine, Plugin, Report, Sandbox, SandboxError,
     SandboxOptions, TenantShare,
