@@ -22,9 +22,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use passthru::answer::select_body;
 use passthru::call;
+use passthru::flow::StatusMap;
 use passthru::sandbox::{
-    Branch, FlowConfig, Limits, LogLevel, LogLine, Plugin, Sandbox, SandboxOptions, TenantShare,
+    Answered, Branch, FlowConfig, HookAnswer, HookExport, Limits, LogLevel, LogLine, Plugin,
+    Sandbox, SandboxError, SandboxOptions, TenantShare,
 };
 
 /// A language the examples are written in: its builds are `plugins/dist/NAME-SUFFIX.wasm`.
@@ -323,6 +326,192 @@ async fn every_language_decides_like_rust() -> anyhow::Result<()> {
                         language.name, case.name, case.query, language.name
                     ));
                 }
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} calls differ from Rust:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    Ok(())
+}
+
+// --- Exotel's other URL hooks ---------------------------------------------------------------
+
+/// The routes of the `geo-router` cases, as an operator might write them: nested prefixes, a
+/// landline code, a country code that no Indian number starts with.
+const ROUTES: &str = "+91:india, +9180:south, 033:east, 080:bangalore, 0980:mobile, +1:us";
+
+/// What a hook's flow answers Exotel: status, body and `x-passthru-outcome`. A failed call
+/// answers the flow's fallback; the flows here have the default statuses and fall back to the
+/// failure branch without a case (`302`, no body), so only the outcome tells failures apart.
+type Wire = (u16, String, String);
+
+/// What a `select` call answered Exotel, and the reason and log (or the error) behind it.
+type HookOutcome = (Wire, Result<Option<String>, String>, Vec<LogLine>);
+
+/// One call of a hook: as [`Case`], with the answer the reference must give.
+struct HookCase {
+    name: String,
+    query: String,
+    config: Vec<(&'static str, &'static str)>,
+    /// The status, body and outcome Rust must answer (`None` for the shared samples).
+    wire: Option<(u16, &'static str, &'static str)>,
+}
+
+/// The response a flow with default statuses gives for `outcome`.
+fn wire(outcome: &Result<Answered, SandboxError>) -> Wire {
+    let statuses = StatusMap::default();
+    match outcome {
+        Ok(Answered {
+            answer: HookAnswer::Select { branch, case },
+            ..
+        }) => (
+            statuses.for_branch(*branch),
+            case.as_deref().map(select_body).unwrap_or_default(),
+            "decided".to_owned(),
+        ),
+        Ok(other) => panic!("select answered {other:?}"),
+        Err(error) => (
+            statuses.for_branch(Branch::Failure),
+            String::new(),
+            error.kind().as_str().to_owned(),
+        ),
+    }
+}
+
+async fn run_select(sandbox: &Sandbox, plugin: &Plugin, case: &HookCase) -> HookOutcome {
+    let config: FlowConfig = case
+        .config
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let report = sandbox
+        .answer(
+            plugin,
+            &TenantShare::unlimited(),
+            HookExport::Select,
+            call::parse(&case.query),
+            &Limits::default(),
+            Arc::new(config),
+        )
+        .await;
+    let said = match &report.outcome {
+        Ok(answered) => Ok(answered.reason.clone()),
+        Err(error) => Err(error.to_string()),
+    };
+    (wire(&report.outcome), said, report.log)
+}
+
+/// `geo-router`: the longest prefix of the caller (`CallFrom`, else `From`, trimmed) in `routes`
+/// names the case; else `default_case`; else the failure branch without a case.
+fn geo_router_cases() -> Vec<HookCase> {
+    let routes: Config = &[("routes", ROUTES)];
+    let with_default: Config = &[("routes", ROUTES), ("default_case", "main-menu")];
+    let mut cases = Vec::new();
+    for (name, query) in common::samples() {
+        for config in [routes, with_default] {
+            cases.push(HookCase {
+                name: format!("sample {name}, {} config keys", config.len()),
+                query: query.clone(),
+                config: config.to_vec(),
+                wire: None,
+            });
+        }
+    }
+    let south = (200, r#"{"select":"south"}"#, "decided");
+    let india = (200, r#"{"select":"india"}"#, "decided");
+    let main_menu = (200, r#"{"select":"main-menu"}"#, "decided");
+    let failure = (302, "", "decided");
+    let plugin_error = (302, "", "plugin_error");
+    #[rustfmt::skip]
+    let table: &[(&str, &str, Config, (u16, &str, &str))] = &[
+        ("+9180: the longest prefix wins", "CallSid=a&CallFrom=%2B918012345678", routes, south),
+        ("+91 but not +9180", "CallSid=a&CallFrom=%2B919812345678", routes, india),
+        ("a Kolkata landline", "CallFrom=03312345678&CallTo=08040000000", routes, (200, r#"{"select":"east"}"#, "decided")),
+        ("a US caller in From only", "From=%2B14155550100", routes, (200, r#"{"select":"us"}"#, "decided")),
+        ("CallFrom wins over From", "CallFrom=03312345678&From=%2B918012345678", routes, (200, r#"{"select":"east"}"#, "decided")),
+        ("empty CallFrom falls back to From", "CallFrom=&From=%2B918012345678", routes, south),
+        ("spaces around the caller", "CallFrom=%20%2B918012345678%09", routes, south),
+        ("unicode spaces around the caller", "CallFrom=%C2%A0%2B918012345678%E3%80%80", routes, south),
+        ("a + sent unencoded is a space", "CallFrom=+918012345678", routes, failure),
+        ("no match, no default_case", "CallFrom=04412345678", routes, failure),
+        ("no match, default_case", "CallFrom=04412345678", with_default, main_menu),
+        ("no caller at all, no default_case", "CallSid=a&CallTo=08040000000", routes, failure),
+        ("no caller at all, default_case", "CallSid=a&CallTo=08040000000", with_default, main_menu),
+        ("no parameters at all", "", routes, failure),
+        ("routes not set", "CallFrom=%2B918012345678", &[], failure),
+        ("routes not set, default_case", "CallFrom=%2B918012345678", &[("default_case", "main-menu")], main_menu),
+        ("routes empty", "CallFrom=%2B918012345678", &[("routes", "")], failure),
+        ("equal prefixes: the last wins", "CallFrom=%2B918012345678", &[("routes", "+91:first, +91:india")], india),
+        ("malformed entries are skipped", "CallFrom=%2B918012345678", &[("routes", "bad-entry, :empty, +9180:, ,+91 : india ")], india),
+        ("unicode spaces in the routes", "CallFrom=%2B918012345678", &[("routes", "\u{3000}+9180\u{85}:\u{a0}south")], south),
+        ("a case after the first colon keeps its colons", "CallFrom=%2B918012345678", &[("routes", "+91:a:b")], (200, r#"{"select":"a:b"}"#, "decided")),
+        ("a non-ASCII prefix", "CallFrom=%E0%A5%A7%E0%A5%A8%E0%A5%A9", &[("routes", "१:deva, १२:deva-long")], (200, r#"{"select":"deva-long"}"#, "decided")),
+        ("a case Exotel could not read", "CallFrom=%2B918012345678", &[("routes", "+91:in\"dia")], plugin_error),
+        ("an empty default_case", "CallFrom=04412345678", &[("routes", ROUTES), ("default_case", "")], plugin_error),
+    ];
+    for (name, query, config, wire) in table {
+        cases.push(HookCase {
+            name: (*name).to_owned(),
+            query: (*query).to_owned(),
+            config: config.to_vec(),
+            wire: Some(*wire),
+        });
+    }
+    cases
+}
+
+/// Each language's `geo-router` (world `switcher`, export `select`) answers Exotel what the Rust
+/// one does: the same status, body and outcome, for the same reason, with the same log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_language_selects_the_switchcase_case_like_rust() -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(build_polyglot_plugins).await?;
+    let dist = repo_root().join("plugins").join("dist");
+    let sandbox = Sandbox::new(SandboxOptions {
+        max_concurrent_calls: 4,
+        ..SandboxOptions::default()
+    })?;
+    let example = "geo-router";
+    let cases = geo_router_cases();
+    let (rust, _) = compile(&sandbox, Path::new(common::GEO_ROUTER));
+    let mut reference = Vec::new();
+    for case in &cases {
+        let outcome = run_select(&sandbox, &rust, case).await;
+        if let Some((status, body, kind)) = case.wire {
+            let (got, _, _) = &outcome;
+            assert_eq!(
+                (got.0, got.1.as_str(), got.2.as_str()),
+                (status, body, kind),
+                "the Rust {example} itself, case {}: {outcome:?}",
+                case.name
+            );
+        }
+        reference.push(outcome);
+    }
+
+    let mut mismatches = Vec::new();
+    let mut compared = 0;
+    for language in LANGUAGES {
+        let path = dist.join(format!("{example}-{}.wasm", language.suffix));
+        let (plugin, exports) = compile(&sandbox, &path);
+        let extra: Vec<&String> = exports.iter().filter(|e| *e != "select").collect();
+        assert_eq!(
+            !extra.is_empty(),
+            language.extra_exports,
+            "{} {example} exports {exports:?}",
+            language.name
+        );
+        for (case, expected) in cases.iter().zip(&reference) {
+            let got = run_select(&sandbox, &plugin, case).await;
+            compared += 1;
+            if &got != expected {
+                mismatches.push(format!(
+                    "{} {example}, case {} (query {:?}, config {:?}):\n    Rust: {expected:?}\n    {}: {got:?}",
+                    language.name, case.name, case.query, case.config, language.name
+                ));
             }
         }
     }
