@@ -344,12 +344,15 @@ async fn every_language_decides_like_rust() -> anyhow::Result<()> {
 /// landline code, a country code that no Indian number starts with.
 const ROUTES: &str = "+91:india, +9180:south, 033:east, 080:bangalore, 0980:mobile, +1:us";
 
+/// The text a `greeting` flow answers when its plugin fails.
+const FALLBACK_TEXT: &str = "Welcome.";
+
 /// What a hook's flow answers Exotel: status, body and `x-passthru-outcome`. A failed call
-/// answers the flow's fallback; the flows here have the default statuses and fall back to the
-/// failure branch without a case (`302`, no body), so only the outcome tells failures apart.
+/// answers the flow's fallback: the flows here have the default statuses, and fall back to the
+/// failure branch without a case (`switch`) or to [`FALLBACK_TEXT`] (`greeting`).
 type Wire = (u16, String, String);
 
-/// What a `select` call answered Exotel, and the reason and log (or the error) behind it.
+/// What a hook call answered Exotel, and the reason and log (or the error) behind it.
 type HookOutcome = (Wire, Result<Option<String>, String>, Vec<LogLine>);
 
 /// One call of a hook: as [`Case`], with the answer the reference must give.
@@ -361,28 +364,38 @@ struct HookCase {
     wire: Option<(u16, &'static str, &'static str)>,
 }
 
-/// The response a flow with default statuses gives for `outcome`.
-fn wire(outcome: &Result<Answered, SandboxError>) -> Wire {
+/// The response a flow with default statuses gives for `outcome` of `hook`.
+fn wire(hook: HookExport, outcome: &Result<Answered, SandboxError>) -> Wire {
     let statuses = StatusMap::default();
-    match outcome {
-        Ok(Answered {
-            answer: HookAnswer::Select { branch, case },
-            ..
-        }) => (
-            statuses.for_branch(*branch),
-            case.as_deref().map(select_body).unwrap_or_default(),
-            "decided".to_owned(),
-        ),
-        Ok(other) => panic!("select answered {other:?}"),
-        Err(error) => (
+    match (hook, outcome) {
+        (_, Ok(answered)) => match &answered.answer {
+            HookAnswer::Select { branch, case } => (
+                statuses.for_branch(*branch),
+                case.as_deref().map(select_body).unwrap_or_default(),
+                "decided".to_owned(),
+            ),
+            HookAnswer::Text(text) => (200, text.clone(), "decided".to_owned()),
+            other => panic!("{} answered {other:?}", hook.name()),
+        },
+        (HookExport::Select, Err(error)) => (
             statuses.for_branch(Branch::Failure),
             String::new(),
+            error.kind().as_str().to_owned(),
+        ),
+        (_, Err(error)) => (
+            200,
+            FALLBACK_TEXT.to_owned(),
             error.kind().as_str().to_owned(),
         ),
     }
 }
 
-async fn run_select(sandbox: &Sandbox, plugin: &Plugin, case: &HookCase) -> HookOutcome {
+async fn run_hook(
+    sandbox: &Sandbox,
+    plugin: &Plugin,
+    hook: HookExport,
+    case: &HookCase,
+) -> HookOutcome {
     let config: FlowConfig = case
         .config
         .iter()
@@ -392,7 +405,7 @@ async fn run_select(sandbox: &Sandbox, plugin: &Plugin, case: &HookCase) -> Hook
         .answer(
             plugin,
             &TenantShare::unlimited(),
-            HookExport::Select,
+            hook,
             call::parse(&case.query),
             &Limits::default(),
             Arc::new(config),
@@ -402,7 +415,79 @@ async fn run_select(sandbox: &Sandbox, plugin: &Plugin, case: &HookCase) -> Hook
         Ok(answered) => Ok(answered.reason.clone()),
         Err(error) => Err(error.to_string()),
     };
-    (wire(&report.outcome), said, report.log)
+    (wire(hook, &report.outcome), said, report.log)
+}
+
+fn hook_case(
+    name: &str,
+    query: &str,
+    config: Config,
+    wire: (u16, &'static str, &'static str),
+) -> HookCase {
+    HookCase {
+        name: name.to_owned(),
+        query: query.to_owned(),
+        config: config.to_vec(),
+        wire: Some(wire),
+    }
+}
+
+/// Calls the Rust build of `example` (at `rust_path`) for every case, checking the answers the
+/// cases pin, then each of `languages`' builds, through the same hook; answers how many calls
+/// were compared and what differed.
+async fn compare_hook(
+    example: &str,
+    rust_path: &str,
+    hook: HookExport,
+    cases: &[HookCase],
+    languages: &[&Language],
+) -> anyhow::Result<(usize, Vec<String>)> {
+    tokio::task::spawn_blocking(build_polyglot_plugins).await?;
+    let dist = repo_root().join("plugins").join("dist");
+    let sandbox = Sandbox::new(SandboxOptions {
+        max_concurrent_calls: 4,
+        ..SandboxOptions::default()
+    })?;
+    let (rust, _) = compile(&sandbox, Path::new(rust_path));
+    let mut reference = Vec::new();
+    for case in cases {
+        let outcome = run_hook(&sandbox, &rust, hook, case).await;
+        if let Some((status, body, kind)) = case.wire {
+            let ((got_status, got_body, got_kind), _, _) = &outcome;
+            assert_eq!(
+                (*got_status, got_body.as_str(), got_kind.as_str()),
+                (status, body, kind),
+                "the Rust {example} itself, case {}: {outcome:?}",
+                case.name
+            );
+        }
+        reference.push(outcome);
+    }
+
+    let mut mismatches = Vec::new();
+    let mut compared = 0;
+    for language in languages {
+        let path = dist.join(format!("{example}-{}.wasm", language.suffix));
+        let (plugin, exports) = compile(&sandbox, &path);
+        let extra: Vec<&String> = exports.iter().filter(|e| *e != hook.name()).collect();
+        assert_eq!(
+            !extra.is_empty(),
+            language.extra_exports,
+            "{} {example} exports {exports:?}",
+            language.name
+        );
+        for (case, expected) in cases.iter().zip(&reference) {
+            let got = run_hook(&sandbox, &plugin, hook, case).await;
+            compared += 1;
+            if &got != expected {
+                mismatches.push(format!(
+                    "{} {example}, case {} (query {:?}, config {:?}):\n    Rust: {expected:?}\n    {}: {got:?}",
+                    language.name, case.name, case.query, case.config, language.name
+                ));
+            }
+        }
+    }
+    Ok((compared, mismatches))
 }
 
 /// `geo-router`: the longest prefix of the caller (`CallFrom`, else `From`, trimmed) in `routes`
@@ -423,6 +508,7 @@ fn geo_router_cases() -> Vec<HookCase> {
     }
     let south = (200, r#"{"select":"south"}"#, "decided");
     let india = (200, r#"{"select":"india"}"#, "decided");
+    let east = (200, r#"{"select":"east"}"#, "decided");
     let main_menu = (200, r#"{"select":"main-menu"}"#, "decided");
     let failure = (302, "", "decided");
     let plugin_error = (302, "", "plugin_error");
@@ -430,9 +516,9 @@ fn geo_router_cases() -> Vec<HookCase> {
     let table: &[(&str, &str, Config, (u16, &str, &str))] = &[
         ("+9180: the longest prefix wins", "CallSid=a&CallFrom=%2B918012345678", routes, south),
         ("+91 but not +9180", "CallSid=a&CallFrom=%2B919812345678", routes, india),
-        ("a Kolkata landline", "CallFrom=03312345678&CallTo=08040000000", routes, (200, r#"{"select":"east"}"#, "decided")),
+        ("a Kolkata landline", "CallFrom=03312345678&CallTo=08040000000", routes, east),
         ("a US caller in From only", "From=%2B14155550100", routes, (200, r#"{"select":"us"}"#, "decided")),
-        ("CallFrom wins over From", "CallFrom=03312345678&From=%2B918012345678", routes, (200, r#"{"select":"east"}"#, "decided")),
+        ("CallFrom wins over From", "CallFrom=03312345678&From=%2B918012345678", routes, east),
         ("empty CallFrom falls back to From", "CallFrom=&From=%2B918012345678", routes, south),
         ("spaces around the caller", "CallFrom=%20%2B918012345678%09", routes, south),
         ("unicode spaces around the caller", "CallFrom=%C2%A0%2B918012345678%E3%80%80", routes, south),
@@ -454,12 +540,7 @@ fn geo_router_cases() -> Vec<HookCase> {
         ("an empty default_case", "CallFrom=04412345678", &[("routes", ROUTES), ("default_case", "")], plugin_error),
     ];
     for (name, query, config, wire) in table {
-        cases.push(HookCase {
-            name: (*name).to_owned(),
-            query: (*query).to_owned(),
-            config: config.to_vec(),
-            wire: Some(*wire),
-        });
+        cases.push(hook_case(name, query, config, *wire));
     }
     cases
 }
@@ -468,53 +549,97 @@ fn geo_router_cases() -> Vec<HookCase> {
 /// one does: the same status, body and outcome, for the same reason, with the same log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_language_selects_the_switchcase_case_like_rust() -> anyhow::Result<()> {
-    tokio::task::spawn_blocking(build_polyglot_plugins).await?;
-    let dist = repo_root().join("plugins").join("dist");
-    let sandbox = Sandbox::new(SandboxOptions {
-        max_concurrent_calls: 4,
-        ..SandboxOptions::default()
-    })?;
-    let example = "geo-router";
     let cases = geo_router_cases();
-    let (rust, _) = compile(&sandbox, Path::new(common::GEO_ROUTER));
-    let mut reference = Vec::new();
-    for case in &cases {
-        let outcome = run_select(&sandbox, &rust, case).await;
-        if let Some((status, body, kind)) = case.wire {
-            let (got, _, _) = &outcome;
-            assert_eq!(
-                (got.0, got.1.as_str(), got.2.as_str()),
-                (status, body, kind),
-                "the Rust {example} itself, case {}: {outcome:?}",
-                case.name
-            );
-        }
-        reference.push(outcome);
-    }
+    let languages: Vec<&Language> = LANGUAGES.iter().collect();
+    let (compared, mismatches) = compare_hook(
+        "geo-router",
+        common::GEO_ROUTER,
+        HookExport::Select,
+        &cases,
+        &languages,
+    )
+    .await?;
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} calls differ from Rust:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    Ok(())
+}
 
-    let mut mismatches = Vec::new();
-    let mut compared = 0;
-    for language in LANGUAGES {
-        let path = dist.join(format!("{example}-{}.wasm", language.suffix));
-        let (plugin, exports) = compile(&sandbox, &path);
-        let extra: Vec<&String> = exports.iter().filter(|e| *e != "select").collect();
-        assert_eq!(
-            !extra.is_empty(),
-            language.extra_exports,
-            "{} {example} exports {exports:?}",
-            language.name
-        );
-        for (case, expected) in cases.iter().zip(&reference) {
-            let got = run_select(&sandbox, &plugin, case).await;
-            compared += 1;
-            if &got != expected {
-                mismatches.push(format!(
-                    "{} {example}, case {} (query {:?}, config {:?}):\n    Rust: {expected:?}\n    {}: {got:?}",
-                    language.name, case.name, case.query, case.config, language.name
-                ));
-            }
+/// A greeting call at `current_time` (Exotel's India time) as Exotel's Greeting applet sends it,
+/// with `rest` appended.
+fn greeted_at(current_time: &str, rest: &str) -> String {
+    format!(
+        "CallSid=c7&CallFrom=09800000001&CallTo=08040000000&Direction=incoming\
+         &CurrentTime={}{rest}",
+        current_time.replace(' ', "%20").replace(',', "%2C")
+    )
+}
+
+/// `greeting`: the text for the part of the day in India (`CurrentTime`, else `StartTime`), or
+/// the flow's own text for that part.
+fn greeting_cases() -> Vec<HookCase> {
+    let acme: Config = &[
+        ("morning", "Good morning from Acme."),
+        ("unknown", "Welcome to Acme."),
+    ];
+    let mut cases = Vec::new();
+    for (name, query) in common::samples() {
+        for config in [&[][..], acme] {
+            cases.push(HookCase {
+                name: format!("sample {name}, {} config keys", config.len()),
+                query: query.clone(),
+                config: config.to_vec(),
+                wire: None,
+            });
         }
     }
+    let morning = (200, "Good morning, thank you for calling.", "decided");
+    let afternoon = (200, "Good afternoon, thank you for calling.", "decided");
+    let evening = (200, "Good evening, thank you for calling.", "decided");
+    let unknown = (200, "Hello, thank you for calling.", "decided");
+    #[rustfmt::skip]
+    let table: Vec<(&str, String, Config, (u16, &str, &str))> = vec![
+        ("05:00 is morning", greeted_at("2024-07-31 05:00:00", ""), &[], morning),
+        ("11:59:59 is morning", greeted_at("2024-07-31 11:59:59", ""), &[], morning),
+        ("12:00 is afternoon", greeted_at("2024-07-31 12:00:00", ""), &[], afternoon),
+        ("16:59:59 is afternoon", greeted_at("2024-07-31 16:59:59", ""), &[], afternoon),
+        ("17:00 is evening", greeted_at("2024-07-31 17:00:00", ""), &[], evening),
+        ("midnight is evening", greeted_at("2024-08-01 00:00:00", ""), &[], evening),
+        ("04:59:59 is evening", greeted_at("2024-08-01 04:59:59", ""), &[], evening),
+        ("Exotel's other time shape", greeted_at("Wed, 31 Jul 2024 09:15:00", ""), &[], morning),
+        ("the flow's morning text", greeted_at("2024-07-31 09:00:00", ""), acme, (200, "Good morning from Acme.", "decided")),
+        ("no evening text configured", greeted_at("2024-07-31 20:00:00", ""), acme, evening),
+        ("StartTime when CurrentTime is absent", "CallSid=c7&StartTime=2024-07-31%2013:00:00".into(), &[], afternoon),
+        ("CurrentTime wins over StartTime", greeted_at("2024-07-31 18:00:00", "&StartTime=2024-07-31%2009:00:00"), &[], evening),
+        ("a placeholder CurrentTime is not replaced by StartTime", greeted_at("0000-00-00 00:00:00", "&StartTime=2024-07-31%2009:00:00"), &[], unknown),
+        ("no time at all", "CallSid=c7&CallFrom=09800000001".into(), &[], unknown),
+        ("no time at all, the flow's text", "CallSid=c7".into(), acme, (200, "Welcome to Acme.", "decided")),
+        ("no parameters at all", String::new(), &[], unknown),
+        ("a text Exotel could not read", greeted_at("2024-07-31 09:00:00", ""), &[("morning", "bell\u{7}")], (200, FALLBACK_TEXT, "plugin_error")),
+    ];
+    for (name, query, config, wire) in table {
+        cases.push(hook_case(name, &query, config, wire));
+    }
+    cases
+}
+
+/// The Python `greeting` (world `greeter`, export `greeting`) answers Exotel what the Rust one
+/// does: the same text by India time, for the same reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_greeting_greets_like_rust() -> anyhow::Result<()> {
+    let cases = greeting_cases();
+    let python: Vec<&Language> = LANGUAGES.iter().filter(|l| l.suffix == "py").collect();
+    let (compared, mismatches) = compare_hook(
+        "greeting",
+        common::GREETING,
+        HookExport::Greeting,
+        &cases,
+        &python,
+    )
+    .await?;
     assert!(
         mismatches.is_empty(),
         "{} of {compared} calls differ from Rust:\n{}",
