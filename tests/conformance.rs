@@ -12,6 +12,11 @@
 //!
 //! Adding a language is adding a row to [`LANGUAGES`] (and its folder and rule in `plugins/`).
 //!
+//! Exotel's other URL hooks are checked the same way, through `Sandbox::answer`: every language's
+//! `geo-router` (`select`, world `switcher`) and the Python `greeting` (world `greeter`) must answer
+//! Exotel the Rust one's status, body and `x-passthru-outcome`, for the same reason, with the same
+//! log.
+//!
 //! The last tests are about what a plugin author meets in one language: Python's time zones
 //! (`python/business-hours`), and what the error says when a Python or JavaScript plugin throws
 //! (`testing/hostile-py`, `testing/hostile-js`).
