@@ -437,7 +437,11 @@ async fn past_its_bound_the_queue_answers_503_and_keeps_every_request_it_answere
     })
     .await?;
     let queue = queue_of(&api, "log").await?;
-    assert_eq!(queue["dead"].as_u64(), Some(accepted), "none refused is kept: {queue}");
+    assert_eq!(
+        queue["dead"].as_u64(),
+        Some(accepted),
+        "none refused is kept: {queue}"
+    );
     let metrics = server.get("/metrics").await?.text().await?;
     assert!(
         metrics.contains(&format!("passthru_async_refused_full_total {refused}\n")),
