@@ -12,6 +12,11 @@
 //!
 //! Adding a language is adding a row to [`LANGUAGES`] (and its folder and rule in `plugins/`).
 //!
+//! Exotel's other URL hooks are checked the same way, through `Sandbox::answer`: every language's
+//! `geo-router` (`select`, world `switcher`) and the Python `greeting` (world `greeter`) must answer
+//! Exotel the Rust one's status, body and `x-passthru-outcome`, for the same reason, with the same
+//! log.
+//!
 //! The last tests are about what a plugin author meets in one language: Python's time zones
 //! (`python/business-hours`), and what the error says when a Python or JavaScript plugin throws
 //! (`testing/hostile-py`, `testing/hostile-js`).
@@ -22,9 +27,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use passthru::answer::select_body;
 use passthru::call;
+use passthru::flow::StatusMap;
 use passthru::sandbox::{
-    Branch, FlowConfig, Limits, LogLevel, LogLine, Plugin, Sandbox, SandboxOptions, TenantShare,
+    Answered, Branch, FlowConfig, HookAnswer, HookExport, Limits, LogLevel, LogLine, Plugin,
+    Sandbox, SandboxError, SandboxOptions, TenantShare,
 };
 
 /// A language the examples are written in: its builds are `plugins/dist/NAME-SUFFIX.wasm`.
@@ -255,10 +263,14 @@ fn compile(sandbox: &Sandbox, path: &Path) -> (Plugin, Vec<String>) {
 async fn every_language_decides_like_rust() -> anyhow::Result<()> {
     tokio::task::spawn_blocking(build_polyglot_plugins).await?;
     let dist = repo_root().join("plugins").join("dist");
+    // One call after another: each instance is reset before its call returns, as `passthru run`
+    // does. Deferred resets of Python instances (14 core instances each) can lag behind the
+    // calls on a busy machine and fill the pool (`overloaded`), which is not what is tested here.
     let sandbox = Sandbox::new(SandboxOptions {
         max_concurrent_calls: 4,
         ..SandboxOptions::default()
-    })?;
+    })?
+    .without_deferred_resets();
     // The defaults: what a flow gets unless it asks for more. Every language must fit in them.
     let limits = Limits::default();
     let examples: [(&str, &str, Vec<Case>); 2] = [
@@ -326,6 +338,337 @@ async fn every_language_decides_like_rust() -> anyhow::Result<()> {
             }
         }
     }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} calls differ from Rust:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    Ok(())
+}
+
+// --- Exotel's other URL hooks ---------------------------------------------------------------
+
+/// The routes of the `geo-router` cases, as an operator might write them: nested prefixes, a
+/// landline code, a country code that no Indian number starts with.
+const ROUTES: &str = "+91:india, +9180:south, 033:east, 080:bangalore, 0980:mobile, +1:us";
+
+/// The text a `greeting` flow answers when its plugin fails.
+const FALLBACK_TEXT: &str = "Welcome.";
+
+/// What a hook's flow answers Exotel: status, body and `x-passthru-outcome`. A failed call
+/// answers the flow's fallback: the flows here have the default statuses, and fall back to the
+/// failure branch without a case (`switch`) or to [`FALLBACK_TEXT`] (`greeting`).
+type Wire = (u16, String, String);
+
+/// What a hook call answered Exotel, and the reason and log (or the error) behind it.
+type HookOutcome = (Wire, Result<Option<String>, String>, Vec<LogLine>);
+
+/// A status, body and outcome that a case pins.
+type Pinned = (u16, &'static str, &'static str);
+
+/// One row of a hook's table: name, query, config, the answer Rust must give.
+type HookRow<Q> = (&'static str, Q, Config, Pinned);
+
+/// One call of a hook: as [`Case`], with the answer the reference must give.
+struct HookCase {
+    name: String,
+    query: String,
+    config: Vec<(&'static str, &'static str)>,
+    /// The status, body and outcome Rust must answer (`None` for the shared samples).
+    wire: Option<Pinned>,
+}
+
+/// The response a flow with default statuses gives for `outcome` of `hook`.
+fn wire(hook: HookExport, outcome: &Result<Answered, SandboxError>) -> Wire {
+    let statuses = StatusMap::default();
+    match (hook, outcome) {
+        (_, Ok(answered)) => match &answered.answer {
+            HookAnswer::Select { branch, case } => (
+                statuses.for_branch(*branch),
+                case.as_deref().map(select_body).unwrap_or_default(),
+                "decided".to_owned(),
+            ),
+            HookAnswer::Text(text) => (200, text.clone(), "decided".to_owned()),
+            other => panic!("{} answered {other:?}", hook.name()),
+        },
+        (HookExport::Select, Err(error)) => (
+            statuses.for_branch(Branch::Failure),
+            String::new(),
+            error.kind().as_str().to_owned(),
+        ),
+        (_, Err(error)) => (
+            200,
+            FALLBACK_TEXT.to_owned(),
+            error.kind().as_str().to_owned(),
+        ),
+    }
+}
+
+/// The default fuel and memory, as a flow gets them; the default deadline too in a release build.
+/// A debug build of the host is far slower to hand a Python or JavaScript plugin its call, and
+/// on a busy machine passes 50 ms now and then: there the deadline is wider, since what is
+/// compared here is the answer, not the time (`BENCHMARKS.md` has the release timings).
+fn hook_limits() -> Limits {
+    Limits {
+        deadline_ms: if cfg!(debug_assertions) {
+            5_000
+        } else {
+            Limits::default().deadline_ms
+        },
+        ..Limits::default()
+    }
+}
+
+async fn run_hook(
+    sandbox: &Sandbox,
+    plugin: &Plugin,
+    hook: HookExport,
+    case: &HookCase,
+) -> HookOutcome {
+    let config: FlowConfig = case
+        .config
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let report = sandbox
+        .answer(
+            plugin,
+            &TenantShare::unlimited(),
+            hook,
+            call::parse(&case.query),
+            &hook_limits(),
+            Arc::new(config),
+        )
+        .await;
+    let said = match &report.outcome {
+        Ok(answered) => Ok(answered.reason.clone()),
+        Err(error) => Err(error.to_string()),
+    };
+    (wire(hook, &report.outcome), said, report.log)
+}
+
+fn hook_case(name: &str, query: &str, config: Config, wire: Pinned) -> HookCase {
+    HookCase {
+        name: name.to_owned(),
+        query: query.to_owned(),
+        config: config.to_vec(),
+        wire: Some(wire),
+    }
+}
+
+/// Calls the Rust build of `example` (at `rust_path`) for every case, checking the answers the
+/// cases pin, then each of `languages`' builds, through the same hook; answers how many calls
+/// were compared and what differed.
+async fn compare_hook(
+    example: &str,
+    rust_path: &str,
+    hook: HookExport,
+    cases: &[HookCase],
+    languages: &[&Language],
+) -> anyhow::Result<(usize, Vec<String>)> {
+    tokio::task::spawn_blocking(build_polyglot_plugins).await?;
+    let dist = repo_root().join("plugins").join("dist");
+    // One call after another: each instance is reset before its call returns, as `passthru run`
+    // does. Deferred resets of Python instances (14 core instances each) can lag behind the
+    // calls on a busy machine and fill the pool (`overloaded`), which is not what is tested here.
+    let sandbox = Sandbox::new(SandboxOptions {
+        max_concurrent_calls: 4,
+        ..SandboxOptions::default()
+    })?
+    .without_deferred_resets();
+    let (rust, _) = compile(&sandbox, Path::new(rust_path));
+    let mut reference = Vec::new();
+    for case in cases {
+        let outcome = run_hook(&sandbox, &rust, hook, case).await;
+        if let Some((status, body, kind)) = case.wire {
+            let ((got_status, got_body, got_kind), _, _) = &outcome;
+            assert_eq!(
+                (*got_status, got_body.as_str(), got_kind.as_str()),
+                (status, body, kind),
+                "the Rust {example} itself, case {}: {outcome:?}",
+                case.name
+            );
+        }
+        reference.push(outcome);
+    }
+
+    let mut mismatches = Vec::new();
+    let mut compared = 0;
+    for language in languages {
+        let path = dist.join(format!("{example}-{}.wasm", language.suffix));
+        let (plugin, exports) = compile(&sandbox, &path);
+        let extra: Vec<&String> = exports.iter().filter(|e| *e != hook.name()).collect();
+        assert_eq!(
+            !extra.is_empty(),
+            language.extra_exports,
+            "{} {example} exports {exports:?}",
+            language.name
+        );
+        for (case, expected) in cases.iter().zip(&reference) {
+            let got = run_hook(&sandbox, &plugin, hook, case).await;
+            compared += 1;
+            if &got != expected {
+                mismatches.push(format!(
+                    "{} {example}, case {} (query {:?}, config {:?}):\n    Rust: {expected:?}\n    {}: {got:?}",
+                    language.name, case.name, case.query, case.config, language.name
+                ));
+            }
+        }
+    }
+    Ok((compared, mismatches))
+}
+
+/// `geo-router`: the longest prefix of the caller (`CallFrom`, else `From`, trimmed) in `routes`
+/// names the case; else `default_case`; else the failure branch without a case.
+fn geo_router_cases() -> Vec<HookCase> {
+    let routes: Config = &[("routes", ROUTES)];
+    let with_default: Config = &[("routes", ROUTES), ("default_case", "main-menu")];
+    let mut cases = Vec::new();
+    for (name, query) in common::samples() {
+        for config in [routes, with_default] {
+            cases.push(HookCase {
+                name: format!("sample {name}, {} config keys", config.len()),
+                query: query.clone(),
+                config: config.to_vec(),
+                wire: None,
+            });
+        }
+    }
+    let south = (200, r#"{"select":"south"}"#, "decided");
+    let india = (200, r#"{"select":"india"}"#, "decided");
+    let east = (200, r#"{"select":"east"}"#, "decided");
+    let main_menu = (200, r#"{"select":"main-menu"}"#, "decided");
+    let failure = (302, "", "decided");
+    let plugin_error = (302, "", "plugin_error");
+    #[rustfmt::skip]
+    let table: &[HookRow<&str>] = &[
+        ("+9180: the longest prefix wins", "CallSid=a&CallFrom=%2B918012345678", routes, south),
+        ("+91 but not +9180", "CallSid=a&CallFrom=%2B919812345678", routes, india),
+        ("a Kolkata landline", "CallFrom=03312345678&CallTo=08040000000", routes, east),
+        ("a US caller in From only", "From=%2B14155550100", routes, (200, r#"{"select":"us"}"#, "decided")),
+        ("CallFrom wins over From", "CallFrom=03312345678&From=%2B918012345678", routes, east),
+        ("empty CallFrom falls back to From", "CallFrom=&From=%2B918012345678", routes, south),
+        ("spaces around the caller", "CallFrom=%20%2B918012345678%09", routes, south),
+        ("unicode spaces around the caller", "CallFrom=%C2%A0%2B918012345678%E3%80%80", routes, south),
+        ("a + sent unencoded is a space", "CallFrom=+918012345678", routes, failure),
+        ("no match, no default_case", "CallFrom=04412345678", routes, failure),
+        ("no match, default_case", "CallFrom=04412345678", with_default, main_menu),
+        ("no caller at all, no default_case", "CallSid=a&CallTo=08040000000", routes, failure),
+        ("no caller at all, default_case", "CallSid=a&CallTo=08040000000", with_default, main_menu),
+        ("no parameters at all", "", routes, failure),
+        ("routes not set", "CallFrom=%2B918012345678", &[], failure),
+        ("routes not set, default_case", "CallFrom=%2B918012345678", &[("default_case", "main-menu")], main_menu),
+        ("routes empty", "CallFrom=%2B918012345678", &[("routes", "")], failure),
+        ("equal prefixes: the last wins", "CallFrom=%2B918012345678", &[("routes", "+91:first, +91:india")], india),
+        ("malformed entries are skipped", "CallFrom=%2B918012345678", &[("routes", "bad-entry, :empty, +9180:, ,+91 : india ")], india),
+        ("unicode spaces in the routes", "CallFrom=%2B918012345678", &[("routes", "\u{3000}+9180\u{85}:\u{a0}south")], south),
+        ("a case after the first colon keeps its colons", "CallFrom=%2B918012345678", &[("routes", "+91:a:b")], (200, r#"{"select":"a:b"}"#, "decided")),
+        ("a non-ASCII prefix", "CallFrom=%E0%A5%A7%E0%A5%A8%E0%A5%A9", &[("routes", "१:deva, १२:deva-long")], (200, r#"{"select":"deva-long"}"#, "decided")),
+        ("a case Exotel could not read", "CallFrom=%2B918012345678", &[("routes", "+91:in\"dia")], plugin_error),
+        ("an empty default_case", "CallFrom=04412345678", &[("routes", ROUTES), ("default_case", "")], plugin_error),
+    ];
+    for (name, query, config, wire) in table {
+        cases.push(hook_case(name, query, config, *wire));
+    }
+    cases
+}
+
+/// Each language's `geo-router` (world `switcher`, export `select`) answers Exotel what the Rust
+/// one does: the same status, body and outcome, for the same reason, with the same log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_language_selects_the_switchcase_case_like_rust() -> anyhow::Result<()> {
+    let cases = geo_router_cases();
+    let languages: Vec<&Language> = LANGUAGES.iter().collect();
+    let (compared, mismatches) = compare_hook(
+        "geo-router",
+        common::GEO_ROUTER,
+        HookExport::Select,
+        &cases,
+        &languages,
+    )
+    .await?;
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} calls differ from Rust:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    Ok(())
+}
+
+/// A greeting call at `current_time` (Exotel's India time) as Exotel's Greeting applet sends it,
+/// with `rest` appended.
+fn greeted_at(current_time: &str, rest: &str) -> String {
+    format!(
+        "CallSid=c7&CallFrom=09800000001&CallTo=08040000000&Direction=incoming\
+         &CurrentTime={}{rest}",
+        current_time.replace(' ', "%20").replace(',', "%2C")
+    )
+}
+
+/// `greeting`: the text for the part of the day in India (`CurrentTime`, else `StartTime`), or
+/// the flow's own text for that part.
+fn greeting_cases() -> Vec<HookCase> {
+    let acme: Config = &[
+        ("morning", "Good morning from Acme."),
+        ("unknown", "Welcome to Acme."),
+    ];
+    let mut cases = Vec::new();
+    for (name, query) in common::samples() {
+        for config in [&[][..], acme] {
+            cases.push(HookCase {
+                name: format!("sample {name}, {} config keys", config.len()),
+                query: query.clone(),
+                config: config.to_vec(),
+                wire: None,
+            });
+        }
+    }
+    let morning = (200, "Good morning, thank you for calling.", "decided");
+    let afternoon = (200, "Good afternoon, thank you for calling.", "decided");
+    let evening = (200, "Good evening, thank you for calling.", "decided");
+    let unknown = (200, "Hello, thank you for calling.", "decided");
+    #[rustfmt::skip]
+    let table: Vec<HookRow<String>> = vec![
+        ("05:00 is morning", greeted_at("2024-07-31 05:00:00", ""), &[], morning),
+        ("11:59:59 is morning", greeted_at("2024-07-31 11:59:59", ""), &[], morning),
+        ("12:00 is afternoon", greeted_at("2024-07-31 12:00:00", ""), &[], afternoon),
+        ("16:59:59 is afternoon", greeted_at("2024-07-31 16:59:59", ""), &[], afternoon),
+        ("17:00 is evening", greeted_at("2024-07-31 17:00:00", ""), &[], evening),
+        ("midnight is evening", greeted_at("2024-08-01 00:00:00", ""), &[], evening),
+        ("04:59:59 is evening", greeted_at("2024-08-01 04:59:59", ""), &[], evening),
+        ("Exotel's other time shape", greeted_at("Wed, 31 Jul 2024 09:15:00", ""), &[], morning),
+        ("the flow's morning text", greeted_at("2024-07-31 09:00:00", ""), acme, (200, "Good morning from Acme.", "decided")),
+        ("no evening text configured", greeted_at("2024-07-31 20:00:00", ""), acme, evening),
+        ("StartTime when CurrentTime is absent", "CallSid=c7&StartTime=2024-07-31%2013:00:00".into(), &[], afternoon),
+        ("CurrentTime wins over StartTime", greeted_at("2024-07-31 18:00:00", "&StartTime=2024-07-31%2009:00:00"), &[], evening),
+        ("a placeholder CurrentTime is not replaced by StartTime", greeted_at("0000-00-00 00:00:00", "&StartTime=2024-07-31%2009:00:00"), &[], unknown),
+        ("no time at all", "CallSid=c7&CallFrom=09800000001".into(), &[], unknown),
+        ("no time at all, the flow's text", "CallSid=c7".into(), acme, (200, "Welcome to Acme.", "decided")),
+        ("no parameters at all", String::new(), &[], unknown),
+        ("a text Exotel could not read", greeted_at("2024-07-31 09:00:00", ""), &[("morning", "bell\u{7}")], (200, FALLBACK_TEXT, "plugin_error")),
+    ];
+    for (name, query, config, wire) in table {
+        cases.push(hook_case(name, &query, config, wire));
+    }
+    cases
+}
+
+/// The Python `greeting` (world `greeter`, export `greeting`) answers Exotel what the Rust one
+/// does: the same text by India time, for the same reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_greeting_greets_like_rust() -> anyhow::Result<()> {
+    let cases = greeting_cases();
+    let python: Vec<&Language> = LANGUAGES.iter().filter(|l| l.suffix == "py").collect();
+    let (compared, mismatches) = compare_hook(
+        "greeting",
+        common::GREETING,
+        HookExport::Greeting,
+        &cases,
+        &python,
+    )
+    .await?;
     assert!(
         mismatches.is_empty(),
         "{} of {compared} calls differ from Rust:\n{}",
