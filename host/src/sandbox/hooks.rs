@@ -81,98 +81,34 @@ impl Sandbox {
         config: Arc<FlowConfig>,
     ) -> HookReport {
         let call = wit::CallDetails::from(call);
+        // Each hook's export has its own world, so its own prepared instance and call method:
+        // the same steps, written once.
+        macro_rules! run {
+            ($pre:ident, $method:ident, $check:ident) => {{
+                let export = Export {
+                    name: hook.name(),
+                    pre: plugin.$pre.as_ref(),
+                };
+                self.call(
+                    plugin,
+                    share,
+                    export,
+                    limits,
+                    config,
+                    async move |pre, store| {
+                        let instance = pre.instantiate_async(&mut *store).await?;
+                        Ok($check(instance.$method(&mut *store, &call).await?))
+                    },
+                )
+                .await
+            }};
+        }
         match hook {
-            HookExport::Select => {
-                let export = Export {
-                    name: hook.name(),
-                    pre: plugin.switcher.as_ref(),
-                };
-                self.call(
-                    plugin,
-                    share,
-                    export,
-                    limits,
-                    config,
-                    async move |pre, store| {
-                        let instance = pre.instantiate_async(&mut *store).await?;
-                        let said = instance.call_select(&mut *store, &call).await?;
-                        Ok(selection(said))
-                    },
-                )
-                .await
-            }
-            HookExport::Greeting => {
-                let export = Export {
-                    name: hook.name(),
-                    pre: plugin.greeter.as_ref(),
-                };
-                self.call(
-                    plugin,
-                    share,
-                    export,
-                    limits,
-                    config,
-                    async move |pre, store| {
-                        let instance = pre.instantiate_async(&mut *store).await?;
-                        Ok(text(instance.call_greeting(&mut *store, &call).await?))
-                    },
-                )
-                .await
-            }
-            HookExport::Sms => {
-                let export = Export {
-                    name: hook.name(),
-                    pre: plugin.texter.as_ref(),
-                };
-                self.call(
-                    plugin,
-                    share,
-                    export,
-                    limits,
-                    config,
-                    async move |pre, store| {
-                        let instance = pre.instantiate_async(&mut *store).await?;
-                        Ok(text(instance.call_sms(&mut *store, &call).await?))
-                    },
-                )
-                .await
-            }
-            HookExport::Connect => {
-                let export = Export {
-                    name: hook.name(),
-                    pre: plugin.connector.as_ref(),
-                };
-                self.call(
-                    plugin,
-                    share,
-                    export,
-                    limits,
-                    config,
-                    async move |pre, store| {
-                        let instance = pre.instantiate_async(&mut *store).await?;
-                        Ok(connect(instance.call_connect(&mut *store, &call).await?))
-                    },
-                )
-                .await
-            }
-            HookExport::Gather => {
-                let export = Export {
-                    name: hook.name(),
-                    pre: plugin.gatherer.as_ref(),
-                };
-                self.call(
-                    plugin,
-                    share,
-                    export,
-                    limits,
-                    config,
-                    async move |pre, store| {
-                        let instance = pre.instantiate_async(&mut *store).await?;
-                        Ok(gather(instance.call_gather(&mut *store, &call).await?))
-                    },
-                )
-                .await
-            }
+            HookExport::Select => run!(switcher, call_select, selection),
+            HookExport::Greeting => run!(greeter, call_greeting, text),
+            HookExport::Sms => run!(texter, call_sms, text),
+            HookExport::Connect => run!(connector, call_connect, connect),
+            HookExport::Gather => run!(gatherer, call_gather, gather),
         }
     }
 }
