@@ -33,6 +33,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("geo-router", "geo-router"),
     ("agent-dialer", "agent-dialer"),
     ("greeting", "greeting"),
+    ("sticky-agent", "sticky-agent"),
     ("testing/hostile", "hostile"),
     ("testing/async-probe", "async-probe"),
     ("testing/hook-probe", "hook-probe"),

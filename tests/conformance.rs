@@ -31,8 +31,8 @@ use passthru::answer::select_body;
 use passthru::call;
 use passthru::flow::StatusMap;
 use passthru::sandbox::{
-    Answered, Branch, FlowConfig, HookAnswer, HookExport, Limits, LogLevel, LogLine, Plugin,
-    Sandbox, SandboxError, SandboxOptions, TenantShare,
+    Answered, Branch, FlowConfig, Grants, HookAnswer, HookExport, Limits, LogLevel, LogLine,
+    Plugin, Sandbox, SandboxError, SandboxOptions, TenantShare,
 };
 
 /// A language the examples are written in: its builds are `plugins/dist/NAME-SUFFIX.wasm`.
@@ -211,7 +211,7 @@ async fn run(sandbox: &Sandbox, plugin: &Plugin, case: &Case, limits: &Limits) -
             &TenantShare::unlimited(),
             call::parse(&case.query),
             limits,
-            Arc::new(config),
+            Arc::new(Grants::config(config)),
         )
         .await;
     let log: Vec<LogLine> = report.log;
@@ -438,7 +438,7 @@ async fn run_hook(
             hook,
             call::parse(&case.query),
             &hook_limits(),
-            Arc::new(config),
+            Arc::new(Grants::config(config)),
         )
         .await;
     let said = match &report.outcome {
@@ -736,7 +736,7 @@ async fn every_language_decides_the_largest_query_within_the_default_limits() ->
                     &TenantShare::unlimited(),
                     call::parse(&case.query),
                     &limits,
-                    Arc::new(config),
+                    Arc::new(Grants::config(config)),
                 )
                 .await;
             match report.outcome {
@@ -926,7 +926,9 @@ async fn failure_of(sandbox: &Sandbox, plugin: &Plugin, mode: &'static str) -> (
             &TenantShare::unlimited(),
             call::parse("CallSid=abc"),
             &Limits::default(),
-            Arc::new([("mode".to_owned(), mode.to_owned())].into_iter().collect()),
+            Arc::new(Grants::config(
+                [("mode".to_owned(), mode.to_owned())].into(),
+            )),
         )
         .await;
     match report.outcome {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use passthru::call;
 use passthru::sandbox::{
-    FailureKind, FlowConfig, Limits, Plugin, Report, Sandbox, SandboxOptions, TenantShare,
+    FailureKind, FlowConfig, Grants, Limits, Plugin, Report, Sandbox, SandboxOptions, TenantShare,
 };
 
 /// How late past its deadline a call may answer. The target is 5 ms on a release build
@@ -43,7 +43,7 @@ fn hostile(sandbox: &Sandbox) -> Plugin {
 }
 
 async fn run(sandbox: &Sandbox, plugin: &Plugin, mode: &str, limits: &Limits) -> Report<()> {
-    let config: Arc<FlowConfig> = Arc::new([("mode".to_owned(), mode.to_owned())].into());
+    let config: Arc<Grants> = grants([("mode".to_owned(), mode.to_owned())].into());
     let report = sandbox
         .decide(
             plugin,
@@ -165,4 +165,9 @@ async fn host_work_in_a_loop_ends_at_the_deadline() {
             "{mode}: answered {late:?} past its deadline, more than {LATE:?}"
         );
     }
+}
+
+/// A flow that grants its plugin `config` and nothing else.
+fn grants(config: FlowConfig) -> Arc<Grants> {
+    Arc::new(Grants::config(config))
 }

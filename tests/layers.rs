@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 /// Lowest first. A module may use any module of a lower layer, none of its own or a higher one.
 const LAYERS: &[&[&str]] = &[
-    // Leaves: formatting errors, escaping guest text for the log; the Exotel query parser (pure).
-    &["error", "logsafe", "call"],
+    // Leaves: formatting errors, escaping guest text for the log; the Exotel query parser (pure);
+    // tenants' key-value data in memory (its disk is a trait the store implements).
+    &["error", "logsafe", "call", "kv"],
     // What a hook answers besides a branch, and how Exotel reads it.
     &["answer"],
     // wasmtime: limits, calls, failures.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use passthru::call;
 use passthru::sandbox::{
-    Event, FailureKind, FlowConfig, Limits, Sandbox, SandboxError, SandboxOptions, TenantShare,
+    Event, FailureKind, FlowConfig, Grants, Limits, Sandbox, SandboxError, SandboxOptions,
+    TenantShare,
 };
 
 fn sandbox(slots: u32) -> Sandbox {
@@ -75,7 +76,7 @@ async fn a_full_pool_is_a_typed_overload_not_a_hang() {
         sb.compile(&std::fs::read(common::HOSTILE).unwrap())
             .unwrap(),
     );
-    let config: Arc<FlowConfig> = Arc::new([("mode".to_owned(), "loop".to_owned())].into());
+    let config: Arc<Grants> = grants([("mode".to_owned(), "loop".to_owned())].into());
     let slow = Limits {
         fuel: u64::MAX / 2,
         deadline_ms: 2_000,
@@ -138,7 +139,7 @@ async fn a_slow_reset_waits_for_after_the_answer_without_taking_a_calls_slot() {
     let hostile = sb
         .compile(&std::fs::read(common::HOSTILE).unwrap())
         .unwrap();
-    let hoard: Arc<FlowConfig> = Arc::new([("mode".to_owned(), "memory".to_owned())].into());
+    let hoard: Arc<Grants> = grants([("mode".to_owned(), "memory".to_owned())].into());
     let small = Limits {
         memory_mb: 8,
         ..Limits::default()
@@ -180,12 +181,12 @@ fn replace_all(bytes: &[u8], from: &[u8], to: &[u8]) -> (Vec<u8>, usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plugins_built_against_packages_0_1_0_and_0_1_1_still_run() {
-    for old_version in [&b"0.1.0"[..], b"0.1.1"] {
+async fn plugins_built_against_packages_0_1_0_to_0_1_2_still_run() {
+    for old_version in [&b"0.1.0"[..], b"0.1.1", b"0.1.2"] {
         // The same component as if built against the older package: its interface names say so.
         let current = std::fs::read(common::VIP_CALLER).unwrap();
         let rename = |bytes: &[u8], interface: &str| {
-            let from = format!("passthru:plugin/{interface}@0.1.2");
+            let from = format!("passthru:plugin/{interface}@0.1.3");
             let mut to = format!("passthru:plugin/{interface}@").into_bytes();
             to.extend_from_slice(old_version);
             replace_all(bytes, from.as_bytes(), &to)
@@ -195,8 +196,7 @@ async fn plugins_built_against_packages_0_1_0_and_0_1_1_still_run() {
         assert!(host > 0 && types > 0, "the example names both interfaces");
         let sb = sandbox(1);
         let plugin = sb.compile(&old).expect("an older plugin is accepted");
-        let config: Arc<FlowConfig> =
-            Arc::new([("vip_numbers".to_owned(), "0980".to_owned())].into());
+        let config: Arc<Grants> = grants([("vip_numbers".to_owned(), "0980".to_owned())].into());
         let report = sb
             .decide(
                 &plugin,
@@ -247,7 +247,7 @@ async fn each_export_is_found_once_and_a_missing_one_is_a_typed_failure() {
         "recorded call_sid=abc event=42 attempt=3"
     );
 
-    let failing: Arc<FlowConfig> = Arc::new([("fail_attempts".to_owned(), "5".to_owned())].into());
+    let failing: Arc<Grants> = grants([("fail_attempts".to_owned(), "5".to_owned())].into());
     let report = sb
         .record(
             &probe,
@@ -300,4 +300,9 @@ fn a_component_with_neither_export_is_refused() {
     let message = invalid_message(sandbox(1).compile(&wat::parse_str(wat).unwrap()));
     assert!(message.contains("exports none of"), "{message}");
     assert!(message.contains("handle"), "{message}");
+}
+
+/// A flow that grants its plugin `config` and nothing else.
+fn grants(config: FlowConfig) -> Arc<Grants> {
+    Arc::new(Grants::config(config))
 }

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use passthru::call;
-use passthru::sandbox::{FlowConfig, Limits, Sandbox, SandboxOptions, TenantShare, hex_sha256};
+use passthru::sandbox::{
+    FlowConfig, Grants, Limits, Sandbox, SandboxOptions, TenantShare, hex_sha256,
+};
 
 const GATHER: &str = include_str!("../../tests/fixtures/exotel/gather-digits.query");
 const WARM_UP_CALLS: usize = 200;
@@ -90,7 +92,7 @@ fn main() {
         .expect("runtime");
     let sandbox = Arc::new(Sandbox::new(SandboxOptions::default()).expect("sandbox"));
     let limits = Limits::default();
-    let config: Arc<FlowConfig> = Arc::new(
+    let config: Arc<Grants> = grants(
         [(
             "vip_numbers".to_owned(),
             "09800000001, 09800000003".to_owned(),
@@ -186,4 +188,9 @@ fn main() {
             micros(per_call),
         );
     }
+}
+
+/// A flow that grants its plugin `config` and nothing else.
+fn grants(config: FlowConfig) -> Arc<Grants> {
+    Arc::new(Grants::config(config))
 }

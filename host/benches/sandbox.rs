@@ -11,7 +11,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use passthru::call;
 use passthru::flow::StatusMap;
 use passthru::flow::http::hook_http;
-use passthru::sandbox::{FlowConfig, HookExport, Limits, Sandbox, SandboxOptions, TenantShare};
+use passthru::sandbox::{
+    FlowConfig, Grants, HookExport, Limits, Sandbox, SandboxOptions, TenantShare,
+};
 
 const SAMPLE: &str = include_str!("../../tests/fixtures/exotel/connect-completed.query");
 const GATHER: &str = include_str!("../../tests/fixtures/exotel/gather-digits.query");
@@ -31,8 +33,8 @@ fn bench(c: &mut Criterion) {
     let limits = Limits::default();
     // One tenant's share, as the server keeps one per tenant across its calls.
     let share = TenantShare::new(64);
-    let no_config = Arc::new(FlowConfig::new());
-    let vip_config: Arc<FlowConfig> = Arc::new(
+    let no_config = grants(FlowConfig::new());
+    let vip_config: Arc<Grants> = grants(
         [(
             "vip_numbers".to_owned(),
             "09800000001, 09800000003".to_owned(),
@@ -86,14 +88,14 @@ fn bench(c: &mut Criterion) {
     let agent_dialer = sandbox
         .compile(include_bytes!(env!("PASSTHRU_PLUGIN_AGENT_DIALER")))
         .expect("agent-dialer compiles");
-    let geo_config: Arc<FlowConfig> = Arc::new(
+    let geo_config: Arc<Grants> = grants(
         [(
             "routes".to_owned(),
             "+91:india, 0980:south, 033:east".to_owned(),
         )]
         .into(),
     );
-    let dialer_config: Arc<FlowConfig> = Arc::new(
+    let dialer_config: Arc<Grants> = grants(
         [
             ("team", "+919800000001, +919800000002, +919800000003"),
             ("vip_numbers", "09800000001, 09800000003"),
@@ -150,3 +152,8 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 criterion_main!(benches);
+
+/// A flow that grants its plugin `config` and nothing else.
+fn grants(config: FlowConfig) -> Arc<Grants> {
+    Arc::new(Grants::config(config))
+}

@@ -8,6 +8,7 @@ pub mod call;
 pub mod config;
 pub mod error;
 pub mod flow;
+pub mod kv;
 pub mod logsafe;
 pub mod metrics;
 pub mod queue;

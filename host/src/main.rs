@@ -267,6 +267,7 @@ async fn serve(
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let recorder = started.state.recorder.clone();
     let queue = started.state.queue.clone();
+    let kv = started.state.registry.kv().clone();
     api::serve(listener, started.state, shutdown_signal()).await?;
     if !queue.shutdown(Duration::from_secs(15)).await {
         tracing::warn!(
@@ -275,6 +276,9 @@ async fn serve(
     }
     if !tokio::task::spawn_blocking(move || recorder.flush(Duration::from_secs(5))).await? {
         tracing::warn!("some decision records may not have been written");
+    }
+    if let Err(error) = kv.barrier().wait().await {
+        tracing::error!(%error, "the last key-value writes may not have been written");
     }
     tracing::info!("stopped");
     Ok(())

@@ -10,6 +10,7 @@ use crate::api::Metrics;
 use crate::api::{AppState, HttpLimits};
 use crate::auth;
 use crate::config::{DEFAULT_DATA_DIR, ServerConfig};
+use crate::kv::KvSpace;
 use crate::queue::{Queue, SqliteQueue};
 use crate::records::{self, Recorder, WriterPriority};
 use crate::registry::{CompileWorker, ImportError, Registry, RegistryError};
@@ -119,6 +120,7 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
             config.async_queue.options(),
         )?
     };
+    sweep_expired_keys(registry.kv().clone());
     let metrics = Arc::new(Metrics::new(
         registry.clone(),
         recorder.clone(),
@@ -154,6 +156,28 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
         operator_token_file,
         imported,
     })
+}
+
+/// How often expired keys are dropped (a read never sees one, whether dropped yet or not).
+const KV_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Drops expired keys from memory and disk every [`KV_SWEEP_EVERY`], off the async runtime's
+/// threads, for as long as the key-value data lives.
+fn sweep_expired_keys(kv: Arc<KvSpace>) {
+    let kv = Arc::downgrade(&kv);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(KV_SWEEP_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let Some(kv) = kv.upgrade() else { return };
+            let swept = tokio::task::spawn_blocking(move || kv.sweep(crate::store::now_ms())).await;
+            if let Ok(swept @ 1..) = swept {
+                tracing::debug!(swept, "expired keys dropped");
+            }
+        }
+    });
 }
 
 /// Makes `dir` readable by its owner only: the folders in it `0700` and the files `0600`. Files

@@ -26,6 +26,7 @@ pub const GEO_ROUTER: &str = env!("PASSTHRU_PLUGIN_GEO_ROUTER");
 pub const AGENT_DIALER: &str = env!("PASSTHRU_PLUGIN_AGENT_DIALER");
 pub const GREETING: &str = env!("PASSTHRU_PLUGIN_GREETING");
 pub const HOOK_PROBE: &str = env!("PASSTHRU_PLUGIN_HOOK_PROBE");
+pub const STICKY_AGENT: &str = env!("PASSTHRU_PLUGIN_STICKY_AGENT");
 
 /// The real-shaped Exotel queries kept as the project's test fixtures.
 pub fn samples() -> Vec<(String, String)> {
@@ -151,6 +152,9 @@ impl TestServer {
         let recorder = self.state.recorder.clone();
         tokio::task::spawn_blocking(move || recorder.flush(std::time::Duration::from_secs(5)))
             .await?;
+        if let Err(error) = self.state.registry.kv().barrier().wait().await {
+            anyhow::bail!("key-value writes were lost: {error}");
+        }
         Ok(())
     }
 
@@ -240,4 +244,9 @@ pub async fn body(response: Response) -> anyhow::Result<(u16, Value)> {
         serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{e}: {text}"))?
     };
     Ok((status, value))
+}
+
+/// Milliseconds since the Unix epoch, as the server counts them.
+pub fn now_ms() -> i64 {
+    passthru::store::now_ms()
 }

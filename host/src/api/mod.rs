@@ -8,6 +8,7 @@ mod bodies;
 mod decisions;
 mod extract;
 mod hooks;
+mod kv;
 pub mod metrics;
 mod openapi;
 mod operator;
@@ -79,6 +80,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/plugins/{plugin}/versions",
             post(tenant::post_version).get(tenant::list_plugin_versions),
         )
+        // The import handler enforces its own limit (kv::MAX_IMPORT_BYTES).
+        .route("/v1/kv/{store}/import", post(kv::post_import))
         // The upload handler enforces its own limit, from the tenant's cap.
         .layer(DefaultBodyLimit::disable())
         .layer(TimeoutLayer::with_status_code(
@@ -135,6 +138,12 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/flows/{flow}/dead-letters/{id}/replay",
             post(queue::post_replay),
+        )
+        .route("/v1/kv", get(kv::list_stores))
+        .route("/v1/kv/{store}/keys", get(kv::list_keys))
+        .route(
+            "/v1/kv/{store}/keys/{key}",
+            get(kv::get_key).put(kv::put_key).delete(kv::delete_key),
         )
         .route("/v1/decisions", get(decisions::list_decisions))
         .route("/v1/calls/{call_sid}", get(decisions::get_call))

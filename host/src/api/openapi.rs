@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi, ToResponse};
 
-use super::{decisions, metrics, operator, passthru, queue, tenant};
+use super::{decisions, kv, metrics, operator, passthru, queue, tenant};
 
 /// The whole API. `passthru::api::openapi_json()` is its JSON.
 #[derive(OpenApi)]
@@ -37,7 +37,7 @@ This document is generated from the server's code."
     tags(
         (name = "passthru", description = "What Exotel calls."),
         (name = "operator", description = "Tenants, their caps and their tokens. Bearer: the operator token."),
-        (name = "tenant", description = "A tenant's plugin versions, flows, decision records, and async queues and dead letters. Bearer: one of the tenant's tokens."),
+        (name = "tenant", description = "A tenant's plugin versions, flows, key-value data, decision records, and async queues and dead letters. Bearer: one of the tenant's tokens."),
         (name = "ops", description = "Health, metrics and this document. No token."),
     ),
     paths(
@@ -65,6 +65,12 @@ This document is generated from the server's code."
         tenant::post_activate,
         tenant::post_rollback,
         tenant::post_auth,
+        kv::list_stores,
+        kv::list_keys,
+        kv::get_key,
+        kv::put_key,
+        kv::delete_key,
+        kv::post_import,
         decisions::list_decisions,
         decisions::get_call,
         queue::get_queue,

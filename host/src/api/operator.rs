@@ -58,6 +58,14 @@ pub(super) struct CapsChange {
     #[schema(minimum = 1)]
     max_stored_bytes: Option<u64>,
     max_concurrent_calls: Option<u32>,
+    #[schema(minimum = 1, maximum = 16384)]
+    max_kv_key_bytes: Option<u32>,
+    #[schema(minimum = 1, maximum = 196608)]
+    max_kv_value_bytes: Option<u32>,
+    #[schema(minimum = 1)]
+    max_kv_keys: Option<u64>,
+    #[schema(minimum = 1)]
+    max_kv_bytes: Option<u64>,
 }
 
 impl CapsChange {
@@ -73,6 +81,10 @@ impl CapsChange {
             max_concurrent_calls: self
                 .max_concurrent_calls
                 .unwrap_or(caps.max_concurrent_calls),
+            max_kv_key_bytes: self.max_kv_key_bytes.unwrap_or(caps.max_kv_key_bytes),
+            max_kv_value_bytes: self.max_kv_value_bytes.unwrap_or(caps.max_kv_value_bytes),
+            max_kv_keys: self.max_kv_keys.unwrap_or(caps.max_kv_keys),
+            max_kv_bytes: self.max_kv_bytes.unwrap_or(caps.max_kv_bytes),
         }
     }
 }
@@ -108,6 +120,12 @@ pub(super) async fn with_store<T: Send + 'static>(
         .map_err(|_| ApiError::Internal)?
 }
 
+/// The longest key-value key an operator may allow (and [`MAX_KV_VALUE_BYTES`] the largest
+/// value): a plugin's `set` hands the host its store name, key and value in one call, and one
+/// host call lifts at most 256 KiB (`sandbox::meter::MAX_HOSTCALL_BYTES`).
+const MAX_KV_KEY_BYTES: u32 = 16 * 1024;
+const MAX_KV_VALUE_BYTES: u32 = 192 * 1024;
+
 fn check_caps(caps: &TenantCaps) -> Result<(), ApiError> {
     let limits = crate::sandbox::Limits {
         fuel: caps.max_fuel,
@@ -127,6 +145,16 @@ fn check_caps(caps: &TenantCaps) -> Result<(), ApiError> {
              least 1"
                 .into(),
         ));
+    }
+    if !(1..=MAX_KV_KEY_BYTES).contains(&caps.max_kv_key_bytes)
+        || !(1..=MAX_KV_VALUE_BYTES).contains(&caps.max_kv_value_bytes)
+        || caps.max_kv_keys == 0
+        || caps.max_kv_bytes == 0
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "caps: max_kv_key_bytes must be 1 to {MAX_KV_KEY_BYTES}, max_kv_value_bytes 1 to \
+             {MAX_KV_VALUE_BYTES}, and max_kv_keys and max_kv_bytes at least 1"
+        )));
     }
     Ok(())
 }
@@ -183,6 +211,7 @@ pub(super) async fn post_tenant(
 ) -> Result<impl IntoResponse, ApiError> {
     let (name, caps) = checked_new_tenant(body)?;
     let tenant = with_store(&state, move |s| Ok(s.create_tenant(&name, &caps)?)).await?;
+    state.registry.kv().set_caps(&tenant.name, tenant.caps.kv());
     Ok((StatusCode::CREATED, axum::Json(tenant)))
 }
 
@@ -280,6 +309,7 @@ pub(super) async fn patch_tenant(
     state
         .registry
         .set_share_cap(&tenant, updated.caps.max_concurrent_calls);
+    state.registry.kv().set_caps(&tenant, updated.caps.kv());
     if before.disabled != updated.disabled {
         state
             .registry

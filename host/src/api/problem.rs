@@ -45,6 +45,8 @@ pub enum ApiError {
     CompilesBusy(String),
     /// An async request refused because the queue cannot commit (shutting down, disk failing).
     QueueUnavailable(String),
+    /// A key-value write refused because the disk writer is too far behind.
+    KvUnavailable(String),
     /// An admin API request that took longer than its timeout.
     Timeout,
     Internal,
@@ -72,6 +74,7 @@ pub(super) struct Problem<'a> {
             "urn:passthru:problem:queue-full",
             "urn:passthru:problem:compiles-busy",
             "urn:passthru:problem:queue-unavailable",
+            "urn:passthru:problem:kv-unavailable",
             "urn:passthru:problem:internal"
         )
     )]
@@ -163,6 +166,12 @@ impl ApiError {
                 "Async queue unavailable",
                 format!("{detail}; the request was not kept"),
             ),
+            ApiError::KvUnavailable(detail) => (
+                S::SERVICE_UNAVAILABLE,
+                "kv-unavailable",
+                "Key-value writes unavailable",
+                format!("{detail}; nothing changed"),
+            ),
             ApiError::Timeout => (
                 S::REQUEST_TIMEOUT,
                 "timeout",
@@ -226,7 +235,8 @@ impl From<RegistryError> for ApiError {
             | RegistryError::Io { .. }
             | RegistryError::Corrupt { .. }
             | RegistryError::NoRandomness(_)
-            | RegistryError::Task(_)) => {
+            | RegistryError::Task(_)
+            | RegistryError::KeyValue(_)) => {
                 tracing::error!(error = %Chain(&error), "registry failure");
                 ApiError::Internal
             }
@@ -271,6 +281,7 @@ mod tests {
             ApiError::QueueFull(s()),
             ApiError::CompilesBusy(s()),
             ApiError::QueueUnavailable(s()),
+            ApiError::KvUnavailable(s()),
             ApiError::Internal,
         ] {
             let kind = format!("urn:passthru:problem:{}", error.parts().1);

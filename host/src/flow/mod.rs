@@ -21,6 +21,7 @@ pub use retry::RetryPolicy;
 pub use url_auth::{UrlAuth, UrlAuthKind};
 
 use crate::answer::{ConnectPlan, GatherPlan, check_case, check_text};
+use crate::kv::MAX_FLOW_STORES;
 use crate::sandbox::{Branch, HookExport, Limits};
 
 /// The longest tenant, flow or plugin name.
@@ -235,6 +236,11 @@ pub struct FlowSettings {
     /// What the plugin reads through its `config` import: at most 64 KiB of keys and values
     /// together.
     pub config: BTreeMap<String, String>,
+    /// The tenant's key-value stores the plugin may open (at most 16 names); none by default.
+    /// A store is created by its first key.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Name>, max_items = 16)]
+    pub kv_stores: Vec<String>,
 }
 
 impl Default for FlowSettings {
@@ -251,6 +257,7 @@ impl Default for FlowSettings {
             limits: Limits::default(),
             retry: RetryPolicy::default(),
             config: BTreeMap::new(),
+            kv_stores: Vec::new(),
         }
     }
 }
@@ -265,6 +272,7 @@ impl FlowSettings {
         self.status.validate()?;
         self.retry.validate()?;
         self.validate_hook()?;
+        self.validate_kv_stores()?;
         let config_bytes: usize = self.config.iter().map(|(k, v)| k.len() + v.len()).sum();
         if config_bytes > MAX_CONFIG_BYTES {
             return Err(format!(
@@ -282,6 +290,23 @@ impl FlowSettings {
             Some(export) => export.name(),
             None => self.mode.export(),
         }
+    }
+
+    /// At most [`MAX_FLOW_STORES`] store names, each a valid name, none twice.
+    fn validate_kv_stores(&self) -> Result<(), String> {
+        if self.kv_stores.len() > MAX_FLOW_STORES {
+            return Err(format!(
+                "kv_stores names {} stores; a flow may grant at most {MAX_FLOW_STORES}",
+                self.kv_stores.len()
+            ));
+        }
+        for (i, store) in self.kv_stores.iter().enumerate() {
+            validate_name("kv_stores entry", store)?;
+            if self.kv_stores[..i].contains(store) {
+                return Err(format!("kv_stores names {store:?} twice"));
+            }
+        }
+        Ok(())
     }
 
     /// A hook other than `passthru` runs in sync mode and has the fallback its answer needs.

@@ -84,6 +84,7 @@ impl Registry {
                 max_versions: 1,
                 max_stored_bytes: bytes.len() as u64,
                 max_concurrent_calls: 0,
+                ..TenantCaps::default()
             };
             match this.store.get_tenant(&spec.tenant) {
                 Ok(_) => {}
@@ -99,8 +100,10 @@ impl Registry {
                         max_versions: d.max_versions,
                         max_stored_bytes: d.max_stored_bytes.max(needed.max_stored_bytes),
                         max_concurrent_calls: d.max_concurrent_calls,
+                        ..d
                     };
                     this.store.create_tenant(&spec.tenant, &caps)?;
+                    this.kv.set_caps(&spec.tenant, caps.kv());
                 }
                 Err(e) => return Err(e.into()),
             }

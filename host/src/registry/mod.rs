@@ -26,9 +26,10 @@ use crate::answer::{ConnectPlan, GatherPlan};
 use crate::error::Chain;
 use crate::flow::url_auth::{NoRandomness, Secret};
 use crate::flow::{FlowMode, Hook, RetryPolicy, StatusMap, UrlAuth, UrlAuthKind};
+use crate::kv::{KvGrants, KvSpace};
 use crate::metrics::{FlowFamilies, FlowMetrics};
 use crate::sandbox::{
-    Branch, FlowConfig, Limits, Plugin, Sandbox, SandboxError, TenantShare, hex_sha256,
+    Branch, Grants, Limits, Plugin, Sandbox, SandboxError, TenantShare, hex_sha256,
 };
 use crate::store::{FlowRecord, Store, StoreError, TenantCaps, VersionRecord, now_ms};
 
@@ -90,6 +91,9 @@ pub enum RegistryError {
     /// The component was not compiled: invalid, over its time budget, or too many waiting.
     #[error("{0}")]
     Compile(#[from] CompileError),
+    /// The key-value data could not be loaded, or its writer started.
+    #[error("cannot load the key-value data")]
+    KeyValue(#[source] crate::kv::writer::SinkError),
 }
 
 impl From<StoreError> for RegistryError {
@@ -121,7 +125,8 @@ pub struct Flow {
     pub status: StatusMap,
     pub limits: Limits,
     pub retry: RetryPolicy,
-    pub config: Arc<FlowConfig>,
+    /// What the plugin may reach: config, secrets, key-value stores.
+    pub grants: Arc<Grants>,
     /// The tenant's share of the sandbox, which all its flows' calls count against.
     pub share: Arc<TenantShare>,
     /// How its Passthru URL is authenticated: the secret's digest, checked in memory.
@@ -195,6 +200,8 @@ pub struct Registry {
     /// Each tenant's share of the sandbox, kept across changes to the live table so that calls
     /// in flight and new ones count against the same one.
     shares: Mutex<HashMap<String, Arc<TenantShare>>>,
+    /// Every tenant's key-value data, in memory, with the writer that keeps the store up to date.
+    kv: Arc<KvSpace>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -223,7 +230,12 @@ impl Registry {
     ) -> Result<Self, RegistryError> {
         let artifacts = artifacts::ArtifactCache::open(data_dir, sandbox.compatibility_key())?;
         let compiles = Compiles::start(sandbox.clone(), compiles, worker);
+        let kv = KvSpace::open(store.clone(), now_ms()).map_err(RegistryError::KeyValue)?;
+        for tenant in store.list_tenants()? {
+            kv.set_caps(&tenant.name, tenant.caps.kv());
+        }
         let registry = Self {
+            kv: Arc::new(kv),
             compiles,
             sandbox,
             store,
@@ -261,6 +273,11 @@ impl Registry {
     /// How many flows are live.
     pub fn live_flows(&self) -> usize {
         self.table.load().len()
+    }
+
+    /// Every tenant's key-value data.
+    pub fn kv(&self) -> &Arc<KvSpace> {
+        &self.kv
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -612,7 +629,15 @@ impl Registry {
             status: settings.status,
             limits: settings.limits,
             retry: settings.retry,
-            config: Arc::new(settings.config.clone()),
+            grants: Arc::new(Grants {
+                config: settings.config.clone(),
+                kv: KvGrants::new(
+                    settings
+                        .kv_stores
+                        .iter()
+                        .map(|store| self.kv.bucket(&record.tenant, store)),
+                ),
+            }),
             share: self.share(&record.tenant)?,
             auth: record.auth.clone(),
             metrics: self.flow_metrics.resolve(

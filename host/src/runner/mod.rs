@@ -20,8 +20,8 @@ use crate::call::{self, CallDetails};
 use crate::flow::StatusMap;
 use crate::flow::http::hook_http;
 use crate::sandbox::{
-    Branch, Event, FlowConfig, HookExport, Limits, LogLine, Plugin, Report, Sandbox, SandboxError,
-    SandboxOptions, TenantShare,
+    Branch, Event, FlowConfig, Grants, HookExport, Limits, LogLine, Plugin, Report, Sandbox,
+    SandboxError, SandboxOptions, TenantShare,
 };
 use crate::store::now_ms;
 
@@ -233,7 +233,7 @@ pub async fn run(
         sandbox: &sandbox,
         plugin: &compiled,
         call: &call,
-        config: Arc::new(config),
+        grants: Arc::new(Grants::config(config)),
         share: TenantShare::unlimited(),
         limits: &limits,
         repeat: options.repeat,
@@ -248,8 +248,8 @@ pub async fn run(
     }
     let (report, timing) = prepared
         .calls(|| {
-            let config = prepared.config.clone();
-            sandbox.decide(&compiled, &prepared.share, call.clone(), &limits, config)
+            let grants = prepared.grants.clone();
+            sandbox.decide(&compiled, &prepared.share, call.clone(), &limits, grants)
         })
         .await;
     let elapsed_us = micros(report.elapsed);
@@ -284,7 +284,7 @@ struct Prepared<'a> {
     sandbox: &'a Sandbox,
     plugin: &'a Plugin,
     call: &'a CallDetails,
-    config: Arc<FlowConfig>,
+    grants: Arc<Grants>,
     /// One tenant, whose share is the whole (one-call) pool.
     share: TenantShare,
     limits: &'a Limits,
@@ -347,7 +347,7 @@ async fn record(prepared: &Prepared<'_>, attempt: u32) -> RunOutput {
                 event,
                 prepared.call.clone(),
                 prepared.limits,
-                prepared.config.clone(),
+                prepared.grants.clone(),
             )
         })
         .await;
@@ -390,7 +390,7 @@ async fn answer(prepared: &Prepared<'_>, hook: HookExport, version: Option<&str>
                 hook,
                 prepared.call.clone(),
                 prepared.limits,
-                prepared.config.clone(),
+                prepared.grants.clone(),
             )
         })
         .await;

@@ -29,6 +29,7 @@ macro_rules! world {
                 with: {
                     "passthru:plugin/types": super::passthru::plugin::types,
                     "passthru:plugin/host": super::passthru::plugin::host,
+                    "passthru:plugin/kv": super::passthru::plugin::kv,
                 },
             });
         }

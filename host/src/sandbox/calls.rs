@@ -18,7 +18,7 @@ use super::last_words::last_words;
 use super::limits::Limits;
 use super::meter::MAX_HOSTCALL_BYTES;
 use super::output::{self, LogLine};
-use super::state::{CallState, FlowConfig};
+use super::state::{CallState, Grants};
 use crate::call::CallDetails;
 
 /// The longest a reason from a plugin is kept; longer ones are cut.
@@ -97,7 +97,7 @@ impl Sandbox {
         share: &TenantShare,
         call: CallDetails,
         limits: &Limits,
-        config: Arc<FlowConfig>,
+        grants: Arc<Grants>,
     ) -> CallReport {
         let export = Export {
             name: "decide",
@@ -108,7 +108,7 @@ impl Sandbox {
             share,
             export,
             limits,
-            config,
+            grants,
             async move |pre, store| {
                 let call = wit::CallDetails::from(call);
                 let instance = pre.instantiate_async(&mut *store).await?;
@@ -131,7 +131,7 @@ impl Sandbox {
         event: Event,
         call: CallDetails,
         limits: &Limits,
-        config: Arc<FlowConfig>,
+        grants: Arc<Grants>,
     ) -> RecordReport {
         let export = Export {
             name: "record",
@@ -142,7 +142,7 @@ impl Sandbox {
             share,
             export,
             limits,
-            config,
+            grants,
             async move |pre, store| {
                 let call = wit::CallDetails::from(call);
                 let event = wit::Event {
@@ -175,7 +175,7 @@ impl Sandbox {
         share: &TenantShare,
         export: Export<'_, P>,
         limits: &Limits,
-        config: Arc<FlowConfig>,
+        grants: Arc<Grants>,
         run: impl AsyncFnOnce(&P, &mut Store<CallState>) -> wasmtime::Result<Result<T, SandboxError>>,
     ) -> Report<T> {
         let weight = plugin.weight;
@@ -204,7 +204,7 @@ impl Sandbox {
                 limits.memory_mb
             ));
         };
-        let (mut store, started) = self.new_store(limits, config);
+        let (mut store, started) = self.new_store(limits, grants);
         let outcome = match (export.pre, prepare_store(&mut store, limits)) {
             (_, Err(error)) => Err(error),
             (None, Ok(())) => Err(missing_export(export.name)),
@@ -216,12 +216,12 @@ impl Sandbox {
         self.finish(plugin, store, started, outcome, limits)
     }
 
-    /// A store for one call, with its memory cap and the flow's config.
-    fn new_store(&self, limits: &Limits, config: Arc<FlowConfig>) -> (Store<CallState>, Instant) {
+    /// A store for one call, with its memory cap and what the flow grants.
+    fn new_store(&self, limits: &Limits, grants: Arc<Grants>) -> (Store<CallState>, Instant) {
         let started = Instant::now();
         let memory_bytes = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
         let deadline = started + limits.deadline();
-        let state = CallState::new(memory_bytes, config, limits.fuel, deadline);
+        let state = CallState::new(memory_bytes, grants, limits.fuel, deadline);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);

@@ -12,7 +12,7 @@ use super::engine::{Plugin, Sandbox};
 use super::error::SandboxError;
 use super::limits::Limits;
 use super::output;
-use super::state::FlowConfig;
+use super::state::Grants;
 use crate::answer::{
     CallPlayback, ConnectPlan, GatherPlan, Media, MusicOnHold, PlaybackTo, RecordingChannels,
     check_case, check_text,
@@ -78,7 +78,7 @@ impl Sandbox {
         hook: HookExport,
         call: CallDetails,
         limits: &Limits,
-        config: Arc<FlowConfig>,
+        grants: Arc<Grants>,
     ) -> HookReport {
         let call = wit::CallDetails::from(call);
         // Each hook's export has its own world, so its own prepared instance and call method:
@@ -94,7 +94,7 @@ impl Sandbox {
                     share,
                     export,
                     limits,
-                    config,
+                    grants,
                     async move |pre, store| {
                         let instance = pre.instantiate_async(&mut *store).await?;
                         Ok($check(instance.$method(&mut *store, &call).await?))

@@ -50,4 +50,4 @@ pub use meter::{
 };
 pub use output::{LogLevel, LogLine, MAX_LOG_BYTES, MAX_LOG_LINES, trace_lines};
 pub use precompiled::{Compiled, hex_sha256};
-pub use state::FlowConfig;
+pub use state::{FlowConfig, Grants, MAX_KV_WRITES_PER_CALL};

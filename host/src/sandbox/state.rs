@@ -9,12 +9,38 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::passthru::plugin::{host, types};
+use super::bindings::passthru::plugin::{host, kv, types};
 use super::meter::{HostBudget, MAX_RESOURCES};
 use super::output::{LogLevel, SharedLog};
+use crate::kv::{KvError, KvGrants, expiry};
 
 /// A flow's configured keys and values, as the plugin reads them through `config`.
 pub type FlowConfig = BTreeMap<String, String>;
+
+/// What a flow lets its plugin reach: its config (secrets included) and its key-value stores.
+/// Built once when the flow goes live; its calls share it.
+#[derive(Debug, Default)]
+pub struct Grants {
+    pub config: FlowConfig,
+    pub kv: KvGrants,
+}
+
+impl Grants {
+    /// A flow that grants its config and nothing else.
+    pub fn config(config: FlowConfig) -> Self {
+        Self {
+            config,
+            kv: KvGrants::default(),
+        }
+    }
+}
+
+/// Key-value writes (`set`, `delete`, `increment`) one call may make; past it they answer
+/// `unavailable`. Reads are bounded by the call's fuel alone.
+pub const MAX_KV_WRITES_PER_CALL: u32 = 1000;
+/// What each key-value call costs the call's host budget, in bytes, besides the bytes it moves:
+/// about a map look-up's work.
+const KV_CALL_BYTES: usize = 64;
 
 /// Most table elements one call may hold, all tables together (8 bytes each on the host).
 pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
@@ -24,13 +50,14 @@ pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: CallLimiter,
-    config: Arc<FlowConfig>,
+    grants: Arc<Grants>,
+    kv_writes: u32,
     pub(crate) log: SharedLog,
 }
 
 impl CallState {
     /// A call's store data: `fuel` and `deadline` bound what its imports may do for it too.
-    pub fn new(memory_bytes: usize, config: Arc<FlowConfig>, fuel: u64, deadline: Instant) -> Self {
+    pub fn new(memory_bytes: usize, grants: Arc<Grants>, fuel: u64, deadline: Instant) -> Self {
         let log = SharedLog::new(HostBudget::new(fuel, deadline));
         // No preopens, no environment, no arguments, no network: the builder's defaults deny
         // files, env and args; sockets are turned off explicitly rather than left to an
@@ -48,7 +75,8 @@ impl CallState {
             wasi,
             table,
             limiter: CallLimiter::new(memory_bytes),
-            config,
+            grants,
+            kv_writes: 0,
             log,
         }
     }
@@ -81,20 +109,133 @@ impl host::Host for CallState {
     }
 
     fn config(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        let value = self.config.get(&key).cloned();
+        let value = self.grants.config.get(&key).cloned();
         let bytes = key.len() + value.as_ref().map_or(0, String::len);
         self.log.lock().budget.charge(bytes)?;
         Ok(value)
     }
 
     fn config_entries(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
-        let bytes = self.config.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let bytes = self
+            .grants
+            .config
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
         self.log.lock().budget.charge(bytes)?;
         Ok(self
+            .grants
             .config
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
+    }
+}
+
+impl CallState {
+    /// Charges a key-value call's work to the call, then counts it as a write if it is one.
+    fn charge_kv(
+        &mut self,
+        bytes: usize,
+        write: bool,
+    ) -> wasmtime::Result<Result<(), kv::KvError>> {
+        self.log.lock().budget.charge(KV_CALL_BYTES + bytes)?;
+        if write {
+            if self.kv_writes >= MAX_KV_WRITES_PER_CALL {
+                return Ok(Err(kv::KvError::Unavailable(format!(
+                    "a call may make at most {MAX_KV_WRITES_PER_CALL} key-value writes"
+                ))));
+            }
+            self.kv_writes += 1;
+        }
+        Ok(Ok(()))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl From<KvError> for kv::KvError {
+    fn from(error: KvError) -> Self {
+        match error {
+            KvError::NoSuchStore(m) => kv::KvError::NoSuchStore(m),
+            KvError::Invalid(m) => kv::KvError::Invalid(m),
+            KvError::OverCap(m) => kv::KvError::OverCap(m),
+            KvError::Unavailable(m) => kv::KvError::Unavailable(m),
+        }
+    }
+}
+
+impl CallState {
+    /// A key-value call: its work charged first, then `op` on the store `store` if the flow
+    /// grants it.
+    fn kv_op<T>(
+        &mut self,
+        store: &str,
+        bytes: usize,
+        write: bool,
+        op: impl FnOnce(&crate::kv::Bucket) -> Result<T, KvError>,
+    ) -> wasmtime::Result<Result<T, kv::KvError>> {
+        if let Err(refused) = self.charge_kv(store.len() + bytes, write)? {
+            return Ok(Err(refused));
+        }
+        Ok(self.grants.kv.open(store).and_then(op).map_err(Into::into))
+    }
+}
+
+impl kv::Host for CallState {
+    fn get(
+        &mut self,
+        store: String,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<String>, kv::KvError>> {
+        let found = self.kv_op(&store, key.len(), false, |bucket| {
+            Ok(bucket.get(&key, now_ms()).map(|entry| entry.value))
+        })?;
+        // The value's bytes are work too: copying it into the guest.
+        if let Ok(Some(value)) = &found {
+            self.log.lock().budget.charge(value.len())?;
+        }
+        Ok(found)
+    }
+
+    fn set(
+        &mut self,
+        store: String,
+        key: String,
+        value: String,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<Result<(), kv::KvError>> {
+        let bytes = key.len() + value.len();
+        self.kv_op(&store, bytes, true, |bucket| {
+            bucket.put(&key, value, expiry(now_ms(), ttl_ms)?)
+        })
+    }
+
+    fn delete(
+        &mut self,
+        store: String,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, kv::KvError>> {
+        self.kv_op(&store, key.len(), true, |bucket| {
+            bucket.delete(&key, now_ms())
+        })
+    }
+
+    fn increment(
+        &mut self,
+        store: String,
+        key: String,
+        delta: i64,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<Result<i64, kv::KvError>> {
+        self.kv_op(&store, key.len(), true, |bucket| {
+            let now = now_ms();
+            bucket.increment(&key, delta, expiry(now, ttl_ms)?, now)
+        })
     }
 }
 

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use sqlite::SqliteStore;
 
 use crate::flow::{FlowSettings, Name, UrlAuth};
+use crate::kv::{KvCaps, KvSink};
 use crate::sandbox::{Branch, Limits, LogLine};
 
 #[derive(Debug, thiserror::Error)]
@@ -93,10 +94,24 @@ pub struct TenantCaps {
     /// past it, its calls answer their fallback (`overloaded`) while other tenants' calls run.
     /// 0, the default: the server's `max_calls_per_tenant`.
     pub max_concurrent_calls: u32,
+    /// The longest key of the tenant's key-value data, in bytes.
+    #[schema(minimum = 1, maximum = 16384)]
+    pub max_kv_key_bytes: u32,
+    /// The largest value of the tenant's key-value data, in bytes.
+    #[schema(minimum = 1, maximum = 196608)]
+    pub max_kv_value_bytes: u32,
+    /// How many keys the tenant may keep, all its stores together.
+    #[schema(minimum = 1)]
+    pub max_kv_keys: u64,
+    /// How many bytes of keys and values the tenant may keep, all its stores together. Every
+    /// node holds them in memory.
+    #[schema(minimum = 1)]
+    pub max_kv_bytes: u64,
 }
 
 impl Default for TenantCaps {
     fn default() -> Self {
+        let kv = KvCaps::default();
         Self {
             max_plugin_bytes: 64 << 20,
             max_fuel: 1_000_000_000,
@@ -106,6 +121,22 @@ impl Default for TenantCaps {
             max_versions: 1000,
             max_stored_bytes: 1 << 30,
             max_concurrent_calls: 0,
+            max_kv_key_bytes: kv.max_key_bytes as u32,
+            max_kv_value_bytes: kv.max_value_bytes as u32,
+            max_kv_keys: kv.max_keys,
+            max_kv_bytes: kv.max_bytes,
+        }
+    }
+}
+
+impl TenantCaps {
+    /// The caps of the tenant's key-value data.
+    pub fn kv(&self) -> KvCaps {
+        KvCaps {
+            max_key_bytes: self.max_kv_key_bytes as usize,
+            max_value_bytes: self.max_kv_value_bytes as usize,
+            max_keys: self.max_kv_keys,
+            max_bytes: self.max_kv_bytes,
         }
     }
 }
@@ -278,8 +309,8 @@ pub trait RecordSink: Send + Sync + 'static {
     fn prune_decisions(&self, before_ms: i64) -> StoreResult<u64>;
 }
 
-/// The persistence the server needs. Blocking; never called on the request path.
-pub trait Store: RecordSink {
+/// The persistence the server needs (the key-value writer's part is [`KvSink`]). Blocking; never called on the request path.
+pub trait Store: RecordSink + KvSink {
     fn create_tenant(&self, name: &str, caps: &TenantCaps) -> StoreResult<Tenant>;
     fn get_tenant(&self, name: &str) -> StoreResult<Tenant>;
     fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;

@@ -78,8 +78,9 @@ pub mod bindings {
             export_macro_name: "__export_recorder",
             default_bindings_module: "passthru_sdk::bindings::recorder",
             with: {
-                "passthru:plugin/types@0.1.2": crate::bindings::passthru::plugin::types,
-                "passthru:plugin/host@0.1.2": crate::bindings::passthru::plugin::host,
+                "passthru:plugin/types@0.1.3": crate::bindings::passthru::plugin::types,
+                "passthru:plugin/host@0.1.3": crate::bindings::passthru::plugin::host,
+                "passthru:plugin/kv@0.1.3": crate::bindings::passthru::plugin::kv,
             },
         });
     }
@@ -93,8 +94,9 @@ pub mod bindings {
             export_macro_name: "__export_plugin",
             default_bindings_module: "passthru_sdk::bindings::plugin",
             with: {
-                "passthru:plugin/types@0.1.2": crate::bindings::passthru::plugin::types,
-                "passthru:plugin/host@0.1.2": crate::bindings::passthru::plugin::host,
+                "passthru:plugin/types@0.1.3": crate::bindings::passthru::plugin::types,
+                "passthru:plugin/host@0.1.3": crate::bindings::passthru::plugin::host,
+                "passthru:plugin/kv@0.1.3": crate::bindings::passthru::plugin::kv,
             },
         });
     }
@@ -111,8 +113,9 @@ pub mod bindings {
                     export_macro_name: $macro,
                     default_bindings_module: $path,
                     with: {
-                        "passthru:plugin/types@0.1.2": crate::bindings::passthru::plugin::types,
-                        "passthru:plugin/host@0.1.2": crate::bindings::passthru::plugin::host,
+                        "passthru:plugin/types@0.1.3": crate::bindings::passthru::plugin::types,
+                        "passthru:plugin/host@0.1.3": crate::bindings::passthru::plugin::host,
+                "passthru:plugin/kv@0.1.3": crate::bindings::passthru::plugin::kv,
                     },
                 });
             }
@@ -532,6 +535,83 @@ pub fn list(value: &str) -> impl Iterator<Item = &str> {
         .filter(|entry| !entry.is_empty())
 }
 
+/// The tenant's key-value data (since package 0.1.3): the named stores the flow grants its
+/// plugin (its `kv_stores` setting), shared by every call of every flow that grants them.
+///
+/// ```no_run
+/// use passthru_sdk::kv;
+///
+/// let agents = kv::Store::open("agents");
+/// if let Ok(Some(agent)) = agents.get("+919800000001") {
+///     // ...
+/// }
+/// agents.set_for("+919800000001", "+919811111111", std::time::Duration::from_secs(86_400))?;
+/// let calls = kv::Store::open("counters").increment("calls-today", 1)?;
+/// # Ok::<(), kv::Error>(())
+/// ```
+///
+/// A read comes from the host's memory; a write is seen at once by every later call and reaches
+/// the disk moments later. A store the flow does not grant is [`Error::NoSuchStore`]; a write past
+/// one of the tenant's caps is [`Error::OverCap`], naming it.
+pub mod kv {
+    use std::time::Duration;
+
+    use crate::bindings::passthru::plugin::kv as host;
+    pub use host::KvError as Error;
+
+    /// One of the stores the flow grants, by name.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Store {
+        name: String,
+    }
+
+    fn millis(ttl: Duration) -> u64 {
+        u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+    }
+
+    impl Store {
+        /// The store named `name`. Nothing is checked until it is used.
+        pub fn open(name: impl Into<String>) -> Self {
+            Self { name: name.into() }
+        }
+
+        pub fn name(&self) -> &str {
+            &self.name
+        }
+
+        /// The value of `key`, or `None` when it is not set or has expired.
+        pub fn get(&self, key: &str) -> Result<Option<String>, Error> {
+            host::get(&self.name, key)
+        }
+
+        /// Sets `key` to `value`, for good.
+        pub fn set(&self, key: &str, value: &str) -> Result<(), Error> {
+            host::set(&self.name, key, value, None)
+        }
+
+        /// Sets `key` to `value` until `ttl` from now (rounded down to milliseconds, at least 1).
+        pub fn set_for(&self, key: &str, value: &str, ttl: Duration) -> Result<(), Error> {
+            host::set(&self.name, key, value, Some(millis(ttl)))
+        }
+
+        /// Removes `key`; whether it was set.
+        pub fn delete(&self, key: &str) -> Result<bool, Error> {
+            host::delete(&self.name, key)
+        }
+
+        /// Adds `delta` to the whole number in `key` (0 when missing) and returns the sum; the key
+        /// keeps its time to live.
+        pub fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
+            host::increment(&self.name, key, delta, None)
+        }
+
+        /// As [`Store::increment`], and the key expires `ttl` from now.
+        pub fn increment_for(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, Error> {
+            host::increment(&self.name, key, delta, Some(millis(ttl)))
+        }
+    }
+}
+
 /// Lines in this call's log, at each level. The log is capped; lines past the cap are counted and
 /// dropped, never an error. `println!` and `eprintln!` also land in the log.
 pub mod log {
@@ -775,6 +855,13 @@ pub mod __private {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_value_error_reads_as_its_message() {
+        let error: Box<dyn std::error::Error> =
+            Box::new(kv::Error::OverCap("max_kv_keys".into()));
+        assert!(error.to_string().contains("max_kv_keys"), "{error}");
+    }
 
     #[test]
     fn the_caller_is_call_from_else_from() {

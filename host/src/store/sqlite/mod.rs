@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 mod admin;
+mod kv;
 mod rows;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -98,6 +99,27 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE flows ADD COLUMN hook TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE decisions ADD COLUMN answer TEXT;
 "#,
+    // Tenants' key-value data (its expiry in Unix ms, null for never), and flows' secrets
+    // (sealed: nonce and ciphertext, see `crate::secrets`).
+    r#"
+    CREATE TABLE kv (
+        tenant TEXT NOT NULL,
+        store TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        expires_at_ms INTEGER,
+        PRIMARY KEY (tenant, store, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX kv_by_expiry ON kv (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+    CREATE TABLE flow_secrets (
+        tenant TEXT NOT NULL,
+        flow TEXT NOT NULL,
+        key TEXT NOT NULL,
+        sealed BLOB NOT NULL,
+        set_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (tenant, flow, key)
+    );
+"#,
 ];
 
 /// The most records one query returns.
@@ -106,6 +128,8 @@ pub const MAX_PAGE: u32 = 1000;
 pub struct SqliteStore {
     admin: Mutex<Connection>,
     records: Mutex<Connection>,
+    /// The key-value writer's own, so its commits never wait behind the admin API's.
+    kv: Mutex<Connection>,
 }
 
 impl SqliteStore {
@@ -122,9 +146,11 @@ impl SqliteStore {
         let admin = connect(&path, "NORMAL")?;
         migrate(&admin, MIGRATIONS, "database")?;
         let records = connect(&path, "NORMAL")?;
+        let kv = connect(&path, "NORMAL")?;
         Ok(Self {
             admin: Mutex::new(admin),
             records: Mutex::new(records),
+            kv: Mutex::new(kv),
         })
     }
 

@@ -73,8 +73,8 @@ pub(super) struct FlowRow {
     pub(super) hook: String,
 }
 
-/// A flow's hook and its fallback answers besides the branch: the `hook` column, as JSON (`{}`
-/// for a flow stored before hooks existed: the Passthru hook).
+/// A flow's hook and its fallback answers besides the branch, and the key-value stores it grants:
+/// the `hook` column, as JSON (`{}` for a flow stored before hooks existed: the Passthru hook).
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub(super) struct HookColumn {
@@ -87,6 +87,9 @@ pub(super) struct HookColumn {
     pub(super) fallback_connect: Option<crate::answer::ConnectPlan>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) fallback_gather: Option<crate::answer::GatherPlan>,
+    /// Kept here too (since 0.1.3), so that no migration is needed for it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(super) kv_stores: Vec<String>,
 }
 
 impl HookColumn {
@@ -97,6 +100,7 @@ impl HookColumn {
             fallback_text: settings.fallback_text.clone(),
             fallback_connect: settings.fallback_connect.clone(),
             fallback_gather: settings.fallback_gather.clone(),
+            kv_stores: settings.kv_stores.clone(),
         }
     }
 }
@@ -155,6 +159,7 @@ pub(super) fn to_flow(row: FlowRow) -> StoreResult<FlowRecord> {
     settings.fallback_text = hook.fallback_text;
     settings.fallback_connect = hook.fallback_connect;
     settings.fallback_gather = hook.fallback_gather;
+    settings.kv_stores = hook.kv_stores;
     record.auth.kind = UrlAuthKind::parse(&row.auth_kind).ok_or_else(|| StoreError::Unknown {
         what: format!("flow {:?} with URL auth {:?}", record.name, row.auth_kind),
     })?;

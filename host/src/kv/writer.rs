@@ -1,0 +1,215 @@
+//! The thread that writes key-value changes to disk, in order, in batches.
+//!
+//! A change is queued under its bucket's lock (see the module above), so the disk applies each
+//! key's changes in the order memory did. The thread sleeps while nothing is queued; once a change
+//! arrives it waits one [`TICK`] for more, then commits all of them in one transaction: at most one
+//! wake-up per tick however many plugins write, and a plugin never waits for it.
+//!
+//! A [`Barrier`] is answered once everything queued before it is committed (or failed): the admin
+//! API waits on one, so its `200` means the change is on disk.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use super::KvError;
+
+/// How long the writer gathers changes before it commits them: the longest a plugin's write
+/// waits to reach the disk, and about the longest an admin write waits for its answer.
+pub const TICK: Duration = Duration::from_millis(10);
+/// Changes that may wait for the disk before plugins' writes are refused (`unavailable`).
+pub const MAX_PENDING_WRITES: usize = 100_000;
+/// Bytes of keys and values that may wait for the disk before plugins' writes are refused.
+pub const MAX_PENDING_BYTES: usize = 64 << 20;
+
+pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One key as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvRow {
+    pub tenant: Arc<str>,
+    pub store: Arc<str>,
+    pub key: String,
+    pub value: String,
+    pub expires_at_ms: Option<i64>,
+}
+
+/// One change, as the disk applies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvWrite {
+    Put(KvRow),
+    Delete {
+        tenant: Arc<str>,
+        store: Arc<str>,
+        key: String,
+    },
+    /// A bulk import: many puts.
+    Import(Vec<KvRow>),
+    /// Every key expired by `before_ms`.
+    Sweep {
+        before_ms: i64,
+    },
+}
+
+impl KvWrite {
+    fn bytes(&self) -> usize {
+        match self {
+            KvWrite::Put(row) => row.key.len() + row.value.len(),
+            KvWrite::Delete { key, .. } => key.len(),
+            KvWrite::Import(rows) => rows.iter().map(|r| r.key.len() + r.value.len()).sum(),
+            KvWrite::Sweep { .. } => 0,
+        }
+    }
+}
+
+/// Where the keys are kept: what the store implements.
+pub trait KvSink: Send + Sync + 'static {
+    /// Every key not expired by `now_ms`.
+    ///
+    /// # Errors
+    /// The database fails.
+    fn kv_rows(&self, now_ms: i64) -> Result<Vec<KvRow>, SinkError>;
+    /// Applies `writes` in order, in one transaction: all or none.
+    ///
+    /// # Errors
+    /// The database fails; nothing was applied.
+    fn kv_apply(&self, writes: &[KvWrite]) -> Result<(), SinkError>;
+}
+
+enum Message {
+    Write(KvWrite),
+    Barrier(tokio::sync::oneshot::Sender<Result<(), String>>),
+}
+
+/// Waits for the writes queued before it to be committed.
+#[derive(Debug)]
+pub struct Barrier(tokio::sync::oneshot::Receiver<Result<(), String>>);
+
+impl Barrier {
+    /// # Errors
+    /// The commit failed (the message says why), or the writer is gone.
+    pub async fn wait(self) -> Result<(), String> {
+        self.0
+            .await
+            .unwrap_or_else(|_| Err("the key-value writer has stopped".into()))
+    }
+
+    /// As [`Barrier::wait`], off the async runtime.
+    ///
+    /// # Errors
+    /// As [`Barrier::wait`].
+    pub fn wait_blocking(self) -> Result<(), String> {
+        self.0
+            .blocking_recv()
+            .unwrap_or_else(|_| Err("the key-value writer has stopped".into()))
+    }
+}
+
+/// What the writer did, for metrics.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub committed: AtomicU64,
+    pub failed: AtomicU64,
+    pending: AtomicUsize,
+    pending_bytes: AtomicUsize,
+}
+
+/// The queue's sending end and its counters.
+#[derive(Debug)]
+pub struct Writer {
+    tx: mpsc::Sender<Message>,
+    stats: Arc<WriterStats>,
+}
+
+impl Writer {
+    /// Starts the thread over `sink`.
+    ///
+    /// # Errors
+    /// The thread cannot start.
+    pub fn start(sink: Arc<dyn KvSink>) -> Result<Self, SinkError> {
+        let (tx, rx) = mpsc::channel();
+        let stats = Arc::new(WriterStats::default());
+        let thread_stats = stats.clone();
+        std::thread::Builder::new()
+            .name("passthru-kv-writer".into())
+            .spawn(move || run(sink.as_ref(), &rx, &thread_stats))?;
+        Ok(Self { tx, stats })
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Whether a plugin's write may be queued.
+    ///
+    /// # Errors
+    /// [`KvError::Unavailable`] when the disk is too far behind.
+    pub(super) fn room(&self) -> Result<(), KvError> {
+        let pending = self.stats.pending.load(Ordering::Relaxed);
+        let bytes = self.stats.pending_bytes.load(Ordering::Relaxed);
+        if pending >= MAX_PENDING_WRITES || bytes >= MAX_PENDING_BYTES {
+            return Err(KvError::Unavailable(format!(
+                "{pending} key-value writes ({bytes} bytes) are waiting for the disk; try again \
+                 later"
+            )));
+        }
+        Ok(())
+    }
+
+    pub(super) fn send(&self, write: KvWrite) {
+        self.stats.pending.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .pending_bytes
+            .fetch_add(write.bytes(), Ordering::Relaxed);
+        // The thread only stops when every sender is gone, so this cannot fail while `self` lives.
+        let _ = self.tx.send(Message::Write(write));
+    }
+
+    pub(super) fn barrier(&self) -> Barrier {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if let Err(mpsc::SendError(Message::Barrier(done))) = self.tx.send(Message::Barrier(done)) {
+            let _ = done.send(Err("the key-value writer has stopped".into()));
+        }
+        Barrier(wait)
+    }
+}
+
+fn run(sink: &dyn KvSink, rx: &mpsc::Receiver<Message>, stats: &WriterStats) {
+    while let Ok(first) = rx.recv() {
+        std::thread::sleep(TICK);
+        let mut writes = Vec::new();
+        let mut barriers = Vec::new();
+        for message in std::iter::once(first).chain(rx.try_iter()) {
+            match message {
+                Message::Write(write) => writes.push(write),
+                Message::Barrier(done) => barriers.push(done),
+            }
+        }
+        let bytes: usize = writes.iter().map(KvWrite::bytes).sum();
+        let result = match writes.is_empty() {
+            true => Ok(()),
+            false => sink.kv_apply(&writes).map_err(|e| e.to_string()),
+        };
+        match &result {
+            Ok(()) => stats
+                .committed
+                .fetch_add(writes.len() as u64, Ordering::Relaxed),
+            Err(error) => {
+                tracing::error!(
+                    writes = writes.len(),
+                    %error,
+                    "cannot write key-value changes to the database; they are kept in memory \
+                     only until the server restarts"
+                );
+                stats
+                    .failed
+                    .fetch_add(writes.len() as u64, Ordering::Relaxed)
+            }
+        };
+        stats.pending.fetch_sub(writes.len(), Ordering::Relaxed);
+        stats.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        for done in barriers {
+            let _ = done.send(result.clone());
+        }
+    }
+}
