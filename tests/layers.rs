@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 /// Lowest first. A module may use any module of a lower layer, none of its own or a higher one.
 const LAYERS: &[&[&str]] = &[
     // Leaves: formatting errors, escaping guest text for the log; the Exotel query parser (pure);
-    // tenants' key-value data in memory (its disk is a trait the store implements).
-    &["error", "logsafe", "call", "kv"],
+    // tenants' key-value data in memory (its disk is a trait the store implements); sealing
+    // flows' secrets.
+    &["error", "logsafe", "call", "kv", "secrets"],
     // What a hook answers besides a branch, and how Exotel reads it.
     &["answer"],
     // wasmtime: limits, calls, failures.

@@ -35,6 +35,7 @@ async fn start(dir: &Path) -> (Running, Duration) {
             data_dir: Some(dir.to_owned()),
             operator_token: Some(OPERATOR.to_owned()),
             compile_worker: Some(env!("CARGO_BIN_EXE_passthru").into()),
+            secrets_key: None,
         },
     )
     .await

@@ -145,6 +145,11 @@ pub struct ServerConfig {
     /// is generated into `DATA_DIR/operator-token` at the first start.
     #[serde(default)]
     pub operator_token: Option<String>,
+    /// A file holding the key that seals flows' secrets (base64 of 32 bytes; `passthru
+    /// secrets-key` makes one). `PASSTHRU_SECRETS_KEY` wins over this. Without either, no secret
+    /// may be set, and the server refuses to start while secrets are stored.
+    #[serde(default)]
+    pub secrets_key_file: Option<PathBuf>,
     #[serde(default = "default_max_upload_bytes")]
     pub max_upload_bytes: u64,
     /// Where Exotel reaches this server (`https://passthru.example.com`, or with a path prefix
@@ -416,10 +421,13 @@ impl ServerConfig {
                 message,
             })?;
         }
-        if let Some(dir) = &mut config.data_dir
-            && dir.is_relative()
+        for path in [&mut config.data_dir, &mut config.secrets_key_file]
+            .into_iter()
+            .flatten()
         {
-            *dir = base.join(&*dir);
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
         }
         let mut seen = HashSet::new();
         for flow in &mut config.flows {

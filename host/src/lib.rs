@@ -16,5 +16,6 @@ pub mod records;
 pub mod registry;
 pub mod runner;
 pub mod sandbox;
+pub mod secrets;
 pub mod server;
 pub mod store;

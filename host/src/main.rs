@@ -14,6 +14,7 @@ use passthru::runner;
 use passthru::sandbox::{
     DEFAULT_DEADLINE_MS, DEFAULT_FUEL, DEFAULT_MEMORY_MB, FlowConfig, HookExport, Limits,
 };
+use passthru::secrets::{SECRETS_KEY_ENV, SecretsKey};
 use passthru::server::{self, StartOptions};
 use tracing_subscriber::EnvFilter;
 
@@ -87,6 +88,10 @@ enum Command {
         #[arg(long, value_name = "V")]
         exotel_version: Option<String>,
     },
+    /// Print a new random key for flows' secrets (base64 of 32 bytes), to set as
+    /// PASSTHRU_SECRETS_KEY or keep in the file the config's `secrets_key_file` names.
+    #[command(name = "secrets-key")]
+    SecretsKey,
     /// The server's compile worker: compiles the component on stdin, within a memory limit, and
     /// writes the machine code to stdout. The server runs it as a child process per upload.
     #[command(name = "compile-worker", hide = true)]
@@ -140,6 +145,10 @@ fn main() -> anyhow::Result<()> {
         } => {
             init_tracing("info");
             runtime()?.block_on(serve(config, listen, data_dir))
+        }
+        Command::SecretsKey => {
+            println!("{}", SecretsKey::generate()?);
+            Ok(())
         }
         // A child of the server, limited in memory: no async runtime, no logging, nothing but
         // the compile.
@@ -243,6 +252,9 @@ async fn serve(
             .ok()
             .filter(|t| !t.is_empty()),
         compile_worker: None,
+        secrets_key: std::env::var(SECRETS_KEY_ENV)
+            .ok()
+            .filter(|k| !k.is_empty()),
     };
     let started = server::start(&config, options).await?;
     tracing::info!(

@@ -15,6 +15,7 @@ use crate::queue::{Queue, SqliteQueue};
 use crate::records::{self, Recorder, WriterPriority};
 use crate::registry::{CompileWorker, ImportError, Registry, RegistryError};
 use crate::sandbox::{Sandbox, SandboxError};
+use crate::secrets::SecretsKey;
 use crate::store::{SqliteStore, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,8 @@ pub enum StartError {
     Import(#[from] ImportError),
     #[error("the operator's token: {0}")]
     OperatorToken(String),
+    #[error("the secrets key: {0}")]
+    SecretsKey(String),
     #[error("a start-up task failed")]
     Task(#[from] tokio::task::JoinError),
     #[error("cannot make the data directory {path} private")]
@@ -48,6 +51,9 @@ pub struct StartOptions {
     /// The program uploads are compiled in (as `PROGRAM compile-worker`); else this one. A
     /// server embedded in another program (a test binary) names the `passthru` binary here.
     pub compile_worker: Option<PathBuf>,
+    /// `PASSTHRU_SECRETS_KEY`; else the key in the file's `secrets_key_file`; else none (and no
+    /// secrets may be stored).
+    pub secrets_key: Option<String>,
 }
 
 /// A server ready to serve: its state, and what start-up learned.
@@ -74,11 +80,14 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
     let worker = options
         .compile_worker
         .map_or_else(CompileWorker::this_program, CompileWorker::at);
+    let secrets = secrets_key(options.secrets_key, config)?;
     let registry = {
         let (sandbox, dir) = (sandbox.clone(), data_dir.clone());
         tokio::task::spawn_blocking(move || -> Result<Registry, StartError> {
             let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir)?);
-            Ok(Registry::open(sandbox, store, &dir, compiles, worker)?)
+            Ok(Registry::open(
+                sandbox, store, &dir, compiles, worker, secrets,
+            )?)
         })
         .await??
     };
@@ -156,6 +165,23 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
         operator_token_file,
         imported,
     })
+}
+
+/// The operator's secrets key: `given` (the environment's), else the one in the config file's
+/// `secrets_key_file`, else none.
+fn secrets_key(
+    given: Option<String>,
+    config: &ServerConfig,
+) -> Result<Option<SecretsKey>, StartError> {
+    let text = match (given, &config.secrets_key_file) {
+        (Some(text), _) => text,
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| StartError::SecretsKey(format!("cannot read {}: {e}", path.display())))?,
+        (None, None) => return Ok(None),
+    };
+    SecretsKey::from_base64(&text)
+        .map(Some)
+        .map_err(|e| StartError::SecretsKey(e.to_string()))
 }
 
 /// How often expired keys are dropped (a read never sees one, whether dropped yet or not).

@@ -105,6 +105,7 @@ impl TestServer {
                 data_dir: Some(data_dir.to_owned()),
                 operator_token: Some(OPERATOR.to_owned()),
                 compile_worker: Some(PASSTHRU.into()),
+                secrets_key: None,
             },
         )
         .await?;

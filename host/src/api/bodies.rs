@@ -3,8 +3,9 @@
 
 use super::ApiError;
 use super::extract::json_from_bytes;
+use super::kv::{PutValue, check_put_value};
 use super::operator::{NewTenant, TenantChange, checked_caps_change, checked_new_tenant};
-use super::tenant::{Activate, AuthBody, FlowBody, check_flow_body};
+use super::tenant::{Activate, AuthBody, FlowBody, SecretBody, check_flow_body};
 use crate::store::TenantCaps;
 
 /// Which handler's body.
@@ -20,16 +21,22 @@ pub enum AdminBody {
     Activate,
     /// `POST /v1/flows/{flow}/auth`
     Auth,
+    /// `PUT /v1/kv/{store}/keys/{key}`
+    KvValue,
+    /// `PUT /v1/flows/{flow}/secrets/{key}`
+    Secret,
 }
 
 impl AdminBody {
     /// Every body the admin API reads.
-    pub const ALL: [AdminBody; 5] = [
+    pub const ALL: [AdminBody; 7] = [
         AdminBody::NewTenant,
         AdminBody::TenantChange,
         AdminBody::Flow,
         AdminBody::Activate,
         AdminBody::Auth,
+        AdminBody::KvValue,
+        AdminBody::Secret,
     ];
 }
 
@@ -50,6 +57,8 @@ pub fn check_admin_body(kind: AdminBody, bytes: &[u8]) -> Result<(), ApiError> {
         AdminBody::Flow => check_flow_body(&json_from_bytes::<FlowBody>(bytes)?),
         AdminBody::Activate => json_from_bytes::<Activate>(bytes).map(drop),
         AdminBody::Auth => json_from_bytes::<AuthBody>(bytes).map(drop),
+        AdminBody::KvValue => check_put_value(&json_from_bytes::<PutValue>(bytes)?),
+        AdminBody::Secret => json_from_bytes::<SecretBody>(bytes).map(drop),
     }
 }
 

@@ -120,6 +120,15 @@ pub(super) struct PutValue {
     ttl_ms: Option<u64>,
 }
 
+/// Checks a new value's time to live (422 out of range). The key and value are checked against
+/// the tenant's caps by the store.
+///
+/// # Errors
+/// A time to live of 0 or past ten years.
+pub(super) fn check_put_value(body: &PutValue) -> Result<(), ApiError> {
+    expiry(0, body.ttl_ms).map(drop).map_err(ApiError::from)
+}
+
 /// One line of a JSON Lines import.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -302,6 +311,7 @@ pub(super) async fn put_key(
     Json(body): Json<PutValue>,
 ) -> Result<impl IntoResponse, ApiError> {
     let bucket = bucket(&state, &tenant, &store)?;
+    check_put_value(&body)?;
     let expires_at_ms = expiry(now_ms(), body.ttl_ms)?;
     bucket.put(&key, body.value.clone(), expires_at_ms)?;
     committed(&bucket).await?;

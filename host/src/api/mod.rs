@@ -29,7 +29,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::{HeaderValue, Request, StatusCode, Uri, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -126,6 +126,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/flows/{flow}/activate", post(tenant::post_activate))
         .route("/v1/flows/{flow}/rollback", post(tenant::post_rollback))
         .route("/v1/flows/{flow}/auth", post(tenant::post_auth))
+        .route(
+            "/v1/flows/{flow}/secrets/{key}",
+            put(tenant::put_secret).delete(tenant::delete_secret),
+        )
         .route("/v1/flows/{flow}/queue", get(queue::get_queue))
         .route(
             "/v1/flows/{flow}/dead-letters",

@@ -65,6 +65,8 @@ This document is generated from the server's code."
         tenant::post_activate,
         tenant::post_rollback,
         tenant::post_auth,
+        tenant::put_secret,
+        tenant::delete_secret,
         kv::list_stores,
         kv::list_keys,
         kv::get_key,

@@ -236,7 +236,8 @@ impl From<RegistryError> for ApiError {
             | RegistryError::Corrupt { .. }
             | RegistryError::NoRandomness(_)
             | RegistryError::Task(_)
-            | RegistryError::KeyValue(_)) => {
+            | RegistryError::KeyValue(_)
+            | RegistryError::Secrets(_)) => {
                 tracing::error!(error = %Chain(&error), "registry failure");
                 ApiError::Internal
             }

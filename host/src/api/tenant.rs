@@ -20,7 +20,7 @@ use super::{ApiError, AppState};
 use crate::flow::url_auth::{BASIC_USER, Secret};
 use crate::flow::{FlowSettings, Name, UrlAuth, UrlAuthKind};
 use crate::registry::RegistryError;
-use crate::store::{FlowRecord, VersionRecord};
+use crate::store::{FlowRecord, SecretInfo, VersionRecord};
 /// Plugin versions.
 #[derive(Serialize, ToSchema)]
 pub(super) struct VersionList {
@@ -366,8 +366,9 @@ pub(super) async fn put_flow(
         version,
         previous_version: None,
         settings: body.settings,
-        // Kept from the stored flow by `Registry::put_flow`: a PUT never changes it.
+        // Kept from the stored flow by `Registry::put_flow`: a PUT never changes them.
         auth: UrlAuth::default(),
+        secrets: Vec::new(),
         updated_at_ms: 0,
     };
     let created = state.registry.put_flow(record).await?;
@@ -626,6 +627,96 @@ pub(super) async fn post_auth(
     Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(issued)))
 }
 
+/// A secret's value.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SecretBody {
+    /// 4 bytes to 8 KiB.
+    #[schema(min_length = 4, max_length = 8192)]
+    value: String,
+}
+
+/// Set a secret of the flow
+///
+/// The plugin reads it through `config(key)` like any config value, from the flow's next call.
+/// Its value is sealed at rest with the server's secrets key and never returned by any API: the
+/// flow lists its secrets' keys only. Wherever the plugin writes the value into its log or an
+/// error, the host writes `[secret]` instead. A key is either in the flow's `config` or a secret,
+/// not both; replacing the flow (`PUT`) keeps its secrets, deleting it deletes them.
+#[utoipa::path(
+    put,
+    path = "/v1/flows/{flow}/secrets/{key}",
+    operation_id = "putFlowSecret",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(
+        ("flow" = Name, Path, description = "The tenant's flow."),
+        ("key" = String, Path, description = "The config key the plugin reads it as (1 to 128 \
+                                              bytes)."),
+    ),
+    request_body = SecretBody,
+    responses(
+        (status = 200, description = "Set: its key and when, never its value.", body = SecretInfo),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, description = "The flow has 32 secrets already.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The JSON body is larger than 1 MiB.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The server has no secrets key, the key is one of the \
+                                      flow's config keys, or the key or value is out of range.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, response = Internal),
+    ),
+)]
+pub(super) async fn put_secret(
+    TenantAuth(tenant): TenantAuth,
+    State(state): State<AppState>,
+    Path((flow, key)): Path<(String, String)>,
+    Json(body): Json<SecretBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_name("flow", &flow)?;
+    let info = state
+        .registry
+        .set_secret(&tenant, &flow, &key, &body.value)
+        .await?;
+    Ok(axum::Json(info))
+}
+
+/// Delete a secret of the flow
+#[utoipa::path(
+    delete,
+    path = "/v1/flows/{flow}/secrets/{key}",
+    operation_id = "deleteFlowSecret",
+    tag = "tenant",
+    security(("tenantToken" = [])),
+    params(
+        ("flow" = Name, Path, description = "The tenant's flow."),
+        ("key" = String, Path, description = "The secret's key."),
+    ),
+    responses(
+        (status = 204, description = "Deleted: the flow's next call no longer sees it."),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    ),
+)]
+pub(super) async fn delete_secret(
+    TenantAuth(tenant): TenantAuth,
+    State(state): State<AppState>,
+    Path((flow, key)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_name("flow", &flow)?;
+    state.registry.delete_secret(&tenant, &flow, &key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The answer to `POST /v1/flows/{flow}/auth`: the path and, with a `public_url`, the URL.
 fn issued(public_url: Option<&str>, record: &FlowRecord, secret: Option<Secret>) -> AuthIssued {
     let base = format!("/passthru/{}/{}", record.tenant, record.name);
@@ -671,6 +762,7 @@ mod tests {
                 set_at_ms: Some(5),
                 digest: None,
             },
+            secrets: Vec::new(),
             updated_at_ms: 5,
         }
     }

@@ -129,8 +129,9 @@ impl Registry {
             version: version.version,
             previous_version: None,
             settings: spec.settings.clone(),
-            // Kept from the stored flow by `Registry::put_flow`: a PUT never changes it.
+            // Kept from the stored flow by `Registry::put_flow`: a PUT never changes them.
             auth: UrlAuth::default(),
+            secrets: Vec::new(),
             updated_at_ms: 0,
         })
         .await?;

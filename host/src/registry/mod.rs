@@ -31,7 +31,8 @@ use crate::metrics::{FlowFamilies, FlowMetrics};
 use crate::sandbox::{
     Branch, Grants, Limits, Plugin, Sandbox, SandboxError, TenantShare, hex_sha256,
 };
-use crate::store::{FlowRecord, Store, StoreError, TenantCaps, VersionRecord, now_ms};
+use crate::secrets::{MIN_SECRET_BYTES, SECRETS_KEY_ENV, SecretsKey};
+use crate::store::{FlowRecord, SecretInfo, Store, StoreError, TenantCaps, VersionRecord, now_ms};
 
 /// The world a component with these exports targets, named at the package version that last
 /// changed it: `decider` (`decide`), `recorder` (`record`) or `plugin` (both), from 0.1.1; one of
@@ -94,6 +95,9 @@ pub enum RegistryError {
     /// The key-value data could not be loaded, or its writer started.
     #[error("cannot load the key-value data")]
     KeyValue(#[source] crate::kv::writer::SinkError),
+    /// Secrets are stored and the server has no key for them, or the wrong one.
+    #[error("{0}")]
+    Secrets(String),
 }
 
 impl From<StoreError> for RegistryError {
@@ -202,6 +206,8 @@ pub struct Registry {
     shares: Mutex<HashMap<String, Arc<TenantShare>>>,
     /// Every tenant's key-value data, in memory, with the writer that keeps the store up to date.
     kv: Arc<KvSpace>,
+    /// The operator's key for flows' secrets; without it, no secret may be set.
+    secrets: Option<Arc<SecretsKey>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -227,7 +233,9 @@ impl Registry {
         data_dir: &Path,
         compiles: CompileLimits,
         worker: CompileWorker,
+        secrets: Option<SecretsKey>,
     ) -> Result<Self, RegistryError> {
+        check_secrets_key(store.as_ref(), secrets.as_ref())?;
         let artifacts = artifacts::ArtifactCache::open(data_dir, sandbox.compatibility_key())?;
         let compiles = Compiles::start(sandbox.clone(), compiles, worker);
         let kv = KvSpace::open(store.clone(), now_ms()).map_err(RegistryError::KeyValue)?;
@@ -235,6 +243,7 @@ impl Registry {
             kv.set_caps(&tenant.name, tenant.caps.kv());
         }
         let registry = Self {
+            secrets: secrets.map(Arc::new),
             kv: Arc::new(kv),
             compiles,
             sandbox,
@@ -415,11 +424,27 @@ impl Registry {
                     )));
                 }
             }
-            // The URL's secret is set only by `set_auth`: replacing a flow keeps it.
+            // The URL's secret is set only by `set_auth`, and the flow's secrets only by
+            // `set_secret`: replacing a flow keeps them.
             record.auth = existing
                 .as_ref()
                 .map(|old| old.auth.clone())
                 .unwrap_or_default();
+            record.secrets = existing
+                .as_ref()
+                .map(|old| old.secrets.clone())
+                .unwrap_or_default();
+            if let Some(secret) = record
+                .secrets
+                .iter()
+                .find(|s| record.settings.config.contains_key(&s.key))
+            {
+                return Err(RegistryError::BadRequest(format!(
+                    "config key {:?} is a secret of this flow: a key is either in config or a \
+                     secret, not both",
+                    secret.key
+                )));
+            }
             record.previous_version = match &existing {
                 Some(old) if old.plugin == record.plugin && old.version != record.version => {
                     Some(old.version)
@@ -538,6 +563,96 @@ impl Registry {
         Ok((record, secret))
     }
 
+    /// Sets a secret of the flow: sealed with the server's key, stored, and live for the flow's
+    /// next call. Its value is never returned.
+    ///
+    /// # Errors
+    /// No secrets key, a bad key or value, a key of the flow's config, too many secrets, no such
+    /// flow, or the store fails.
+    pub async fn set_secret(
+        self: &Arc<Self>,
+        tenant: &str,
+        flow: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<SecretInfo, RegistryError> {
+        let Some(sealer) = self.secrets.clone() else {
+            return Err(RegistryError::BadRequest(format!(
+                "this server keeps no secrets: its operator has not set {SECRETS_KEY_ENV}"
+            )));
+        };
+        check_secret(key, value)?;
+        let _change = self.changes.lock().await;
+        let this = self.clone();
+        let (tenant, flow, key, value) = (
+            tenant.to_owned(),
+            flow.to_owned(),
+            key.to_owned(),
+            value.to_owned(),
+        );
+        let (info, live) = blocking(move || {
+            let record = this.store.get_flow(&tenant, &flow)?;
+            if record.settings.config.contains_key(&key) {
+                return Err(RegistryError::BadRequest(format!(
+                    "{key:?} is a key of this flow's config: a key is either in config or a \
+                     secret, not both"
+                )));
+            }
+            if record.secrets.len() >= MAX_SECRETS && !record.secrets.iter().any(|s| s.key == key) {
+                return Err(RegistryError::Conflict(format!(
+                    "flow {flow:?} has {MAX_SECRETS} secrets, the most a flow may have"
+                )));
+            }
+            let sealed = sealer
+                .seal((&tenant, &flow, &key), &value)
+                .map_err(|e| RegistryError::Secrets(e.to_string()))?;
+            let info = this
+                .store
+                .put_flow_secret(&tenant, &flow, &key, &sealed, now_ms())?;
+            Ok((info, this.refreshed(&tenant, &flow)?))
+        })
+        .await?;
+        if let Some(live) = live {
+            self.swap(|table| table.insert(Arc::new(live)));
+        }
+        Ok(info)
+    }
+
+    /// Deletes a secret of the flow; the flow's next call no longer sees it.
+    ///
+    /// # Errors
+    /// No such flow or secret, or the store fails.
+    pub async fn delete_secret(
+        self: &Arc<Self>,
+        tenant: &str,
+        flow: &str,
+        key: &str,
+    ) -> Result<(), RegistryError> {
+        let _change = self.changes.lock().await;
+        let this = self.clone();
+        let (tenant, flow, key) = (tenant.to_owned(), flow.to_owned(), key.to_owned());
+        let live = blocking(move || {
+            this.store.get_flow(&tenant, &flow)?;
+            this.store.delete_flow_secret(&tenant, &flow, &key)?;
+            this.refreshed(&tenant, &flow)
+        })
+        .await?;
+        if let Some(live) = live {
+            self.swap(|table| table.insert(Arc::new(live)));
+        }
+        Ok(())
+    }
+
+    /// The live form of a stored flow as it now is, if its tenant is enabled.
+    fn refreshed(&self, tenant: &str, flow: &str) -> Result<Option<Flow>, RegistryError> {
+        let record = self.store.get_flow(tenant, flow)?;
+        let enabled = !self.store.get_tenant(tenant)?.disabled;
+        Ok(match enabled {
+            true => Some(self.live_flow(&record)?),
+            false => None,
+        })
+    }
+
     /// Deletes a flow; it stops answering at once (calls in flight finish).
     ///
     /// # Errors
@@ -629,15 +744,7 @@ impl Registry {
             status: settings.status,
             limits: settings.limits,
             retry: settings.retry,
-            grants: Arc::new(Grants {
-                config: settings.config.clone(),
-                kv: KvGrants::new(
-                    settings
-                        .kv_stores
-                        .iter()
-                        .map(|store| self.kv.bucket(&record.tenant, store)),
-                ),
-            }),
+            grants: Arc::new(self.grants(record)?),
             share: self.share(&record.tenant)?,
             auth: record.auth.clone(),
             metrics: self.flow_metrics.resolve(
@@ -645,6 +752,42 @@ impl Registry {
                 &record.name,
                 settings.mode == FlowMode::Async,
             ),
+        })
+    }
+
+    /// What a stored flow lets its plugin reach: its config with its secrets opened, and its
+    /// key-value stores.
+    fn grants(&self, record: &FlowRecord) -> Result<Grants, RegistryError> {
+        let settings = &record.settings;
+        let mut config = settings.config.clone();
+        let mut secrets = Vec::new();
+        if !record.secrets.is_empty() {
+            let key = self.secrets.as_ref().ok_or_else(|| {
+                RegistryError::Secrets(format!(
+                    "flow {:?} has secrets, and this server has no secrets key",
+                    record.name
+                ))
+            })?;
+            for sealed in self
+                .store
+                .sealed_secrets(Some((&record.tenant, &record.name)))?
+            {
+                let value = key
+                    .open((&sealed.tenant, &sealed.flow, &sealed.key), &sealed.sealed)
+                    .map_err(|e| RegistryError::Secrets(format!("secret {:?}: {e}", sealed.key)))?;
+                config.insert(sealed.key, value.clone());
+                secrets.push(value);
+            }
+        }
+        Ok(Grants {
+            config,
+            kv: KvGrants::new(
+                settings
+                    .kv_stores
+                    .iter()
+                    .map(|store| self.kv.bucket(&record.tenant, store)),
+            ),
+            secrets,
         })
     }
 
@@ -708,6 +851,60 @@ impl Registry {
         // Only admin and start-up paths take this lock, never across an await.
         self.loaded.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The most secrets one flow may have.
+pub const MAX_SECRETS: usize = 32;
+/// The longest secret key and value.
+pub const MAX_SECRET_KEY_BYTES: usize = 128;
+pub const MAX_SECRET_VALUE_BYTES: usize = 8 * 1024;
+
+/// A secret's key is 1 to 128 bytes without control characters; its value is 4 bytes to 8 KiB
+/// (a shorter one could not be blanked out of logs without blanking ordinary text).
+fn check_secret(key: &str, value: &str) -> Result<(), RegistryError> {
+    let bad = |what: String| Err(RegistryError::BadRequest(what));
+    if key.is_empty() || key.len() > MAX_SECRET_KEY_BYTES || key.chars().any(char::is_control) {
+        return bad(format!(
+            "a secret's key is 1 to {MAX_SECRET_KEY_BYTES} bytes without control characters"
+        ));
+    }
+    if !(MIN_SECRET_BYTES..=MAX_SECRET_VALUE_BYTES).contains(&value.len()) {
+        return bad(format!(
+            "a secret's value is {MIN_SECRET_BYTES} to {MAX_SECRET_VALUE_BYTES} bytes, not {}",
+            value.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses to start while secrets are stored that `key` cannot open: none at all without a key,
+/// and with a key, each one (a wrong key is found here, not by the first call that needs it).
+fn check_secrets_key(store: &dyn Store, key: Option<&SecretsKey>) -> Result<(), RegistryError> {
+    let sealed = store.sealed_secrets(None)?;
+    let Some(first) = sealed.first() else {
+        return Ok(());
+    };
+    let Some(key) = key else {
+        return Err(RegistryError::Secrets(format!(
+            "{} flow secrets are stored (the first of tenant {:?}, flow {:?}), and no secrets key \
+             is set: set {SECRETS_KEY_ENV} (or secrets_key_file in the config file) to the key \
+             they were sealed with",
+            sealed.len(),
+            first.tenant,
+            first.flow
+        )));
+    };
+    for secret in &sealed {
+        key.open((&secret.tenant, &secret.flow, &secret.key), &secret.sealed)
+            .map_err(|_| {
+                RegistryError::Secrets(format!(
+                    "the secrets key does not open secret {:?} of tenant {:?}, flow {:?}: it is \
+                     not the key the secrets were sealed with",
+                    secret.key, secret.tenant, secret.flow
+                ))
+            })?;
+    }
+    Ok(())
 }
 
 /// Runs store and compile work off the async runtime.

@@ -2,6 +2,7 @@
 //! the flow's fuel, deadline and memory cap, an instance from the pool, and a [`Report`] of what
 //! it produced and cost; the instance goes back to the pool after, or just after, the answer.
 
+use crate::secrets::redact;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -70,6 +71,26 @@ pub struct Report<T> {
     pub log: Vec<LogLine>,
     /// Log lines dropped past the caps.
     pub log_dropped: u32,
+}
+
+impl<T> Report<T> {
+    /// Blanks `secrets` out of the log and the failure's message (see `crate::secrets::redact`).
+    pub fn redact(&mut self, secrets: &[String]) {
+        for line in &mut self.log {
+            if let Some(clean) = redact(&line.message, secrets) {
+                line.message = clean;
+            }
+        }
+        if let Err(
+            SandboxError::Trap { message }
+            | SandboxError::PluginError { message }
+            | SandboxError::InvalidComponent { message },
+        ) = &mut self.outcome
+            && let Some(clean) = redact(message, secrets)
+        {
+            *message = clean;
+        }
+    }
 }
 
 /// What one `decide` call produced.
@@ -241,6 +262,7 @@ impl Sandbox {
         let elapsed = started.elapsed();
         let wasm_fuel = limits.fuel - store.get_fuel().unwrap_or(0).min(limits.fuel);
         let log = store.data().log.clone();
+        let grants = store.data().grants().clone();
         self.release(plugin, store);
 
         let mut log = log.lock();
@@ -261,13 +283,17 @@ impl Sandbox {
             }
             other => other,
         });
-        Report {
+        let mut report = Report {
             outcome,
             fuel_used,
             elapsed,
             log: std::mem::take(&mut log.lines),
             log_dropped: log.dropped,
+        };
+        if !grants.secrets.is_empty() {
+            report.redact(&grants.secrets);
         }
+        report
     }
 
     /// Returns a finished call's instance to the pool, which resets its memory: a few

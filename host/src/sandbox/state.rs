@@ -23,6 +23,9 @@ pub type FlowConfig = BTreeMap<String, String>;
 pub struct Grants {
     pub config: FlowConfig,
     pub kv: KvGrants,
+    /// The values of the flow's secrets (in `config` too): blanked out of the call's log and
+    /// error messages, wherever the plugin wrote them.
+    pub secrets: Vec<String>,
 }
 
 impl Grants {
@@ -31,6 +34,7 @@ impl Grants {
         Self {
             config,
             kv: KvGrants::default(),
+            secrets: Vec::new(),
         }
     }
 }
@@ -133,6 +137,10 @@ impl host::Host for CallState {
 }
 
 impl CallState {
+    pub(crate) fn grants(&self) -> &Arc<Grants> {
+        &self.grants
+    }
+
     /// Charges a key-value call's work to the call, then counts it as a write if it is one.
     fn charge_kv(
         &mut self,

@@ -233,8 +233,29 @@ pub struct FlowRecord {
     /// How its Passthru URL is authenticated (set by `POST /v1/flows/{flow}/auth`; the secret is
     /// never shown again).
     pub auth: UrlAuth,
+    /// The keys of its secrets (set by `PUT /v1/flows/{flow}/secrets/{key}`): their values are
+    /// never shown, only that they are set. The plugin reads them through `config`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretInfo>,
     /// Milliseconds since the Unix epoch.
     pub updated_at_ms: i64,
+}
+
+/// A flow's secret as listed: its key and when it was set, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SecretInfo {
+    pub key: String,
+    /// Milliseconds since the Unix epoch.
+    pub set_at_ms: i64,
+}
+
+/// A secret as stored: sealed with the operator's key (see `crate::secrets`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    pub tenant: String,
+    pub flow: String,
+    pub key: String,
+    pub sealed: Vec<u8>,
 }
 
 /// What one Passthru call of a sync flow, or one attempt of an async flow's event, did.
@@ -369,7 +390,21 @@ pub trait Store: RecordSink + KvSink {
     fn list_flows(&self, tenant: &str) -> StoreResult<Vec<FlowRecord>>;
     /// Every flow of every enabled tenant: what the server serves at start.
     fn list_live_flows(&self) -> StoreResult<Vec<FlowRecord>>;
+    /// Deletes a flow and its secrets.
     fn delete_flow(&self, tenant: &str, name: &str) -> StoreResult<()>;
+
+    /// Sets (or replaces) a secret of an existing flow.
+    fn put_flow_secret(
+        &self,
+        tenant: &str,
+        flow: &str,
+        key: &str,
+        sealed: &[u8],
+        at_ms: i64,
+    ) -> StoreResult<SecretInfo>;
+    fn delete_flow_secret(&self, tenant: &str, flow: &str, key: &str) -> StoreResult<()>;
+    /// The sealed secrets of one flow, or of every flow when `flow` is `None`.
+    fn sealed_secrets(&self, flow: Option<(&str, &str)>) -> StoreResult<Vec<SealedSecret>>;
 
     fn query_decisions(
         &self,

@@ -8,9 +8,30 @@ use super::rows::{
 };
 use super::{MAX_PAGE, SqliteStore, from_json, json, not_found, write_tx};
 use crate::store::{
-    DecisionFilter, DecisionRecord, FlowRecord, Store, StoreError, StoreResult, Tenant, TenantCaps,
-    TokenInfo, VersionRecord, now_ms,
+    DecisionFilter, DecisionRecord, FlowRecord, SealedSecret, SecretInfo, Store, StoreError,
+    StoreResult, Tenant, TenantCaps, TokenInfo, VersionRecord, now_ms,
 };
+
+impl SqliteStore {
+    /// Lists each flow's secrets (keys only) into its record.
+    fn attach_secrets(&self, flows: &mut [FlowRecord]) -> StoreResult<()> {
+        let conn = self.admin();
+        let mut stmt = conn.prepare_cached(
+            "SELECT key, set_at_ms FROM flow_secrets WHERE tenant = ?1 AND flow = ?2 ORDER BY key",
+        )?;
+        for flow in flows {
+            flow.secrets = stmt
+                .query_map(params![flow.tenant, flow.name], |r| {
+                    Ok(SecretInfo {
+                        key: r.get(0)?,
+                        set_at_ms: r.get(1)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+        }
+        Ok(())
+    }
+}
 
 impl Store for SqliteStore {
     fn create_tenant(&self, name: &str, caps: &TenantCaps) -> StoreResult<Tenant> {
@@ -341,40 +362,116 @@ impl Store for SqliteStore {
                 flow_row,
             )
             .optional()?;
-        to_flow(row.ok_or_else(|| not_found(format!("flow {name:?}")))?)
+        let mut flow = to_flow(row.ok_or_else(|| not_found(format!("flow {name:?}")))?)?;
+        self.attach_secrets(std::slice::from_mut(&mut flow))?;
+        Ok(flow)
     }
 
     fn list_flows(&self, tenant: &str) -> StoreResult<Vec<FlowRecord>> {
-        let conn = self.admin();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {FLOW_COLUMNS} FROM flows WHERE tenant = ?1 ORDER BY name"
-        ))?;
-        collect(stmt.query_map([tenant], flow_row)?, to_flow)
+        let mut flows = {
+            let conn = self.admin();
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {FLOW_COLUMNS} FROM flows WHERE tenant = ?1 ORDER BY name"
+            ))?;
+            collect(stmt.query_map([tenant], flow_row)?, to_flow)?
+        };
+        self.attach_secrets(&mut flows)?;
+        Ok(flows)
     }
 
     fn list_live_flows(&self) -> StoreResult<Vec<FlowRecord>> {
-        let conn = self.admin();
         let columns = FLOW_COLUMNS
             .split(", ")
             .map(|c| format!("f.{}", c.trim()))
             .collect::<Vec<_>>()
             .join(", ");
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {columns} FROM flows f JOIN tenants t ON t.name = f.tenant \
-             WHERE t.disabled = 0 ORDER BY f.tenant, f.name"
-        ))?;
-        collect(stmt.query_map([], flow_row)?, to_flow)
+        let mut flows = {
+            let conn = self.admin();
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {columns} FROM flows f JOIN tenants t ON t.name = f.tenant \
+                 WHERE t.disabled = 0 ORDER BY f.tenant, f.name"
+            ))?;
+            collect(stmt.query_map([], flow_row)?, to_flow)?
+        };
+        self.attach_secrets(&mut flows)?;
+        Ok(flows)
     }
 
     fn delete_flow(&self, tenant: &str, name: &str) -> StoreResult<()> {
-        let changed = self.admin().execute(
+        let conn = self.admin();
+        let tx = write_tx(&conn)?;
+        let changed = tx.execute(
             "DELETE FROM flows WHERE tenant = ?1 AND name = ?2",
             params![tenant, name],
         )?;
         if changed == 0 {
             return Err(not_found(format!("flow {name:?}")));
         }
+        tx.execute(
+            "DELETE FROM flow_secrets WHERE tenant = ?1 AND flow = ?2",
+            params![tenant, name],
+        )?;
+        tx.commit()?;
         Ok(())
+    }
+
+    fn put_flow_secret(
+        &self,
+        tenant: &str,
+        flow: &str,
+        key: &str,
+        sealed: &[u8],
+        at_ms: i64,
+    ) -> StoreResult<SecretInfo> {
+        let conn = self.admin();
+        let tx = write_tx(&conn)?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM flows WHERE tenant = ?1 AND name = ?2)",
+            params![tenant, flow],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Err(not_found(format!("flow {flow:?}")));
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO flow_secrets (tenant, flow, key, sealed, set_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![tenant, flow, key, sealed, at_ms],
+        )?;
+        tx.commit()?;
+        Ok(SecretInfo {
+            key: key.to_owned(),
+            set_at_ms: at_ms,
+        })
+    }
+
+    fn delete_flow_secret(&self, tenant: &str, flow: &str, key: &str) -> StoreResult<()> {
+        let changed = self.admin().execute(
+            "DELETE FROM flow_secrets WHERE tenant = ?1 AND flow = ?2 AND key = ?3",
+            params![tenant, flow, key],
+        )?;
+        if changed == 0 {
+            return Err(not_found(format!("secret {key:?} of flow {flow:?}")));
+        }
+        Ok(())
+    }
+
+    fn sealed_secrets(&self, flow: Option<(&str, &str)>) -> StoreResult<Vec<SealedSecret>> {
+        let conn = self.admin();
+        let mut stmt = conn.prepare_cached(
+            "SELECT tenant, flow, key, sealed FROM flow_secrets \
+             WHERE (?1 IS NULL OR (tenant = ?1 AND flow = ?2)) ORDER BY tenant, flow, key",
+        )?;
+        let (tenant, name) = flow.unzip();
+        let rows = stmt.query_map(params![tenant, name], |r| {
+            Ok(SealedSecret {
+                tenant: r.get(0)?,
+                flow: r.get(1)?,
+                key: r.get(2)?,
+                sealed: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn query_decisions(

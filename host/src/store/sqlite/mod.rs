@@ -334,6 +334,7 @@ mod tests {
                 set_at_ms: Some(9),
                 digest: Some([7; 32]),
             },
+            secrets: Vec::new(),
             updated_at_ms: 7,
         }
     }

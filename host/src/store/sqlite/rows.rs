@@ -126,6 +126,8 @@ pub(super) fn flow_row(row: &Row<'_>) -> rusqlite::Result<FlowRow> {
                 set_at_ms: row.get(15)?,
                 ..UrlAuth::default()
             },
+            // Filled from `flow_secrets` by the caller.
+            secrets: Vec::new(),
             updated_at_ms: row.get(11)?,
         },
         mode: row.get(5)?,

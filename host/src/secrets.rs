@@ -1,0 +1,187 @@
+//! Flows' secrets, sealed at rest: ChaCha20-Poly1305 with a key the operator provides.
+//!
+//! A secret is sealed with a fresh random nonce and, as associated data, the tenant, flow and key
+//! it belongs to: a sealed value copied onto another flow's row does not open. The key never
+//! touches the database; without it the server refuses to start while secrets are stored, rather
+//! than serve flows without them.
+//!
+//! [`redact`] is what keeps a secret out of logs and records when a plugin writes one there.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+
+/// The environment variable that holds the key (base64 of 32 bytes).
+pub const SECRETS_KEY_ENV: &str = "PASSTHRU_SECRETS_KEY";
+/// Bytes of nonce in front of each sealed value.
+const NONCE_BYTES: usize = 12;
+/// What a secret in a log line or record is replaced with.
+pub const REDACTED: &str = "[secret]";
+/// Secret values shorter than this are not searched for in logs: a 1- to 3-byte value would
+/// blank out ordinary text, and is no secret worth the name. The API refuses them.
+pub const MIN_SECRET_BYTES: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error(
+        "the secrets key must be 32 bytes written in base64 (`passthru secrets-key` makes one)"
+    )]
+    BadKey,
+    #[error("cannot draw a nonce from the operating system")]
+    NoRandomness,
+    #[error("a sealed secret does not open with this key")]
+    WrongKey,
+}
+
+/// The operator's key.
+pub struct SecretsKey(ChaCha20Poly1305);
+
+impl std::fmt::Debug for SecretsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretsKey(..)")
+    }
+}
+
+impl SecretsKey {
+    /// Reads a key written as base64 (surrounding whitespace ignored).
+    ///
+    /// # Errors
+    /// Not base64, or not 32 bytes.
+    pub fn from_base64(text: &str) -> Result<Self, SecretsError> {
+        let bytes = STANDARD
+            .decode(text.trim())
+            .map_err(|_| SecretsError::BadKey)?;
+        if bytes.len() != 32 {
+            return Err(SecretsError::BadKey);
+        }
+        Ok(Self(ChaCha20Poly1305::new(Key::from_slice(&bytes))))
+    }
+
+    /// A new random key, as base64.
+    ///
+    /// # Errors
+    /// The operating system's random source failed.
+    pub fn generate() -> Result<String, SecretsError> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|_| SecretsError::NoRandomness)?;
+        Ok(STANDARD.encode(key))
+    }
+
+    /// Seals `value` for `tenant/flow/key`: nonce, then ciphertext and tag.
+    ///
+    /// # Errors
+    /// No randomness for the nonce.
+    pub fn seal(
+        &self,
+        (tenant, flow, key): (&str, &str, &str),
+        value: &str,
+    ) -> Result<Vec<u8>, SecretsError> {
+        let mut nonce = [0u8; NONCE_BYTES];
+        getrandom::fill(&mut nonce).map_err(|_| SecretsError::NoRandomness)?;
+        let aad = associated(tenant, flow, key);
+        let sealed = self
+            .0
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: value.as_bytes(),
+                    aad: &aad,
+                },
+            )
+            // Only for messages past 256 GiB.
+            .map_err(|_| SecretsError::WrongKey)?;
+        Ok([&nonce[..], &sealed].concat())
+    }
+
+    /// Opens what [`SecretsKey::seal`] sealed for `tenant/flow/key`.
+    ///
+    /// # Errors
+    /// Another key sealed it, it was sealed for another flow or key, or it was altered.
+    pub fn open(
+        &self,
+        (tenant, flow, key): (&str, &str, &str),
+        sealed: &[u8],
+    ) -> Result<String, SecretsError> {
+        if sealed.len() < NONCE_BYTES {
+            return Err(SecretsError::WrongKey);
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_BYTES);
+        let aad = associated(tenant, flow, key);
+        let plain = self
+            .0
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| SecretsError::WrongKey)?;
+        String::from_utf8(plain).map_err(|_| SecretsError::WrongKey)
+    }
+}
+
+/// What a sealed value is bound to. Names hold no NUL, so the joins are unambiguous.
+fn associated(tenant: &str, flow: &str, key: &str) -> Vec<u8> {
+    format!("passthru-secret\0{tenant}\0{flow}\0{key}").into_bytes()
+}
+
+/// `text` with every occurrence of each of `secrets` replaced by [`REDACTED`]; `None` when none
+/// occurs (the common case allocates nothing).
+pub fn redact(text: &str, secrets: &[String]) -> Option<String> {
+    let mut out: Option<String> = None;
+    for secret in secrets.iter().filter(|s| s.len() >= MIN_SECRET_BYTES) {
+        let current = out.as_deref().unwrap_or(text);
+        if current.contains(secret.as_str()) {
+            out = Some(current.replace(secret.as_str(), REDACTED));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SecretsKey {
+        SecretsKey::from_base64(&SecretsKey::generate().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_sealed_secret_opens_only_with_its_key_and_for_its_flow_and_key() {
+        let k = key();
+        let sealed = k.seal(("acme", "crm", "token"), "s3cr3t").unwrap();
+        assert!(!sealed.windows(6).any(|w| w == b"s3cr3t"));
+        assert_eq!(k.open(("acme", "crm", "token"), &sealed).unwrap(), "s3cr3t");
+        for place in [
+            ("rival", "crm", "token"),
+            ("acme", "ivr", "token"),
+            ("acme", "crm", "other"),
+        ] {
+            assert!(k.open(place, &sealed).is_err(), "{place:?}");
+        }
+        assert!(key().open(("acme", "crm", "token"), &sealed).is_err());
+        let mut altered = sealed.clone();
+        *altered.last_mut().unwrap() ^= 1;
+        assert!(k.open(("acme", "crm", "token"), &altered).is_err());
+        assert!(k.open(("acme", "crm", "token"), &sealed[..5]).is_err());
+    }
+
+    #[test]
+    fn a_key_is_32_bytes_of_base64() {
+        assert!(SecretsKey::from_base64("not base64!").is_err());
+        assert!(SecretsKey::from_base64(&STANDARD.encode([1u8; 16])).is_err());
+        assert!(SecretsKey::from_base64(&format!(" {}\n", STANDARD.encode([1u8; 32]))).is_ok());
+    }
+
+    #[test]
+    fn secrets_are_redacted_wherever_they_occur() {
+        let secrets = vec!["hunter22".to_owned(), "abc".to_owned(), "tok-9".to_owned()];
+        assert_eq!(redact("nothing here, abc", &secrets), None);
+        assert_eq!(
+            redact("auth hunter22 then tok-9/hunter22", &secrets).unwrap(),
+            "auth [secret] then [secret]/[secret]"
+        );
+    }
+}
