@@ -5,6 +5,10 @@
 //! 3, at most 5) and the agent who picks up hears the `vip_playback` text, if set. `caller_id` is
 //! the ExoPhone the agent sees, `record = "true"` records the call (both sides on their own
 //! channel), and `ring_seconds` bounds how long each number rings.
+//!
+//! The same plugin exists in Python, JavaScript and C (`python/agent-dialer`, `js/agent-dialer`,
+//! `c/agent-dialer`), plan for plan, reason for reason: the reasons are plain text, not Rust's
+//! `Debug` quoting, so that every language can write them byte for byte.
 
 use passthru_sdk::{
     Call, CallPlayback, ConnectPlan, Media, PlaybackTo, RecordingChannels, config, list, log,
@@ -57,7 +61,11 @@ fn plan(settings: &Settings, caller: Option<&str>) -> ConnectPlan {
     let caller = caller.unwrap_or("");
     let vip = !caller.is_empty() && list(&settings.vip_numbers).any(|n| n == caller);
     if !vip {
-        return plan.because(format!("caller {caller:?}: the team in order"));
+        return plan.because(if caller.is_empty() {
+            "no caller number: the team in order".to_owned()
+        } else {
+            format!("caller {caller}: the team in order")
+        });
     }
     let parallel = settings.vip_parallel.unwrap_or(3).clamp(1, 5);
     plan.parallel_attempts = Some(parallel);
@@ -95,6 +103,10 @@ mod tests {
             plan.recording_channels,
             Some(RecordingChannels::Dual)
         ));
+        assert_eq!(
+            plan.reason.as_deref(),
+            Some("caller +919822222222: the team in order")
+        );
     }
 
     #[test]
@@ -103,6 +115,10 @@ mod tests {
         assert_eq!(plan.parallel_attempts, Some(3));
         let playback = plan.start_call_playback.expect("a playback");
         assert!(matches!(playback.media, Media::Text(ref t) if t == "A VIP is calling"));
+        assert_eq!(
+            plan.reason.as_deref(),
+            Some("caller +919811111111 is a VIP: 3 at once")
+        );
         let many = Settings {
             vip_parallel: Some(9),
             ..settings()
@@ -120,6 +136,11 @@ mod tests {
             ..settings()
         };
         assert_eq!(plan(&none, Some("")).parallel_attempts, None);
-        assert_eq!(plan(&settings(), None).parallel_attempts, None);
+        let nobody = plan(&settings(), None);
+        assert_eq!(nobody.parallel_attempts, None);
+        assert_eq!(
+            nobody.reason.as_deref(),
+            Some("no caller number: the team in order")
+        );
     }
 }
