@@ -7,12 +7,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{ASYNC_PROBE, Api, IVR_MENU, TempDir, TestServer, body};
+use common::{ASYNC_PROBE, Api, IVR_MENU, TempDir, TestServer, body, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-/// How long a test waits for background work before it fails.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Creates `tenant` with a token, uploads the probe as plugin `probe`, and binds `flows` (name,
 /// extra flow fields) in async mode.
@@ -66,22 +63,6 @@ async fn send(
         assert_eq!(response.headers()["x-passthru-outcome"], "queued");
     }
     Ok((status, id))
-}
-
-/// Polls `check` until it gives a value, or fails the test after [`PATIENCE`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        anyhow::ensure!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Every decision record of a call, oldest first.

@@ -251,3 +251,22 @@ pub async fn body(response: Response) -> anyhow::Result<(u16, Value)> {
 pub fn now_ms() -> i64 {
     passthru::store::now_ms()
 }
+
+/// How long [`eventually`] waits: long, so that only a real failure (not a busy machine) ends it.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Polls `check` until it gives a value, or fails the test after [`PATIENCE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        anyhow::ensure!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

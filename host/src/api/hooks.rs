@@ -151,6 +151,7 @@ fn record(
         flow: &flow.name,
         plugin: &flow.plugin_name,
         version: flow.version,
+        secrets: &flow.grants.secrets,
     };
     let answer = Answer {
         branch,

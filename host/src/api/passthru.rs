@@ -342,6 +342,7 @@ fn decision_record(
         flow: &flow.name,
         plugin: &flow.plugin_name,
         version: flow.version,
+        secrets: &flow.grants.secrets,
     };
     let answer = Answer {
         branch,

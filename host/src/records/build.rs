@@ -3,6 +3,7 @@
 //! sandbox measured ([`Usage`]).
 
 use crate::sandbox::{Branch, LogLine, Report, SandboxError};
+use crate::secrets::redact;
 use crate::store::{DecisionRecord, now_ms};
 
 /// The flow and plugin version a record is about.
@@ -12,6 +13,9 @@ pub struct Subject<'a> {
     pub flow: &'a str,
     pub plugin: &'a str,
     pub version: u32,
+    /// The flow's secrets' values: blanked out of the reason and the answer (the sandbox has
+    /// done so in the log and the error already).
+    pub secrets: &'a [String],
 }
 
 /// What the call came to.
@@ -67,9 +71,13 @@ impl DecisionRecord {
             call_sid,
             branch: answer.branch,
             outcome: answer.outcome,
-            reason: answer.reason,
+            reason: answer
+                .reason
+                .map(|r| redact(&r, subject.secrets).unwrap_or(r)),
             error: answer.error,
-            answer: answer.answer,
+            answer: answer
+                .answer
+                .map(|a| redact(&a, subject.secrets).unwrap_or(a)),
             fuel_used: usage.fuel_used,
             elapsed_us: usage.elapsed_us,
             log: usage.log,
@@ -108,6 +116,7 @@ mod tests {
                 flow: "f",
                 plugin: "p",
                 version: 3,
+                secrets: &[],
             },
             Some("sid".into()),
             Answer {

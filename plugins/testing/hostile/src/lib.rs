@@ -15,6 +15,9 @@
 //!   about 215 million fuel and, in a debug host, most of a second: raise both limits.
 //! - `log-flood`: calls the host's `log` 100,000 times, then answers `success`. Needs about 80
 //!   million fuel.
+//! - `leak`: writes every config entry (`key=value`, secrets included) to its log and stdout,
+//!   and answers `success` with all of them in its reason: what the host must blank out.
+//! - `leak-trap`: panics with the config value `token` in its message.
 //! - `escape`: tries what a sandboxed plugin must not be able to do: read a file, list the
 //!   environment and the arguments, see a preopened directory, open a TCP connection. Answers
 //!   `success` with reason `contained` if every attempt failed or saw nothing, else `failure` with
@@ -42,7 +45,7 @@
 
 use std::hint::black_box;
 
-use passthru_sdk::{Call, Decision, config, log};
+use passthru_sdk::{Call, Decision, config, config_entries, log};
 
 /// How many lines (`stdout-flood`) or log calls (`log-flood`) a flood makes.
 const FLOOD_COUNT: usize = 100_000;
@@ -64,6 +67,21 @@ fn decide(_call: &Call) -> Decision {
         }
         Some("escape") => escape(),
         Some("trap") => panic!("hostile plugin: deliberate trap"),
+        Some("leak") => {
+            let entries: Vec<String> = config_entries()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            for entry in &entries {
+                log::info(entry);
+                println!("{entry}");
+            }
+            Decision::success(format!("leaked {}", entries.join(" ")))
+        }
+        Some("leak-trap") => panic!(
+            "leaking token={}",
+            config("token").unwrap_or_default()
+        ),
         Some("stdout-flood") => {
             let line = "x".repeat(200);
             for _ in 0..FLOOD_COUNT {
