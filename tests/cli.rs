@@ -5,7 +5,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{ASYNC_PROBE, GEO_ROUTER, HOOK_PROBE, HOSTILE, IVR_MENU, VIP_CALLER, samples};
+use common::{
+    ASYNC_PROBE, GEO_ROUTER, HOOK_PROBE, HOSTILE, IVR_MENU, STICKY_AGENT, VIP_CALLER, samples,
+};
 use serde_json::Value;
 
 /// A folder of this test process's own, so runs never touch the user's cache.
@@ -154,6 +156,44 @@ fn the_failure_branch_exits_zero_with_status_302() -> anyhow::Result<()> {
     assert_eq!(code, 0, "{json}");
     assert_eq!(json["decision"], "failure");
     assert_eq!(json["status"], 302);
+    Ok(())
+}
+
+#[test]
+fn key_value_stores_are_granted_in_memory_and_filled_from_a_file() -> anyhow::Result<()> {
+    let dir = scratch("kv");
+    std::fs::create_dir_all(&dir)?;
+    let agents = dir.join("agents.csv");
+    std::fs::write(&agents, "key,value\n09800000001,09811111111\n")?;
+    let store = format!("agents={}", agents.display());
+    let query = "CallFrom=09800000001";
+    let (code, json) = run(&[STICKY_AGENT, "--query", query, "--kv-store", &store])?;
+    assert_eq!(
+        (code, &json["decision"]),
+        (0, &Value::from("success")),
+        "{json}"
+    );
+    assert!(
+        json["reason"].as_str().unwrap().contains("09811111111"),
+        "{json}"
+    );
+
+    // Without the store, the plugin is told it is not granted.
+    let (_, json) = run(&[STICKY_AGENT, "--query", query])?;
+    assert_eq!(json["decision"], "failure");
+    assert!(
+        json["reason"].as_str().unwrap().contains("does not grant"),
+        "{json}"
+    );
+
+    // A bad file is refused, naming the line.
+    std::fs::write(&agents, "key,value\n\"unterminated\n")?;
+    let (code, json) = run(&[STICKY_AGENT, "--query", query, "--kv-store", &store])?;
+    assert_eq!(
+        (code, &json["error"]["kind"]),
+        (2, &Value::from("invalid_kv")),
+        "{json}"
+    );
     Ok(())
 }
 

@@ -87,6 +87,11 @@ enum Command {
         /// The `Exotel-Version` header of the hook's request (`1.1`: the call-centre Connect).
         #[arg(long, value_name = "V")]
         exotel_version: Option<String>,
+        /// Grant the plugin a key-value store, kept in memory, empty or filled from FILE (JSON
+        /// Lines, or CSV when FILE ends in .csv, as the import API reads them); repeatable. What
+        /// one call writes, the next of `--repeat` sees.
+        #[arg(long = "kv-store", value_name = "NAME[=FILE]", value_parser = parse_kv_store)]
+        kv_stores: Vec<(String, Option<PathBuf>)>,
     },
     /// Print a new random key for flows' secrets (base64 of 32 bytes), to set as
     /// PASSTHRU_SECRETS_KEY or keep in the file the config's `secrets_key_file` names.
@@ -108,6 +113,13 @@ enum Command {
 
 /// The environment variable that sets the operator's token.
 const OPERATOR_TOKEN_ENV: &str = "PASSTHRU_OPERATOR_TOKEN";
+
+fn parse_kv_store(s: &str) -> Result<(String, Option<PathBuf>), String> {
+    Ok(match s.split_once('=') {
+        Some((name, file)) => (name.to_owned(), Some(PathBuf::from(file))),
+        None => (s.to_owned(), None),
+    })
+}
 
 fn parse_hook(s: &str) -> Result<HookExport, String> {
     [
@@ -171,6 +183,7 @@ fn main() -> anyhow::Result<()> {
             record,
             hook,
             exotel_version,
+            kv_stores,
         } => {
             init_tracing("warn");
             let export = match (record, hook) {
@@ -196,6 +209,7 @@ fn main() -> anyhow::Result<()> {
                     runner::cache::default_dir()
                 },
                 exotel_version,
+                kv_stores,
             };
             let out = runtime()?.block_on(runner::run(
                 &plugin, &query, config, limits, export, &options,

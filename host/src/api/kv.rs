@@ -15,18 +15,17 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{Json, Path, TenantAuth, check_name, json_from_bytes};
+use super::extract::{Json, Path, TenantAuth, check_name};
 use super::openapi::{BadRequest, Forbidden, Internal, NotFound, Unauthorized};
 use super::problem::Problem;
 use super::{ApiError, AppState};
 use crate::flow::Name;
-use crate::kv::{Bucket, Entry, KvError, check_key, expiry};
+use crate::kv::import::{self, ImportError, ImportFormat};
+use crate::kv::{Bucket, Entry, KvError, expiry};
 use crate::store::now_ms;
 
 /// The largest import body, in bytes.
 pub const MAX_IMPORT_BYTES: usize = 64 << 20;
-/// The most entries one import may hold.
-pub const MAX_IMPORT_ENTRIES: usize = 500_000;
 /// Keys per page unless `limit` says otherwise, and the most.
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
@@ -127,16 +126,6 @@ pub(super) struct PutValue {
 /// A time to live of 0 or past ten years.
 pub(super) fn check_put_value(body: &PutValue) -> Result<(), ApiError> {
     expiry(0, body.ttl_ms).map(drop).map_err(ApiError::from)
-}
-
-/// One line of a JSON Lines import.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ImportLine {
-    key: String,
-    value: String,
-    #[serde(default)]
-    ttl_ms: Option<u64>,
 }
 
 /// What an import did.
@@ -358,123 +347,27 @@ pub(super) async fn delete_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// How an import body is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ImportFormat {
-    JsonLines,
-    Csv,
+/// How an import body is written, from its content type.
+fn import_format(headers: &HeaderMap) -> Result<ImportFormat, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    ImportFormat::of(content_type).ok_or_else(|| {
+        ApiError::UnsupportedMediaType(format!(
+            "an import is sent as application/x-ndjson (JSON Lines) or text/csv, not \
+             {content_type:?}"
+        ))
+    })
 }
 
-impl ImportFormat {
-    fn of(headers: &HeaderMap) -> Result<Self, ApiError> {
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let essence = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match essence.as_str() {
-            "application/x-ndjson" | "application/jsonl" => Ok(ImportFormat::JsonLines),
-            "text/csv" => Ok(ImportFormat::Csv),
-            _ => Err(ApiError::UnsupportedMediaType(format!(
-                "an import is sent as application/x-ndjson (JSON Lines) or text/csv, not \
-                 {content_type:?}"
-            ))),
+impl From<ImportError> for ApiError {
+    fn from(error: ImportError) -> Self {
+        match error {
+            ImportError::Line { .. } => ApiError::BadRequest(error.to_string()),
+            ImportError::TooMany => ApiError::TooLarge(error.to_string()),
         }
     }
-}
-
-/// Reads every entry of an import body, or says which line is wrong. Pure: the caps are
-/// checked by the store as it applies them.
-///
-/// # Errors
-/// 400 naming the first line that cannot be read; 413 past [`MAX_IMPORT_ENTRIES`].
-fn parse_import(
-    format: ImportFormat,
-    body: &[u8],
-    max_key_bytes: usize,
-    now: i64,
-) -> Result<Vec<(String, Entry)>, ApiError> {
-    let bad = |line: usize, what: String| ApiError::BadRequest(format!("line {line}: {what}"));
-    let mut entries = Vec::new();
-    let mut push = |line: usize, key: String, value: String, ttl_ms: Option<u64>| {
-        if entries.len() == MAX_IMPORT_ENTRIES {
-            return Err(ApiError::TooLarge(format!(
-                "an import may hold at most {MAX_IMPORT_ENTRIES} entries"
-            )));
-        }
-        check_key(&key, max_key_bytes).map_err(|e| bad(line, e.to_string()))?;
-        let expires_at_ms = expiry(now, ttl_ms).map_err(|e| bad(line, e.to_string()))?;
-        entries.push((
-            key,
-            Entry {
-                value,
-                expires_at_ms,
-            },
-        ));
-        Ok(())
-    };
-    match format {
-        ImportFormat::JsonLines => {
-            for (i, line) in body.split(|&b| b == b'\n').enumerate() {
-                let line_no = i + 1;
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                let entry: ImportLine = json_from_bytes(line).map_err(|e| match e {
-                    ApiError::BadRequest(detail) => bad(line_no, detail),
-                    other => other,
-                })?;
-                push(line_no, entry.key, entry.value, entry.ttl_ms)?;
-            }
-        }
-        ImportFormat::Csv => {
-            let mut reader = csv::ReaderBuilder::new()
-                .has_headers(true)
-                .flexible(false)
-                .from_reader(body);
-            let headers = reader.headers().map_err(|e| bad(1, e.to_string()))?.clone();
-            let with_ttl = match headers.iter().collect::<Vec<_>>().as_slice() {
-                ["key", "value"] => false,
-                ["key", "value", "ttl_ms"] => true,
-                other => {
-                    return Err(bad(
-                        1,
-                        format!(
-                            "the header must be `key,value` or `key,value,ttl_ms`, not {other:?}"
-                        ),
-                    ));
-                }
-            };
-            for record in reader.records() {
-                let record = record.map_err(|e| {
-                    let line = e.position().map_or(0, |p| p.line() as usize);
-                    bad(line, e.to_string())
-                })?;
-                let line = record.position().map_or(0, |p| p.line() as usize);
-                let ttl_ms = match (with_ttl, record.get(2)) {
-                    (true, Some(ttl)) if !ttl.is_empty() => {
-                        Some(ttl.parse::<u64>().map_err(|_| {
-                            bad(line, format!("ttl_ms {ttl:?} is not a whole number"))
-                        })?)
-                    }
-                    _ => None,
-                };
-                push(
-                    line,
-                    record.get(0).unwrap_or_default().to_owned(),
-                    record.get(1).unwrap_or_default().to_owned(),
-                    ttl_ms,
-                )?;
-            }
-        }
-    }
-    Ok(entries)
 }
 
 /// Import keys in bulk, all or nothing
@@ -523,7 +416,7 @@ pub(super) async fn post_import(
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let format = ImportFormat::of(&headers)?;
+    let format = import_format(&headers)?;
     let bucket = bucket(&state, &tenant, &store)?;
     let too_large =
         || ApiError::TooLarge(format!("an import may be at most {MAX_IMPORT_BYTES} bytes"));
@@ -540,7 +433,7 @@ pub(super) async fn post_import(
         .map_err(|_| too_large())?;
     let max_key_bytes = state.registry.kv().tenant(&tenant).caps().max_key_bytes;
     let (imported, barrier) = tokio::task::spawn_blocking(move || {
-        let entries = parse_import(format, &bytes, max_key_bytes, now_ms())?;
+        let entries = import::parse(format, &bytes, max_key_bytes, now_ms())?;
         let imported = entries.len();
         Ok::<_, ApiError>((imported, bucket.import(entries)?))
     })
@@ -551,48 +444,4 @@ pub(super) async fn post_import(
         ApiError::Internal
     })?;
     Ok(axum::Json(Imported { imported }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_lines_and_csv_read_the_same_entries() {
-        let jsonl = b"{\"key\":\"a\",\"value\":\"1\"}\n\n{\"key\":\"b,c\",\"value\":\"x\\ny\",\"ttl_ms\":5}\r\n";
-        let csv = b"key,value,ttl_ms\na,1,\n\"b,c\",\"x\ny\",5\n";
-        let from_json = parse_import(ImportFormat::JsonLines, jsonl, 512, 100).unwrap();
-        let from_csv = parse_import(ImportFormat::Csv, csv, 512, 100).unwrap();
-        assert_eq!(from_json, from_csv);
-        assert_eq!(from_json[1].0, "b,c");
-        assert_eq!(from_json[1].1.value, "x\ny");
-        assert_eq!(from_json[1].1.expires_at_ms, Some(105));
-    }
-
-    #[test]
-    fn a_bad_line_is_named() {
-        let cases: [(ImportFormat, &[u8], &str); 5] = [
-            (
-                ImportFormat::JsonLines,
-                b"{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"b\"}\n",
-                "line 2",
-            ),
-            (
-                ImportFormat::JsonLines,
-                b"{\"key\":\"\",\"value\":\"1\"}\n",
-                "line 1",
-            ),
-            (ImportFormat::JsonLines, b"[\"a\",\"b\"]\n", "line 1"),
-            (ImportFormat::Csv, b"name,value\na,1\n", "line 1"),
-            (ImportFormat::Csv, b"key,value,ttl_ms\na,1,soon\n", "line 2"),
-        ];
-        for (format, body, line) in cases {
-            match parse_import(format, body, 512, 0) {
-                Err(ApiError::BadRequest(detail)) => {
-                    assert!(detail.starts_with(line), "{detail:?} should name {line}");
-                }
-                other => panic!("{body:?}: {other:?}"),
-            }
-        }
-    }
 }

@@ -13,6 +13,7 @@
 //!
 //! This module knows nothing of the database: [`KvSink`] is what the store implements.
 
+pub mod import;
 pub mod writer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -508,6 +509,14 @@ impl KvSpace {
             );
         }
         Ok(space)
+    }
+
+    /// Stores kept in memory only, for `passthru run` and tests: nothing is loaded or written.
+    ///
+    /// # Errors
+    /// The writer thread cannot start.
+    pub fn in_memory() -> Result<Self, writer::SinkError> {
+        Self::open(Arc::new(writer::NoDisk), 0)
     }
 
     /// The tenant's usage and caps (created with the default caps if new).

@@ -76,6 +76,20 @@ pub trait KvSink: Send + Sync + 'static {
     fn kv_apply(&self, writes: &[KvWrite]) -> Result<(), SinkError>;
 }
 
+/// A sink that keeps nothing: the stores live in memory only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoDisk;
+
+impl KvSink for NoDisk {
+    fn kv_rows(&self, _now_ms: i64) -> Result<Vec<KvRow>, SinkError> {
+        Ok(Vec::new())
+    }
+
+    fn kv_apply(&self, _writes: &[KvWrite]) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
 enum Message {
     Write(KvWrite),
     Barrier(tokio::sync::oneshot::Sender<Result<(), String>>),

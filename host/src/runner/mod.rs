@@ -19,6 +19,8 @@ use serde::Serialize;
 use crate::call::{self, CallDetails};
 use crate::flow::StatusMap;
 use crate::flow::http::hook_http;
+use crate::kv::import::{self, ImportFormat};
+use crate::kv::{KvGrants, KvSpace};
 use crate::sandbox::{
     Branch, Event, FlowConfig, Grants, HookExport, Limits, LogLine, Plugin, Report, Sandbox,
     SandboxError, SandboxOptions, TenantShare,
@@ -41,6 +43,46 @@ pub struct RunOptions {
     pub cache_dir: Option<PathBuf>,
     /// The `Exotel-Version` a hook's request carries (Connect's answer depends on it).
     pub exotel_version: Option<String>,
+    /// Key-value stores granted to the plugin, in memory: each named, and filled from a JSON
+    /// Lines or CSV file (`.csv`) if one is given. Writes of one call are seen by the next.
+    pub kv_stores: Vec<(String, Option<PathBuf>)>,
+}
+
+/// The grants of a `passthru run`: `config`, and the stores of `options`, filled from their files.
+fn run_grants(config: FlowConfig, stores: &[(String, Option<PathBuf>)]) -> Result<Grants, String> {
+    if stores.is_empty() {
+        return Ok(Grants::config(config));
+    }
+    let space =
+        KvSpace::in_memory().map_err(|e| format!("cannot start the key-value stores: {e}"))?;
+    let mut buckets = Vec::new();
+    for (name, file) in stores {
+        crate::flow::validate_name("a key-value store", name)?;
+        let bucket = space.bucket("run", name);
+        if let Some(path) = file {
+            let bytes =
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let format = match path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+            {
+                true => ImportFormat::Csv,
+                false => ImportFormat::JsonLines,
+            };
+            let max_key = space.tenant("run").caps().max_key_bytes;
+            let entries = import::parse(format, &bytes, max_key, crate::store::now_ms())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            bucket
+                .import(entries)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        buckets.push(bucket);
+    }
+    Ok(Grants {
+        config,
+        kv: KvGrants::new(buckets),
+        secrets: Vec::new(),
+    })
 }
 
 /// What the calls took.
@@ -187,6 +229,10 @@ pub async fn run(
     if let Err(message) = limits.validate() {
         return output(&failed("invalid_limits", message, call), EXIT_FAILED);
     }
+    let grants = match run_grants(config, &options.kv_stores) {
+        Ok(grants) => Arc::new(grants),
+        Err(message) => return output(&failed("invalid_kv", message, call), EXIT_FAILED),
+    };
     if !(1..=MAX_REPEAT).contains(&options.repeat) {
         let message = format!(
             "repeat must be between 1 and {MAX_REPEAT}, not {}",
@@ -233,7 +279,7 @@ pub async fn run(
         sandbox: &sandbox,
         plugin: &compiled,
         call: &call,
-        grants: Arc::new(Grants::config(config)),
+        grants,
         share: TenantShare::unlimited(),
         limits: &limits,
         repeat: options.repeat,
