@@ -11,12 +11,71 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use passthru::call;
 use passthru::flow::StatusMap;
 use passthru::flow::http::hook_http;
+use passthru::kv::{KvGrants, KvSpace};
 use passthru::sandbox::{
     FlowConfig, Grants, HookExport, Limits, Sandbox, SandboxOptions, TenantShare,
 };
+use passthru::store::SqliteStore;
 
 const SAMPLE: &str = include_str!("../../tests/fixtures/exotel/connect-completed.query");
 const GATHER: &str = include_str!("../../tests/fixtures/exotel/gather-digits.query");
+
+fn gather_call() -> passthru::call::CallDetails {
+    call::parse(GATHER.trim())
+}
+
+/// A decision with 0, 1 and 4 key-value reads, and with 1 write, on a store backed by a real
+/// SQLite file (the writer commits in the background, as in the server).
+fn bench_kv(
+    c: &mut Criterion,
+    runtime: &tokio::runtime::Runtime,
+    sandbox: &Sandbox,
+    share: &TenantShare,
+    call: &passthru::call::CallDetails,
+) {
+    let hostile = sandbox
+        .compile(include_bytes!(env!("PASSTHRU_PLUGIN_HOSTILE")))
+        .expect("hostile compiles");
+    let dir = std::env::temp_dir().join(format!("passthru-bench-kv-{}", std::process::id()));
+    let store = Arc::new(SqliteStore::open(&dir).expect("store"));
+    let space = KvSpace::open(store, 0).expect("kv");
+    let bucket = space.bucket("bench", "s");
+    bucket
+        .put("k", "a value of some thirty bytes".into(), None)
+        .expect("seeded");
+    let limits = Limits::default();
+    let mut group = c.benchmark_group("kv");
+    for (name, reads, writes) in [
+        ("decide, 0 reads", "0", "0"),
+        ("decide, 1 read", "1", "0"),
+        ("decide, 4 reads", "4", "0"),
+        ("decide, 1 write", "0", "1"),
+    ] {
+        let grants = Arc::new(Grants {
+            config: [("mode", "kv"), ("reads", reads), ("writes", writes)]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+            kv: KvGrants::new([bucket.clone()]),
+            secrets: Vec::new(),
+        });
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let report = runtime.block_on(sandbox.decide(
+                    &hostile,
+                    share,
+                    call.clone(),
+                    &limits,
+                    grants.clone(),
+                ));
+                assert!(report.outcome.is_ok(), "{:?}", report.outcome);
+                report
+            })
+        });
+    }
+    group.finish();
+    space.barrier().wait_blocking().expect("written");
+    let _ = std::fs::remove_dir_all(&dir);
+}
 
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -42,11 +101,13 @@ fn bench(c: &mut Criterion) {
         .into(),
     );
 
+    bench_kv(c, &runtime, &sandbox, &share, &gather_call());
+
     c.bench_function("parse/connect-completed", |b| {
         b.iter(|| call::parse(std::hint::black_box(SAMPLE)))
     });
 
-    let gather = call::parse(GATHER.trim());
+    let gather = gather_call();
     let mut group = c.benchmark_group("sandbox-call");
     group.bench_function("ivr-menu", |b| {
         b.iter(|| {

@@ -103,9 +103,8 @@ pub(super) struct KeyQuery {
     prefix: Option<String>,
     /// Keys after this one: `next_after` of the previous page.
     after: Option<String>,
-    /// Keys per page; 100 when absent, at most 1000.
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<usize>,
+    /// Keys per page; 100 when absent, and brought within 1 to 1000.
+    limit: Option<u32>,
 }
 
 /// A key's new value.
@@ -217,7 +216,10 @@ pub(super) async fn list_keys(
 ) -> Result<impl IntoResponse, ApiError> {
     let axum::extract::Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let bucket = bucket(&state, &tenant, &store)?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let limit = query
+        .limit
+        .map_or(DEFAULT_PAGE, |l| l as usize)
+        .clamp(1, MAX_PAGE);
     let page = bucket.list(
         query.prefix.as_deref().unwrap_or(""),
         query.after.as_deref(),

@@ -17,6 +17,9 @@
 //!   million fuel.
 //! - `leak`: writes every config entry (`key=value`, secrets included) to its log and stdout,
 //!   and answers `success` with all of them in its reason: what the host must blank out.
+//! - `kv`: reads key `k` of store `s` as many times as config `reads` says, then sets key `w`
+//!   as many times as `writes` says (0 and 0 by default), and answers `success`: what the
+//!   key-value benchmark measures.
 //! - `leak-trap`: panics with the config value `token` in its message.
 //! - `escape`: tries what a sandboxed plugin must not be able to do: read a file, list the
 //!   environment and the arguments, see a preopened directory, open a TCP connection. Answers
@@ -45,7 +48,7 @@
 
 use std::hint::black_box;
 
-use passthru_sdk::{Call, Decision, config, config_entries, log};
+use passthru_sdk::{Call, Decision, config, config_entries, kv, log};
 
 /// How many lines (`stdout-flood`) or log calls (`log-flood`) a flood makes.
 const FLOOD_COUNT: usize = 100_000;
@@ -77,6 +80,24 @@ fn decide(_call: &Call) -> Decision {
                 println!("{entry}");
             }
             Decision::success(format!("leaked {}", entries.join(" ")))
+        }
+        Some("kv") => {
+            let count = |key: &str| {
+                config(key)
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .unwrap_or(0)
+            };
+            let store = kv::Store::open("s");
+            let mut found = 0;
+            for _ in 0..count("reads") {
+                found += u32::from(matches!(store.get("k"), Ok(Some(_))));
+            }
+            for _ in 0..count("writes") {
+                if let Err(error) = store.set("w", "a value of some thirty bytes") {
+                    return Decision::failure(error.to_string());
+                }
+            }
+            Decision::success(format!("{found} found"))
         }
         Some("leak-trap") => panic!(
             "leaking token={}",
