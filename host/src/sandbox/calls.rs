@@ -62,6 +62,24 @@ pub struct Decision {
     pub reason: Option<String>,
 }
 
+/// What a call's answer says in the plugin's own words: its reason, which the host writes to
+/// records and its log, so a flow's secrets are blanked out of it.
+pub trait Reasoned {
+    fn reason_mut(&mut self) -> Option<&mut String>;
+}
+
+impl Reasoned for Decision {
+    fn reason_mut(&mut self) -> Option<&mut String> {
+        self.reason.as_mut()
+    }
+}
+
+impl Reasoned for () {
+    fn reason_mut(&mut self) -> Option<&mut String> {
+        None
+    }
+}
+
 /// Everything one call produced: its result or the failure, and what it cost.
 #[derive(Debug)]
 pub struct Report<T> {
@@ -73,9 +91,16 @@ pub struct Report<T> {
     pub log_dropped: u32,
 }
 
-impl<T> Report<T> {
-    /// Blanks `secrets` out of the log and the failure's message (see `crate::secrets::redact`).
+impl<T: Reasoned> Report<T> {
+    /// Blanks `secrets` out of the log, the answer's reason and the failure's message (see
+    /// `crate::secrets::redact`).
     pub fn redact(&mut self, secrets: &[String]) {
+        if let Ok(answer) = &mut self.outcome
+            && let Some(reason) = answer.reason_mut()
+            && let Some(clean) = redact(reason, secrets)
+        {
+            *reason = clean;
+        }
         for line in &mut self.log {
             if let Some(clean) = redact(&line.message, secrets) {
                 line.message = clean;
@@ -190,7 +215,7 @@ impl Sandbox {
     ///
     /// `run` answers the export's value, or the plugin's own error (`record`'s `err`); a failure
     /// wasmtime raises is its `Err`, classified here.
-    pub(super) async fn call<P, T>(
+    pub(super) async fn call<P, T: Reasoned>(
         &self,
         plugin: &Plugin,
         share: &TenantShare,
@@ -251,7 +276,7 @@ impl Sandbox {
 
     /// Ends a call: what it cost, its log, and a trap's message completed with the plugin's last
     /// words (what it wrote to stderr just before: a panic's message, a Python exception).
-    fn finish<T>(
+    fn finish<T: Reasoned>(
         &self,
         plugin: &Plugin,
         store: Store<CallState>,

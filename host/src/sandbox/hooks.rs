@@ -63,6 +63,12 @@ pub struct Answered {
     pub reason: Option<String>,
 }
 
+impl super::calls::Reasoned for Answered {
+    fn reason_mut(&mut self) -> Option<&mut String> {
+        self.reason.as_mut()
+    }
+}
+
 /// What one hook call produced.
 pub type HookReport = Report<Answered>;
 
