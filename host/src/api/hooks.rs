@@ -15,7 +15,7 @@ use super::passthru::{BRANCH_HEADER, OUTCOME_HEADER};
 use crate::call::CallDetails;
 use crate::flow::http::hook_http;
 use crate::logsafe::{Escaped, cut};
-use crate::records::{Answer, Subject, Usage};
+use crate::records::{Answer, Usage};
 use crate::registry::Flow;
 use crate::sandbox::{Answered, Branch, HookAnswer, HookExport, HookReport, trace_lines};
 use crate::store::DecisionRecord;
@@ -146,13 +146,7 @@ fn record(
             (None, Some(error.to_string()))
         }
     };
-    let subject = Subject {
-        tenant: &flow.tenant,
-        flow: &flow.name,
-        plugin: &flow.plugin_name,
-        version: flow.version,
-        secrets: &flow.grants.secrets,
-    };
+    let subject = flow.subject();
     let answer = Answer {
         branch,
         outcome: outcome.to_owned(),

@@ -25,7 +25,7 @@ use crate::call;
 use crate::flow::{FlowMode, Name, UrlAuth};
 use crate::logsafe::Escaped;
 use crate::queue::{AcceptError, NewEvent};
-use crate::records::{Answer, Subject, Usage};
+use crate::records::{Answer, Usage};
 use crate::registry::Flow;
 use crate::sandbox::{Branch, CallReport, trace_lines};
 use crate::store::{DecisionRecord, now_ms};
@@ -337,13 +337,7 @@ fn decision_record(
         Ok(decision) => (decision.reason, None),
         Err(error) => (None, Some(error.to_string())),
     };
-    let subject = Subject {
-        tenant: &flow.tenant,
-        flow: &flow.name,
-        plugin: &flow.plugin_name,
-        version: flow.version,
-        secrets: &flow.grants.secrets,
-    };
+    let subject = flow.subject();
     let answer = Answer {
         branch,
         outcome: outcome.to_owned(),

@@ -28,6 +28,7 @@ use crate::flow::url_auth::{NoRandomness, Secret};
 use crate::flow::{FlowMode, Hook, RetryPolicy, StatusMap, UrlAuth, UrlAuthKind};
 use crate::kv::{KvGrants, KvSpace};
 use crate::metrics::{FlowFamilies, FlowMetrics};
+use crate::records::Subject;
 use crate::sandbox::{
     Branch, Grants, Limits, Plugin, Sandbox, SandboxError, TenantShare, hex_sha256,
 };
@@ -137,6 +138,19 @@ pub struct Flow {
     pub auth: UrlAuth,
     /// This flow's counters and histograms, resolved when it was made live.
     pub metrics: FlowMetrics,
+}
+
+impl Flow {
+    /// What this flow's decision records are about.
+    pub fn subject(&self) -> Subject<'_> {
+        Subject {
+            tenant: &self.tenant,
+            flow: &self.name,
+            plugin: &self.plugin_name,
+            version: self.version,
+            secrets: &self.grants.secrets,
+        }
+    }
 }
 
 /// A flow's fallback answers besides its branch, checked when the flow was stored.
