@@ -125,6 +125,8 @@ async fn per_flow_series_count_calls_and_unknown_names_add_none() -> anyhow::Res
     // What `/metrics` showed before, under the same names.
     for name in [
         "passthru_records_written_total",
+        "passthru_kv_writes_committed_total",
+        "passthru_kv_writes_pending",
         "passthru_plugin_compiles_total",
         "passthru_calls_in_flight",
         "passthru_async_accepted_total",

@@ -181,6 +181,25 @@ impl Collector for ServerStats {
             "Decision records the store refused.",
             load(&records.failed),
         )?;
+        let kv = self.registry.kv().writer().stats();
+        counter(
+            e,
+            "passthru_kv_writes_committed",
+            "Key-value writes committed to the store.",
+            load(&kv.committed),
+        )?;
+        counter(
+            e,
+            "passthru_kv_writes_failed",
+            "Key-value writes the store refused (kept in memory only until a restart).",
+            load(&kv.failed),
+        )?;
+        gauge(
+            e,
+            "passthru_kv_writes_pending",
+            "Key-value writes waiting for the disk.",
+            kv.pending() as u64,
+        )?;
         let sandbox = self.registry.sandbox();
         counter(
             e,

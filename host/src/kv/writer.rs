@@ -135,6 +135,13 @@ pub struct Writer {
     stats: Arc<WriterStats>,
 }
 
+impl WriterStats {
+    /// Writes waiting for the disk.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+}
+
 impl Writer {
     /// Starts the thread over `sink`.
     ///
