@@ -195,6 +195,30 @@ impl Writer {
     }
 }
 
+/// How long a failed commit is retried (a disk briefly full, a lock held by another process)
+/// before its writes are given up, from [`FIRST_RETRY`] doubling: about 30 s in all.
+const RETRIES: u32 = 8;
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+
+/// Commits `writes`, retrying a failed commit: later writes wait behind them, so the disk still
+/// sees each key's writes in order.
+fn apply(sink: &dyn KvSink, writes: &[KvWrite]) -> Result<(), String> {
+    let mut wait = FIRST_RETRY;
+    let mut attempt = 0;
+    loop {
+        match sink.kv_apply(writes) {
+            Ok(()) => return Ok(()),
+            Err(error) if attempt < RETRIES => {
+                tracing::warn!(writes = writes.len(), %error, "cannot commit key-value writes; retrying");
+                std::thread::sleep(wait);
+                wait *= 2;
+                attempt += 1;
+            }
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+}
+
 fn run(sink: &dyn KvSink, rx: &mpsc::Receiver<Message>, stats: &WriterStats) {
     while let Ok(first) = rx.recv() {
         std::thread::sleep(TICK);
@@ -209,7 +233,7 @@ fn run(sink: &dyn KvSink, rx: &mpsc::Receiver<Message>, stats: &WriterStats) {
         let bytes: usize = writes.iter().map(KvWrite::bytes).sum();
         let result = match writes.is_empty() {
             true => Ok(()),
-            false => sink.kv_apply(&writes).map_err(|e| e.to_string()),
+            false => apply(sink, &writes),
         };
         match &result {
             Ok(()) => stats
@@ -232,5 +256,68 @@ fn run(sink: &dyn KvSink, rx: &mpsc::Receiver<Message>, stats: &WriterStats) {
         for done in barriers {
             let _ = done.send(result.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicU32;
+
+    use super::*;
+
+    /// Refuses its first `failures` commits, then keeps every write it is given.
+    #[derive(Default)]
+    struct Flaky {
+        failures: AtomicU32,
+        kept: Mutex<Vec<KvWrite>>,
+    }
+
+    impl KvSink for Flaky {
+        fn kv_rows(&self, _now_ms: i64) -> Result<Vec<KvRow>, SinkError> {
+            Ok(Vec::new())
+        }
+
+        fn kv_apply(&self, writes: &[KvWrite]) -> Result<(), SinkError> {
+            if self
+                .failures
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err("disk full".into());
+            }
+            self.kept.lock().unwrap().extend_from_slice(writes);
+            Ok(())
+        }
+    }
+
+    fn put(key: &str) -> KvWrite {
+        KvWrite::Put(KvRow {
+            tenant: Arc::from("t"),
+            store: Arc::from("s"),
+            key: key.to_owned(),
+            value: "v".to_owned(),
+            expires_at_ms: None,
+        })
+    }
+
+    #[test]
+    fn a_failed_commit_is_retried_and_nothing_is_lost_or_reordered() {
+        let sink = Arc::new(Flaky {
+            failures: AtomicU32::new(2),
+            ..Flaky::default()
+        });
+        let writer = Writer::start(sink.clone()).unwrap();
+        writer.send(put("a"));
+        writer.send(put("b"));
+        writer
+            .barrier()
+            .wait_blocking()
+            .expect("committed after the retries");
+        writer.send(put("c"));
+        writer.barrier().wait_blocking().expect("committed");
+        assert_eq!(*sink.kept.lock().unwrap(), [put("a"), put("b"), put("c")]);
+        assert_eq!(writer.stats().committed.load(Ordering::Relaxed), 3);
+        assert_eq!(writer.stats().pending(), 0);
     }
 }
