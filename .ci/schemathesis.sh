@@ -9,7 +9,9 @@
 # two, CPython 3.11's ast module fails under schemathesis's threads ("AST constructor recursion
 # depth mismatch"), an error in the tool rather than in the server. The upload
 # (`uploadVersion`) is left out: its body is raw WebAssembly, which schemathesis cannot make (it
-# says "serialization not possible"); tests/admin.rs and tests/sandbox.rs send it bad bytes.
+# says "serialization not possible"); tests/admin.rs and tests/sandbox.rs send it bad bytes. So
+# is the key-value import (`importKeys`), JSON Lines or CSV, which it cannot make either;
+# tests/kv.rs and the import parser's unit tests send it bad lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +40,7 @@ tenant_token=$("$venv/bin/python" - "$port" "$operator" <<'EOF'
 import json, sys, time, urllib.request
 port, operator = sys.argv[1], sys.argv[2]
 base = f"http://127.0.0.1:{port}"
-for _ in range(200):
+for _ in range(1200):  # up to a minute: the first start compiles the demo plugins
     try:
         urllib.request.urlopen(base + "/healthz", timeout=1)
         break
@@ -67,5 +69,5 @@ for token in "$operator" "$tenant_token"; do
   (cd "$scratch" && "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
     -H "Authorization: Bearer $token" -n "$examples" --checks "$checks" \
     --phases examples,coverage,fuzzing,stateful --workers 1 --no-color \
-    --exclude-operation-id uploadVersion)
+    --exclude-operation-id uploadVersion --exclude-operation-id importKeys)
 done

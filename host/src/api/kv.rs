@@ -286,6 +286,10 @@ pub(super) async fn get_key(
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
+        (status = 413, description = "The JSON body is larger than 1 MiB.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.",
+            body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A key or value the host refuses, or past one of the \
                                       tenant's caps (the detail names it).",
             body = Problem, content_type = "application/problem+json"),
@@ -330,6 +334,9 @@ pub(super) async fn put_key(
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
+        (status = 422, description = "A key no store can hold: empty, with control characters, \
+                                      or longer than max_kv_key_bytes.",
+            body = Problem, content_type = "application/problem+json"),
         (status = 500, response = Internal),
         (status = 503, description = "The server's disk writer is too far behind; nothing \
                                       changed.",
