@@ -212,6 +212,31 @@ async fn a_tenant_cannot_read_write_or_list_another_tenants_keys() -> anyhow::Re
     ] {
         assert_eq!(rival.get(path).await?.status(), 400, "{path}");
     }
+    // Reading, listing or deleting in a store that does not exist creates nothing (each store
+    // costs memory, and a tenant may create only so many).
+    for path in ["/v1/kv/ghost/keys", "/v1/kv/ghost/keys/k"] {
+        assert_eq!(
+            rival.get(path).await?.status().is_success(),
+            path.ends_with("keys"),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        rival
+            .request(Method::DELETE, "/v1/kv/ghost/keys/k")
+            .send()
+            .await?
+            .status(),
+        404
+    );
+    assert!(
+        server
+            .state
+            .registry
+            .kv()
+            .existing("rival", "ghost")
+            .is_none()
+    );
     // The operator's token is not a tenant's.
     assert_eq!(operator.get("/v1/kv").await?.status(), 401);
 

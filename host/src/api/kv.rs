@@ -21,7 +21,7 @@ use super::problem::Problem;
 use super::{ApiError, AppState};
 use crate::flow::Name;
 use crate::kv::import::{self, ImportError, ImportFormat};
-use crate::kv::{Bucket, Entry, KvError, expiry};
+use crate::kv::{Bucket, Entry, KvError, Page, expiry};
 use crate::store::now_ms;
 
 /// The largest import body, in bytes.
@@ -135,9 +135,21 @@ pub(super) struct Imported {
 }
 
 /// The tenant's store `store`, its name checked.
+/// The tenant's store `store`, its name checked, if it exists.
+fn existing(state: &AppState, tenant: &str, store: &str) -> Result<Option<Arc<Bucket>>, ApiError> {
+    check_name("store", store)?;
+    Ok(state.registry.kv().existing(tenant, store))
+}
+
+/// The tenant's store `store`, its name checked, created if it does not exist (within the
+/// tenant's number of stores).
 fn bucket(state: &AppState, tenant: &str, store: &str) -> Result<Arc<Bucket>, ApiError> {
     check_name("store", store)?;
-    Ok(state.registry.kv().bucket(tenant, store))
+    Ok(state.registry.kv().create(tenant, store)?)
+}
+
+fn missing_key(store: &str, key: &str) -> ApiError {
+    ApiError::Missing(format!("key {key:?} of store {store:?}"))
 }
 
 /// Waits until the writes queued so far are on disk.
@@ -215,17 +227,19 @@ pub(super) async fn list_keys(
     query: Result<axum::extract::Query<KeyQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let axum::extract::Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let bucket = bucket(&state, &tenant, &store)?;
     let limit = query
         .limit
         .map_or(DEFAULT_PAGE, |l| l as usize)
         .clamp(1, MAX_PAGE);
-    let page = bucket.list(
-        query.prefix.as_deref().unwrap_or(""),
-        query.after.as_deref(),
-        limit,
-        now_ms(),
-    );
+    let page = match existing(&state, &tenant, &store)? {
+        Some(bucket) => bucket.list(
+            query.prefix.as_deref().unwrap_or(""),
+            query.after.as_deref(),
+            limit,
+            now_ms(),
+        ),
+        None => Page::default(),
+    };
     Ok(axum::Json(KeyList {
         items: page
             .entries
@@ -261,10 +275,9 @@ pub(super) async fn get_key(
     State(state): State<AppState>,
     Path((store, key)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let bucket = bucket(&state, &tenant, &store)?;
-    let entry = bucket
-        .get(&key, now_ms())
-        .ok_or_else(|| ApiError::Missing(format!("key {key:?} of store {store:?}")))?;
+    let entry = existing(&state, &tenant, &store)?
+        .and_then(|bucket| bucket.get(&key, now_ms()))
+        .ok_or_else(|| missing_key(&store, &key))?;
     Ok(axum::Json(KeyValue::new(key, entry)))
 }
 
@@ -348,9 +361,9 @@ pub(super) async fn delete_key(
     State(state): State<AppState>,
     Path((store, key)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let bucket = bucket(&state, &tenant, &store)?;
+    let bucket = existing(&state, &tenant, &store)?.ok_or_else(|| missing_key(&store, &key))?;
     if !bucket.delete(&key, now_ms())? {
-        return Err(ApiError::Missing(format!("key {key:?} of store {store:?}")));
+        return Err(missing_key(&store, &key));
     }
     committed(&bucket).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -26,6 +26,9 @@ pub use writer::{KvRow, KvSink, KvWrite, Writer};
 pub const MAX_TTL_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
 /// The most stores one flow may grant its plugin.
 pub const MAX_FLOW_STORES: usize = 16;
+/// The most stores the admin API creates for one tenant (stores its flows grant come on top,
+/// bounded by its flows): each costs memory even when empty.
+pub const MAX_TENANT_STORES: usize = 1000;
 
 /// What a tenant may keep, all its stores together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,7 +217,7 @@ struct Inner {
 }
 
 /// A page of keys, sorted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Page {
     pub entries: Vec<(String, Entry)>,
     /// The last key of this page when more follow: what the next page starts after.
@@ -553,6 +556,38 @@ impl KvSpace {
             .clone()
     }
 
+    /// The store `tenant/store` if it exists (held keys, or was granted, since the start).
+    pub fn existing(&self, tenant: &str, store: &str) -> Option<Arc<Bucket>> {
+        self.buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(tenant.to_owned(), store.to_owned()))
+            .cloned()
+    }
+
+    /// The store `tenant/store`, created if the tenant has fewer than [`MAX_TENANT_STORES`].
+    ///
+    /// # Errors
+    /// [`KvError::OverCap`] when the tenant has as many stores as it may.
+    pub fn create(&self, tenant: &str, store: &str) -> Result<Arc<Bucket>, KvError> {
+        if let Some(bucket) = self.existing(tenant, store) {
+            return Ok(bucket);
+        }
+        let count = self
+            .buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .filter(|(t, _)| t == tenant)
+            .count();
+        if count >= MAX_TENANT_STORES {
+            return Err(KvError::OverCap(format!(
+                "the tenant has {count} key-value stores, the most it may have"
+            )));
+        }
+        Ok(self.bucket(tenant, store))
+    }
+
     /// The tenant's stores that hold keys, by name.
     pub fn stores(&self, tenant: &str) -> Vec<Arc<Bucket>> {
         let mut stores: Vec<Arc<Bucket>> = self
@@ -621,5 +656,60 @@ impl KvGrants {
                 "this flow does not grant the key-value store {name:?} (its kv_stores setting)"
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_creates_at_most_its_number_of_stores_and_reads_create_none() {
+        let space = KvSpace::in_memory().unwrap();
+        assert!(space.existing("acme", "s0").is_none());
+        for i in 0..MAX_TENANT_STORES {
+            space.create("acme", &format!("s{i}")).unwrap();
+        }
+        assert!(matches!(
+            space.create("acme", "one-more"),
+            Err(KvError::OverCap(_))
+        ));
+        // An existing store is still reached, and another tenant has its own count.
+        assert!(space.create("acme", "s0").is_ok());
+        assert!(space.create("rival", "s0").is_ok());
+        assert!(space.existing("acme", "one-more").is_none());
+    }
+
+    #[test]
+    fn writes_keep_the_tenants_usage_exact_and_expired_keys_read_as_missing() {
+        let space = KvSpace::in_memory().unwrap();
+        space.set_caps(
+            "t",
+            KvCaps {
+                max_keys: 2,
+                ..KvCaps::default()
+            },
+        );
+        let a = space.bucket("t", "a");
+        let b = space.bucket("t", "b");
+        a.put("k", "12".into(), None).unwrap();
+        b.put("k", "1".into(), Some(10)).unwrap();
+        assert_eq!(space.tenant("t").usage(), (2, 5));
+        assert!(matches!(
+            a.put("x", "v".into(), None),
+            Err(KvError::OverCap(_))
+        ));
+        assert_eq!(a.increment("k", 30, None, 0).unwrap(), 42);
+        assert_eq!(space.tenant("t").usage(), (2, 5));
+        assert_eq!(b.get("k", 9).map(|e| e.value), Some("1".into()));
+        assert_eq!(b.get("k", 10), None);
+        // Expired: an increment starts from 0, and the sweep frees its room.
+        assert_eq!(b.increment("k", 5, None, 10).unwrap(), 5);
+        assert_eq!(space.sweep(20), 0);
+        b.put("k", "1".into(), Some(15)).unwrap();
+        assert_eq!(space.sweep(20), 1);
+        assert_eq!(space.tenant("t").usage(), (1, 3));
+        assert!(a.delete("k", 20).unwrap());
+        assert_eq!(space.tenant("t").usage(), (0, 0));
     }
 }
