@@ -45,7 +45,7 @@ pub(super) async fn answer_hook(state: &AppState, flow: &Flow, hook: HookCall) -
             hook.export,
             hook.call,
             &flow.limits,
-            flow.config.clone(),
+            flow.env(),
         )
         .await;
     log_report(&report);

@@ -271,7 +271,7 @@ async fn answer(
             &flow.share,
             call,
             &flow.limits,
-            flow.config.clone(),
+            flow.env(),
         )
         .instrument(span.clone())
         .await;

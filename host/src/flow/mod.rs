@@ -235,6 +235,13 @@ pub struct FlowSettings {
     /// What the plugin reads through its `config` import: at most 64 KiB of keys and values
     /// together.
     pub config: BTreeMap<String, String>,
+    /// Where the plugin may send HTTP requests (`wasi:http`): `scheme://host[:port]` entries,
+    /// `*.name` for any subdomain of a name, an IP address only when listed as such. Empty (the
+    /// default): none at all. A listed name that resolves to a private, loopback or other
+    /// special address is refused all the same, unless the operator allows that range.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(example = json!(["https://crm.example.com", "https://*.example.net:8443"]))]
+    pub outbound_hosts: Vec<String>,
 }
 
 impl Default for FlowSettings {
@@ -251,6 +258,7 @@ impl Default for FlowSettings {
             limits: Limits::default(),
             retry: RetryPolicy::default(),
             config: BTreeMap::new(),
+            outbound_hosts: Vec::new(),
         }
     }
 }
@@ -265,6 +273,7 @@ impl FlowSettings {
         self.status.validate()?;
         self.retry.validate()?;
         self.validate_hook()?;
+        crate::sandbox::outbound::OutboundHosts::parse(&self.outbound_hosts)?;
         let config_bytes: usize = self.config.iter().map(|(k, v)| k.len() + v.len()).sum();
         if config_bytes > MAX_CONFIG_BYTES {
             return Err(format!(

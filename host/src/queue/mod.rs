@@ -564,7 +564,7 @@ impl Worker {
                 event,
                 call::parse(&job.query),
                 &flow.limits,
-                flow.config.clone(),
+                flow.env(),
             )
             .await;
         let (outcome, usage) = Usage::of(report);

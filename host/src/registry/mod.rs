@@ -27,8 +27,9 @@ use crate::error::Chain;
 use crate::flow::url_auth::{NoRandomness, Secret};
 use crate::flow::{FlowMode, Hook, RetryPolicy, StatusMap, UrlAuth, UrlAuthKind};
 use crate::metrics::{FlowFamilies, FlowMetrics};
+use crate::sandbox::outbound::OutboundHosts;
 use crate::sandbox::{
-    Branch, FlowConfig, Limits, Plugin, Sandbox, SandboxError, TenantShare, hex_sha256,
+    Branch, FlowConfig, FlowEnv, Limits, Plugin, Sandbox, SandboxError, TenantShare, hex_sha256,
 };
 use crate::store::{FlowRecord, Store, StoreError, TenantCaps, VersionRecord, now_ms};
 
@@ -122,12 +123,33 @@ pub struct Flow {
     pub limits: Limits,
     pub retry: RetryPolicy,
     pub config: Arc<FlowConfig>,
+    /// The hosts its plugin may send requests to, parsed once; none when it lists none.
+    pub outbound_hosts: Option<Arc<OutboundHosts>>,
     /// The tenant's share of the sandbox, which all its flows' calls count against.
     pub share: Arc<TenantShare>,
     /// How its Passthru URL is authenticated: the secret's digest, checked in memory.
     pub auth: UrlAuth,
     /// This flow's counters and histograms, resolved when it was made live.
     pub metrics: FlowMetrics,
+}
+
+impl Flow {
+    /// What each call of this flow gets from it: its config and its outbound hosts.
+    pub fn env(&self) -> FlowEnv {
+        FlowEnv {
+            config: self.config.clone(),
+            outbound_hosts: self.outbound_hosts.clone(),
+        }
+    }
+}
+
+/// A flow's `outbound_hosts`, parsed (already checked when the flow was stored).
+fn outbound_hosts(entries: &[String]) -> Result<Option<Arc<OutboundHosts>>, RegistryError> {
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let hosts = OutboundHosts::parse(entries).map_err(RegistryError::BadRequest)?;
+    Ok(Some(Arc::new(hosts)))
 }
 
 /// A flow's fallback answers besides its branch, checked when the flow was stored.
@@ -613,6 +635,7 @@ impl Registry {
             limits: settings.limits,
             retry: settings.retry,
             config: Arc::new(settings.config.clone()),
+            outbound_hosts: outbound_hosts(&settings.outbound_hosts)?,
             share: self.share(&record.tenant)?,
             auth: record.auth.clone(),
             metrics: self.flow_metrics.resolve(

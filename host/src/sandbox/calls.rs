@@ -18,7 +18,8 @@ use super::last_words::last_words;
 use super::limits::Limits;
 use super::meter::MAX_HOSTCALL_BYTES;
 use super::output::{self, LogLine};
-use super::state::{CallState, FlowConfig};
+use super::outbound::{OutboundPolicy, OutboundRecord};
+use super::state::{CallState, FlowEnv};
 use crate::call::CallDetails;
 
 /// The longest a reason from a plugin is kept; longer ones are cut.
@@ -70,6 +71,8 @@ pub struct Report<T> {
     pub log: Vec<LogLine>,
     /// Log lines dropped past the caps.
     pub log_dropped: u32,
+    /// The outbound requests the call sent (or was refused).
+    pub outbound: Vec<OutboundRecord>,
 }
 
 /// What one `decide` call produced.
@@ -97,7 +100,7 @@ impl Sandbox {
         share: &TenantShare,
         call: CallDetails,
         limits: &Limits,
-        config: Arc<FlowConfig>,
+        env: impl Into<FlowEnv>,
     ) -> CallReport {
         let export = Export {
             name: "decide",
@@ -108,7 +111,7 @@ impl Sandbox {
             share,
             export,
             limits,
-            config,
+            env.into(),
             async move |pre, store| {
                 let call = wit::CallDetails::from(call);
                 let instance = pre.instantiate_async(&mut *store).await?;
@@ -131,7 +134,7 @@ impl Sandbox {
         event: Event,
         call: CallDetails,
         limits: &Limits,
-        config: Arc<FlowConfig>,
+        env: impl Into<FlowEnv>,
     ) -> RecordReport {
         let export = Export {
             name: "record",
@@ -142,7 +145,7 @@ impl Sandbox {
             share,
             export,
             limits,
-            config,
+            env.into(),
             async move |pre, store| {
                 let call = wit::CallDetails::from(call);
                 let event = wit::Event {
@@ -175,7 +178,7 @@ impl Sandbox {
         share: &TenantShare,
         export: Export<'_, P>,
         limits: &Limits,
-        config: Arc<FlowConfig>,
+        env: FlowEnv,
         run: impl AsyncFnOnce(&P, &mut Store<CallState>) -> wasmtime::Result<Result<T, SandboxError>>,
     ) -> Report<T> {
         let weight = plugin.weight;
@@ -204,7 +207,7 @@ impl Sandbox {
                 limits.memory_mb
             ));
         };
-        let (mut store, started) = self.new_store(limits, config);
+        let (mut store, started) = self.new_store(limits, env);
         let outcome = match (export.pre, prepare_store(&mut store, limits)) {
             (_, Err(error)) => Err(error),
             (None, Ok(())) => Err(missing_export(export.name)),
@@ -216,12 +219,17 @@ impl Sandbox {
         self.finish(plugin, store, started, outcome, limits)
     }
 
-    /// A store for one call, with its memory cap and the flow's config.
-    fn new_store(&self, limits: &Limits, config: Arc<FlowConfig>) -> (Store<CallState>, Instant) {
+    /// A store for one call, with its memory cap, the flow's config and its outbound policy.
+    fn new_store(&self, limits: &Limits, env: FlowEnv) -> (Store<CallState>, Instant) {
         let started = Instant::now();
         let memory_bytes = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
         let deadline = started + limits.deadline();
-        let state = CallState::new(memory_bytes, config, limits.fuel, deadline);
+        let outbound = env.outbound_hosts.map(|hosts| OutboundPolicy {
+            hosts,
+            options: self.outbound.clone(),
+        });
+        let state =
+            CallState::with_outbound(memory_bytes, env.config, outbound, limits.fuel, deadline);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
@@ -267,6 +275,7 @@ impl Sandbox {
             elapsed,
             log: std::mem::take(&mut log.lines),
             log_dropped: log.dropped,
+            outbound: std::mem::take(&mut log.outbound),
         }
     }
 
@@ -319,6 +328,7 @@ fn refused<T>(message: String) -> Report<T> {
         elapsed: Duration::ZERO,
         log: Vec::new(),
         log_dropped: 0,
+        outbound: Vec::new(),
     }
 }
 

@@ -12,7 +12,7 @@ use super::engine::{Plugin, Sandbox};
 use super::error::SandboxError;
 use super::limits::Limits;
 use super::output;
-use super::state::FlowConfig;
+use super::state::FlowEnv;
 use crate::answer::{
     CallPlayback, ConnectPlan, GatherPlan, Media, MusicOnHold, PlaybackTo, RecordingChannels,
     check_case, check_text,
@@ -78,9 +78,10 @@ impl Sandbox {
         hook: HookExport,
         call: CallDetails,
         limits: &Limits,
-        config: Arc<FlowConfig>,
+        env: impl Into<FlowEnv>,
     ) -> HookReport {
         let call = wit::CallDetails::from(call);
+        let env: FlowEnv = env.into();
         // Each hook's export has its own world, so its own prepared instance and call method:
         // the same steps, written once.
         macro_rules! run {
@@ -94,7 +95,7 @@ impl Sandbox {
                     share,
                     export,
                     limits,
-                    config,
+                    env,
                     async move |pre, store| {
                         let instance = pre.instantiate_async(&mut *store).await?;
                         Ok($check(instance.$method(&mut *store, &call).await?))

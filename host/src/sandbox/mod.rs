@@ -31,6 +31,7 @@ mod hooks;
 mod last_words;
 mod limits;
 mod meter;
+pub mod outbound;
 mod output;
 mod precompiled;
 mod state;
@@ -50,4 +51,4 @@ pub use meter::{
 };
 pub use output::{LogLevel, LogLine, MAX_LOG_BYTES, MAX_LOG_LINES, trace_lines};
 pub use precompiled::{Compiled, hex_sha256};
-pub use state::FlowConfig;
+pub use state::{FlowConfig, FlowEnv};

@@ -8,9 +8,11 @@ use std::time::Instant;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::passthru::plugin::{host, types};
 use super::meter::{HostBudget, MAX_RESOURCES};
+use super::outbound::{OutboundCall, OutboundHosts, OutboundPolicy};
 use super::output::{LogLevel, SharedLog};
 
 /// A flow's configured keys and values, as the plugin reads them through `config`.
@@ -19,6 +21,23 @@ pub type FlowConfig = BTreeMap<String, String>;
 /// Most table elements one call may hold, all tables together (8 bytes each on the host).
 pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
+/// What a call gets from its flow besides its limits: the config it reads, and the hosts it may
+/// send requests to (none: `wasi:http` refuses every request). Both built once per flow.
+#[derive(Debug, Clone, Default)]
+pub struct FlowEnv {
+    pub config: Arc<FlowConfig>,
+    pub outbound_hosts: Option<Arc<OutboundHosts>>,
+}
+
+impl From<Arc<FlowConfig>> for FlowEnv {
+    fn from(config: Arc<FlowConfig>) -> Self {
+        Self {
+            config,
+            outbound_hosts: None,
+        }
+    }
+}
+
 /// The data of one call's `Store`.
 pub struct CallState {
     wasi: WasiCtx,
@@ -26,11 +45,29 @@ pub struct CallState {
     pub(crate) limiter: CallLimiter,
     config: Arc<FlowConfig>,
     pub(crate) log: SharedLog,
+    /// The flow's outbound policy, when it lists hosts.
+    outbound: Option<OutboundPolicy>,
+    /// `wasi:http`'s state, made on the plugin's first use of it (most never use it).
+    http: Option<(WasiHttpCtx, OutboundCall)>,
+    deadline: Instant,
 }
 
 impl CallState {
-    /// A call's store data: `fuel` and `deadline` bound what its imports may do for it too.
+    /// A call's store data without outbound requests (tests).
+    #[cfg(test)]
     pub fn new(memory_bytes: usize, config: Arc<FlowConfig>, fuel: u64, deadline: Instant) -> Self {
+        Self::with_outbound(memory_bytes, config, None, fuel, deadline)
+    }
+
+    /// A call's store data: `fuel` and `deadline` bound what its imports may do for it too, and
+    /// `outbound` is the flow's policy for `wasi:http` (none: every request refused).
+    pub(crate) fn with_outbound(
+        memory_bytes: usize,
+        config: Arc<FlowConfig>,
+        outbound: Option<OutboundPolicy>,
+        fuel: u64,
+        deadline: Instant,
+    ) -> Self {
         let log = SharedLog::new(HostBudget::new(fuel, deadline));
         // No preopens, no environment, no arguments, no network: the builder's defaults deny
         // files, env and args; sockets are turned off explicitly rather than left to an
@@ -50,6 +87,26 @@ impl CallState {
             limiter: CallLimiter::new(memory_bytes),
             config,
             log,
+            outbound,
+            http: None,
+            deadline,
+        }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        let (ctx, hooks) = self.http.get_or_insert_with(|| {
+            let call = match &self.outbound {
+                Some(policy) => policy.for_call(self.deadline, self.log.clone()),
+                None => OutboundCall::closed(self.deadline, self.log.clone()),
+            };
+            (WasiHttpCtx::new(), call)
+        });
+        WasiHttpCtxView {
+            ctx,
+            table: &mut self.table,
+            hooks,
         }
     }
 }

@@ -87,6 +87,10 @@ pub(super) struct HookColumn {
     pub(super) fallback_connect: Option<crate::answer::ConnectPlan>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) fallback_gather: Option<crate::answer::GatherPlan>,
+    /// Kept in this JSON column (it holds the flow's other optional settings too), so that no
+    /// migration is needed for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) outbound_hosts: Vec<String>,
 }
 
 impl HookColumn {
@@ -97,6 +101,7 @@ impl HookColumn {
             fallback_text: settings.fallback_text.clone(),
             fallback_connect: settings.fallback_connect.clone(),
             fallback_gather: settings.fallback_gather.clone(),
+            outbound_hosts: settings.outbound_hosts.clone(),
         }
     }
 }
@@ -155,6 +160,7 @@ pub(super) fn to_flow(row: FlowRow) -> StoreResult<FlowRecord> {
     settings.fallback_text = hook.fallback_text;
     settings.fallback_connect = hook.fallback_connect;
     settings.fallback_gather = hook.fallback_gather;
+    settings.outbound_hosts = hook.outbound_hosts;
     record.auth.kind = UrlAuthKind::parse(&row.auth_kind).ok_or_else(|| StoreError::Unknown {
         what: format!("flow {:?} with URL auth {:?}", record.name, row.auth_kind),
     })?;
@@ -198,6 +204,7 @@ pub(super) fn decision_row(row: &Row<'_>) -> rusqlite::Result<(DecisionRecord, S
             elapsed_us: row.get(11)?,
             log: Vec::new(),
             log_dropped: row.get(13)?,
+            outbound: Vec::new(),
             at_ms: row.get(14)?,
             answer: row.get(15)?,
         },
