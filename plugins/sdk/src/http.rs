@@ -96,8 +96,11 @@ impl Error {
     }
 }
 
+/// The error code's name, with its payload if any (`HttpRequestDenied`,
+/// `DnsError(DnsErrorPayload { .. })`).
 fn code(e: ErrorCode) -> Error {
-    Error::Http(format!("{e:?}"))
+    let text = format!("{e:?}");
+    Error::Http(text.strip_prefix("ErrorCode::").unwrap_or(&text).to_owned())
 }
 
 /// A URL's parts: scheme, `host[:port]`, and path with query (`/` when none).
