@@ -14,6 +14,7 @@ const CRATES: &[&str] = &[
     "geo-router",
     "agent-dialer",
     "greeting",
+    "crm-push",
 ];
 
 #[test]
