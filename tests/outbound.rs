@@ -103,7 +103,7 @@ async fn hanging() -> anyhow::Result<(SocketAddr, tokio::sync::mpsc::UnboundedRe
 }
 
 /// A sync flow of the probe, with its outbound hosts, config and extra settings.
-fn probe_flow(name: &str, hosts: &[String], url: &str, extra: &str) -> String {
+fn probe_flow(name: &str, hosts: &[&str], url: &str, extra: &str) -> String {
     let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
     flow(
         "acme",
@@ -147,18 +147,28 @@ async fn acme(server: &TestServer) -> anyhow::Result<Api<'_>> {
 /// The newest decision record of `flow`.
 async fn last_record(server: &TestServer, api: &Api<'_>, flow: &str) -> anyhow::Result<Value> {
     server.state.recorder.flush(Duration::from_secs(5));
-    let (status, page) = body(api.get(&format!("/v1/decisions?flow={flow}&limit=1")).await?).await?;
+    let (status, page) = body(
+        api.get(&format!("/v1/decisions?flow={flow}&limit=1"))
+            .await?,
+    )
+    .await?;
     assert_eq!(status, 200, "{page}");
     Ok(page["items"][0].clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_listed_host_is_reached_and_the_request_is_in_the_decision_record() -> anyhow::Result<()> {
+async fn a_listed_host_is_reached_and_the_request_is_in_the_decision_record() -> anyhow::Result<()>
+{
     let (web, hits) = web("http://example.com/".into()).await?;
     let listed = format!("http://127.0.0.1:{}", web.port());
     let config = format!(
         "{LOOPBACK_ALLOWED}{}",
-        probe_flow("ok", &[listed.clone()], &format!("{listed}/hello?secret=1"), "")
+        probe_flow(
+            "ok",
+            &[listed.as_str()],
+            &format!("{listed}/hello?secret=1"),
+            ""
+        )
     );
     let server = TestServer::start(&config).await?;
     let (branch, outcome) = decide(&server, "ok").await?;
@@ -181,8 +191,8 @@ async fn a_listed_host_is_reached_and_the_request_is_in_the_decision_record() ->
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unlisted_hosts_unlisted_ip_literals_and_redirects_to_them_are_refused() -> anyhow::Result<()>
-{
+async fn unlisted_hosts_unlisted_ip_literals_and_redirects_to_them_are_refused()
+-> anyhow::Result<()> {
     // A second server that nothing may reach: the redirect points at it.
     let (other, other_hits) = web("http://example.com/".into()).await?;
     let elsewhere = format!("http://127.0.0.1:{}/hello", other.port());
@@ -192,17 +202,22 @@ async fn unlisted_hosts_unlisted_ip_literals_and_redirects_to_them_are_refused()
     let config = format!(
         "{LOOPBACK_ALLOWED}{}{}{}{}",
         // A name the list does not hold.
-        probe_flow("unlisted", &[listed.clone()], "http://crm.example.com/hello", ""),
-        // An IP literal, when only a name is listed (the same server, by address).
-        probe_flow("literal", &[by_name], &format!("{listed}/hello"), ""),
-        // A redirect from a listed host to an unlisted one, followed by the plugin.
         probe_flow(
-            "redirect",
-            &[listed.clone()],
-            &format!("{listed}/go"),
+            "unlisted",
+            &[listed.as_str()],
+            "http://crm.example.com/hello",
             ""
-        )
-        .replace("[flow.config]\n", "[flow.config]\nfollow = \"1\"\n"),
+        ),
+        // An IP literal, when only a name is listed (the same server, by address).
+        probe_flow(
+            "literal",
+            &[by_name.as_str()],
+            &format!("{listed}/hello"),
+            ""
+        ),
+        // A redirect from a listed host to an unlisted one, followed by the plugin.
+        probe_flow("redirect", &[listed.as_str()], &format!("{listed}/go"), "")
+            .replace("[flow.config]\n", "[flow.config]\nfollow = \"1\"\n"),
         // No outbound_hosts at all.
         flow(
             "acme",
@@ -215,23 +230,40 @@ async fn unlisted_hosts_unlisted_ip_literals_and_redirects_to_them_are_refused()
     let api = acme(&server).await?;
     for name in ["unlisted", "literal", "redirect", "none"] {
         let (branch, outcome) = decide(&server, name).await?;
-        assert_eq!((branch.as_str(), outcome.as_str()), ("failure", "decided"), "{name}");
+        assert_eq!(
+            (branch.as_str(), outcome.as_str()),
+            ("failure", "decided"),
+            "{name}"
+        );
         let record = last_record(&server, &api, name).await?;
-        assert_eq!(record["reason"], "error HttpRequestDenied", "{name}: {record}");
+        assert_eq!(
+            record["reason"], "error HttpRequestDenied",
+            "{name}: {record}"
+        );
         let refused = record["outbound"]
             .as_array()
             .and_then(|r| r.last())
             .cloned()
             .unwrap_or_default();
         assert!(
-            refused["error"].as_str().unwrap_or("").starts_with("refused: "),
+            refused["error"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("refused: "),
             "{name}: {record}"
         );
         let log = record["log"].to_string();
-        assert!(log.contains("refused"), "{name}: the plugin's log says why: {log}");
+        assert!(
+            log.contains("refused"),
+            "{name}: the plugin's log says why: {log}"
+        );
     }
     // The redirect's first hop reached the listed server; nothing reached the other one.
-    assert_eq!(hits.load(Ordering::SeqCst), 1, "only the redirect's first hop");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "only the redirect's first hop"
+    );
     assert_eq!(other_hits.load(Ordering::SeqCst), 0);
     let record = last_record(&server, &api, "redirect").await?;
     assert_eq!(record["outbound"][0]["status"], 302, "{record}");
@@ -248,13 +280,21 @@ async fn a_listed_name_that_resolves_to_loopback_is_refused_unless_the_operator_
     let (web, hits) = web("http://example.com/".into()).await?;
     let by_name = format!("http://localhost:{}", web.port());
     // No allow_ranges: loopback is refused, though the flow lists the name.
-    let config = probe_flow("local", &[by_name.clone()], &format!("{by_name}/hello"), "");
+    let config = probe_flow(
+        "local",
+        &[by_name.as_str()],
+        &format!("{by_name}/hello"),
+        "",
+    );
     let server = TestServer::start(&config).await?;
     let (branch, _) = decide(&server, "local").await?;
     assert_eq!(branch, "failure");
     let api = acme(&server).await?;
     let record = last_record(&server, &api, "local").await?;
-    assert_eq!(record["reason"], "error DestinationIpProhibited", "{record}");
+    assert_eq!(
+        record["reason"], "error DestinationIpProhibited",
+        "{record}"
+    );
     let error = record["outbound"][0]["error"].as_str().unwrap_or("");
     assert!(error.contains("loopback"), "{record}");
     assert_eq!(hits.load(Ordering::SeqCst), 0, "no connection was made");
@@ -278,7 +318,7 @@ async fn a_hanging_upstream_gets_the_fallback_within_the_deadline_and_its_connec
         "{LOOPBACK_ALLOWED}{}",
         probe_flow(
             "slow",
-            &[listed.clone()],
+            &[listed.as_str()],
             &format!("{listed}/never"),
             &format!("[flow.limits]\ndeadline_ms = {DEADLINE_MS}\n")
         )
@@ -365,7 +405,10 @@ async fn crm_push_delivers_every_event_once_a_flaky_crm_recovers() -> anyhow::Re
     assert_eq!(delivered, expected);
     let seen = crm.seen.lock().unwrap().clone();
     assert_eq!(seen.iter().filter(|(_, s, _)| *s == 503).count(), 3);
-    let (_, _, first) = seen.iter().find(|(k, s, _)| k == &ids[0] && *s == 200).unwrap();
+    let (_, _, first) = seen
+        .iter()
+        .find(|(k, s, _)| k == &ids[0] && *s == 200)
+        .unwrap();
     assert_eq!(first["call_sid"], "CA1", "{first}");
     assert_eq!(first["event_id"].to_string(), ids[0]);
     // The records of the failed attempts name the CRM's answer.
@@ -388,7 +431,11 @@ async fn a_bad_outbound_host_entry_is_a_422_naming_it() -> anyhow::Result<()> {
     let api = Api::operator(&server).tenant("beta", None).await?;
     let uploaded = api.upload("probe", std::fs::read(OUTBOUND_PROBE)?).await?;
     assert_eq!(uploaded.status(), 201);
-    for bad in ["crm.example.com", "https://crm.example.com/path", "https://*.com"] {
+    for bad in [
+        "crm.example.com",
+        "https://crm.example.com/path",
+        "https://*.com",
+    ] {
         let (status, problem) = body(
             api.json(
                 Method::PUT,
@@ -413,7 +460,9 @@ async fn a_bad_outbound_host_entry_is_a_422_naming_it() -> anyhow::Result<()> {
     assert!(status == 200 || status == 201, "{status} {stored}");
     let (_, back) = body(api.get("/v1/flows/f").await?).await?;
     assert_eq!(
-        back.to_string().matches("https://*.example.net:8443").count(),
+        back.to_string()
+            .matches("https://*.example.net:8443")
+            .count(),
         1,
         "{back}"
     );

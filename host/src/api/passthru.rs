@@ -266,13 +266,7 @@ async fn answer(
     let report = state
         .registry
         .sandbox()
-        .decide(
-            &flow.plugin,
-            &flow.share,
-            call,
-            &flow.limits,
-            flow.env(),
-        )
+        .decide(&flow.plugin, &flow.share, call, &flow.limits, flow.env())
         .instrument(span.clone())
         .await;
     let _entered = span.enter();

@@ -17,8 +17,8 @@ use super::error::{SandboxError, host_setup, missing_export, settle};
 use super::last_words::last_words;
 use super::limits::Limits;
 use super::meter::MAX_HOSTCALL_BYTES;
-use super::output::{self, LogLine};
 use super::outbound::{OutboundPolicy, OutboundRecord};
+use super::output::{self, LogLine};
 use super::state::{CallState, FlowEnv};
 use crate::call::CallDetails;
 

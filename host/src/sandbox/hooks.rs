@@ -3,7 +3,6 @@
 //! runs on the one path every call takes ([`Sandbox::decide`]'s), and its answer is checked here:
 //! one that Exotel could not read, or would read differently, is a plugin error, never sent.
 
-
 use super::admission::TenantShare;
 use super::bindings::passthru::plugin::types as wit;
 use super::calls::{Branch, Export, MAX_REASON_BYTES, Report};

@@ -42,8 +42,7 @@ fn v4_refusal(ip: Ipv4Addr) -> Option<&'static str> {
         "multicast"
     } else if ip.is_broadcast() || a >= 240 {
         "reserved"
-    } else if ip.is_documentation() || (a == 198 && (b == 18 || b == 19)) || (a == 192 && b == 0)
-    {
+    } else if ip.is_documentation() || (a == 198 && (b == 18 || b == 19)) || (a == 192 && b == 0) {
         "reserved for documentation, benchmarks or protocols"
     } else {
         return None;

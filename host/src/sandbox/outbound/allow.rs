@@ -79,9 +79,7 @@ impl OutboundHosts {
         }
         let entries = entries
             .iter()
-            .map(|e| {
-                parse_entry(e).map_err(|why| format!("outbound_hosts entry {e:?} {why}"))
-            })
+            .map(|e| parse_entry(e).map_err(|why| format!("outbound_hosts entry {e:?} {why}")))
             .collect::<Result<_, _>>()?;
         Ok(Self { entries })
     }
@@ -238,7 +236,11 @@ mod tests {
 
     #[test]
     fn an_ip_literal_is_allowed_only_when_that_address_is_listed() {
-        let list = hosts(&["http://127.0.0.1:8080", "http://[::1]:8080", "http://localhost"]);
+        let list = hosts(&[
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+            "http://localhost",
+        ]);
         assert!(list.allows(Scheme::Http, "127.0.0.1", 8080));
         assert!(list.allows(Scheme::Http, "[::1]", 8080));
         assert!(!list.allows(Scheme::Http, "127.0.0.2", 8080));

@@ -88,7 +88,11 @@ pub struct OutboundPolicy {
 
 impl OutboundPolicy {
     /// The call's state for `wasi:http`: counts its requests, ends them at `deadline`.
-    pub(crate) fn for_call(&self, deadline: Instant, log: super::output::SharedLog) -> OutboundCall {
+    pub(crate) fn for_call(
+        &self,
+        deadline: Instant,
+        log: super::output::SharedLog,
+    ) -> OutboundCall {
         OutboundCall::new(self.clone(), deadline, log)
     }
 }

@@ -149,17 +149,29 @@ impl WasiHttpHooks for OutboundCall {
             *request.uri_mut() = Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
             let host_header = http::HeaderValue::try_from(target.authority())
                 .map_err(|_| Error::HttpRequestUriInvalid)?;
-            request.headers_mut().insert(http::header::HOST, host_header);
+            request
+                .headers_mut()
+                .insert(http::header::HOST, host_header);
             let request = request.map(|body| {
-                Counted::new(body, options.max_request_bytes, Direction::Out, note.clone())
-                    .boxed_unsync()
+                Counted::new(
+                    body,
+                    options.max_request_bytes,
+                    Direction::Out,
+                    note.clone(),
+                )
+                .boxed_unsync()
             });
             let sent = tokio::time::timeout_at(
                 deadline,
                 exchange(&target, request, &options.allow_ranges, deadline),
             )
             .await
-            .unwrap_or_else(|_| Err(Failure::plain(Error::ConnectionTimeout, "the call's deadline")));
+            .unwrap_or_else(|_| {
+                Err(Failure::plain(
+                    Error::ConnectionTimeout,
+                    "the call's deadline",
+                ))
+            });
             match sent {
                 Ok((response, io)) => {
                     note.status(response.status().as_u16());
@@ -419,7 +431,9 @@ impl Note {
         self.failed(&format!("refused: {why}"));
         let host = self.slot.and_then(|slot| {
             let log = self.log.lock();
-            log.outbound.get(slot).map(|r| format!("{} {}", r.method, r.host))
+            log.outbound
+                .get(slot)
+                .map(|r| format!("{} {}", r.method, r.host))
         });
         let line = format!(
             "outbound request {} refused: {why}",
