@@ -61,8 +61,11 @@ async fn serve(router: Router) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// A server that answers `GET /hello` with `hi`, `GET /go` with a redirect to `to`, and counts
-/// every request it gets.
+/// A redirect target meaning the server's own `/go` (from the request's `Host`).
+const SELF: &str = "self";
+
+/// A server that answers `GET /hello` with `hi`, `GET /go` with a redirect to `to` (or to itself,
+/// [`SELF`]), and counts every request it gets.
 async fn web(to: String) -> anyhow::Result<(SocketAddr, Arc<AtomicU32>)> {
     let hits = Arc::new(AtomicU32::new(0));
     let counted = hits.clone();
@@ -70,8 +73,12 @@ async fn web(to: String) -> anyhow::Result<(SocketAddr, Arc<AtomicU32>)> {
         .route("/hello", axum::routing::get(async || "hi"))
         .route(
             "/go",
-            axum::routing::get(async move || {
-                (StatusCode::FOUND, [("location", to.clone())]).into_response()
+            axum::routing::get(async move |headers: HeaderMap| {
+                let location = match to.as_str() {
+                    SELF => format!("http://{}/go", headers["host"].to_str().unwrap_or("")),
+                    other => other.to_owned(),
+                };
+                (StatusCode::FOUND, [("location", location)]).into_response()
             }),
         )
         .layer(axum::middleware::from_fn(
@@ -422,6 +429,49 @@ async fn crm_push_delivers_every_event_once_a_flaky_crm_recovers() -> anyhow::Re
     let failed = failed["items"].as_array().cloned().unwrap_or_default();
     assert_eq!(failed.len(), 3, "{failed:?}");
     assert!(failed.iter().all(|r| r["outbound"][0]["status"] == 503));
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_caps_bound_requests_per_call_and_response_bytes() -> anyhow::Result<()> {
+    // `/go` redirects to itself: a plugin that follows it without end.
+    let (web, hits) = web(SELF.into()).await?;
+    let listed = format!("http://127.0.0.1:{}", web.port());
+    let config = format!(
+        "[outbound]\nallow_ranges = [\"127.0.0.0/8\"]\nmax_requests = 3\nmax_response_bytes = 1\n{}{}",
+        probe_flow("loop", &[listed.as_str()], &format!("{listed}/go"), "")
+            .replace("[flow.config]\n", "[flow.config]\nfollow = \"20\"\n"),
+        probe_flow("big", &[listed.as_str()], &format!("{listed}/hello"), ""),
+    );
+    let server = TestServer::start(&config).await?;
+    let api = acme(&server).await?;
+
+    let (branch, _) = decide(&server, "big").await?;
+    assert_eq!(branch, "failure");
+    let record = last_record(&server, &api, "big").await?;
+    let error = record["outbound"][0]["error"].as_str().unwrap_or("");
+    assert!(error.contains("over 1 bytes"), "{record}");
+    assert_eq!(record["outbound"][0]["status"], 200, "{record}");
+    hits.store(0, Ordering::SeqCst);
+
+    let (branch, _) = decide(&server, "loop").await?;
+    assert_eq!(branch, "failure");
+    let record = last_record(&server, &api, "loop").await?;
+    assert_eq!(record["reason"], "error HttpRequestDenied", "{record}");
+    let outbound = record["outbound"].as_array().cloned().unwrap_or_default();
+    assert_eq!(outbound.len(), 4, "{record}");
+    assert!(
+        outbound[3]["error"]
+            .as_str()
+            .unwrap()
+            .contains("3 requests"),
+        "{record}"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        3,
+        "the fourth request never left"
+    );
     server.stop().await
 }
 
