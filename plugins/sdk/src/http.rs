@@ -153,7 +153,9 @@ pub fn send(request: &Request<'_>) -> Result<Response, Error> {
         "http" => Scheme::Http,
         _ => Scheme::Https,
     };
-    outgoing.set_scheme(Some(&scheme)).map_err(|()| bad("scheme"))?;
+    outgoing
+        .set_scheme(Some(&scheme))
+        .map_err(|()| bad("scheme"))?;
     outgoing
         .set_authority(Some(authority))
         .map_err(|()| bad("host"))?;
