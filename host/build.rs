@@ -37,6 +37,8 @@ const PLUGINS: &[(&str, &str)] = &[
     ("testing/hostile", "hostile"),
     ("testing/async-probe", "async-probe"),
     ("testing/hook-probe", "hook-probe"),
+    ("crm-push", "crm-push"),
+    ("testing/outbound-probe", "outbound-probe"),
 ];
 
 /// Library crates of the plugins workspace that the plugins build on (`passthru-sdk`): not

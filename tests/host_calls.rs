@@ -59,6 +59,7 @@ async fn run(sandbox: &Sandbox, plugin: &Plugin, mode: &str, limits: &Limits) ->
         elapsed: report.elapsed,
         log: report.log,
         log_dropped: report.log_dropped,
+        outbound: report.outbound,
     }
 }
 

@@ -15,6 +15,7 @@ const CRATES: &[&str] = &[
     "agent-dialer",
     "greeting",
     "sticky-agent",
+    "crm-push",
 ];
 
 #[test]

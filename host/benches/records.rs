@@ -36,6 +36,7 @@ fn record(i: usize, log: bool) -> DecisionRecord {
             Vec::new()
         },
         log_dropped: 0,
+        outbound: Vec::new(),
         at_ms: now_ms(),
     }
 }

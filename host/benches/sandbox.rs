@@ -56,7 +56,7 @@ fn bench_kv(
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .into(),
             kv: KvGrants::new([bucket.clone()]),
-            secrets: Vec::new(),
+            ..Grants::default()
         });
         group.bench_function(name, |b| {
             b.iter(|| {

@@ -31,6 +31,7 @@ use serde::Deserialize;
 use crate::flow::{FlowSpec, PluginSource};
 use crate::queue::{Bounds, QueueOptions};
 use crate::registry::CompileLimits;
+use crate::sandbox::outbound::OutboundOptions;
 use crate::sandbox::{SandboxOptions, default_memory_budget_mb};
 
 /// The address `passthru serve` listens on when neither the file nor the command line says.
@@ -169,6 +170,9 @@ pub struct ServerConfig {
     /// The queue of async flows.
     #[serde(default, rename = "async")]
     pub async_queue: AsyncSettings,
+    /// Plugins' outbound HTTP requests (for flows that list `outbound_hosts`).
+    #[serde(default)]
+    pub outbound: OutboundSettings,
     #[serde(default, rename = "flow")]
     pub flows: Vec<FlowSpec>,
 }
@@ -295,6 +299,62 @@ impl AsyncSettings {
     }
 }
 
+/// The `[outbound]` table: the bounds on plugins' outbound HTTP requests, for every flow. A flow
+/// sends requests only to the hosts it lists (`outbound_hosts`); these bound what it may do there.
+///
+/// ```toml
+/// [outbound]
+/// max_requests = 8                    # requests one call may send (refused past it)
+/// max_request_bytes = 1048576         # one request's body
+/// max_response_bytes = 1048576        # one response's body
+/// allow_ranges = ["127.0.0.0/8"]      # addresses allowed although private or special
+/// ```
+///
+/// Every request also ends at its call's deadline (`limits.deadline_ms`). Loopback, private
+/// (RFC 1918, fc00::/7), link-local, CGNAT, unspecified, multicast, reserved and cloud metadata
+/// addresses are refused whatever name leads to them, unless a range in `allow_ranges` holds them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundSettings {
+    pub max_requests: u32,
+    pub max_request_bytes: u64,
+    pub max_response_bytes: u64,
+    pub allow_ranges: Vec<String>,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        let defaults = OutboundOptions::default();
+        Self {
+            max_requests: defaults.max_requests,
+            max_request_bytes: defaults.max_request_bytes,
+            max_response_bytes: defaults.max_response_bytes,
+            allow_ranges: Vec::new(),
+        }
+    }
+}
+
+impl OutboundSettings {
+    /// The sandbox's options; or a message naming the range that is not `address/length`.
+    pub fn options(&self) -> Result<OutboundOptions, String> {
+        let allow_ranges = self
+            .allow_ranges
+            .iter()
+            .map(|range| {
+                range.parse::<ipnet::IpNet>().map_err(|_| {
+                    format!("outbound.allow_ranges: {range:?} is not a range such as 127.0.0.0/8")
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(OutboundOptions {
+            max_requests: self.max_requests,
+            max_request_bytes: self.max_request_bytes,
+            max_response_bytes: self.max_response_bytes,
+            allow_ranges,
+        })
+    }
+}
+
 impl ServerConfig {
     /// How compiles are bounded.
     pub fn compile_limits(&self) -> CompileLimits {
@@ -411,6 +471,13 @@ impl ServerConfig {
         config
             .async_queue
             .validate()
+            .map_err(|message| ConfigError::Parse {
+                origin: origin.to_owned(),
+                message,
+            })?;
+        config
+            .outbound
+            .options()
             .map_err(|message| ConfigError::Parse {
                 origin: origin.to_owned(),
                 message,

@@ -75,7 +75,9 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
         .data_dir
         .or_else(|| config.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-    let sandbox = Arc::new(Sandbox::new(config.sandbox_options())?);
+    // Checked when the config was parsed.
+    let outbound = config.outbound.options().unwrap_or_default();
+    let sandbox = Arc::new(Sandbox::new(config.sandbox_options())?.with_outbound(outbound));
     let compiles = config.compile_limits();
     let worker = options
         .compile_worker

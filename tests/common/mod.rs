@@ -27,6 +27,8 @@ pub const AGENT_DIALER: &str = env!("PASSTHRU_PLUGIN_AGENT_DIALER");
 pub const GREETING: &str = env!("PASSTHRU_PLUGIN_GREETING");
 pub const HOOK_PROBE: &str = env!("PASSTHRU_PLUGIN_HOOK_PROBE");
 pub const STICKY_AGENT: &str = env!("PASSTHRU_PLUGIN_STICKY_AGENT");
+pub const CRM_PUSH: &str = env!("PASSTHRU_PLUGIN_CRM_PUSH");
+pub const OUTBOUND_PROBE: &str = env!("PASSTHRU_PLUGIN_OUTBOUND_PROBE");
 
 /// The real-shaped Exotel queries kept as the project's test fixtures.
 pub fn samples() -> Vec<(String, String)> {

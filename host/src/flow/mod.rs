@@ -241,6 +241,13 @@ pub struct FlowSettings {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Name>, max_items = 16)]
     pub kv_stores: Vec<String>,
+    /// Where the plugin may send HTTP requests (`wasi:http`): `scheme://host[:port]` entries,
+    /// `*.name` for any subdomain of a name, an IP address only when listed as such. Empty (the
+    /// default): none at all. A listed name that resolves to a private, loopback or other
+    /// special address is refused all the same, unless the operator allows that range.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(example = json!(["https://crm.example.com", "https://*.example.net:8443"]))]
+    pub outbound_hosts: Vec<String>,
 }
 
 impl Default for FlowSettings {
@@ -258,6 +265,7 @@ impl Default for FlowSettings {
             retry: RetryPolicy::default(),
             config: BTreeMap::new(),
             kv_stores: Vec::new(),
+            outbound_hosts: Vec::new(),
         }
     }
 }
@@ -273,6 +281,7 @@ impl FlowSettings {
         self.retry.validate()?;
         self.validate_hook()?;
         self.validate_kv_stores()?;
+        crate::sandbox::outbound::OutboundHosts::parse(&self.outbound_hosts)?;
         let config_bytes: usize = self.config.iter().map(|(k, v)| k.len() + v.len()).sum();
         if config_bytes > MAX_CONFIG_BYTES {
             return Err(format!(

@@ -2,6 +2,7 @@
 //! which flow and version it is about ([`Subject`]), what was answered ([`Answer`]), and what the
 //! sandbox measured ([`Usage`]).
 
+use crate::sandbox::outbound::OutboundRecord;
 use crate::sandbox::{Branch, LogLine, Report, SandboxError};
 use crate::secrets::redact;
 use crate::store::{DecisionRecord, now_ms};
@@ -39,6 +40,8 @@ pub struct Usage {
     pub log: Vec<LogLine>,
     /// Log lines dropped past the caps.
     pub log_dropped: u32,
+    /// The outbound requests the call sent or was refused.
+    pub outbound: Vec<OutboundRecord>,
 }
 
 impl Usage {
@@ -49,6 +52,7 @@ impl Usage {
             elapsed_us: u64::try_from(report.elapsed.as_micros()).unwrap_or(u64::MAX),
             log: report.log,
             log_dropped: report.log_dropped,
+            outbound: report.outbound,
         };
         (report.outcome, usage)
     }
@@ -82,6 +86,7 @@ impl DecisionRecord {
             elapsed_us: usage.elapsed_us,
             log: usage.log,
             log_dropped: usage.log_dropped,
+            outbound: usage.outbound,
             at_ms: now_ms(),
         }
     }
@@ -106,6 +111,7 @@ mod tests {
             elapsed: Duration::from_micros(56),
             log: vec![line.clone()],
             log_dropped: 2,
+            outbound: Vec::new(),
         };
         let (outcome, usage) = Usage::of(report);
         assert_eq!(outcome.unwrap(), 7);

@@ -314,6 +314,7 @@ mod tests {
             elapsed_us: 1,
             log: Vec::new(),
             log_dropped: 0,
+            outbound: Vec::new(),
             at_ms: now_ms(),
         }
     }

@@ -29,6 +29,7 @@ use crate::flow::{FlowMode, Hook, RetryPolicy, StatusMap, UrlAuth, UrlAuthKind};
 use crate::kv::{KvGrants, KvSpace};
 use crate::metrics::{FlowFamilies, FlowMetrics};
 use crate::records::Subject;
+use crate::sandbox::outbound::OutboundHosts;
 use crate::sandbox::{
     Branch, Grants, Limits, Plugin, Sandbox, SandboxError, TenantShare, hex_sha256,
 };
@@ -151,6 +152,15 @@ impl Flow {
             secrets: &self.grants.secrets,
         }
     }
+}
+
+/// A flow's `outbound_hosts`, parsed (already checked when the flow was stored).
+fn outbound_hosts(entries: &[String]) -> Result<Option<Arc<OutboundHosts>>, RegistryError> {
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let hosts = OutboundHosts::parse(entries).map_err(RegistryError::BadRequest)?;
+    Ok(Some(Arc::new(hosts)))
 }
 
 /// A flow's fallback answers besides its branch, checked when the flow was stored.
@@ -802,6 +812,7 @@ impl Registry {
                     .map(|store| self.kv.bucket(&record.tenant, store)),
             ),
             secrets,
+            outbound_hosts: outbound_hosts(&settings.outbound_hosts)?,
         })
     }
 

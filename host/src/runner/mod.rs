@@ -81,7 +81,7 @@ fn run_grants(config: FlowConfig, stores: &[(String, Option<PathBuf>)]) -> Resul
     Ok(Grants {
         config,
         kv: KvGrants::new(buckets),
-        secrets: Vec::new(),
+        ..Grants::default()
     })
 }
 

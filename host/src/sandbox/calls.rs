@@ -18,6 +18,7 @@ use super::error::{SandboxError, host_setup, missing_export, settle};
 use super::last_words::last_words;
 use super::limits::Limits;
 use super::meter::MAX_HOSTCALL_BYTES;
+use super::outbound::{OutboundPolicy, OutboundRecord};
 use super::output::{self, LogLine};
 use super::state::{CallState, Grants};
 use crate::call::CallDetails;
@@ -89,6 +90,8 @@ pub struct Report<T> {
     pub log: Vec<LogLine>,
     /// Log lines dropped past the caps.
     pub log_dropped: u32,
+    /// The outbound requests the call sent (or was refused).
+    pub outbound: Vec<OutboundRecord>,
 }
 
 impl<T: Reasoned> Report<T> {
@@ -262,12 +265,16 @@ impl Sandbox {
         self.finish(plugin, store, started, outcome, limits)
     }
 
-    /// A store for one call, with its memory cap and what the flow grants.
+    /// A store for one call, with its memory cap, what the flow grants and its outbound policy.
     fn new_store(&self, limits: &Limits, grants: Arc<Grants>) -> (Store<CallState>, Instant) {
         let started = Instant::now();
         let memory_bytes = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
         let deadline = started + limits.deadline();
-        let state = CallState::new(memory_bytes, grants, limits.fuel, deadline);
+        let outbound = grants.outbound_hosts.clone().map(|hosts| OutboundPolicy {
+            hosts,
+            options: self.outbound.clone(),
+        });
+        let state = CallState::with_outbound(memory_bytes, grants, outbound, limits.fuel, deadline);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
@@ -314,6 +321,7 @@ impl Sandbox {
             elapsed,
             log: std::mem::take(&mut log.lines),
             log_dropped: log.dropped,
+            outbound: std::mem::take(&mut log.outbound),
         };
         if !grants.secrets.is_empty() {
             report.redact(&grants.secrets);
@@ -370,6 +378,7 @@ fn refused<T>(message: String) -> Report<T> {
         elapsed: Duration::ZERO,
         log: Vec::new(),
         log_dropped: 0,
+        outbound: Vec::new(),
     }
 }
 

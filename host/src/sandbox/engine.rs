@@ -23,6 +23,7 @@ use super::error::{SandboxError, host_setup};
 use super::hooks::HookExport;
 use super::limits::MAX_MEMORY_MB;
 use super::meter;
+use super::outbound::OutboundOptions;
 use super::state::CallState;
 
 /// How often the epoch advances; a deadline is honoured to within one tick.
@@ -142,6 +143,8 @@ pub struct Sandbox {
     /// Whether a slow reset may happen after its call's answer (see `Sandbox::release`).
     pub(super) defer_resets: bool,
     pub(super) compiles: AtomicU64,
+    /// The operator's bounds on plugins' outbound requests.
+    pub(super) outbound: Arc<OutboundOptions>,
     _ticker: EpochTicker,
 }
 
@@ -157,6 +160,9 @@ impl Sandbox {
         let max_calls = usize::try_from(options.max_concurrent_calls.max(1)).unwrap_or(usize::MAX);
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(host_setup)?;
+        // Outbound HTTP: linked for every plugin, refused per request unless the flow lists
+        // hosts (see `outbound`). A plugin that does not import it pays nothing for it.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(host_setup)?;
         meter::link_random(&mut linker).map_err(host_setup)?;
         Decider::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
             .map_err(host_setup)?;
@@ -174,6 +180,7 @@ impl Sandbox {
             resets_deferred: AtomicU64::new(0),
             defer_resets: true,
             compiles: AtomicU64::new(0),
+            outbound: Arc::default(),
             _ticker: ticker,
         })
     }
@@ -184,6 +191,12 @@ impl Sandbox {
     /// 14 core instances, and a pool sized for one call holds 64.
     pub fn without_deferred_resets(mut self) -> Self {
         self.defer_resets = false;
+        self
+    }
+
+    /// This sandbox's bounds on plugins' outbound requests (the defaults unless set here).
+    pub fn with_outbound(mut self, options: OutboundOptions) -> Self {
+        self.outbound = Arc::new(options);
         self
     }
 

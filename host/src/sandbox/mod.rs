@@ -31,6 +31,7 @@ mod hooks;
 mod last_words;
 mod limits;
 mod meter;
+pub mod outbound;
 mod output;
 mod precompiled;
 mod state;

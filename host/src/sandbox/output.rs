@@ -51,6 +51,8 @@ pub struct CallLog {
     bytes: usize,
     partial_stdout: Vec<u8>,
     partial_stderr: Vec<u8>,
+    /// The call's outbound requests (`wasi:http`), as the decision record keeps them.
+    pub outbound: Vec<super::outbound::OutboundRecord>,
     /// What the call's imports may still do for it (charged here: every import that does work
     /// in proportion to its bytes takes this lock anyway, or can).
     pub(crate) budget: HostBudget,

@@ -8,17 +8,19 @@ use std::time::Instant;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::passthru::plugin::{host, kv, types};
 use super::meter::{HostBudget, MAX_RESOURCES};
+use super::outbound::{OutboundCall, OutboundHosts, OutboundPolicy};
 use super::output::{LogLevel, SharedLog};
 use crate::kv::{KvError, KvGrants, expiry};
 
 /// A flow's configured keys and values, as the plugin reads them through `config`.
 pub type FlowConfig = BTreeMap<String, String>;
 
-/// What a flow lets its plugin reach: its config (secrets included) and its key-value stores.
-/// Built once when the flow goes live; its calls share it.
+/// What a flow lets its plugin reach: its config (secrets included), its key-value stores and the
+/// hosts it may send requests to. Built once when the flow goes live; its calls share it.
 #[derive(Debug, Default)]
 pub struct Grants {
     pub config: FlowConfig,
@@ -26,6 +28,8 @@ pub struct Grants {
     /// The values of the flow's secrets (in `config` too): blanked out of the call's log and
     /// error messages, wherever the plugin wrote them.
     pub secrets: Vec<String>,
+    /// The hosts `wasi:http` may reach (none: it refuses every request).
+    pub outbound_hosts: Option<Arc<OutboundHosts>>,
 }
 
 impl Grants {
@@ -33,8 +37,7 @@ impl Grants {
     pub fn config(config: FlowConfig) -> Self {
         Self {
             config,
-            kv: KvGrants::default(),
-            secrets: Vec::new(),
+            ..Self::default()
         }
     }
 }
@@ -57,11 +60,29 @@ pub struct CallState {
     grants: Arc<Grants>,
     kv_writes: u32,
     pub(crate) log: SharedLog,
+    /// The flow's outbound policy, when it lists hosts.
+    outbound: Option<OutboundPolicy>,
+    /// `wasi:http`'s state, made on the plugin's first use of it (most never use it).
+    http: Option<(WasiHttpCtx, OutboundCall)>,
+    deadline: Instant,
 }
 
 impl CallState {
-    /// A call's store data: `fuel` and `deadline` bound what its imports may do for it too.
+    /// A call's store data without outbound requests (tests).
+    #[cfg(test)]
     pub fn new(memory_bytes: usize, grants: Arc<Grants>, fuel: u64, deadline: Instant) -> Self {
+        Self::with_outbound(memory_bytes, grants, None, fuel, deadline)
+    }
+
+    /// A call's store data: `fuel` and `deadline` bound what its imports may do for it too, and
+    /// `outbound` is the flow's policy for `wasi:http` (none: every request refused).
+    pub(crate) fn with_outbound(
+        memory_bytes: usize,
+        grants: Arc<Grants>,
+        outbound: Option<OutboundPolicy>,
+        fuel: u64,
+        deadline: Instant,
+    ) -> Self {
         let log = SharedLog::new(HostBudget::new(fuel, deadline));
         // No preopens, no environment, no arguments, no network: the builder's defaults deny
         // files, env and args; sockets are turned off explicitly rather than left to an
@@ -82,6 +103,26 @@ impl CallState {
             grants,
             kv_writes: 0,
             log,
+            outbound,
+            http: None,
+            deadline,
+        }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        let (ctx, hooks) = self.http.get_or_insert_with(|| {
+            let call = match &self.outbound {
+                Some(policy) => policy.for_call(self.deadline, self.log.clone()),
+                None => OutboundCall::closed(self.deadline, self.log.clone()),
+            };
+            (WasiHttpCtx::new(), call)
+        });
+        WasiHttpCtxView {
+            ctx,
+            table: &mut self.table,
+            hooks,
         }
     }
 }

@@ -305,6 +305,11 @@ pub struct DecisionRecord {
     pub log: Vec<LogLine>,
     /// Log lines dropped past the per-call caps.
     pub log_dropped: u32,
+    /// The outbound HTTP requests the plugin sent or was refused, in order: method, host,
+    /// status or error, body bytes each way and milliseconds; never headers or bodies. Left out
+    /// when there were none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<crate::sandbox::outbound::OutboundRecord>,
     /// Milliseconds since the Unix epoch.
     pub at_ms: i64,
 }

@@ -614,6 +614,9 @@ pub mod kv {
 
 /// Lines in this call's log, at each level. The log is capped; lines past the cap are counted and
 /// dropped, never an error. `println!` and `eprintln!` also land in the log.
+#[cfg(feature = "http")]
+pub mod http;
+
 pub mod log {
     use super::{Level, host};
 

@@ -6,7 +6,7 @@ use super::rows::{
     FLOW_COLUMNS, HookColumn, VERSION_COLUMNS, branch_str, collect, decision_row, flow_row,
     tenant_row, to_flow, to_tenant, to_version, version_row,
 };
-use super::{MAX_PAGE, SqliteStore, from_json, json, not_found, write_tx};
+use super::{MAX_PAGE, SqliteStore, json, not_found, parse_log_column, write_tx};
 use crate::store::{
     DecisionFilter, DecisionRecord, FlowRecord, SealedSecret, SecretInfo, Store, StoreError,
     StoreResult, Tenant, TenantCaps, TokenInfo, VersionRecord, now_ms,
@@ -502,7 +502,7 @@ impl Store for SqliteStore {
             decision_row,
         )?;
         collect(rows, |(mut record, log)| {
-            record.log = from_json(&log)?;
+            (record.log, record.outbound) = parse_log_column(&log)?;
             Ok(record)
         })
     }

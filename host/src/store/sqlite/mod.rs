@@ -210,6 +210,38 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> StoreResult<T> {
     Ok(serde_json::from_str(text)?)
 }
 
+/// The `log` column: the log lines as a JSON array, or, when the call sent outbound requests,
+/// `{"lines": [...], "outbound": [...]}` (so no migration was needed for them).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum LogColumn<L, O> {
+    Lines(L),
+    WithOutbound { lines: L, outbound: O },
+}
+
+fn log_column(r: &DecisionRecord) -> StoreResult<String> {
+    match r.outbound.is_empty() {
+        true => json(&LogColumn::<_, ()>::Lines(&r.log)),
+        false => json(&LogColumn::WithOutbound {
+            lines: &r.log,
+            outbound: &r.outbound,
+        }),
+    }
+}
+
+/// The log lines and outbound requests of a `log` column, in either form.
+type LogParts = (
+    Vec<crate::sandbox::LogLine>,
+    Vec<crate::sandbox::outbound::OutboundRecord>,
+);
+
+fn parse_log_column(text: &str) -> StoreResult<LogParts> {
+    Ok(match from_json(text)? {
+        LogColumn::Lines(lines) => (lines, Vec::new()),
+        LogColumn::WithOutbound { lines, outbound } => (lines, outbound),
+    })
+}
+
 fn not_found(what: String) -> StoreError {
     StoreError::NotFound { what }
 }
@@ -237,7 +269,7 @@ impl RecordSink for SqliteStore {
                     r.error,
                     r.fuel_used,
                     r.elapsed_us,
-                    json(&r.log)?,
+                    log_column(r)?,
                     r.log_dropped,
                     r.at_ms,
                     r.answer
@@ -437,6 +469,7 @@ mod tests {
             elapsed_us: 2,
             log: vec![],
             log_dropped: 0,
+            outbound: Vec::new(),
             at_ms: 1000 + i,
         };
         let batch: Vec<_> = (0..10)

@@ -90,6 +90,10 @@ pub(super) struct HookColumn {
     /// Kept here too (since 0.1.3), so that no migration is needed for it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(super) kv_stores: Vec<String>,
+    /// Kept in this JSON column (it holds the flow's other optional settings too), so that no
+    /// migration is needed for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) outbound_hosts: Vec<String>,
 }
 
 impl HookColumn {
@@ -101,6 +105,7 @@ impl HookColumn {
             fallback_connect: settings.fallback_connect.clone(),
             fallback_gather: settings.fallback_gather.clone(),
             kv_stores: settings.kv_stores.clone(),
+            outbound_hosts: settings.outbound_hosts.clone(),
         }
     }
 }
@@ -162,6 +167,7 @@ pub(super) fn to_flow(row: FlowRow) -> StoreResult<FlowRecord> {
     settings.fallback_connect = hook.fallback_connect;
     settings.fallback_gather = hook.fallback_gather;
     settings.kv_stores = hook.kv_stores;
+    settings.outbound_hosts = hook.outbound_hosts;
     record.auth.kind = UrlAuthKind::parse(&row.auth_kind).ok_or_else(|| StoreError::Unknown {
         what: format!("flow {:?} with URL auth {:?}", record.name, row.auth_kind),
     })?;
@@ -205,6 +211,7 @@ pub(super) fn decision_row(row: &Row<'_>) -> rusqlite::Result<(DecisionRecord, S
             elapsed_us: row.get(11)?,
             log: Vec::new(),
             log_dropped: row.get(13)?,
+            outbound: Vec::new(),
             at_ms: row.get(14)?,
             answer: row.get(15)?,
         },
