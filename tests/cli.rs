@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{
-    ASYNC_PROBE, GEO_ROUTER, HOOK_PROBE, HOSTILE, IVR_MENU, STICKY_AGENT, VIP_CALLER, samples,
+    ASYNC_PROBE, GEO_ROUTER, HOOK_PROBE, HOSTILE, IVR_MENU, OUTBOUND_PROBE, STICKY_AGENT,
+    VIP_CALLER, samples,
 };
 use serde_json::Value;
 
@@ -192,6 +193,83 @@ fn key_value_stores_are_granted_in_memory_and_filled_from_a_file() -> anyhow::Re
     assert_eq!(
         (code, &json["error"]["kind"]),
         (2, &Value::from("invalid_kv")),
+        "{json}"
+    );
+    Ok(())
+}
+
+/// An HTTP server on loopback that answers each connection `200` with the body `pong`.
+fn pong_server() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong",
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+fn outbound_requests_go_only_where_the_flags_allow_and_are_shown() -> anyhow::Result<()> {
+    let addr = pong_server();
+    let url = format!("--config=url=http://{addr}/ping");
+    let host = format!("http://{addr}");
+    let (code, json) = run(&[
+        OUTBOUND_PROBE,
+        &url,
+        "--outbound-host",
+        &host,
+        "--outbound-allow-range",
+        "127.0.0.0/8",
+        "--repeat",
+        "1",
+    ])?;
+    assert_eq!(
+        (code, &json["decision"]),
+        (0, &Value::from("success")),
+        "{json}"
+    );
+    assert!(json["reason"].as_str().unwrap().contains("pong"), "{json}");
+    assert_eq!(json["outbound"][0]["status"], 200, "{json}");
+
+    // Listed but on loopback without the range: refused, and shown as refused.
+    let (_, json) = run(&[
+        OUTBOUND_PROBE,
+        &url,
+        "--outbound-host",
+        &host,
+        "--repeat",
+        "1",
+    ])?;
+    assert_eq!(json["decision"], "failure", "{json}");
+    assert!(
+        json["reason"]
+            .as_str()
+            .unwrap()
+            .contains("DestinationIpProhibited"),
+        "{json}"
+    );
+    // Not listed: refused.
+    let (_, json) = run(&[OUTBOUND_PROBE, &url, "--repeat", "1"])?;
+    assert!(
+        json["reason"]
+            .as_str()
+            .unwrap()
+            .contains("HttpRequestDenied"),
+        "{json}"
+    );
+    // A bad entry is refused before anything runs.
+    let (code, json) = run(&[OUTBOUND_PROBE, &url, "--outbound-host", "ftp://x"])?;
+    assert_eq!(
+        (code, &json["error"]["kind"]),
+        (2, &Value::from("invalid_outbound")),
         "{json}"
     );
     Ok(())

@@ -92,6 +92,16 @@ enum Command {
         /// one call writes, the next of `--repeat` sees.
         #[arg(long = "kv-store", value_name = "NAME[=FILE]", value_parser = parse_kv_store)]
         kv_stores: Vec<(String, Option<PathBuf>)>,
+        /// Let the plugin send HTTP requests to this `scheme://host[:port]` (`*.name` for any
+        /// subdomain), as a flow's `outbound_hosts` does; repeatable. Without it every request is
+        /// refused.
+        #[arg(long = "outbound-host", value_name = "URL")]
+        outbound_hosts: Vec<String>,
+        /// An address range the plugin's requests may reach although private or special, as the
+        /// server's `[outbound] allow_ranges` (`127.0.0.0/8` for a server on this machine);
+        /// repeatable.
+        #[arg(long = "outbound-allow-range", value_name = "CIDR")]
+        outbound_allow_ranges: Vec<ipnet::IpNet>,
     },
     /// Print a new random key for flows' secrets (base64 of 32 bytes), to set as
     /// PASSTHRU_SECRETS_KEY or keep in the file the config's `secrets_key_file` names.
@@ -184,6 +194,8 @@ fn main() -> anyhow::Result<()> {
             hook,
             exotel_version,
             kv_stores,
+            outbound_hosts,
+            outbound_allow_ranges,
         } => {
             init_tracing("warn");
             let export = match (record, hook) {
@@ -210,6 +222,8 @@ fn main() -> anyhow::Result<()> {
                 },
                 exotel_version,
                 kv_stores,
+                outbound_hosts,
+                outbound_allow_ranges,
             };
             let out = runtime()?.block_on(runner::run(
                 &plugin, &query, config, limits, export, &options,

@@ -16,11 +16,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use ipnet::IpNet;
+
 use crate::call::{self, CallDetails};
 use crate::flow::StatusMap;
 use crate::flow::http::hook_http;
 use crate::kv::import::{self, ImportFormat};
 use crate::kv::{KvGrants, KvSpace};
+use crate::sandbox::outbound::{OutboundHosts, OutboundOptions, OutboundRecord};
 use crate::sandbox::{
     Branch, Event, FlowConfig, Grants, HookExport, Limits, LogLine, Plugin, Report, Sandbox,
     SandboxError, SandboxOptions, TenantShare,
@@ -43,6 +46,11 @@ pub struct RunOptions {
     pub cache_dir: Option<PathBuf>,
     /// The `Exotel-Version` a hook's request carries (Connect's answer depends on it).
     pub exotel_version: Option<String>,
+    /// The flow's `outbound_hosts`: where the plugin may send HTTP requests.
+    pub outbound_hosts: Vec<String>,
+    /// Address ranges its requests may reach although private or special (the server's
+    /// `[outbound] allow_ranges`), e.g. `127.0.0.0/8` for a test server on loopback.
+    pub outbound_allow_ranges: Vec<IpNet>,
     /// Key-value stores granted to the plugin, in memory: each named, and filled from a JSON
     /// Lines or CSV file (`.csv`) if one is given. Writes of one call are seen by the next.
     pub kv_stores: Vec<(String, Option<PathBuf>)>,
@@ -117,6 +125,9 @@ pub struct RunDecided {
     pub timing: Timing,
     pub log: Vec<LogLine>,
     pub log_dropped: u32,
+    /// The outbound requests the calls sent (or were refused), when there were any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<OutboundRecord>,
     pub call: CallDetails,
 }
 
@@ -132,6 +143,9 @@ pub struct RunRecorded {
     pub timing: Timing,
     pub log: Vec<LogLine>,
     pub log_dropped: u32,
+    /// The outbound requests the calls sent (or were refused), when there were any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<OutboundRecord>,
     pub call: CallDetails,
 }
 
@@ -156,6 +170,9 @@ pub struct RunAnswered {
     pub timing: Timing,
     pub log: Vec<LogLine>,
     pub log_dropped: u32,
+    /// The outbound requests the calls sent (or were refused), when there were any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<OutboundRecord>,
     pub call: CallDetails,
 }
 
@@ -178,6 +195,9 @@ pub struct RunFailed {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timing: Option<Timing>,
     pub log: Vec<LogLine>,
+    /// The outbound requests the calls sent (or were refused), when there were any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<OutboundRecord>,
     pub call: CallDetails,
 }
 
@@ -224,15 +244,25 @@ pub async fn run(
         elapsed_us: None,
         timing: None,
         log: Vec::new(),
+        outbound: Vec::new(),
         call,
     };
     if let Err(message) = limits.validate() {
         return output(&failed("invalid_limits", message, call), EXIT_FAILED);
     }
-    let grants = match run_grants(config, &options.kv_stores) {
-        Ok(grants) => Arc::new(grants),
+    let mut grants = match run_grants(config, &options.kv_stores) {
+        Ok(grants) => grants,
         Err(message) => return output(&failed("invalid_kv", message, call), EXIT_FAILED),
     };
+    if !options.outbound_hosts.is_empty() {
+        match OutboundHosts::parse(&options.outbound_hosts) {
+            Ok(hosts) => grants.outbound_hosts = Some(Arc::new(hosts)),
+            Err(message) => {
+                return output(&failed("invalid_outbound", message, call), EXIT_FAILED);
+            }
+        }
+    }
+    let grants = Arc::new(grants);
     if !(1..=MAX_REPEAT).contains(&options.repeat) {
         let message = format!(
             "repeat must be between 1 and {MAX_REPEAT}, not {}",
@@ -252,7 +282,12 @@ pub async fn run(
         max_concurrent_calls: 1,
         ..SandboxOptions::default()
     }) {
-        Ok(sandbox) => sandbox.without_deferred_resets(),
+        Ok(sandbox) => sandbox
+            .without_deferred_resets()
+            .with_outbound(OutboundOptions {
+                allow_ranges: options.outbound_allow_ranges.clone(),
+                ..OutboundOptions::default()
+            }),
         Err(e) => return output(&failed(e.kind().as_str(), e.to_string(), call), EXIT_FAILED),
     };
     let name = plugin.display().to_string();
@@ -310,6 +345,7 @@ pub async fn run(
                 timing,
                 log: report.log,
                 log_dropped: report.log_dropped,
+                outbound: report.outbound,
                 call,
             },
             EXIT_DECIDED,
@@ -320,6 +356,7 @@ pub async fn run(
             report.elapsed,
             timing,
             report.log,
+            report.outbound,
             call,
         ),
     }
@@ -412,6 +449,7 @@ async fn record(prepared: &Prepared<'_>, attempt: u32) -> RunOutput {
                 timing,
                 log: report.log,
                 log_dropped: report.log_dropped,
+                outbound: report.outbound,
                 call,
             },
             EXIT_DECIDED,
@@ -422,6 +460,7 @@ async fn record(prepared: &Prepared<'_>, attempt: u32) -> RunOutput {
             report.elapsed,
             timing,
             report.log,
+            report.outbound,
             call,
         ),
     }
@@ -457,6 +496,7 @@ async fn answer(prepared: &Prepared<'_>, hook: HookExport, version: Option<&str>
                     timing,
                     log: report.log,
                     log_dropped: report.log_dropped,
+                    outbound: report.outbound,
                     call,
                 },
                 EXIT_DECIDED,
@@ -468,6 +508,7 @@ async fn answer(prepared: &Prepared<'_>, hook: HookExport, version: Option<&str>
             report.elapsed,
             timing,
             report.log,
+            report.outbound,
             call,
         ),
     }
@@ -480,6 +521,7 @@ fn failed_call(
     elapsed: Duration,
     timing: Timing,
     log: Vec<LogLine>,
+    outbound: Vec<OutboundRecord>,
     call: CallDetails,
 ) -> RunOutput {
     let failed = RunFailed {
@@ -488,6 +530,7 @@ fn failed_call(
         elapsed_us: Some(micros(elapsed)),
         timing: Some(timing),
         log,
+        outbound,
         call,
     };
     output(&failed, EXIT_FAILED)
