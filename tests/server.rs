@@ -411,6 +411,14 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/flows/{flow}/activate"),
     ("post", "/v1/flows/{flow}/rollback"),
     ("post", "/v1/flows/{flow}/auth"),
+    ("put", "/v1/flows/{flow}/secrets/{key}"),
+    ("delete", "/v1/flows/{flow}/secrets/{key}"),
+    ("get", "/v1/kv"),
+    ("get", "/v1/kv/{store}/keys"),
+    ("get", "/v1/kv/{store}/keys/{key}"),
+    ("put", "/v1/kv/{store}/keys/{key}"),
+    ("delete", "/v1/kv/{store}/keys/{key}"),
+    ("post", "/v1/kv/{store}/import"),
     ("get", "/v1/flows/{flow}/queue"),
     ("get", "/v1/flows/{flow}/dead-letters"),
     ("get", "/v1/flows/{flow}/dead-letters/{id}"),
@@ -442,7 +450,8 @@ async fn every_route_is_documented_with_its_method() -> anyhow::Result<()> {
             .replace("{plugin}", "menu")
             .replace("{version}", "1")
             .replace("{id}", "token1")
-            .replace("{call_sid}", "call1");
+            .replace("{call_sid}", "call1")
+            .replace("{store}", "agents");
         let response = server
             .client
             .request(
