@@ -15,6 +15,8 @@ const CRATES: &[&str] = &[
     "agent-dialer",
     "greeting",
     "sticky-agent",
+    "sms-reply",
+    "ivr-gather",
 ];
 
 #[test]
