@@ -438,7 +438,10 @@ fn fallback(hook: HookExport) -> HookAnswer {
 
 /// The response a flow with default statuses gives for `outcome` of `hook`, rendered by the
 /// server's own `hook_http`, and its content type.
-fn wire(hook: HookExport, outcome: &Result<Answered, SandboxError>) -> (Wire, Option<&'static str>) {
+fn wire(
+    hook: HookExport,
+    outcome: &Result<Answered, SandboxError>,
+) -> (Wire, Option<&'static str>) {
     let (answer, kind) = match outcome {
         Ok(answered) => (answered.answer.clone(), "decided"),
         Err(error) => (fallback(hook), error.kind().as_str()),
@@ -1028,7 +1031,13 @@ fn ivr_gather_cases() -> Vec<HookCase> {
         None,
     ));
     let press_one = |finish: Option<&str>, timeout| {
-        gathered(asked(Media::Text("Press 1".into()), 1, finish, timeout, None))
+        gathered(asked(
+            Media::Text("Press 1".into()),
+            1,
+            finish,
+            timeout,
+            None,
+        ))
     };
     let fallback = (
         200,

@@ -85,10 +85,7 @@ mod tests {
         assert_eq!(plan.input_timeout, Some(5));
         assert_eq!(plan.repeat_menu, None);
         assert_eq!(plan.repeat_gather_prompt, None);
-        assert_eq!(
-            plan.reason.as_deref(),
-            Some("default prompt, max_digits 1")
-        );
+        assert_eq!(plan.reason.as_deref(), Some("default prompt, max_digits 1"));
     }
 
     #[test]

@@ -27,7 +27,10 @@ fn reply(template: Option<&str>, caller: &str, digits: &str) -> Reply {
     match template.filter(|t| !t.is_empty()) {
         Some(template) => {
             let (text, filled) = fill(template, caller, digits);
-            Reply::new(text, format!("the flow's reply (placeholders filled: {filled})"))
+            Reply::new(
+                text,
+                format!("the flow's reply (placeholders filled: {filled})"),
+            )
         }
         None => Reply::new(DEFAULT_REPLY, "no reply configured: the default text"),
     }
