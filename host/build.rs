@@ -34,6 +34,8 @@ const PLUGINS: &[(&str, &str)] = &[
     ("agent-dialer", "agent-dialer"),
     ("greeting", "greeting"),
     ("sticky-agent", "sticky-agent"),
+    ("sms-reply", "sms-reply"),
+    ("ivr-gather", "ivr-gather"),
     ("testing/hostile", "hostile"),
     ("testing/async-probe", "async-probe"),
     ("testing/hook-probe", "hook-probe"),

@@ -13,8 +13,9 @@
 //! Adding a language is adding a row to [`LANGUAGES`] (and its folder and rule in `plugins/`).
 //!
 //! Exotel's other URL hooks are checked the same way, through `Sandbox::answer`: every language's
-//! `geo-router` (`select`, world `switcher`), `greeting` (world `greeter`) and `agent-dialer`
-//! (`connect`, world `connector`) must answer Exotel the Rust one's status, body and
+//! `geo-router` (`select`, world `switcher`), `greeting` (world `greeter`), `sms-reply` (`sms`,
+//! world `texter`), `agent-dialer` (`connect`, world `connector`) and `ivr-gather` (`gather`,
+//! world `gatherer`) must answer Exotel the Rust one's status, content type, body and
 //! `x-passthru-outcome`, for the same reason, with the same log.
 //!
 //! The last tests are about what a plugin author meets in one language: Python's time zones
@@ -28,10 +29,11 @@ use std::process::Command;
 use std::sync::Arc;
 
 use passthru::answer::{
-    CallPlayback, ConnectPlan, Media, PlaybackTo, RecordingChannels, select_body,
+    CallPlayback, ConnectPlan, GatherPlan, Media, PlaybackTo, RecordingChannels,
 };
 use passthru::call;
 use passthru::flow::StatusMap;
+use passthru::flow::http::hook_http;
 use passthru::sandbox::{
     Answered, Branch, FlowConfig, Grants, HookAnswer, HookExport, Limits, LogLevel, LogLine,
     Plugin, Sandbox, SandboxError, SandboxOptions, TenantShare,
@@ -379,14 +381,32 @@ fn dial(numbers: &[&str]) -> ConnectPlan {
     }
 }
 
+/// The plan a `gather` flow answers when its plugin fails.
+fn fallback_gather() -> GatherPlan {
+    GatherPlan {
+        prompt: Media::Text("Please try again later.".into()),
+        max_input_digits: None,
+        finish_on_key: None,
+        input_timeout: None,
+        repeat_menu: None,
+        repeat_gather_prompt: None,
+    }
+}
+
 /// What a hook's flow answers Exotel: status, body and `x-passthru-outcome`. A failed call
 /// answers the flow's fallback: the flows here have the default statuses, and fall back to the
-/// failure branch without a case (`switch`), to [`FALLBACK_TEXT`] (`greeting`) or to
-/// [`fallback_plan`] (`connect`).
+/// failure branch without a case (`switch`), to [`FALLBACK_TEXT`] (`greeting`, `sms`), to
+/// [`fallback_plan`] (`connect`) or to [`fallback_gather`] (`gather`).
 type Wire = (u16, String, String);
 
-/// What a hook call answered Exotel, and the reason and log (or the error) behind it.
-type HookOutcome = (Wire, Result<Option<String>, String>, Vec<LogLine>);
+/// What a hook call answered Exotel (and with which `Content-Type`), and the reason and log (or
+/// the error) behind it.
+type HookOutcome = (
+    Wire,
+    Option<&'static str>,
+    Result<Option<String>, String>,
+    Vec<LogLine>,
+);
 
 /// A status, body and outcome that a case pins.
 type Pinned = (u16, &'static str, &'static str);
@@ -403,36 +423,34 @@ struct HookCase {
     wire: Option<Pinned>,
 }
 
-/// The response a flow with default statuses gives for `outcome` of `hook`.
-fn wire(hook: HookExport, outcome: &Result<Answered, SandboxError>) -> Wire {
-    let statuses = StatusMap::default();
-    match (hook, outcome) {
-        (_, Ok(answered)) => match &answered.answer {
-            HookAnswer::Select { branch, case } => (
-                statuses.for_branch(*branch),
-                case.as_deref().map(select_body).unwrap_or_default(),
-                "decided".to_owned(),
-            ),
-            HookAnswer::Text(text) => (200, text.clone(), "decided".to_owned()),
-            HookAnswer::Connect(plan) => (200, plan.render(None).to_string(), "decided".to_owned()),
-            other => panic!("{} answered {other:?}", hook.name()),
+/// The fallback a flow of `hook` answers when its plugin fails.
+fn fallback(hook: HookExport) -> HookAnswer {
+    match hook {
+        HookExport::Select => HookAnswer::Select {
+            branch: Branch::Failure,
+            case: None,
         },
-        (HookExport::Select, Err(error)) => (
-            statuses.for_branch(Branch::Failure),
-            String::new(),
-            error.kind().as_str().to_owned(),
-        ),
-        (HookExport::Connect, Err(error)) => (
-            200,
-            fallback_plan().render(None).to_string(),
-            error.kind().as_str().to_owned(),
-        ),
-        (_, Err(error)) => (
-            200,
-            FALLBACK_TEXT.to_owned(),
-            error.kind().as_str().to_owned(),
-        ),
+        HookExport::Greeting | HookExport::Sms => HookAnswer::Text(FALLBACK_TEXT.to_owned()),
+        HookExport::Connect => HookAnswer::Connect(fallback_plan()),
+        HookExport::Gather => HookAnswer::Gather(fallback_gather()),
     }
+}
+
+/// The response a flow with default statuses gives for `outcome` of `hook`, rendered by the
+/// server's own `hook_http`, and its content type.
+fn wire(
+    hook: HookExport,
+    outcome: &Result<Answered, SandboxError>,
+) -> (Wire, Option<&'static str>) {
+    let (answer, kind) = match outcome {
+        Ok(answered) => (answered.answer.clone(), "decided"),
+        Err(error) => (fallback(hook), error.kind().as_str()),
+    };
+    let http = hook_http(&answer, &StatusMap::default(), None);
+    (
+        (http.status, http.body.unwrap_or_default(), kind.to_owned()),
+        http.content_type,
+    )
 }
 
 /// The default fuel and memory, as a flow gets them; the default deadline too in a release build.
@@ -475,7 +493,8 @@ async fn run_hook(
         Ok(answered) => Ok(answered.reason.clone()),
         Err(error) => Err(error.to_string()),
     };
-    (wire(hook, &report.outcome), said, report.log)
+    let (wire, content_type) = wire(hook, &report.outcome);
+    (wire, content_type, said, report.log)
 }
 
 fn hook_case(name: &str, query: &str, config: Config, wire: Pinned) -> HookCase {
@@ -512,7 +531,7 @@ async fn compare_hook(
     for case in cases {
         let outcome = run_hook(&sandbox, &rust, hook, case).await;
         if let Some((status, body, kind)) = case.wire {
-            let ((got_status, got_body, got_kind), _, _) = &outcome;
+            let ((got_status, got_body, got_kind), _, _, _) = &outcome;
             assert_eq!(
                 (*got_status, got_body.as_str(), got_kind.as_str()),
                 (status, body, kind),
@@ -855,6 +874,212 @@ async fn every_language_plans_the_connect_call_like_rust() -> anyhow::Result<()>
         "agent-dialer",
         common::AGENT_DIALER,
         HookExport::Connect,
+        &cases,
+        &languages,
+    )
+    .await?;
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} calls differ from Rust:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    Ok(())
+}
+
+/// The `sms-reply` template of the cases: both placeholders.
+const SMS_TEMPLATE: Config = &[("reply", "Hi {caller}, you pressed {digits}.")];
+
+/// The text `sms-reply` answers when the flow configures none.
+const SMS_DEFAULT: &str = "Thank you for your message. We will get back to you soon.";
+
+/// `sms-reply`: the flow's `reply` with `{caller}` (`CallFrom`, else `From`, as sent) and
+/// `{digits}` filled in one pass, or a default text when `reply` is unset or empty. A text Exotel
+/// could not read (a control character from the request) is a plugin error: the fallback text.
+fn sms_reply_cases() -> Vec<HookCase> {
+    let mut cases = Vec::new();
+    for (name, query) in common::samples() {
+        for config in [&[][..], SMS_TEMPLATE] {
+            cases.push(HookCase {
+                name: format!("sample {name}, {} config keys", config.len()),
+                query: query.clone(),
+                config: config.to_vec(),
+                wire: None,
+            });
+        }
+    }
+    let text = |body: &'static str| -> Pinned { (200, body, "decided") };
+    let default = text(SMS_DEFAULT);
+    #[rustfmt::skip]
+    let table: &[HookRow<&str>] = &[
+        ("no reply configured: the default", "CallSid=s1&CallFrom=09800000001", &[], default),
+        ("an empty reply: the default", "CallFrom=09800000001", &[("reply", "")], default),
+        ("no parameters, no config", "", &[], default),
+        ("both placeholders", "CallSid=s1&CallFrom=09800000001&digits=%222%22", SMS_TEMPLATE, text("Hi 09800000001, you pressed 2.")),
+        ("From when CallFrom is absent", "From=09800000003&digits=1", SMS_TEMPLATE, text("Hi 09800000003, you pressed 1.")),
+        ("CallFrom wins over From", "CallFrom=09800000001&From=09800000003", SMS_TEMPLATE, text("Hi 09800000001, you pressed .")),
+        ("no parameters at all: empty placeholders", "", SMS_TEMPLATE, text("Hi , you pressed .")),
+        ("a reply without placeholders", "CallFrom=1", &[("reply", "Thanks!")], text("Thanks!")),
+        ("a caller that reads {digits} is kept as sent", "CallFrom=%7Bdigits%7D&digits=7", SMS_TEMPLATE, text("Hi {digits}, you pressed 7.")),
+        ("half and repeated placeholders", "digits=7", &[("reply", "{caller {{digits}}{digits}")], text("{caller {7}7")),
+        ("a non-ASCII reply and caller", "CallFrom=%E0%A5%A7%E0%A5%A8", &[("reply", "नमस्ते {caller}")], text("नमस्ते १२")),
+        ("a caller with a control character", "CallFrom=%07", SMS_TEMPLATE, (200, FALLBACK_TEXT, "plugin_error")),
+    ];
+    for (name, query, config, wire) in table {
+        cases.push(hook_case(name, query, config, *wire));
+    }
+    cases
+}
+
+/// Each language's `sms-reply` (world `texter`, export `sms`) answers Exotel what the Rust one
+/// does: the same `text/plain` body, for the same reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_language_texts_like_rust() -> anyhow::Result<()> {
+    let cases = sms_reply_cases();
+    let languages: Vec<&Language> = LANGUAGES.iter().collect();
+    let (compared, mismatches) = compare_hook(
+        "sms-reply",
+        common::SMS_REPLY,
+        HookExport::Sms,
+        &cases,
+        &languages,
+    )
+    .await?;
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} calls differ from Rust:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    Ok(())
+}
+
+/// An `ivr-gather` flow with every setting.
+const GATHER_FULL: Config = &[
+    ("prompt", "Press 1 for sales, 2 for support."),
+    ("max_digits", "2"),
+    ("finish_key", "*"),
+    ("timeout", "10"),
+    ("repeat", "3"),
+];
+
+/// The prompt `ivr-gather` asks when the flow configures none.
+const GATHER_DEFAULT_PROMPT: &str = "Please enter your choice, then press the hash key.";
+
+/// A Gather plan with `prompt`, its digits, finish key, timeout and menu repeats.
+fn asked(
+    prompt: Media,
+    digits: u32,
+    finish: Option<&str>,
+    timeout: u32,
+    repeat: Option<u32>,
+) -> GatherPlan {
+    GatherPlan {
+        prompt,
+        max_input_digits: Some(digits),
+        finish_on_key: finish.map(str::to_owned),
+        input_timeout: Some(timeout),
+        repeat_menu: repeat,
+        repeat_gather_prompt: None,
+    }
+}
+
+/// What the host answers Exotel for `plan`.
+fn gathered(plan: GatherPlan) -> Pinned {
+    (200, plan.render().to_string().leak(), "decided")
+}
+
+/// `ivr-gather`'s defaults, with `digits` in place of the default 1.
+fn default_gather(digits: u32) -> Pinned {
+    gathered(asked(
+        Media::Text(GATHER_DEFAULT_PROMPT.into()),
+        digits,
+        Some("#"),
+        5,
+        None,
+    ))
+}
+
+/// `ivr-gather`: the audio at `prompt_url`, else the text `prompt`, else a default; `max_digits`
+/// (1), `timeout` (5) and `repeat` (unset) read as Rust reads a trimmed `u32`, the default
+/// otherwise; `finish_key` (`#`), none when set empty. A prompt or key Exotel could not read is
+/// a plugin error: the fallback plan.
+fn ivr_gather_cases() -> Vec<HookCase> {
+    let mut cases = Vec::new();
+    for (name, query) in common::samples() {
+        for config in [&[][..], GATHER_FULL] {
+            cases.push(HookCase {
+                name: format!("sample {name}, {} config keys", config.len()),
+                query: query.clone(),
+                config: config.to_vec(),
+                wire: None,
+            });
+        }
+    }
+    let full = gathered(asked(
+        Media::Text("Press 1 for sales, 2 for support.".into()),
+        2,
+        Some("*"),
+        10,
+        Some(3),
+    ));
+    let audio = gathered(asked(
+        Media::AudioUrl("https://example.com/menu.wav".into()),
+        1,
+        Some("#"),
+        5,
+        None,
+    ));
+    let press_one = |finish: Option<&str>, timeout| {
+        gathered(asked(
+            Media::Text("Press 1".into()),
+            1,
+            finish,
+            timeout,
+            None,
+        ))
+    };
+    let fallback = (
+        200,
+        fallback_gather().render().to_string().leak() as &str,
+        "plugin_error",
+    );
+    let digits = |value: &'static str| -> Config { vec![("max_digits", value)].leak() };
+    #[rustfmt::skip]
+    let table: Vec<HookRow<&str>> = vec![
+        ("nothing configured: the defaults", "CallSid=g1&CallFrom=09800000001", &[], default_gather(1)),
+        ("no parameters, no config", "", &[], default_gather(1)),
+        ("every setting", "CallSid=g1", GATHER_FULL, full),
+        ("prompt_url wins over prompt", "CallSid=g1", &[("prompt_url", "https://example.com/menu.wav"), ("prompt", "Press 1")], audio),
+        ("an empty prompt_url: the text", "CallSid=g1", &[("prompt_url", ""), ("prompt", "Press 1")], press_one(Some("#"), 5)),
+        ("an empty prompt: the default", "CallSid=g1", &[("prompt", "")], default_gather(1)),
+        ("an empty finish_key: no finish key", "CallSid=g1", &[("prompt", "Press 1"), ("finish_key", "")], press_one(None, 5)),
+        ("timeout 0", "CallSid=g1", &[("prompt", "Press 1"), ("timeout", "0")], press_one(Some("#"), 0)),
+        ("max_digits with a + and unicode spaces", "", digits(" +4\u{3000}"), default_gather(4)),
+        ("max_digits with leading zeros", "", digits("0012"), default_gather(12)),
+        ("max_digits a word: the default", "", digits("four"), default_gather(1)),
+        ("max_digits negative: the default", "", digits("-1"), default_gather(1)),
+        ("max_digits past u32: the default", "", digits("4294967296"), default_gather(1)),
+        ("max_digits in other digits: the default", "", digits("\u{663}"), default_gather(1)),
+        ("a prompt Exotel could not read", "", &[("prompt", "bell\u{7}")], fallback),
+        ("a finish_key with a newline", "", &[("finish_key", "#\n")], fallback),
+    ];
+    for (name, query, config, wire) in table {
+        cases.push(hook_case(name, query, config, wire));
+    }
+    cases
+}
+
+/// Each language's `ivr-gather` (world `gatherer`, export `gather`) answers Exotel what the Rust
+/// one does: the same Gather JSON, byte for byte, for the same reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_language_plans_the_gather_like_rust() -> anyhow::Result<()> {
+    let cases = ivr_gather_cases();
+    let languages: Vec<&Language> = LANGUAGES.iter().collect();
+    let (compared, mismatches) = compare_hook(
+        "ivr-gather",
+        common::IVR_GATHER,
+        HookExport::Gather,
         &cases,
         &languages,
     )

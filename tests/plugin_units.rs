@@ -16,6 +16,8 @@ const CRATES: &[&str] = &[
     "greeting",
     "sticky-agent",
     "crm-push",
+    "sms-reply",
+    "ivr-gather",
 ];
 
 #[test]

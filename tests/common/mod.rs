@@ -29,6 +29,8 @@ pub const HOOK_PROBE: &str = env!("PASSTHRU_PLUGIN_HOOK_PROBE");
 pub const STICKY_AGENT: &str = env!("PASSTHRU_PLUGIN_STICKY_AGENT");
 pub const CRM_PUSH: &str = env!("PASSTHRU_PLUGIN_CRM_PUSH");
 pub const OUTBOUND_PROBE: &str = env!("PASSTHRU_PLUGIN_OUTBOUND_PROBE");
+pub const SMS_REPLY: &str = env!("PASSTHRU_PLUGIN_SMS_REPLY");
+pub const IVR_GATHER: &str = env!("PASSTHRU_PLUGIN_IVR_GATHER");
 
 /// The real-shaped Exotel queries kept as the project's test fixtures.
 pub fn samples() -> Vec<(String, String)> {

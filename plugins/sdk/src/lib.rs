@@ -861,8 +861,7 @@ mod tests {
 
     #[test]
     fn a_key_value_error_reads_as_its_message() {
-        let error: Box<dyn std::error::Error> =
-            Box::new(kv::Error::OverCap("max_kv_keys".into()));
+        let error: Box<dyn std::error::Error> = Box::new(kv::Error::OverCap("max_kv_keys".into()));
         assert!(error.to_string().contains("max_kv_keys"), "{error}");
     }
 

@@ -98,7 +98,11 @@ mod tests {
 
     #[test]
     fn a_completed_conversation_is_remembered() {
-        let c = call(" 09800000001 ", Some("09811111111"), Some(DialCallStatus::Completed));
+        let c = call(
+            " 09800000001 ",
+            Some("09811111111"),
+            Some(DialCallStatus::Completed),
+        );
         assert_eq!(
             step(&c),
             Step::Remember {

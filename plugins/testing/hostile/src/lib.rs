@@ -82,11 +82,7 @@ fn decide(_call: &Call) -> Decision {
             Decision::success(format!("leaked {}", entries.join(" ")))
         }
         Some("kv") => {
-            let count = |key: &str| {
-                config(key)
-                    .and_then(|n| n.parse::<u32>().ok())
-                    .unwrap_or(0)
-            };
+            let count = |key: &str| config(key).and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
             let store = kv::Store::open("s");
             let mut found = 0;
             for _ in 0..count("reads") {
@@ -99,10 +95,7 @@ fn decide(_call: &Call) -> Decision {
             }
             Decision::success(format!("{found} found"))
         }
-        Some("leak-trap") => panic!(
-            "leaking token={}",
-            config("token").unwrap_or_default()
-        ),
+        Some("leak-trap") => panic!("leaking token={}", config("token").unwrap_or_default()),
         Some("stdout-flood") => {
             let line = "x".repeat(200);
             for _ in 0..FLOOD_COUNT {
