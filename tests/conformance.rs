@@ -1318,7 +1318,11 @@ async fn a_python_plugin_keeps_business_hours_in_its_time_zone_across_day_bounda
         config: vec![("timezone", "Mars/Olympus_Mons")],
         branch: Some(Failure),
     };
-    let (branch, reason, _) = run(&sandbox, &plugin, &unknown, &Limits::default())
+    let slack = Limits {
+        deadline_ms: 1000,
+        ..Limits::default()
+    };
+    let (branch, reason, _) = run(&sandbox, &plugin, &unknown, &slack)
         .await
         .map_err(anyhow::Error::msg)?;
     assert_eq!(branch, Failure);
