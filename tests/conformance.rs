@@ -18,6 +18,9 @@
 //! world `gatherer`) must answer Exotel the Rust one's status, content type, body and
 //! `x-passthru-outcome`, for the same reason, with the same log.
 //!
+//! `sticky-agent` is checked the same way against a fresh in-memory key-value store per case,
+//! comparing also what each call left in the store.
+//!
 //! The last tests are about what a plugin author meets in one language: Python's time zones
 //! (`python/business-hours`), and what the error says when a Python or JavaScript plugin throws
 //! (`testing/hostile-py`, `testing/hostile-js`).
@@ -34,6 +37,7 @@ use passthru::answer::{
 use passthru::call;
 use passthru::flow::StatusMap;
 use passthru::flow::http::hook_http;
+use passthru::kv::{Entry, KvGrants, KvSpace};
 use passthru::sandbox::{
     Answered, Branch, FlowConfig, Grants, HookAnswer, HookExport, Limits, LogLevel, LogLine,
     Plugin, Sandbox, SandboxError, SandboxOptions, TenantShare,
@@ -1084,6 +1088,306 @@ async fn every_language_plans_the_gather_like_rust() -> anyhow::Result<()> {
         &languages,
     )
     .await?;
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} calls differ from Rust:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    Ok(())
+}
+
+// --- Key-value data -------------------------------------------------------------------------
+
+/// The caller and agents of the `sticky-agent` cases.
+const CALLER: &str = "09800000001";
+const AGENT: &str = "09811111111";
+const EARLIER_AGENT: &str = "09822222222";
+/// The tenant whose stores the `sticky-agent` cases use.
+const TENANT: &str = "acme";
+/// How long `sticky-agent` remembers an agent.
+const DAY_MS: i64 = 24 * 3600 * 1000;
+/// When a seeded key expires: an hour after the case starts, so any write shows.
+const SEED_TTL_MS: i64 = 3600 * 1000;
+
+/// What the caller's key holds after a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kept {
+    /// Not set.
+    Nothing,
+    /// The value the case seeded, with its expiry: the call wrote nothing.
+    Seeded(String),
+    /// A value the call wrote, expiring 24 hours after the call.
+    ForADay(String),
+    /// Anything else: the value and its expiry (Unix milliseconds).
+    Other(String, Option<i64>),
+}
+
+/// One `sticky-agent` call, with a fresh store.
+struct KvCase {
+    name: &'static str,
+    query: &'static str,
+    config: Config,
+    /// The agent the store holds for [`CALLER`] before the call.
+    seeded: Option<&'static str>,
+    /// Whether the flow grants the store `agents`.
+    granted: bool,
+    /// What the reference must answer and leave in the store.
+    branch: Branch,
+    kept: Kept,
+}
+
+fn sticky_agent_cases() -> Vec<KvCase> {
+    use Branch::{Failure, Success};
+    const FIRST: &str = "CallSid=a&CallFrom=09800000001";
+    const COMPLETED: &str =
+        "CallSid=a&CallFrom=09800000001&DialWhomNumber=09811111111&DialCallStatus=completed";
+    const NO_ANSWER: &str =
+        "CallSid=a&CallFrom=09800000001&DialWhomNumber=09811111111&DialCallStatus=no-answer";
+    let case = |name, query, seeded, branch, kept| KvCase {
+        name,
+        query,
+        config: &[],
+        seeded,
+        granted: true,
+        branch,
+        kept,
+    };
+    let seeded = |agent: &str| Kept::Seeded(agent.to_owned());
+    let for_a_day = Kept::ForADay(AGENT.to_owned());
+    vec![
+        case("an unknown caller", FIRST, None, Failure, Kept::Nothing),
+        case("a known caller", FIRST, Some(AGENT), Success, seeded(AGENT)),
+        case(
+            "a known caller in From only",
+            "From=09800000001",
+            Some(AGENT),
+            Success,
+            seeded(AGENT),
+        ),
+        case(
+            "a known caller inside spaces",
+            "CallFrom=%2009800000001%0A",
+            Some(AGENT),
+            Success,
+            seeded(AGENT),
+        ),
+        case(
+            "a completed connect",
+            COMPLETED,
+            None,
+            Success,
+            for_a_day.clone(),
+        ),
+        case(
+            "a completed connect to another agent",
+            COMPLETED,
+            Some(EARLIER_AGENT),
+            Success,
+            for_a_day.clone(),
+        ),
+        case(
+            "a completed connect, agent inside spaces",
+            "CallFrom=09800000001&DialWhomNumber=%2009811111111%20&DialCallStatus=completed",
+            None,
+            Success,
+            for_a_day,
+        ),
+        case(
+            "an unanswered connect",
+            NO_ANSWER,
+            None,
+            Failure,
+            Kept::Nothing,
+        ),
+        case(
+            "an unanswered connect of a known caller",
+            NO_ANSWER,
+            Some(EARLIER_AGENT),
+            Success,
+            seeded(EARLIER_AGENT),
+        ),
+        case(
+            "a status Exotel does not send (Completed)",
+            "CallFrom=09800000001&DialWhomNumber=09811111111&DialCallStatus=Completed",
+            None,
+            Failure,
+            Kept::Nothing,
+        ),
+        case(
+            "completed without an agent",
+            "CallFrom=09800000001&DialWhomNumber=&DialCallStatus=completed",
+            None,
+            Failure,
+            Kept::Nothing,
+        ),
+        case(
+            "no caller",
+            "CallSid=a&DialCallStatus=completed",
+            None,
+            Failure,
+            Kept::Nothing,
+        ),
+        case(
+            "a caller of spaces only",
+            "CallFrom=%20%20",
+            None,
+            Failure,
+            Kept::Nothing,
+        ),
+        KvCase {
+            config: &[("store", "billing")],
+            ..case(
+                "a read from a store the flow does not grant",
+                FIRST,
+                Some(AGENT),
+                Failure,
+                seeded(AGENT),
+            )
+        },
+        KvCase {
+            granted: false,
+            ..case(
+                "a write to a store the flow does not grant",
+                COMPLETED,
+                None,
+                Failure,
+                Kept::Nothing,
+            )
+        },
+        KvCase {
+            config: &[("store", "")],
+            ..case(
+                "an empty store name",
+                FIRST,
+                Some(AGENT),
+                Failure,
+                seeded(AGENT),
+            )
+        },
+    ]
+}
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970");
+    i64::try_from(since.as_millis()).expect("a clock before the year 292 million")
+}
+
+/// Runs one case against a fresh store: the answer, and what the caller's key holds after.
+async fn run_kv(sandbox: &Sandbox, plugin: &Plugin, case: &KvCase) -> (Outcome, Kept) {
+    let space = KvSpace::in_memory().expect("an in-memory key-value space");
+    let bucket = space.bucket(TENANT, "agents");
+    let start = now_ms();
+    let seed_expiry = Some(start + SEED_TTL_MS);
+    if let Some(agent) = case.seeded {
+        let entry = Entry {
+            value: agent.to_owned(),
+            expires_at_ms: seed_expiry,
+        };
+        bucket
+            .import(vec![(CALLER.to_owned(), entry)])
+            .expect("the seed fits the caps")
+            .wait()
+            .await
+            .expect("the seed is written");
+    }
+    let grants = Grants {
+        config: case
+            .config
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        kv: KvGrants::new(case.granted.then(|| bucket.clone())),
+        ..Grants::default()
+    };
+    let report = sandbox
+        .decide(
+            plugin,
+            &TenantShare::unlimited(),
+            call::parse(case.query),
+            &hook_limits(),
+            Arc::new(grants),
+        )
+        .await;
+    let end = now_ms();
+    let outcome = match report.outcome {
+        Ok(decision) => Ok((decision.branch, decision.reason, report.log)),
+        Err(error) => Err(format!(
+            "{} ({error}); log: {:?}",
+            error.kind().as_str(),
+            report.log
+        )),
+    };
+    let kept = match bucket.get(CALLER, end) {
+        None => Kept::Nothing,
+        Some(Entry {
+            value,
+            expires_at_ms,
+        }) => match expires_at_ms {
+            at if at == seed_expiry && case.seeded == Some(value.as_str()) => Kept::Seeded(value),
+            Some(at) if (start + DAY_MS..=end + DAY_MS).contains(&at) => Kept::ForADay(value),
+            at => Kept::Other(value, at),
+        },
+    };
+    (outcome, kept)
+}
+
+/// `sticky-agent` reads and writes the tenant's key-value data: each language's build must give
+/// the Rust one's branch, reason and log, and leave the store as it does (the agent, expiring a
+/// day after the call, or nothing written), including when the flow does not grant the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_language_remembers_the_agent_like_rust() -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(build_polyglot_plugins).await?;
+    let dist = repo_root().join("plugins").join("dist");
+    let sandbox = Sandbox::new(SandboxOptions {
+        max_concurrent_calls: 4,
+        ..SandboxOptions::default()
+    })?
+    .without_deferred_resets();
+    let cases = sticky_agent_cases();
+
+    let (rust, _) = compile(&sandbox, Path::new(common::STICKY_AGENT));
+    let mut reference = Vec::new();
+    for case in &cases {
+        let (outcome, kept) = run_kv(&sandbox, &rust, case).await;
+        let (branch, _, _) = outcome
+            .as_ref()
+            .unwrap_or_else(|e| panic!("Rust sticky-agent, {}: {e}", case.name));
+        assert_eq!(
+            (*branch, &kept),
+            (case.branch, &case.kept),
+            "the Rust sticky-agent itself, case {}: {outcome:?}",
+            case.name
+        );
+        reference.push((outcome, kept));
+    }
+    // A store error is logged, so the log is compared too; a store error must have happened.
+    assert!(
+        reference.iter().any(|(outcome, _)| matches!(
+            outcome,
+            Ok((_, Some(reason), log)) if reason.contains("does not grant") && log.len() == 1
+        )),
+        "no case met a store the flow does not grant: {reference:?}"
+    );
+
+    let mut mismatches = Vec::new();
+    let mut compared = 0;
+    for language in LANGUAGES {
+        let path = dist.join(format!("sticky-agent-{}.wasm", language.suffix));
+        let (plugin, _) = compile(&sandbox, &path);
+        for (case, expected) in cases.iter().zip(&reference) {
+            let got = run_kv(&sandbox, &plugin, case).await;
+            compared += 1;
+            if &got != expected {
+                mismatches.push(format!(
+                    "{} sticky-agent, case {} (query {:?}):\n    Rust: {expected:?}\n    {}: {got:?}",
+                    language.name, case.name, case.query, language.name
+                ));
+            }
+        }
+    }
     assert!(
         mismatches.is_empty(),
         "{} of {compared} calls differ from Rust:\n{}",

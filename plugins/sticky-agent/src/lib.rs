@@ -59,10 +59,27 @@ fn routed(caller: &str, agent: Option<&str>) -> Decision {
     }
 }
 
+/// The host's message in `error`. (`Display` of the generated type prints Rust's `Debug` form,
+/// variant name and all, which the other languages' builds of this plugin could not reproduce.)
+fn message(error: &kv::Error) -> &str {
+    match error {
+        kv::Error::NoSuchStore(message)
+        | kv::Error::Invalid(message)
+        | kv::Error::OverCap(message)
+        | kv::Error::Unavailable(message) => message,
+    }
+}
+
+/// The reason of a failed read or write: `what` is `read` or `write to`. The store's name is
+/// quoted as is (not escaped), so that every language's build words it the same.
+fn cannot(what: &str, store: &str, error: &kv::Error) -> String {
+    format!("cannot {what} store \"{store}\": {}", message(error))
+}
+
 fn decide(call: &Call) -> Decision {
     let store = kv::Store::open(config("store").unwrap_or_else(|| DEFAULT_STORE.to_owned()));
     let failed = |what: &str, error: kv::Error| {
-        let reason = format!("cannot {what} store {:?}: {error}", store.name());
+        let reason = cannot(what, store.name(), &error);
         log::warn(&reason);
         Decision::failure(reason)
     };
@@ -135,6 +152,20 @@ mod tests {
     fn no_caller_is_skipped() {
         assert!(matches!(step(&Call::default()), Step::Skip(_)));
         assert!(matches!(step(&call("  ", None, None)), Step::Skip(_)));
+    }
+
+    #[test]
+    fn a_store_error_reads_as_the_hosts_message() {
+        let error = kv::Error::NoSuchStore("not granted".into());
+        assert_eq!(
+            cannot("read", "agents", &error),
+            "cannot read store \"agents\": not granted"
+        );
+        let error = kv::Error::OverCap("max_kv_keys".into());
+        assert_eq!(
+            cannot("write to", "a\"b", &error),
+            "cannot write to store \"a\"b\": max_kv_keys"
+        );
     }
 
     #[test]
