@@ -4,7 +4,7 @@
 //! - Off unless the flow lists hosts (`outbound_hosts`, [`OutboundHosts`]): a plugin of a flow
 //!   without any gets `HTTP-request-denied` for every request, before any connection.
 //! - A request goes out only to a listed `scheme://host:port`; an IP literal only when that
-//!   address is listed. Then the name is resolved here, every address checked ([`address`]), and
+//!   address is listed. Then the name is resolved here, every address checked (`address`), and
 //!   the connection made to an address that passed: loopback, private, link-local, CGNAT,
 //!   multicast and metadata addresses are refused unless the operator allows their range.
 //! - `Host` is one of wasmtime-wasi-http's forbidden headers, so the plugin cannot set it; the
