@@ -359,6 +359,45 @@ async fn a_hanging_upstream_gets_the_fallback_within_the_deadline_and_its_connec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crm_push_delivers_every_event_once_a_flaky_crm_recovers() -> anyhow::Result<()> {
+    delivers_through_a_flaky_crm(CRM_PUSH, "").await
+}
+
+/// The JavaScript crm-push, which POSTs with `fetch` (componentize-js's `http` feature over the
+/// host's `wasi:http`), delivers like the Rust one. A debug build of a JavaScript component needs
+/// a wider deadline than the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_plugin_delivers_with_fetch_like_the_rust_one() -> anyhow::Result<()> {
+    let plugin = tokio::task::spawn_blocking(|| build_plugin("crm-push-js.wasm")).await?;
+    delivers_through_a_flaky_crm(
+        plugin.to_str().unwrap(),
+        "[flow.limits]\ndeadline_ms = 5000\n",
+    )
+    .await
+}
+
+/// Builds one component of `plugins/dist` from source with `make` (the toolchains are those
+/// `.ci/run` installs; see plugins/README.md).
+fn build_plugin(name: &str) -> std::path::PathBuf {
+    let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let output = std::process::Command::new("make")
+        .arg("-C")
+        .arg(&plugins)
+        .arg(format!("dist/{name}"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run make: {e}"));
+    assert!(
+        output.status.success(),
+        "`make -C plugins dist/{name}` failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    plugins.join("dist").join(name)
+}
+
+/// `plugin` (a crm-push) as an async flow against a CRM that answers `503` three times: every
+/// event is delivered (answered 200) exactly once, counted on the CRM's side.
+async fn delivers_through_a_flaky_crm(plugin: &str, limits: &str) -> anyhow::Result<()> {
     let crm = Arc::new(Crm::default());
     crm.fail_first.store(3, Ordering::SeqCst);
     let addr = serve(
@@ -373,9 +412,9 @@ async fn crm_push_delivers_every_event_once_a_flaky_crm_recovers() -> anyhow::Re
         flow(
             "acme",
             "crm",
-            CRM_PUSH,
+            plugin,
             &format!(
-                "mode = \"async\"\noutbound_hosts = [{listed:?}]\n\
+                "mode = \"async\"\noutbound_hosts = [{listed:?}]\n{limits}\
                  [flow.retry]\nmax_attempts = 10\nbackoff_ms = 20\nmax_backoff_ms = 100\n\
                  [flow.config]\ncrm_url = \"{listed}/calls\"\n"
             )
