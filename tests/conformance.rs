@@ -510,6 +510,25 @@ fn hook_case(name: &str, query: &str, config: Config, wire: Pinned) -> HookCase 
     }
 }
 
+/// Every language's `example` answers `export` as the Rust one (`rust`) does on each of `cases`;
+/// the test fails listing every call that differs.
+async fn answers_like_rust(
+    example: &str,
+    rust: &str,
+    export: HookExport,
+    cases: &[HookCase],
+) -> anyhow::Result<()> {
+    let languages: Vec<&Language> = LANGUAGES.iter().collect();
+    let (compared, mismatches) = compare_hook(example, rust, export, cases, &languages).await?;
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} calls differ from Rust:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    Ok(())
+}
+
 /// Calls the Rust build of `example` (at `rust_path`) for every case, checking the answers the
 /// cases pin, then each of `languages`' builds, through the same hook; answers how many calls
 /// were compared and what differed.
@@ -631,23 +650,13 @@ fn geo_router_cases() -> Vec<HookCase> {
 /// one does: the same status, body and outcome, for the same reason, with the same log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_language_selects_the_switchcase_case_like_rust() -> anyhow::Result<()> {
-    let cases = geo_router_cases();
-    let languages: Vec<&Language> = LANGUAGES.iter().collect();
-    let (compared, mismatches) = compare_hook(
+    answers_like_rust(
         "geo-router",
         common::GEO_ROUTER,
         HookExport::Select,
-        &cases,
-        &languages,
+        &geo_router_cases(),
     )
-    .await?;
-    assert!(
-        mismatches.is_empty(),
-        "{} of {compared} calls differ from Rust:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
-    Ok(())
+    .await
 }
 
 /// A greeting call at `current_time` (Exotel's India time) as Exotel's Greeting applet sends it,
@@ -712,23 +721,13 @@ fn greeting_cases() -> Vec<HookCase> {
 /// one does: the same text by India time, for the same reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_language_greets_like_rust() -> anyhow::Result<()> {
-    let cases = greeting_cases();
-    let languages: Vec<&Language> = LANGUAGES.iter().collect();
-    let (compared, mismatches) = compare_hook(
+    answers_like_rust(
         "greeting",
         common::GREETING,
         HookExport::Greeting,
-        &cases,
-        &languages,
+        &greeting_cases(),
     )
-    .await?;
-    assert!(
-        mismatches.is_empty(),
-        "{} of {compared} calls differ from Rust:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
-    Ok(())
+    .await
 }
 
 /// The support team of the `agent-dialer` cases, as an operator might write it.
@@ -872,23 +871,13 @@ fn agent_dialer_cases() -> Vec<HookCase> {
 /// Rust one does: the same Connect JSON, byte for byte, for the same reason, with the same log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_language_plans_the_connect_call_like_rust() -> anyhow::Result<()> {
-    let cases = agent_dialer_cases();
-    let languages: Vec<&Language> = LANGUAGES.iter().collect();
-    let (compared, mismatches) = compare_hook(
+    answers_like_rust(
         "agent-dialer",
         common::AGENT_DIALER,
         HookExport::Connect,
-        &cases,
-        &languages,
+        &agent_dialer_cases(),
     )
-    .await?;
-    assert!(
-        mismatches.is_empty(),
-        "{} of {compared} calls differ from Rust:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
-    Ok(())
+    .await
 }
 
 /// The `sms-reply` template of the cases: both placeholders.
@@ -939,23 +928,13 @@ fn sms_reply_cases() -> Vec<HookCase> {
 /// does: the same `text/plain` body, for the same reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_language_texts_like_rust() -> anyhow::Result<()> {
-    let cases = sms_reply_cases();
-    let languages: Vec<&Language> = LANGUAGES.iter().collect();
-    let (compared, mismatches) = compare_hook(
+    answers_like_rust(
         "sms-reply",
         common::SMS_REPLY,
         HookExport::Sms,
-        &cases,
-        &languages,
+        &sms_reply_cases(),
     )
-    .await?;
-    assert!(
-        mismatches.is_empty(),
-        "{} of {compared} calls differ from Rust:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
-    Ok(())
+    .await
 }
 
 /// An `ivr-gather` flow with every setting.
@@ -1078,23 +1057,13 @@ fn ivr_gather_cases() -> Vec<HookCase> {
 /// one does: the same Gather JSON, byte for byte, for the same reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_language_plans_the_gather_like_rust() -> anyhow::Result<()> {
-    let cases = ivr_gather_cases();
-    let languages: Vec<&Language> = LANGUAGES.iter().collect();
-    let (compared, mismatches) = compare_hook(
+    answers_like_rust(
         "ivr-gather",
         common::IVR_GATHER,
         HookExport::Gather,
-        &cases,
-        &languages,
+        &ivr_gather_cases(),
     )
-    .await?;
-    assert!(
-        mismatches.is_empty(),
-        "{} of {compared} calls differ from Rust:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
-    Ok(())
+    .await
 }
 
 // --- Key-value data -------------------------------------------------------------------------

@@ -123,39 +123,17 @@ passthru_sdk::plugin!(record = record);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use passthru_sdk::bindings::passthru::plugin::types::CallDetails;
 
     fn call(params: &[(&str, &str)]) -> Call {
-        let mut details = CallDetails {
-            call_sid: Some("CA1".into()),
-            call_from: Some("09800000001".into()),
-            call_to: None,
-            from: None,
-            to: None,
-            direction: None,
-            call_type: None,
-            created: None,
-            start_time: None,
-            end_time: None,
-            current_time: None,
-            dial_call_duration: None,
-            dial_call_status: None,
-            dial_whom_number: None,
-            legs: Vec::new(),
-            digits: None,
-            custom_field: None,
-            recording_url: None,
-            recording_available_by: None,
-            outgoing_phone_number: None,
-            flow_id: None,
-            tenant_id: None,
-            params: Vec::new(),
-        };
+        let mut call = Call::default();
+        let details = call.details_mut();
+        details.call_sid = Some("CA1".into());
+        details.call_from = Some("09800000001".into());
         details.params = params
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Call::new(details)
+        call
     }
 
     #[test]
