@@ -510,6 +510,23 @@ fn hook_case(name: &str, query: &str, config: Config, wire: Pinned) -> HookCase 
     }
 }
 
+/// Every shared sample query under each of `configs`, with no pinned answer: each language must
+/// answer them as the Rust plugin does.
+fn sample_hook_cases(configs: &[Config]) -> Vec<HookCase> {
+    let mut cases = Vec::new();
+    for (name, query) in common::samples() {
+        for config in configs {
+            cases.push(HookCase {
+                name: format!("sample {name}, {} config keys", config.len()),
+                query: query.clone(),
+                config: config.to_vec(),
+                wire: None,
+            });
+        }
+    }
+    cases
+}
+
 /// Every language's `example` answers `export` as the Rust one (`rust`) does on each of `cases`;
 /// the test fails listing every call that differs.
 async fn answers_like_rust(
@@ -596,17 +613,7 @@ async fn compare_hook(
 fn geo_router_cases() -> Vec<HookCase> {
     let routes: Config = &[("routes", ROUTES)];
     let with_default: Config = &[("routes", ROUTES), ("default_case", "main-menu")];
-    let mut cases = Vec::new();
-    for (name, query) in common::samples() {
-        for config in [routes, with_default] {
-            cases.push(HookCase {
-                name: format!("sample {name}, {} config keys", config.len()),
-                query: query.clone(),
-                config: config.to_vec(),
-                wire: None,
-            });
-        }
-    }
+    let mut cases = sample_hook_cases(&[routes, with_default]);
     let south = (200, r#"{"select":"south"}"#, "decided");
     let india = (200, r#"{"select":"india"}"#, "decided");
     let east = (200, r#"{"select":"east"}"#, "decided");
@@ -676,17 +683,7 @@ fn greeting_cases() -> Vec<HookCase> {
         ("morning", "Good morning from Acme."),
         ("unknown", "Welcome to Acme."),
     ];
-    let mut cases = Vec::new();
-    for (name, query) in common::samples() {
-        for config in [&[][..], acme] {
-            cases.push(HookCase {
-                name: format!("sample {name}, {} config keys", config.len()),
-                query: query.clone(),
-                config: config.to_vec(),
-                wire: None,
-            });
-        }
-    }
+    let mut cases = sample_hook_cases(&[&[][..], acme]);
     let morning = (200, "Good morning, thank you for calling.", "decided");
     let afternoon = (200, "Good afternoon, thank you for calling.", "decided");
     let evening = (200, "Good evening, thank you for calling.", "decided");
@@ -783,17 +780,7 @@ fn plain_plan(parallel: Option<u32>) -> ConnectPlan {
 /// flow without a team makes a plan that dials nobody: a plugin error, answered with the
 /// fallback plan.
 fn agent_dialer_cases() -> Vec<HookCase> {
-    let mut cases = Vec::new();
-    for (name, query) in common::samples() {
-        for config in [DIALER, DIALER_PLAIN] {
-            cases.push(HookCase {
-                name: format!("sample {name}, {} config keys", config.len()),
-                query: query.clone(),
-                config: config.to_vec(),
-                wire: None,
-            });
-        }
-    }
+    let mut cases = sample_hook_cases(&[DIALER, DIALER_PLAIN]);
     let ordinary = dialled(dialer_plan(None));
     let vip = dialled(dialer_plan(Some(2)));
     let plain = dialled(plain_plan(None));
@@ -890,17 +877,7 @@ const SMS_DEFAULT: &str = "Thank you for your message. We will get back to you s
 /// `{digits}` filled in one pass, or a default text when `reply` is unset or empty. A text Exotel
 /// could not read (a control character from the request) is a plugin error: the fallback text.
 fn sms_reply_cases() -> Vec<HookCase> {
-    let mut cases = Vec::new();
-    for (name, query) in common::samples() {
-        for config in [&[][..], SMS_TEMPLATE] {
-            cases.push(HookCase {
-                name: format!("sample {name}, {} config keys", config.len()),
-                query: query.clone(),
-                config: config.to_vec(),
-                wire: None,
-            });
-        }
-    }
+    let mut cases = sample_hook_cases(&[&[][..], SMS_TEMPLATE]);
     let text = |body: &'static str| -> Pinned { (200, body, "decided") };
     let default = text(SMS_DEFAULT);
     #[rustfmt::skip]
@@ -988,17 +965,7 @@ fn default_gather(digits: u32) -> Pinned {
 /// otherwise; `finish_key` (`#`), none when set empty. A prompt or key Exotel could not read is
 /// a plugin error: the fallback plan.
 fn ivr_gather_cases() -> Vec<HookCase> {
-    let mut cases = Vec::new();
-    for (name, query) in common::samples() {
-        for config in [&[][..], GATHER_FULL] {
-            cases.push(HookCase {
-                name: format!("sample {name}, {} config keys", config.len()),
-                query: query.clone(),
-                config: config.to_vec(),
-                wire: None,
-            });
-        }
-    }
+    let mut cases = sample_hook_cases(&[&[][..], GATHER_FULL]);
     let full = gathered(asked(
         Media::Text("Press 1 for sales, 2 for support.".into()),
         2,
