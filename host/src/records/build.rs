@@ -14,8 +14,8 @@ pub struct Subject<'a> {
     pub flow: &'a str,
     pub plugin: &'a str,
     pub version: u32,
-    /// The flow's secrets' values: blanked out of the reason and the answer (the sandbox has
-    /// done so in the log and the error already).
+    /// The flow's secrets' values: blanked out of the answer's summary (the sandbox has done so
+    /// in the log, the reason and the error already).
     pub secrets: &'a [String],
 }
 
@@ -75,9 +75,7 @@ impl DecisionRecord {
             call_sid,
             branch: answer.branch,
             outcome: answer.outcome,
-            reason: answer
-                .reason
-                .map(|r| redact(&r, subject.secrets).unwrap_or(r)),
+            reason: answer.reason,
             error: answer.error,
             answer: answer
                 .answer

@@ -18,7 +18,7 @@ use super::error::{SandboxError, host_setup, missing_export, settle};
 use super::last_words::last_words;
 use super::limits::Limits;
 use super::meter::MAX_HOSTCALL_BYTES;
-use super::outbound::{OutboundPolicy, OutboundRecord};
+use super::outbound::OutboundRecord;
 use super::output::{self, LogLine};
 use super::state::{CallState, Grants};
 use crate::call::CallDetails;
@@ -270,10 +270,10 @@ impl Sandbox {
         let started = Instant::now();
         let memory_bytes = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
         let deadline = started + limits.deadline();
-        let outbound = grants.outbound_hosts.clone().map(|hosts| OutboundPolicy {
-            hosts,
-            options: self.outbound.clone(),
-        });
+        let outbound = grants
+            .outbound_hosts
+            .is_some()
+            .then(|| self.outbound.clone());
         let state = CallState::with_outbound(memory_bytes, grants, outbound, limits.fuel, deadline);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -294,7 +294,9 @@ impl Sandbox {
         let elapsed = started.elapsed();
         let wasm_fuel = limits.fuel - store.get_fuel().unwrap_or(0).min(limits.fuel);
         let log = store.data().log.clone();
-        let grants = store.data().grants().clone();
+        // Only a flow with secrets keeps its grants past the store, to blank them out below.
+        let secrets =
+            (!store.data().grants().secrets.is_empty()).then(|| store.data().grants().clone());
         self.release(plugin, store);
 
         let mut log = log.lock();
@@ -323,7 +325,7 @@ impl Sandbox {
             log_dropped: log.dropped,
             outbound: std::mem::take(&mut log.outbound),
         };
-        if !grants.secrets.is_empty() {
+        if let Some(grants) = secrets {
             report.redact(&grants.secrets);
         }
         report

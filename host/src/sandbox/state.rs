@@ -12,7 +12,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::passthru::plugin::{host, kv, types};
 use super::meter::{HostBudget, MAX_RESOURCES};
-use super::outbound::{OutboundCall, OutboundHosts, OutboundPolicy};
+use super::outbound::{OutboundCall, OutboundHosts, OutboundOptions, OutboundPolicy};
 use super::output::{LogLevel, SharedLog};
 use crate::kv::{KvError, KvGrants, expiry};
 
@@ -60,8 +60,9 @@ pub struct CallState {
     grants: Arc<Grants>,
     kv_writes: u32,
     pub(crate) log: SharedLog,
-    /// The flow's outbound policy, when it lists hosts.
-    outbound: Option<OutboundPolicy>,
+    /// The operator's bounds on outbound requests, when the flow lists hosts (its list is in
+    /// `grants`).
+    outbound: Option<Arc<OutboundOptions>>,
     /// `wasi:http`'s state, made on the plugin's first use of it (most never use it).
     http: Option<(WasiHttpCtx, OutboundCall)>,
     deadline: Instant,
@@ -75,11 +76,12 @@ impl CallState {
     }
 
     /// A call's store data: `fuel` and `deadline` bound what its imports may do for it too, and
-    /// `outbound` is the flow's policy for `wasi:http` (none: every request refused).
+    /// `outbound` the operator's bounds on `wasi:http` requests to the hosts `grants` lists
+    /// (none: every request refused).
     pub(crate) fn with_outbound(
         memory_bytes: usize,
         grants: Arc<Grants>,
-        outbound: Option<OutboundPolicy>,
+        outbound: Option<Arc<OutboundOptions>>,
         fuel: u64,
         deadline: Instant,
     ) -> Self {
@@ -113,9 +115,13 @@ impl CallState {
 impl WasiHttpView for CallState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         let (ctx, hooks) = self.http.get_or_insert_with(|| {
-            let call = match &self.outbound {
-                Some(policy) => policy.for_call(self.deadline, self.log.clone()),
-                None => OutboundCall::closed(self.deadline, self.log.clone()),
+            let call = match (&self.grants.outbound_hosts, &self.outbound) {
+                (Some(hosts), Some(options)) => OutboundPolicy {
+                    hosts: hosts.clone(),
+                    options: options.clone(),
+                }
+                .for_call(self.deadline, self.log.clone()),
+                _ => OutboundCall::closed(self.deadline, self.log.clone()),
             };
             (WasiHttpCtx::new(), call)
         });
