@@ -142,6 +142,11 @@ pub struct ServerConfig {
     /// `--data-dir` wins over this.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
+    /// A PostgreSQL connection string (`postgres://user:password@host/db`) for a store shared by
+    /// several nodes; `--database` and `PASSTHRU_DATABASE_URL` win over this. Without one, the
+    /// embedded store in the data directory.
+    #[serde(default)]
+    pub database: Option<String>,
     /// The operator's bearer token. `PASSTHRU_OPERATOR_TOKEN` wins over this; with neither, one
     /// is generated into `DATA_DIR/operator-token` at the first start.
     #[serde(default)]
@@ -237,6 +242,8 @@ fn default_record_retention_hours() -> u64 {
 /// max_depth = 100000              # events held in all; past it requests get 503
 /// max_depth_per_tenant = 20000    # events one tenant may hold
 /// max_in_flight_per_tenant = 2    # workers one tenant may hold at once
+/// lease_ms = 10000                # with a shared database: how long a node that stopped
+///                                 # keeps its events before other nodes take them over
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -246,6 +253,10 @@ pub struct AsyncSettings {
     pub max_depth_per_tenant: usize,
     /// Default: half the workers, rounded up, so a tenant never holds them all.
     pub max_in_flight_per_tenant: Option<usize>,
+    /// With a shared database (`database`): each node holds the events it accepted under a
+    /// lease it renews every quarter of this; the events of a node that stops renewing are
+    /// taken over by the others this long after its last renewal. 200 to 600000.
+    pub lease_ms: u64,
 }
 
 impl Default for AsyncSettings {
@@ -255,11 +266,20 @@ impl Default for AsyncSettings {
             max_depth: 100_000,
             max_depth_per_tenant: 20_000,
             max_in_flight_per_tenant: None,
+            lease_ms: DEFAULT_LEASE_MS,
         }
     }
 }
 
+/// The default `[async] lease_ms`.
+pub const DEFAULT_LEASE_MS: u64 = 10_000;
+
 impl AsyncSettings {
+    /// How long a node holds its events without renewing (with a shared database).
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.lease_ms)
+    }
+
     /// The queue's options, with the defaults filled in.
     pub fn options(&self) -> QueueOptions {
         QueueOptions {
@@ -293,6 +313,12 @@ impl AsyncSettings {
             return Err(format!(
                 "async.workers must be at most 1024, not {}",
                 self.workers
+            ));
+        }
+        if !(200..=600_000).contains(&self.lease_ms) {
+            return Err(format!(
+                "async.lease_ms must be 200 to 600000, not {}",
+                self.lease_ms
             ));
         }
         Ok(())

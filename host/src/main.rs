@@ -44,6 +44,10 @@ enum Command {
         /// file's `data_dir` (default ./passthru-data).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// A PostgreSQL database shared with other nodes (`postgres://user:pass@host/db`), instead
+        /// of the embedded store; overrides the file's `database` and `PASSTHRU_DATABASE_URL`.
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
     },
     /// Run a plugin once on a Passthru query and print what it decided, as JSON. A plugin that
     /// exports only `record` (async flows) is given the query as event 1.
@@ -123,6 +127,8 @@ enum Command {
 
 /// The environment variable that sets the operator's token.
 const OPERATOR_TOKEN_ENV: &str = "PASSTHRU_OPERATOR_TOKEN";
+/// The shared database, when `--database` is not given.
+const DATABASE_URL_ENV: &str = "PASSTHRU_DATABASE_URL";
 
 fn parse_kv_store(s: &str) -> Result<(String, Option<PathBuf>), String> {
     Ok(match s.split_once('=') {
@@ -164,9 +170,15 @@ fn main() -> anyhow::Result<()> {
             config,
             listen,
             data_dir,
+            database,
         } => {
             init_tracing("info");
-            runtime()?.block_on(serve(config, listen, data_dir))
+            let database = database.or_else(|| {
+                std::env::var(DATABASE_URL_ENV)
+                    .ok()
+                    .filter(|u| !u.is_empty())
+            });
+            runtime()?.block_on(serve(config, listen, data_dir, database))
         }
         Command::SecretsKey => {
             println!("{}", SecretsKey::generate()?);
@@ -268,6 +280,7 @@ async fn serve(
     config_path: Option<PathBuf>,
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    database: Option<String>,
 ) -> anyhow::Result<()> {
     let config = match &config_path {
         Some(path) => ServerConfig::load(path)?,
@@ -283,6 +296,7 @@ async fn serve(
         secrets_key: std::env::var(SECRETS_KEY_ENV)
             .ok()
             .filter(|k| !k.is_empty()),
+        database,
     };
     let started = server::start(&config, options).await?;
     tracing::info!(

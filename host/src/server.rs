@@ -11,11 +11,12 @@ use crate::api::{AppState, HttpLimits};
 use crate::auth;
 use crate::config::{DEFAULT_DATA_DIR, ServerConfig};
 use crate::kv::KvSpace;
-use crate::queue::{Queue, SqliteQueue};
+use crate::queue::{Queue, QueueStore, SqliteQueue};
 use crate::records::{self, Recorder, WriterPriority};
 use crate::registry::{CompileWorker, ImportError, Registry, RegistryError};
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::secrets::SecretsKey;
+use crate::store::postgres::{self, BadUrl, PgQueue, PgStore};
 use crate::store::{SqliteStore, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,10 @@ pub enum StartError {
     Registry(#[from] RegistryError),
     #[error("cannot import the config file's flows")]
     Import(#[from] ImportError),
+    #[error(transparent)]
+    DatabaseUrl(#[from] BadUrl),
+    #[error("cannot listen for other nodes' changes")]
+    Listen(#[source] std::io::Error),
     #[error("the operator's token: {0}")]
     OperatorToken(String),
     #[error("the secrets key: {0}")]
@@ -54,7 +59,14 @@ pub struct StartOptions {
     /// `PASSTHRU_SECRETS_KEY`; else the key in the file's `secrets_key_file`; else none (and no
     /// secrets may be stored).
     pub secrets_key: Option<String>,
+    /// `--database` or `PASSTHRU_DATABASE_URL`; else the file's `database`; else the embedded
+    /// store in the data directory.
+    pub database: Option<String>,
 }
+
+/// How often a node sharing a database compares its live flows with the store even when no
+/// change was announced, so that a missed notification heals.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 
 /// A server ready to serve: its state, and what start-up learned.
 pub struct Started {
@@ -83,24 +95,54 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
         .compile_worker
         .map_or_else(CompileWorker::this_program, CompileWorker::at);
     let secrets = secrets_key(options.secrets_key, config)?;
-    let registry = {
-        let (sandbox, dir) = (sandbox.clone(), data_dir.clone());
-        tokio::task::spawn_blocking(move || -> Result<Registry, StartError> {
-            let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir)?);
-            Ok(Registry::open(
-                sandbox, store, &dir, compiles, worker, secrets,
-            )?)
-        })
+    let database = options
+        .database
+        .or_else(|| config.database.clone())
+        .map(|url| postgres::parse_url(&url))
+        .transpose()?;
+    let lease = config.async_queue.lease();
+    let (registry, queue_store) = {
+        let (sandbox, dir, database) = (sandbox.clone(), data_dir.clone(), database.clone());
+        tokio::task::spawn_blocking(
+            move || -> Result<(Registry, Arc<dyn QueueStore>), StartError> {
+                let (store, queue): (Arc<dyn Store>, Arc<dyn QueueStore>) = match &database {
+                    Some(database) => {
+                        let store = PgStore::connect(database)?;
+                        let queue = PgQueue::open(&store, lease)?;
+                        tracing::info!(node = queue.node(), "using the shared database");
+                        (Arc::new(store), Arc::new(queue))
+                    }
+                    None => (
+                        Arc::new(SqliteStore::open(&dir)?),
+                        Arc::new(SqliteQueue::open(&dir)?),
+                    ),
+                };
+                let registry = Registry::open(sandbox, store, &dir, compiles, worker, secrets)?;
+                Ok((registry, queue))
+            },
+        )
         .await??
     };
     let registry = Arc::new(registry);
     let imported = registry.import(&config.flows).await?;
+
+    if let Some(database) = database {
+        let listener = postgres::listen(database).map_err(StartError::Listen)?;
+        tokio::spawn(follow_other_nodes(Arc::downgrade(&registry), listener));
+    }
 
     let (operator, operator_token_file) = match options
         .operator_token
         .or_else(|| config.operator_token.clone())
     {
         Some(token) => (token, None),
+        None if registry.store().shared() => {
+            return Err(StartError::OperatorToken(
+                "with a shared database, set PASSTHRU_OPERATOR_TOKEN (or the config file's \
+                 operator_token), the same on every node"
+                    .into(),
+            ));
+        }
         None => {
             let (token, path) =
                 auth::operator_token_file(&data_dir).map_err(StartError::OperatorToken)?;
@@ -122,10 +164,8 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
         Recorder::disabled()
     };
     let queue = {
-        let dir = data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || SqliteQueue::open(&dir)).await??;
         Queue::start(
-            Arc::new(store),
+            queue_store,
             registry.clone(),
             recorder.clone(),
             config.async_queue.options(),
@@ -184,6 +224,34 @@ fn secrets_key(
     SecretsKey::from_base64(&text)
         .map(Some)
         .map_err(|e| StartError::SecretsKey(e.to_string()))
+}
+
+/// Keeps this node's live flows in line with what other nodes sharing the database change: at
+/// each announced change, and every [`RECONCILE_EVERY`] in case one was missed.
+async fn follow_other_nodes(
+    registry: std::sync::Weak<Registry>,
+    listener: postgres::ChangeListener,
+) {
+    let mut every = tokio::time::interval(RECONCILE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            () = listener.changed() => {}
+            _ = every.tick() => {}
+        }
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        match registry.reconcile().await {
+            Ok(0) => {}
+            Ok(changed) => tracing::info!(changed, "flows changed by other nodes are live here"),
+            Err(error) => tracing::warn!(
+                error = %crate::error::Chain(&error),
+                "cannot compare this node's flows with the database"
+            ),
+        }
+    }
 }
 
 /// How often expired keys are dropped (a read never sees one, whether dropped yet or not).

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -79,6 +81,55 @@ impl Drop for TempDir {
     }
 }
 
+/// Which store a test server keeps its state in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Db {
+    /// The embedded SQLite store in the data directory.
+    Sqlite,
+    /// A PostgreSQL database (its connection string), shared by every server given it.
+    Postgres(String),
+}
+
+impl Db {
+    /// A fresh database on the test PostgreSQL server.
+    pub fn postgres() -> Self {
+        Db::Postgres(pg::database())
+    }
+
+    fn url(&self) -> Option<String> {
+        match self {
+            Db::Sqlite => None,
+            Db::Postgres(url) => Some(url.clone()),
+        }
+    }
+}
+
+/// Runs each named `async fn NAME(db: Db) -> anyhow::Result<()>` of the file on both stores, as
+/// the tests `on_sqlite::NAME` and `on_postgres::NAME`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name($crate::common::Db::Sqlite).await
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    // The blocking client must not run on the runtime's threads.
+                    let db = tokio::task::spawn_blocking($crate::common::Db::postgres).await?;
+                    super::$name(db).await
+                }
+            )*
+        }
+    };
+}
+
 /// A running server; call [`TestServer::stop`] to shut it down.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -94,14 +145,25 @@ impl TestServer {
     /// Starts a server for the flows in `toml` (plugin paths are absolute), on a fresh data
     /// directory of its own.
     pub async fn start(toml: &str) -> anyhow::Result<Self> {
+        Self::start_on(toml, &Db::Sqlite).await
+    }
+
+    /// Starts a server for the flows in `toml` on the store `db`, with a fresh data directory
+    /// of its own.
+    pub async fn start_on(toml: &str, db: &Db) -> anyhow::Result<Self> {
         let dir = TempDir::new("server");
-        let mut server = Self::start_in(toml, &dir.0).await?;
+        let mut server = Self::start_in_on(toml, &dir.0, db).await?;
         server._dir = Some(dir);
         Ok(server)
     }
 
     /// Starts a server on an existing data directory (to test restarts).
     pub async fn start_in(toml: &str, data_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_in_on(toml, data_dir, &Db::Sqlite).await
+    }
+
+    /// Starts a server on an existing data directory and the store `db` (to test restarts).
+    pub async fn start_in_on(toml: &str, data_dir: &Path, db: &Db) -> anyhow::Result<Self> {
         let config = ServerConfig::parse(toml, "test config", Path::new("/"))?;
         let started = server::start(
             &config,
@@ -110,6 +172,7 @@ impl TestServer {
                 operator_token: Some(OPERATOR.to_owned()),
                 compile_worker: Some(PASSTHRU.into()),
                 secrets_key: None,
+                database: db.url(),
             },
         )
         .await?;

@@ -170,6 +170,7 @@ pub fn router(state: AppState) -> Router {
         );
     Router::new()
         .route("/healthz", get(get_healthz))
+        .route("/readyz", get(get_readyz))
         .route("/metrics", get(metrics::get_metrics))
         .route("/openapi.json", get(get_openapi))
         .merge(uploads)
@@ -368,6 +369,61 @@ async fn close_unless_success(mut response: Response) -> Response {
 )]
 async fn get_healthz() -> &'static str {
     "ok\n"
+}
+
+/// Readiness
+///
+/// Whether this node should be sent traffic: it has loaded its flows (it answers only once it
+/// has) and can reach its database now. A load balancer takes a node out while this answers
+/// `503`; `/healthz` says only that the process is up.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "getReadyz",
+    tag = "ops",
+    responses(
+        (status = 200, description = "Ready: the database answered.", body = Readiness),
+        (status = 503, description = "The database did not answer in time, or failed.",
+            body = problem::Problem, content_type = "application/problem+json")
+    )
+)]
+async fn get_readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<axum::Json<Readiness>, ApiError> {
+    let store = state.registry.store().clone();
+    let ping = tokio::task::spawn_blocking(move || store.ping());
+    match tokio::time::timeout(READY_TIMEOUT, ping).await {
+        Ok(Ok(Ok(()))) => Ok(axum::Json(Readiness {
+            flows: state.registry.live_flows(),
+            database: if state.registry.store().shared() {
+                "postgres"
+            } else {
+                "embedded"
+            },
+        })),
+        Ok(Ok(Err(error))) => Err(ApiError::NotReady(format!(
+            "the database failed: {}",
+            crate::error::Chain(&error)
+        ))),
+        Ok(Err(_)) => Err(ApiError::Internal),
+        Err(_) => Err(ApiError::NotReady(format!(
+            "the database did not answer within {} ms",
+            READY_TIMEOUT.as_millis()
+        ))),
+    }
+}
+
+/// How long the readiness check waits for the database.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A ready node.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// The flows this node serves.
+    pub flows: usize,
+    /// `embedded` (SQLite in the data directory) or `postgres` (shared).
+    #[schema(examples("embedded", "postgres"))]
+    pub database: &'static str,
 }
 
 /// This document

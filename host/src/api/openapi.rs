@@ -44,6 +44,7 @@ This document is generated from the server's code."
         passthru::get_passthru,
         passthru::get_passthru_with_key,
         super::get_healthz,
+        super::get_readyz,
         metrics::get_metrics,
         super::get_openapi,
         operator::post_tenant,

@@ -75,6 +75,9 @@ struct Inner {
     workers: Mutex<Vec<JoinHandle<()>>>,
     /// The task that deletes dead letters past their retention; stopped at shutdown.
     expiry: Mutex<Option<JoinHandle<()>>>,
+    /// With a shared queue: the task that renews this node's lease and claims the events of
+    /// nodes whose lease ran out; stopped at shutdown.
+    leases: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// What the writer thread and the workers share with the request path.
@@ -112,7 +115,13 @@ impl Queue {
     ) -> Result<Self, StoreError> {
         let mut scheduler = Scheduler::new(options.bounds);
         let now = now_ms();
-        let pending = store.pending()?;
+        // A shared queue resumes nothing here: the lease task's first round, at once and off
+        // the runtime's threads, claims what stopped nodes left (this node's own events of an
+        // earlier run among them).
+        let pending = match store.lease() {
+            Some(_) => Vec::new(),
+            None => store.pending()?,
+        };
         let resumed = pending.len();
         for event in pending {
             let due = event.next_at_ms;
@@ -151,8 +160,12 @@ impl Queue {
             .collect();
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let expiry = tokio::spawn(expire_dead_letters(weak.clone()));
+            let leases = store
+                .lease()
+                .map(|lease| tokio::spawn(keep_leases(weak.clone(), lease)));
             Inner {
                 expiry: Mutex::new(Some(expiry)),
+                leases: Mutex::new(leases),
                 store,
                 registry,
                 shared,
@@ -295,6 +308,9 @@ impl Queue {
         if let Some(expiry) = lock(&self.inner.expiry).take() {
             expiry.abort();
         }
+        if let Some(leases) = lock(&self.inner.leases).take() {
+            leases.abort();
+        }
         let workers = std::mem::take(&mut *lock(&self.inner.workers));
         let deadline = tokio::time::Instant::now() + timeout;
         let mut finished = true;
@@ -319,6 +335,12 @@ impl Queue {
                 .unwrap_or(false),
             None => true,
         };
+        // What is left in memory is still in the store: the other nodes claim it now instead of
+        // after the lease.
+        let store = self.inner.store.clone();
+        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || store.release()).await {
+            tracing::warn!(%error, "cannot give up this node's lease on its async events");
+        }
         finished && joined
     }
 
@@ -650,6 +672,56 @@ async fn expire_dead_letters(inner: std::sync::Weak<Inner>) {
             ),
             Ok(Err(error)) => tracing::warn!(%error, "cannot expire dead letters"),
             Err(error) => tracing::warn!(%error, "the dead-letter expiry task failed"),
+        }
+    }
+}
+
+/// The most orphaned events one claim takes (more are claimed at the next renewal).
+const MAX_CLAIM: usize = 1000;
+
+/// With a shared queue: renews this node's lease every quarter of it, and claims the pending
+/// events of nodes whose lease ran out, as long as this node's queue has room for them.
+async fn keep_leases(inner: std::sync::Weak<Inner>, lease: Duration) {
+    let every = (lease / 4).max(Duration::from_millis(50));
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.shared.closing.load(Ordering::Acquire) {
+            return;
+        }
+        let room = {
+            let s = inner.shared.scheduler();
+            s.room().min(MAX_CLAIM)
+        };
+        let store = inner.store.clone();
+        let claimed = tokio::task::spawn_blocking(move || {
+            store.renew()?;
+            match room {
+                0 => Ok(Vec::new()),
+                room => store.claim_orphans(room as u32),
+            }
+        })
+        .await;
+        match claimed {
+            Ok(Ok(events)) if events.is_empty() => {}
+            Ok(Ok(events)) => {
+                tracing::info!(
+                    events = events.len(),
+                    "claimed the async events of a node whose lease ran out"
+                );
+                let now = now_ms();
+                let mut scheduler = inner.shared.scheduler();
+                for event in events {
+                    let due = event.next_at_ms;
+                    scheduler.restore(Job::from(event), due, now);
+                }
+                drop(scheduler);
+                inner.shared.wake.notify_waiters();
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "cannot renew this node's lease"),
+            Err(error) => tracing::warn!(%error, "the lease task failed"),
         }
     }
 }

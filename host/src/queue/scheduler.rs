@@ -139,6 +139,11 @@ impl Scheduler {
         self.depth
     }
 
+    /// How many more events the queue may hold before its bound.
+    pub fn room(&self) -> usize {
+        self.bounds.max_depth.saturating_sub(self.depth)
+    }
+
     /// Events running on workers.
     pub fn in_flight(&self) -> usize {
         self.in_flight

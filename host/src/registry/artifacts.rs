@@ -40,6 +40,7 @@ impl ArtifactCache {
     pub(super) fn remove(&self, store: &dyn Store, sha256: &str) -> Result<(), RegistryError> {
         let key = self.artifact_key(sha256);
         store.delete_artifact_checksum(&key)?;
+        store.delete_blob(sha256)?;
         for path in [
             self.artifacts.join(format!("{key}.cwasm")),
             self.blob_path(sha256),
@@ -67,7 +68,15 @@ impl ArtifactCache {
         format!("{sha256}-{}", self.engine_key)
     }
 
-    pub(super) fn put_blob(&self, sha256: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+    /// Keeps a component's bytes: in the shared store when it keeps them (so every node can
+    /// compile them), and on this node's disk.
+    pub(super) fn put_blob(
+        &self,
+        store: &dyn Store,
+        sha256: &str,
+        bytes: &[u8],
+    ) -> Result<(), RegistryError> {
+        store.put_blob(sha256, bytes)?;
         let path = self.blob_path(sha256);
         if path.exists() {
             return Ok(());
@@ -75,13 +84,40 @@ impl ArtifactCache {
         write_atomically(&path, bytes)
     }
 
-    pub(super) fn blob(&self, sha256: &str) -> Result<Vec<u8>, RegistryError> {
+    /// A component's bytes: from this node's disk, else from the shared store (and then kept on
+    /// disk), checked against their hash either way.
+    pub(super) fn blob(&self, store: &dyn Store, sha256: &str) -> Result<Vec<u8>, RegistryError> {
         let path = self.blob_path(sha256);
-        let bytes = std::fs::read(&path).map_err(|source| RegistryError::Io {
-            action: "read",
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(source) if source.kind() == std::io::ErrorKind::NotFound => {
+                match store.blob(sha256)? {
+                    Some(bytes) if hex_sha256(&bytes) == sha256 => {
+                        write_atomically(&path, &bytes)?;
+                        return Ok(bytes);
+                    }
+                    Some(_) => {
+                        return Err(RegistryError::Corrupt {
+                            path: PathBuf::from(format!("the database's blob {sha256}")),
+                        });
+                    }
+                    None => {
+                        return Err(RegistryError::Io {
+                            action: "read",
+                            path,
+                            source,
+                        });
+                    }
+                }
+            }
+            Err(source) => {
+                return Err(RegistryError::Io {
+                    action: "read",
+                    path,
+                    source,
+                });
+            }
+        };
         if hex_sha256(&bytes) != sha256 {
             return Err(RegistryError::Corrupt { path });
         }

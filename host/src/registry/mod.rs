@@ -139,6 +139,9 @@ pub struct Flow {
     pub auth: UrlAuth,
     /// This flow's counters and histograms, resolved when it was made live.
     pub metrics: FlowMetrics,
+    /// The stored flow it was made from: what a node compares with the store to see whether
+    /// another node changed it.
+    pub record: FlowRecord,
 }
 
 impl Flow {
@@ -196,6 +199,11 @@ impl FlowTable {
             .entry(flow.tenant.clone())
             .or_default()
             .insert(flow.name.clone(), flow);
+    }
+
+    /// Every flow in the table.
+    pub fn flows(&self) -> impl Iterator<Item = &Arc<Flow>> {
+        self.tenants.values().flat_map(HashMap::values)
     }
 
     fn remove(&mut self, tenant: &str, flow: &str) {
@@ -359,7 +367,8 @@ impl Registry {
             return Ok((existing, false));
         }
         self.check_room(tenant, &caps, bytes.len() as u64)?;
-        self.artifacts.put_blob(&sha256, bytes)?;
+        self.artifacts
+            .put_blob(self.store.as_ref(), &sha256, bytes)?;
         self.artifacts
             .put_artifact(self.store.as_ref(), &sha256, &compiled.artifact)?;
         self.remember(&sha256, Arc::new(compiled.plugin));
@@ -726,6 +735,61 @@ impl Registry {
         Ok(())
     }
 
+    /// Brings this node's live table in line with the store, for what other nodes sharing it
+    /// changed: flows put, activated, rolled back or deleted, secrets set, tenants disabled or
+    /// their caps changed. A flow whose stored form differs from its live one is made live again
+    /// (its plugin compiled, off the async runtime, if this node has not yet); one that cannot
+    /// be loaded keeps its previous live form here, loudly. Returns how many flows changed.
+    ///
+    /// # Errors
+    /// The store fails; the table is left as it was.
+    pub async fn reconcile(self: &Arc<Self>) -> Result<usize, RegistryError> {
+        let _change = self.changes.lock().await;
+        let this = self.clone();
+        let (next, changed) = blocking(move || {
+            let table = this.table.load_full();
+            for tenant in this.store.list_tenants()? {
+                this.kv.set_caps(&tenant.name, tenant.caps.kv());
+                this.set_share_cap(&tenant.name, tenant.caps.max_concurrent_calls);
+            }
+            let mut next = FlowTable::default();
+            let mut changed = 0;
+            for record in this.store.list_live_flows()? {
+                let live = table.get(&record.tenant, &record.name);
+                if let Some(live) = live.filter(|live| live.record == record) {
+                    next.insert(live.clone());
+                    continue;
+                }
+                changed += 1;
+                match this.live_flow(&record) {
+                    Ok(flow) => next.insert(Arc::new(flow)),
+                    Err(error) => {
+                        tracing::error!(
+                            tenant = %record.tenant,
+                            flow = %record.name,
+                            error = %Chain(&error),
+                            "cannot load this flow as another node changed it; its previous form \
+                             stays live on this node"
+                        );
+                        if let Some(live) = live {
+                            next.insert(live.clone());
+                        }
+                    }
+                }
+            }
+            changed += table
+                .flows()
+                .filter(|f| next.get(&f.tenant, &f.name).is_none())
+                .count();
+            Ok((next, changed))
+        })
+        .await?;
+        if changed > 0 {
+            self.table.store(Arc::new(next));
+        }
+        Ok(changed)
+    }
+
     fn swap(&self, change: impl FnOnce(&mut FlowTable)) {
         let mut next = FlowTable::clone(&self.table.load());
         change(&mut next);
@@ -776,6 +840,7 @@ impl Registry {
                 &record.name,
                 settings.mode == FlowMode::Async,
             ),
+            record: record.clone(),
         })
     }
 
@@ -854,7 +919,7 @@ impl Registry {
                     reason = %Chain(&reason),
                     "compiled artifact unusable; compiling again"
                 );
-                let bytes = self.artifacts.blob(sha256)?;
+                let bytes = self.artifacts.blob(self.store.as_ref(), sha256)?;
                 let compiled = self.compiles.compile(Arc::from(bytes))?;
                 self.artifacts
                     .put_artifact(self.store.as_ref(), sha256, &compiled.artifact)?;

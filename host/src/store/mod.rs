@@ -6,11 +6,13 @@
 //! runtime use `spawn_blocking`, and the request path never calls the store at all (decision
 //! records leave it through a channel, see `crate::records`).
 
+pub mod postgres;
 pub mod queue;
 pub(crate) mod sqlite;
 
 use serde::{Deserialize, Serialize};
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::flow::{FlowSettings, Name, UrlAuth};
@@ -29,6 +31,12 @@ pub enum StoreError {
     /// The database refused or failed a statement.
     #[error("the database failed")]
     Database(#[from] rusqlite::Error),
+    /// The PostgreSQL server refused or failed a statement, or the connection broke.
+    #[error("the database failed")]
+    Postgres(#[from] ::postgres::Error),
+    /// No connection to the PostgreSQL server could be had in time.
+    #[error("cannot reach the database")]
+    Pool(#[from] r2d2::Error),
     /// A value the store wrote earlier does not read back (a column holding JSON).
     #[error("a stored JSON value is invalid")]
     Corrupt(#[from] serde_json::Error),
@@ -419,6 +427,28 @@ pub trait Store: RecordSink + KvSink {
     /// The checksum recorded for a compiled artifact, if one was stored.
     fn artifact_checksum(&self, key: &str) -> StoreResult<Option<String>>;
     fn put_artifact_checksum(&self, key: &str, checksum: &str) -> StoreResult<()>;
+
+    /// Keeps a component's bytes where every node reads them: `false` when this store leaves
+    /// them to the data directory (the embedded store does: one node, one disk).
+    fn put_blob(&self, _sha256: &str, _bytes: &[u8]) -> StoreResult<bool> {
+        Ok(false)
+    }
+    /// A component's bytes kept by [`Store::put_blob`], if this store keeps them.
+    fn blob(&self, _sha256: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    /// Forgets a component's bytes kept by [`Store::put_blob`].
+    fn delete_blob(&self, _sha256: &str) -> StoreResult<()> {
+        Ok(())
+    }
+    /// Whether the database answers now: the readiness check.
+    fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+    /// Whether several nodes share this store, so that changes made by others must be watched.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// Milliseconds since the Unix epoch.

@@ -122,6 +122,25 @@ pub trait QueueStore: Send + Sync + 'static {
     fn dead_flows(&self) -> StoreResult<Vec<(String, String)>>;
     /// Deletes a flow's dead letters whose last attempt was before `before_ms`; how many.
     fn prune_dead(&self, tenant: &str, flow: &str, before_ms: i64) -> StoreResult<u64>;
+
+    /// How long this node's hold on its events lasts unless renewed: `Some` when several nodes
+    /// share the queue (and each must renew, and claim the events of nodes that stopped).
+    fn lease(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// Renews this node's hold on its events.
+    fn renew(&self) -> StoreResult<()> {
+        Ok(())
+    }
+    /// Claims for this node at most `limit` pending events of nodes whose lease ran out, oldest
+    /// first.
+    fn claim_orphans(&self, _limit: u32) -> StoreResult<Vec<StoredEvent>> {
+        Ok(Vec::new())
+    }
+    /// Gives up this node's hold at shutdown, so the others claim what it leaves at once.
+    fn release(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 const MIGRATIONS: &[&str] = &[r#"

@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 
 mod admin;
 mod kv;
-mod rows;
+pub(in crate::store) mod rows;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
@@ -202,11 +202,11 @@ pub(crate) fn write_tx(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
     Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
 }
 
-fn json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+pub(in crate::store) fn json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
     Ok(serde_json::to_string(value)?)
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> StoreResult<T> {
+pub(in crate::store) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> StoreResult<T> {
     Ok(serde_json::from_str(text)?)
 }
 
@@ -219,7 +219,7 @@ enum LogColumn<L, O> {
     WithOutbound { lines: L, outbound: O },
 }
 
-fn log_column(r: &DecisionRecord) -> StoreResult<String> {
+pub(in crate::store) fn log_column(r: &DecisionRecord) -> StoreResult<String> {
     match r.outbound.is_empty() {
         true => json(&LogColumn::<_, ()>::Lines(&r.log)),
         false => json(&LogColumn::WithOutbound {
@@ -230,19 +230,19 @@ fn log_column(r: &DecisionRecord) -> StoreResult<String> {
 }
 
 /// The log lines and outbound requests of a `log` column, in either form.
-type LogParts = (
+pub(in crate::store) type LogParts = (
     Vec<crate::sandbox::LogLine>,
     Vec<crate::sandbox::outbound::OutboundRecord>,
 );
 
-fn parse_log_column(text: &str) -> StoreResult<LogParts> {
+pub(in crate::store) fn parse_log_column(text: &str) -> StoreResult<LogParts> {
     Ok(match from_json(text)? {
         LogColumn::Lines(lines) => (lines, Vec::new()),
         LogColumn::WithOutbound { lines, outbound } => (lines, outbound),
     })
 }
 
-fn not_found(what: String) -> StoreError {
+pub(in crate::store) fn not_found(what: String) -> StoreError {
     StoreError::NotFound { what }
 }
 

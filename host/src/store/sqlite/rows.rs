@@ -7,11 +7,11 @@ use crate::flow::{FlowMode, FlowSettings, StatusMap, UrlAuth, UrlAuthKind};
 use crate::sandbox::Branch;
 use crate::store::{DecisionRecord, FlowRecord, StoreError, StoreResult, Tenant, VersionRecord};
 
-pub(super) fn branch_str(b: Branch) -> &'static str {
+pub(in crate::store) fn branch_str(b: Branch) -> &'static str {
     b.as_str()
 }
 
-pub(super) fn parse_branch(s: &str) -> Branch {
+pub(in crate::store) fn parse_branch(s: &str) -> Branch {
     if s == "success" {
         Branch::Success
     } else {
@@ -19,11 +19,11 @@ pub(super) fn parse_branch(s: &str) -> Branch {
     }
 }
 
-pub(super) fn tenant_row(row: &Row<'_>) -> rusqlite::Result<(String, bool, String, i64)> {
+pub(in crate::store) fn tenant_row(row: &Row<'_>) -> rusqlite::Result<(String, bool, String, i64)> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
 }
 
-pub(super) fn to_tenant(
+pub(in crate::store) fn to_tenant(
     (name, disabled, caps, created_at_ms): (String, bool, String, i64),
 ) -> StoreResult<Tenant> {
     Ok(Tenant {
@@ -34,10 +34,10 @@ pub(super) fn to_tenant(
     })
 }
 
-pub(super) const VERSION_COLUMNS: &str =
+pub(in crate::store) const VERSION_COLUMNS: &str =
     "tenant, plugin, version, sha256, size, world, exports, uploaded_at_ms";
 
-pub(super) fn version_row(row: &Row<'_>) -> rusqlite::Result<(VersionRecord, String)> {
+pub(in crate::store) fn version_row(row: &Row<'_>) -> rusqlite::Result<(VersionRecord, String)> {
     Ok((
         VersionRecord {
             tenant: row.get(0)?,
@@ -53,51 +53,53 @@ pub(super) fn version_row(row: &Row<'_>) -> rusqlite::Result<(VersionRecord, Str
     ))
 }
 
-pub(super) fn to_version((mut v, exports): (VersionRecord, String)) -> StoreResult<VersionRecord> {
+pub(in crate::store) fn to_version(
+    (mut v, exports): (VersionRecord, String),
+) -> StoreResult<VersionRecord> {
     v.exports = from_json(&exports)?;
     Ok(v)
 }
 
-pub(super) const FLOW_COLUMNS: &str = "tenant, name, plugin, version, previous_version, mode, \
+pub(in crate::store) const FLOW_COLUMNS: &str = "tenant, name, plugin, version, previous_version, mode, \
     status_success, status_failure, fallback, limits, config, updated_at_ms, retry, auth_kind, \
     auth_digest, auth_set_at_ms, hook";
 
-pub(super) struct FlowRow {
-    pub(super) record: FlowRecord,
-    pub(super) mode: String,
-    pub(super) limits: String,
-    pub(super) config: String,
-    pub(super) retry: String,
-    pub(super) auth_kind: String,
-    pub(super) auth_digest: Option<String>,
-    pub(super) hook: String,
+pub(in crate::store) struct FlowRow {
+    pub(in crate::store) record: FlowRecord,
+    pub(in crate::store) mode: String,
+    pub(in crate::store) limits: String,
+    pub(in crate::store) config: String,
+    pub(in crate::store) retry: String,
+    pub(in crate::store) auth_kind: String,
+    pub(in crate::store) auth_digest: Option<String>,
+    pub(in crate::store) hook: String,
 }
 
 /// A flow's hook and its fallback answers besides the branch, and the key-value stores it grants:
 /// the `hook` column, as JSON (`{}` for a flow stored before hooks existed: the Passthru hook).
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
-pub(super) struct HookColumn {
-    pub(super) hook: crate::flow::Hook,
+pub(in crate::store) struct HookColumn {
+    pub(in crate::store) hook: crate::flow::Hook,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) fallback_case: Option<String>,
+    pub(in crate::store) fallback_case: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) fallback_text: Option<String>,
+    pub(in crate::store) fallback_text: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) fallback_connect: Option<crate::answer::ConnectPlan>,
+    pub(in crate::store) fallback_connect: Option<crate::answer::ConnectPlan>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) fallback_gather: Option<crate::answer::GatherPlan>,
+    pub(in crate::store) fallback_gather: Option<crate::answer::GatherPlan>,
     /// Kept here too (since 0.1.3), so that no migration is needed for it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub(super) kv_stores: Vec<String>,
+    pub(in crate::store) kv_stores: Vec<String>,
     /// Kept in this JSON column (it holds the flow's other optional settings too), so that no
     /// migration is needed for it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(super) outbound_hosts: Vec<String>,
+    pub(in crate::store) outbound_hosts: Vec<String>,
 }
 
 impl HookColumn {
-    pub(super) fn of(settings: &FlowSettings) -> Self {
+    pub(in crate::store) fn of(settings: &FlowSettings) -> Self {
         Self {
             hook: settings.hook,
             fallback_case: settings.fallback_case.clone(),
@@ -110,7 +112,7 @@ impl HookColumn {
     }
 }
 
-pub(super) fn flow_row(row: &Row<'_>) -> rusqlite::Result<FlowRow> {
+pub(in crate::store) fn flow_row(row: &Row<'_>) -> rusqlite::Result<FlowRow> {
     let fallback: String = row.get(8)?;
     Ok(FlowRow {
         record: FlowRecord {
@@ -145,7 +147,7 @@ pub(super) fn flow_row(row: &Row<'_>) -> rusqlite::Result<FlowRow> {
     })
 }
 
-pub(super) fn to_flow(row: FlowRow) -> StoreResult<FlowRecord> {
+pub(in crate::store) fn to_flow(row: FlowRow) -> StoreResult<FlowRecord> {
     let mut record = row.record;
     let settings = &mut record.settings;
     settings.mode = match row.mode.as_str() {
@@ -186,14 +188,14 @@ pub(super) fn to_flow(row: FlowRow) -> StoreResult<FlowRecord> {
     Ok(record)
 }
 
-pub(super) fn collect<T, R>(
+pub(in crate::store) fn collect<T, R>(
     rows: impl Iterator<Item = rusqlite::Result<R>>,
     convert: impl Fn(R) -> StoreResult<T>,
 ) -> StoreResult<Vec<T>> {
     rows.map(|r| convert(r?)).collect()
 }
 
-pub(super) fn decision_row(row: &Row<'_>) -> rusqlite::Result<(DecisionRecord, String)> {
+pub(in crate::store) fn decision_row(row: &Row<'_>) -> rusqlite::Result<(DecisionRecord, String)> {
     let branch: String = row.get(6)?;
     Ok((
         DecisionRecord {
