@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{Api, HOSTILE, IVR_MENU, TempDir, TestServer, VIP_CALLER, body};
+use common::{Api, Db, HOSTILE, IVR_MENU, TempDir, TestServer, VIP_CALLER, body};
 use reqwest::Method;
 use serde_json::json;
 
@@ -20,10 +20,9 @@ fn read(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_whole_lifecycle_survives_a_restart_without_compiling() -> anyhow::Result<()> {
+async fn the_whole_lifecycle_survives_a_restart_without_compiling(db: Db) -> anyhow::Result<()> {
     let dir = TempDir::new("lifecycle");
-    let server = TestServer::start_in("", &dir.0).await?;
+    let server = TestServer::start_in_on("", &dir.0, &db).await?;
     let op = Api::operator(&server);
     let acme = op.tenant("acme", None).await?;
 
@@ -123,7 +122,7 @@ async fn the_whole_lifecycle_survives_a_restart_without_compiling() -> anyhow::R
     server.stop().await?;
 
     // A restart keeps every tenant, version and flow, and loads plugins without compiling.
-    let server = TestServer::start_in("", &dir.0).await?;
+    let server = TestServer::start_in_on("", &dir.0, &db).await?;
     assert_eq!(
         server.sandbox.compile_count(),
         0,
@@ -360,9 +359,8 @@ async fn bad_uploads_are_refused_with_a_message_that_says_why() -> anyhow::Resul
     server.stop().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_names_limits_and_json_are_checked() -> anyhow::Result<()> {
-    let server = TestServer::start("").await?;
+async fn tokens_names_limits_and_json_are_checked(db: Db) -> anyhow::Result<()> {
+    let server = TestServer::start_on("", &db).await?;
     let op = Api::operator(&server);
     let acme = op
         .tenant("acme", Some(json!({ "max_fuel": 1000000, "max_flows": 1 })))
@@ -750,3 +748,8 @@ async fn a_flow_whose_plugin_is_lost_does_not_keep_the_others_offline() -> anyho
     );
     server.stop().await
 }
+
+crate::on_both_stores!(
+    the_whole_lifecycle_survives_a_restart_without_compiling,
+    tokens_names_limits_and_json_are_checked,
+);

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{ASYNC_PROBE, Api, IVR_MENU, TempDir, TestServer, body, eventually};
+use common::{ASYNC_PROBE, Api, Db, IVR_MENU, TempDir, TestServer, body, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -100,10 +100,10 @@ fn pending(queue: &Value) -> u64 {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_are_answered_at_once_and_each_reaches_the_plugin_with_its_event_id()
--> anyhow::Result<()> {
-    let server = TestServer::start("").await?;
+async fn requests_are_answered_at_once_and_each_reaches_the_plugin_with_its_event_id(
+    db: Db,
+) -> anyhow::Result<()> {
+    let server = TestServer::start_on("", &db).await?;
     let api = tenant_with_flows(&server, "acme", &[("log", json!({}))]).await?;
 
     let mut ids = BTreeMap::new();
@@ -150,10 +150,10 @@ async fn requests_are_answered_at_once_and_each_reaches_the_plugin_with_its_even
     server.stop().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failures_are_retried_with_backoff_then_kept_as_dead_letters_and_replayed()
--> anyhow::Result<()> {
-    let server = TestServer::start("").await?;
+async fn failures_are_retried_with_backoff_then_kept_as_dead_letters_and_replayed(
+    db: Db,
+) -> anyhow::Result<()> {
+    let server = TestServer::start_on("", &db).await?;
     let retry = |max_attempts: u32, backoff_ms: u64| json!({ "max_attempts": max_attempts, "backoff_ms": backoff_ms, "max_backoff_ms": 10_000 });
     let api = tenant_with_flows(
         &server,
@@ -329,9 +329,10 @@ async fn failures_are_retried_with_backoff_then_kept_as_dead_letters_and_replaye
     server.stop().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_tenants_flood_of_slow_events_does_not_starve_another_tenant() -> anyhow::Result<()> {
-    let server = TestServer::start("[async]\nworkers = 2\n").await?;
+async fn one_tenants_flood_of_slow_events_does_not_starve_another_tenant(
+    db: Db,
+) -> anyhow::Result<()> {
+    let server = TestServer::start_on("[async]\nworkers = 2\n", &db).await?;
     let slow = json!({
         "limits": { "deadline_ms": 20, "fuel": 1_000_000_000u64 },
         "retry": { "max_attempts": 1 },
@@ -477,11 +478,11 @@ async fn a_flow_is_bound_only_to_a_version_with_the_export_its_mode_calls() -> a
     server.stop().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_left_waiting_at_shutdown_run_after_the_restart_with_their_attempts_kept()
--> anyhow::Result<()> {
+async fn events_left_waiting_at_shutdown_run_after_the_restart_with_their_attempts_kept(
+    db: Db,
+) -> anyhow::Result<()> {
     let dir = TempDir::new("async-restart");
-    let server = TestServer::start_in("", &dir.0).await?;
+    let server = TestServer::start_in_on("", &dir.0, &db).await?;
     let flow = json!({
         "retry": { "max_attempts": 5, "backoff_ms": 2_000, "max_backoff_ms": 2_000 },
         "config": { "fail_attempts": "1" },
@@ -505,7 +506,7 @@ async fn events_left_waiting_at_shutdown_run_after_the_restart_with_their_attemp
     server.stop().await?;
 
     // Restarted: the five run again, as attempt 2 (the count survived), and succeed.
-    let server = TestServer::start_in("", &dir.0).await?;
+    let server = TestServer::start_in_on("", &dir.0, &db).await?;
     let api = Api {
         server: &server,
         token,
@@ -576,3 +577,10 @@ async fn dead_letters_are_deleted_after_their_flows_retention() -> anyhow::Resul
     assert_eq!(refused.status(), 422);
     server.stop().await
 }
+
+crate::on_both_stores!(
+    requests_are_answered_at_once_and_each_reaches_the_plugin_with_its_event_id,
+    failures_are_retried_with_backoff_then_kept_as_dead_letters_and_replayed,
+    one_tenants_flood_of_slow_events_does_not_starve_another_tenant,
+    events_left_waiting_at_shutdown_run_after_the_restart_with_their_attempts_kept,
+);
