@@ -284,9 +284,12 @@ impl Store for PgStore {
                 exports: exports.to_vec(),
                 uploaded_at_ms: now_ms(),
             };
-            tx.execute(
+            // The same bytes uploaded through two nodes at once make one version: the second
+            // insert finds the first's and answers it.
+            let inserted = tx.execute(
                 &format!(
-                    "INSERT INTO versions ({VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                    "INSERT INTO versions ({VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (tenant, plugin, sha256) WHERE deleted_at_ms IS NULL DO NOTHING"
                 ),
                 &[
                     &record.tenant,
@@ -299,6 +302,16 @@ impl Store for PgStore {
                     &record.uploaded_at_ms,
                 ],
             )?;
+            if inserted == 0 {
+                let row = tx.query_one(
+                    &format!(
+                        "SELECT {VERSION_COLUMNS} FROM versions WHERE tenant = $1 AND plugin = $2 \
+                         AND sha256 = $3 AND deleted_at_ms IS NULL"
+                    ),
+                    &[&tenant, &plugin, &sha256],
+                )?;
+                return version(&row);
+            }
             Ok(record)
         })
     }

@@ -78,6 +78,8 @@ const MIGRATIONS: &[&str] = &[r#"
         PRIMARY KEY (tenant, plugin, version)
     );
     CREATE INDEX versions_by_sha256 ON versions (sha256);
+    CREATE UNIQUE INDEX versions_by_content ON versions (tenant, plugin, sha256)
+        WHERE deleted_at_ms IS NULL;
     CREATE TABLE blobs (
         sha256 TEXT PRIMARY KEY,
         bytes BYTEA NOT NULL

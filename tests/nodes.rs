@@ -1,0 +1,383 @@
+//! Many nodes on one PostgreSQL database: real `passthru serve` processes on loopback ports,
+//! sharing a real server (tests/common/pg.rs). A change made through one node is live on the
+//! others within a second; a node killed with SIGKILL loses no event it answered `200` for.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use common::{CRM_PUSH, IVR_MENU, OPERATOR, PASSTHRU, TempDir, VIP_CALLER};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// How long a node may take to start (the first compiles plugins).
+const START_PATIENCE: Duration = Duration::from_secs(60);
+/// The most a change may take to be live on the other nodes (the issue's bound).
+const LIVE_WITHIN: Duration = Duration::from_secs(1);
+
+/// One `passthru serve` process.
+struct Node {
+    addr: SocketAddr,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl Node {
+    /// Starts a node on `database` with the config `toml` and waits until it is ready.
+    async fn start(database: &str, toml: &str) -> anyhow::Result<Self> {
+        let dir = TempDir::new("node");
+        let config = dir.0.join("passthru.toml");
+        std::fs::write(&config, toml)?;
+        let addr = free_port()?;
+        let child = Command::new(PASSTHRU)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--data-dir")
+            .arg(dir.0.join("data"))
+            .arg("--database")
+            .arg(database)
+            .env("PASSTHRU_OPERATOR_TOKEN", OPERATOR)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(dir.0.join("log"))?))
+            .spawn()?;
+        let node = Self {
+            addr,
+            child,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(r) = client.get(node.url("/readyz")).send().await
+                && r.status() == 200
+            {
+                return Ok(node);
+            }
+            if started.elapsed() > START_PATIENCE {
+                anyhow::bail!("node did not start: {}", node.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.0.join("log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown, no lease given up.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> std::io::Result<SocketAddr> {
+    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+/// A client of one node's API with a bearer token.
+struct Client {
+    http: reqwest::Client,
+    token: String,
+}
+
+impl Client {
+    fn new(token: &str) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("a client"),
+            token: token.to_owned(),
+        }
+    }
+
+    async fn send(
+        &self,
+        node: &Node,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut request = self
+            .http
+            .request(method.clone(), node.url(path))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        anyhow::ensure!(status.is_success(), "{method} {path}: {status} {body}");
+        Ok(body)
+    }
+
+    async fn upload(&self, node: &Node, plugin: &str, path: &str) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(node.url(&format!("/v1/plugins/{plugin}/versions")))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/wasm")
+            .body(std::fs::read(path)?)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "upload: {}",
+            response.status()
+        );
+        Ok(response.json().await?)
+    }
+}
+
+/// A tenant `acme` made through `node`: its token.
+async fn tenant(node: &Node) -> anyhow::Result<String> {
+    let op = Client::new(OPERATOR);
+    op.send(
+        node,
+        Method::POST,
+        "/v1/tenants",
+        Some(json!({ "name": "acme" })),
+    )
+    .await?;
+    let token = op
+        .send(node, Method::POST, "/v1/tenants/acme/tokens", None)
+        .await?;
+    Ok(token["token"].as_str().expect("a token").to_owned())
+}
+
+/// The status `node` answers the call with: 200 for version 1 (ivr-menu: the caller pressed 1),
+/// 302 for version 2 (vip-caller: the caller is no VIP).
+async fn status_of(http: &reqwest::Client, node: &Node) -> u16 {
+    let call = "/passthru/acme/ivr?CallSid=n1&CallFrom=09800000009&digits=%221%22";
+    match http.get(node.url(call)).send().await {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// Waits until every node in `nodes` answers `want`; how long that took.
+async fn live_on(nodes: &[&Node], want: u16) -> anyhow::Result<Duration> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let started = Instant::now();
+    for node in nodes {
+        while status_of(&http, node).await != want {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(10),
+                "node {} never answered {want}",
+                node.addr
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    Ok(started.elapsed())
+}
+
+async fn start_three(database: &str, toml: &str) -> anyhow::Result<[Node; 3]> {
+    // The first migrates the schema; the others start together.
+    let one = Node::start(database, toml).await?;
+    let (two, three) = tokio::try_join!(Node::start(database, toml), Node::start(database, toml))?;
+    Ok([one, two, three])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_one_node_is_live_on_every_node_within_a_second() -> anyhow::Result<()> {
+    let database = tokio::task::spawn_blocking(common::pg::database).await?;
+    let [one, two, three] = start_three(&database, "").await?;
+    let acme = Client::new(&tenant(&one).await?);
+    acme.upload(&one, "menu", IVR_MENU).await?;
+    let v2 = acme.upload(&one, "menu", VIP_CALLER).await?;
+    assert_eq!(v2["version"], 2);
+
+    // Bound through node 1: version 1 answers on nodes 2 and 3.
+    acme.send(
+        &one,
+        Method::PUT,
+        "/v1/flows/ivr",
+        Some(json!({ "plugin": "menu", "version": 1,
+                     "config": { "vip_numbers": "09800000001" } })),
+    )
+    .await?;
+    let bound = live_on(&[&two, &three], 200).await?;
+
+    // Activated through node 1: version 2 on nodes 2 and 3.
+    acme.send(
+        &one,
+        Method::POST,
+        "/v1/flows/ivr/activate",
+        Some(json!({ "version": 2 })),
+    )
+    .await?;
+    let activated = live_on(&[&two, &three], 302).await?;
+
+    // Rolled back through node 3: version 1 everywhere.
+    acme.send(&three, Method::POST, "/v1/flows/ivr/rollback", None)
+        .await?;
+    let rolled_back = live_on(&[&one, &two], 200).await?;
+    eprintln!(
+        "live on the other nodes after: bind {bound:?}, activate {activated:?}, rollback \
+         {rolled_back:?}"
+    );
+    for (what, took) in [
+        ("bind", bound),
+        ("activate", activated),
+        ("rollback", rolled_back),
+    ] {
+        assert!(
+            took < LIVE_WITHIN,
+            "{what} took {took:?} to be live on the other nodes"
+        );
+    }
+
+    // The uploaded bytes came from the database: node 3 never had them on its disk, and still
+    // answers after node 1 is gone.
+    drop(one);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    assert_eq!(status_of(&http, &three).await, 200);
+    Ok(())
+}
+
+/// What the test CRM received: each delivered event's call, and when.
+#[derive(Default)]
+struct Crm {
+    delivered: Mutex<Vec<(String, Instant)>>,
+}
+
+async fn crm_calls(State(crm): State<Arc<Crm>>, body: String) -> StatusCode {
+    // Slow enough that a node holds a backlog when it is killed.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    if let Some(sid) = json["call_sid"].as_str() {
+        crm.delivered
+            .lock()
+            .unwrap()
+            .push((sid.to_owned(), Instant::now()));
+    }
+    StatusCode::OK
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_stream_loses_no_event_it_answered_200_for() -> anyhow::Result<()> {
+    let crm = Arc::new(Crm::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let crm_addr = listener.local_addr()?;
+    let router = Router::new()
+        .route("/calls", axum::routing::post(crm_calls))
+        .with_state(crm.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let crm_url = format!("http://127.0.0.1:{}", crm_addr.port());
+    let plugin = Path::new(CRM_PUSH);
+    let toml = format!(
+        "[async]\nworkers = 2\nlease_ms = 1000\n\
+         [outbound]\nallow_ranges = [\"127.0.0.0/8\"]\n\
+         [[flow]]\ntenant = \"acme\"\nname = \"crm\"\nplugin = {plugin:?}\nmode = \"async\"\n\
+         outbound_hosts = [{crm_url:?}]\n\
+         [flow.retry]\nmax_attempts = 20\nbackoff_ms = 20\nmax_backoff_ms = 200\n\
+         [flow.config]\ncrm_url = \"{crm_url}/calls\"\n"
+    );
+    let database = tokio::task::spawn_blocking(common::pg::database).await?;
+    let [one, mut two, three] = start_three(&database, &toml).await?;
+
+    // 600 calls, round robin over the three nodes, 6 at a time; node 2 is killed after 200.
+    let http = reqwest::Client::new();
+    let mut answered: BTreeMap<String, usize> = BTreeMap::new();
+    let mut killed_at = None;
+    for batch in 0..100 {
+        if batch == 33 {
+            two.kill();
+            killed_at = Some(Instant::now());
+        }
+        let sends = (0..6).map(|i| {
+            let n = batch * 6 + i;
+            let node = [&one, &two, &three][n % 3];
+            let sid = format!("CA{n:04}");
+            let url = node.url(&format!("/passthru/acme/crm?CallSid={sid}&CallFrom=0980"));
+            let http = http.clone();
+            async move {
+                let ok = matches!(http.get(url).send().await, Ok(r) if r.status() == 200);
+                (sid, n % 3, ok)
+            }
+        });
+        for (sid, node, ok) in futures_util::future::join_all(sends).await {
+            if ok {
+                answered.insert(sid, node);
+            }
+        }
+    }
+    let killed_at = killed_at.expect("node 2 was killed");
+    let from_two = answered.values().filter(|n| **n == 1).count();
+    assert!(
+        from_two >= 60,
+        "node 2 answered {from_two} before it was killed"
+    );
+
+    // Every call answered 200, by any node, reaches the CRM; the dead node's backlog through the
+    // survivors, once its lease ran out.
+    let started = Instant::now();
+    loop {
+        let seen: BTreeSet<String> = crm
+            .delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(sid, _)| sid.clone())
+            .collect();
+        let missing: Vec<&String> = answered.keys().filter(|s| !seen.contains(*s)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} calls answered 200 never reached the CRM, e.g. {:?}; node logs: {} / {}",
+            missing.len(),
+            &missing[..missing.len().min(5)],
+            one.log(),
+            three.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let delivered = crm.delivered.lock().unwrap();
+    let taken_over = delivered
+        .iter()
+        .filter(|(sid, at)| answered.get(sid) == Some(&1) && *at > killed_at)
+        .count();
+    eprintln!(
+        "{} calls answered 200 ({from_two} by node 2), {} deliveries, {taken_over} of node 2's \
+         delivered by the survivors after the kill",
+        answered.len(),
+        delivered.len()
+    );
+    assert!(
+        taken_over > 0,
+        "the survivors delivered none of the killed node's events"
+    );
+    Ok(())
+}
