@@ -36,6 +36,7 @@ async fn start(dir: &Path) -> (Running, Duration) {
             operator_token: Some(OPERATOR.to_owned()),
             compile_worker: Some(env!("CARGO_BIN_EXE_passthru").into()),
             secrets_key: None,
+            database: None,
         },
     )
     .await

@@ -189,7 +189,9 @@ fn start_throwaway() -> Server {
         .stderr(Stdio::from(
             std::fs::File::create(dir.join("server.log")).expect("a log file"),
         ));
-    let _child = server.spawn().expect("postgres starts");
+    let mut child = server.spawn().expect("postgres starts");
+    // Reaped when it ends (after the test binary, by the watchdog's hand).
+    std::thread::spawn(move || child.wait());
     let base = format!("host={} user=passthru", dir.display());
     let started = Instant::now();
     loop {
@@ -225,7 +227,7 @@ fn watch(server_pid: u32, dir: &Path) {
         me = std::process::id(),
         dir = dir.display(),
     );
-    Command::new("sh")
+    let mut watchdog = Command::new("sh")
         .arg("-c")
         .arg(script)
         .stdin(Stdio::null())
@@ -233,4 +235,5 @@ fn watch(server_pid: u32, dir: &Path) {
         .stderr(Stdio::null())
         .spawn()
         .expect("the watchdog starts");
+    std::thread::spawn(move || watchdog.wait());
 }
