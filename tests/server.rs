@@ -390,6 +390,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/passthru/{tenant}/{flow}"),
     ("get", "/passthru/{tenant}/{flow}/{key}"),
     ("get", "/healthz"),
+    ("get", "/readyz"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
     ("post", "/v1/tenants"),
