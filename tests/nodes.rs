@@ -381,3 +381,23 @@ async fn a_node_killed_mid_stream_loses_no_event_it_answered_200_for() -> anyhow
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_ready_only_while_it_reaches_its_database() -> anyhow::Result<()> {
+    let url = tokio::task::spawn_blocking(common::pg::database).await?;
+    let node = Node::start(&url, "").await?;
+    let http = reqwest::Client::new();
+    let ready = http.get(node.url("/readyz")).send().await?;
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await?;
+    assert_eq!(ready["database"], "postgres");
+
+    tokio::task::spawn_blocking(move || common::pg::drop_database(&url)).await?;
+    let gone = http.get(node.url("/readyz")).send().await?;
+    assert_eq!(gone.status(), 503);
+    let problem: Value = gone.json().await?;
+    assert_eq!(problem["type"], "urn:passthru:problem:not-ready");
+    // Still alive: liveness is not readiness.
+    assert_eq!(http.get(node.url("/healthz")).send().await?.status(), 200);
+    Ok(())
+}

@@ -237,3 +237,15 @@ fn watch(server_pid: u32, dir: &Path) {
         .expect("the watchdog starts");
     std::thread::spawn(move || watchdog.wait());
 }
+
+/// Drops a database made by [`database`], closing every connection to it: the database is gone
+/// as if its server had been lost.
+pub fn drop_database(url: &str) {
+    let config: postgres::Config = url.parse().expect("a connection string");
+    let name = config.get_dbname().expect("a database name").to_owned();
+    let base = SERVER.get().expect("the test server").base.clone();
+    let mut admin = connect(&with_dbname(&base, "postgres"));
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .unwrap_or_else(|e| panic!("cannot drop the test database: {e}"));
+}
