@@ -401,3 +401,97 @@ async fn a_node_is_ready_only_while_it_reaches_its_database() -> anyhow::Result<
     assert_eq!(http.get(node.url("/healthz")).send().await?.status(), 200);
     Ok(())
 }
+
+/// Polls `node` until `GET path` answers `want` (a status) with `check` true of its body; how
+/// long that took.
+async fn until(
+    acme: &Client,
+    node: &Node,
+    path: &str,
+    want: u16,
+    check: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let response = acme
+            .http
+            .get(node.url(path))
+            .bearer_auth(&acme.token)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status == want && check(&body) {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(10),
+            "GET {path} on {} still answers {status} {body}",
+            node.addr
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_writes_through_one_node_are_read_on_the_others() -> anyhow::Result<()> {
+    let database = tokio::task::spawn_blocking(common::pg::database).await?;
+    let one = Node::start(&database, "").await?;
+    let two = Node::start(&database, "").await?;
+    let acme = Client::new(&tenant(&one).await?);
+
+    acme.send(
+        &one,
+        Method::PUT,
+        "/v1/kv/agents/keys/0980",
+        Some(json!({ "value": "agent-7" })),
+    )
+    .await?;
+    let set = until(&acme, &two, "/v1/kv/agents/keys/0980", 200, |b| {
+        b["value"] == "agent-7"
+    })
+    .await?;
+    acme.send(
+        &two,
+        Method::PUT,
+        "/v1/kv/agents/keys/0980",
+        Some(json!({ "value": "agent-9" })),
+    )
+    .await?;
+    until(&acme, &one, "/v1/kv/agents/keys/0980", 200, |b| {
+        b["value"] == "agent-9"
+    })
+    .await?;
+    acme.send(&two, Method::DELETE, "/v1/kv/agents/keys/0980", None)
+        .await?;
+    let deleted = until(&acme, &one, "/v1/kv/agents/keys/0980", 404, |_| true).await?;
+
+    // A bulk import is announced by store: the other node reloads it whole.
+    let lines: Vec<String> = (0..5000)
+        .map(|i| format!("{{\"key\":\"k{i:05}\",\"value\":\"v{i}\"}}"))
+        .collect();
+    let response = acme
+        .http
+        .post(one.url("/v1/kv/vips/import"))
+        .bearer_auth(&acme.token)
+        .header("content-type", "application/x-ndjson")
+        .body(lines.join("\n"))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let imported = until(&acme, &two, "/v1/kv/vips/keys/k04999", 200, |b| {
+        b["value"] == "v4999"
+    })
+    .await?;
+    // The tenant's usage on the other node counts them, and the deleted key no more.
+    let usage = until(&acme, &two, "/v1/kv", 200, |b| b["keys"] == 5000).await;
+    eprintln!(
+        "seen on the other node after: set {set:?}, delete {deleted:?}, import of 5000 keys \
+         {imported:?}"
+    );
+    usage?;
+    for took in [set, deleted, imported] {
+        assert!(took < LIVE_WITHIN, "took {took:?}");
+    }
+    Ok(())
+}

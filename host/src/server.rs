@@ -68,6 +68,10 @@ pub struct StartOptions {
 /// change was announced, so that a missed notification heals.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 
+/// What start-up opens off the runtime: the registry over its store, the queue's store, and the
+/// shared database when there is one.
+type Opened = (Registry, Arc<dyn QueueStore>, Option<PgStore>);
+
 /// A server ready to serve: its state, and what start-up learned.
 pub struct Started {
     pub state: AppState,
@@ -101,34 +105,43 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
         .map(|url| postgres::parse_url(&url))
         .transpose()?;
     let lease = config.async_queue.lease();
-    let (registry, queue_store) = {
+    let (registry, queue_store, shared) = {
         let (sandbox, dir, database) = (sandbox.clone(), data_dir.clone(), database.clone());
-        tokio::task::spawn_blocking(
-            move || -> Result<(Registry, Arc<dyn QueueStore>), StartError> {
-                let (store, queue): (Arc<dyn Store>, Arc<dyn QueueStore>) = match &database {
-                    Some(database) => {
-                        let store = PgStore::connect(database)?;
-                        let queue = PgQueue::open(&store, lease)?;
-                        tracing::info!(node = queue.node(), "using the shared database");
-                        (Arc::new(store), Arc::new(queue))
-                    }
-                    None => (
-                        Arc::new(SqliteStore::open(&dir)?),
-                        Arc::new(SqliteQueue::open(&dir)?),
-                    ),
-                };
-                let registry = Registry::open(sandbox, store, &dir, compiles, worker, secrets)?;
-                Ok((registry, queue))
-            },
-        )
+        tokio::task::spawn_blocking(move || -> Result<Opened, StartError> {
+            let (store, queue, shared): (Arc<dyn Store>, Arc<dyn QueueStore>, _) = match &database {
+                Some(database) => {
+                    let store = PgStore::connect(database)?;
+                    let queue = PgQueue::open(&store, lease)?;
+                    tracing::info!(node = queue.node(), "using the shared database");
+                    (Arc::new(store.clone()), Arc::new(queue), Some(store))
+                }
+                None => (
+                    Arc::new(SqliteStore::open(&dir)?),
+                    Arc::new(SqliteQueue::open(&dir)?),
+                    None,
+                ),
+            };
+            let registry = Registry::open(sandbox, store, &dir, compiles, worker, secrets)?;
+            Ok((registry, queue, shared))
+        })
         .await??
     };
     let registry = Arc::new(registry);
     let imported = registry.import(&config.flows).await?;
 
-    if let Some(database) = database {
-        let listener = postgres::listen(database).map_err(StartError::Listen)?;
-        tokio::spawn(follow_other_nodes(Arc::downgrade(&registry), listener));
+    if let (Some(database), Some(shared)) = (database, shared) {
+        let listener =
+            postgres::listen(database, shared.origin().to_owned()).map_err(StartError::Listen)?;
+        let listener = Arc::new(listener);
+        tokio::spawn(follow_other_nodes(
+            Arc::downgrade(&registry),
+            listener.clone(),
+        ));
+        tokio::spawn(follow_other_nodes_kv(
+            Arc::downgrade(registry.kv()),
+            shared,
+            listener,
+        ));
     }
 
     let (operator, operator_token_file) = match options
@@ -230,7 +243,7 @@ fn secrets_key(
 /// each announced change, and every [`RECONCILE_EVERY`] in case one was missed.
 async fn follow_other_nodes(
     registry: std::sync::Weak<Registry>,
-    listener: postgres::ChangeListener,
+    listener: Arc<postgres::ChangeListener>,
 ) {
     let mut every = tokio::time::interval(RECONCILE_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -252,6 +265,85 @@ async fn follow_other_nodes(
             ),
         }
     }
+}
+
+/// Keeps this node's key-value data in line with what other nodes' plugins and API calls wrote
+/// to the shared database: each announced key (or store) is read back and set in memory.
+async fn follow_other_nodes_kv(
+    kv: std::sync::Weak<KvSpace>,
+    store: PgStore,
+    listener: Arc<postgres::ChangeListener>,
+) {
+    loop {
+        let notices = listener.kv_changed().await;
+        let Some(kv) = kv.upgrade() else {
+            return;
+        };
+        let store = store.clone();
+        let applied = tokio::task::spawn_blocking(move || apply_kv_notices(&kv, &store, notices));
+        match applied.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(
+                error = %crate::error::Chain(&error),
+                "cannot read back other nodes' key-value writes"
+            ),
+            Err(error) => tracing::warn!(%error, "the key-value follower failed"),
+        }
+    }
+}
+
+fn apply_kv_notices(
+    kv: &KvSpace,
+    store: &PgStore,
+    notices: Vec<postgres::KvNotice>,
+) -> Result<(), StoreError> {
+    use postgres::KvNotice;
+    let mut keys = Vec::new();
+    let mut stores = std::collections::BTreeSet::new();
+    let mut all = false;
+    for notice in notices {
+        match notice {
+            KvNotice::Keys(k) => keys.extend(k),
+            KvNotice::Stores(s) => stores.extend(s),
+            KvNotice::All => all = true,
+        }
+    }
+    if all {
+        let mut rows: std::collections::BTreeMap<(String, String), Vec<_>> =
+            std::collections::BTreeMap::new();
+        let now = crate::store::now_ms();
+        for row in crate::kv::KvSink::kv_rows(store, now).map_err(|e| StoreError::Unknown {
+            what: format!("the key-value rows ({e})"),
+        })? {
+            rows.entry((row.tenant.to_string(), row.store.to_string()))
+                .or_default()
+                .push((
+                    row.key,
+                    crate::kv::Entry {
+                        value: row.value,
+                        expires_at_ms: row.expires_at_ms,
+                    },
+                ));
+        }
+        for bucket in kv.all_stores() {
+            let key = (bucket.tenant().to_owned(), bucket.name().to_owned());
+            if !rows.contains_key(&key) {
+                bucket.refresh_all(Vec::new());
+            }
+        }
+        for ((tenant, name), entries) in rows {
+            kv.bucket(&tenant, &name).refresh_all(entries);
+        }
+        return Ok(());
+    }
+    for (tenant, name) in stores {
+        let entries = store.kv_store_entries(&tenant, &name)?;
+        kv.bucket(&tenant, &name).refresh_all(entries);
+    }
+    for ((tenant, name, key), entry) in store.kv_entries(&keys)? {
+        kv.bucket(&tenant, &name).refresh(key, entry);
+    }
+    Ok(())
 }
 
 /// How often expired keys are dropped (a read never sees one, whether dropped yet or not).

@@ -144,6 +144,14 @@ impl TenantKv {
         Ok(())
     }
 
+    /// Counts `keys` and `bytes` more (either may be negative) without checking the caps: for
+    /// keys another node already stored.
+    fn adjust(&self, keys: i64, bytes: i64) {
+        let mut state = self.lock();
+        state.keys = state.keys.saturating_add_signed(keys);
+        state.bytes = state.bytes.saturating_add_signed(bytes);
+    }
+
     /// Checks a key and a value against the per-key caps.
     fn check(&self, key: &str, value: Option<&str>) -> Result<(), KvError> {
         let caps = self.caps();
@@ -227,6 +235,11 @@ pub struct Page {
 impl Bucket {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The tenant whose store this is.
+    pub fn tenant(&self) -> &str {
+        &self.tenant_name
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -458,6 +471,46 @@ impl Bucket {
         }
     }
 
+    /// Sets (`Some`) or removes (`None`) `key` in memory only, as another node sharing the
+    /// database left it there: nothing is written back. Counted against the tenant like every
+    /// key (the other node checked the caps).
+    pub fn refresh(&self, key: String, entry: Option<Entry>) {
+        let mut inner = self.write();
+        let new = entry.as_ref().map(|e| size(&key, &e.value));
+        let old = match entry {
+            Some(entry) => inner.map.insert(key.clone(), entry),
+            None => inner.map.remove(&key),
+        };
+        let old = old.map(|e| size(&key, &e.value));
+        inner.bytes = inner.bytes + new.unwrap_or(0) - old.unwrap_or(0);
+        self.tenant.adjust(
+            i64::from(new.is_some()) - i64::from(old.is_some()),
+            new.unwrap_or(0) as i64 - old.unwrap_or(0) as i64,
+        );
+    }
+
+    /// Replaces every key in memory with `rows`, as another node left the store in the shared
+    /// database (after a bulk import, say): nothing is written back.
+    pub fn refresh_all(&self, rows: Vec<(String, Entry)>) {
+        let gone: Vec<String> = {
+            let inner = self.read();
+            let keep: std::collections::HashSet<&str> =
+                rows.iter().map(|(k, _)| k.as_str()).collect();
+            inner
+                .map
+                .keys()
+                .filter(|k| !keep.contains(k.as_str()))
+                .cloned()
+                .collect()
+        };
+        for key in gone {
+            self.refresh(key, None);
+        }
+        for (key, entry) in rows {
+            self.refresh(key, Some(entry));
+        }
+    }
+
     /// Puts a row read from disk at start, counting it against the tenant.
     fn load(&self, key: String, entry: Entry) {
         let mut inner = self.write();
@@ -520,6 +573,16 @@ impl KvSpace {
     /// The writer thread cannot start.
     pub fn in_memory() -> Result<Self, writer::SinkError> {
         Self::open(Arc::new(writer::NoDisk), 0)
+    }
+
+    /// Every store in memory, of every tenant.
+    pub fn all_stores(&self) -> Vec<Arc<Bucket>> {
+        self.buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// The tenant's usage and caps (created with the default caps if new).

@@ -4,15 +4,20 @@
 //! seconds), and the reconciler is woken then too, since notifications sent meanwhile are lost;
 //! the server also reconciles on a timer, so even a missed notification heals.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, Notification};
 use tokio::sync::Notify;
 
-use super::CHANGES_CHANNEL;
+use super::kv::{Announced, KvNotice};
+use super::{CHANGES_CHANNEL, KV_CHANNEL};
+
+/// Key-value notices waiting for the node to apply them; past this many, they collapse into
+/// one [`KvNotice::All`].
+const MAX_WAITING_NOTICES: usize = 1000;
 
 /// The longest pause between attempts to connect again.
 const MAX_PAUSE: Duration = Duration::from_secs(5);
@@ -23,40 +28,81 @@ const POLL: Duration = Duration::from_millis(500);
 /// Dropping it stops the thread (within half a second).
 #[derive(Debug)]
 pub struct ChangeListener {
-    wake: Arc<Notify>,
-    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    wake: Notify,
+    kv_wake: Notify,
+    kv: Mutex<Vec<KvNotice>>,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn push_kv(&self, notice: KvNotice) {
+        let mut waiting = self.kv.lock().unwrap_or_else(PoisonError::into_inner);
+        if waiting.len() >= MAX_WAITING_NOTICES {
+            waiting.clear();
+            waiting.push(KvNotice::All);
+        } else {
+            waiting.push(notice);
+        }
+        drop(waiting);
+        self.kv_wake.notify_one();
+    }
 }
 
 impl ChangeListener {
-    /// Resolves at the next change (at once if one came since the last call).
+    /// Resolves at the next change of flows, versions or tenants (at once if one came since
+    /// the last call).
     pub async fn changed(&self) {
-        self.wake.notified().await;
+        self.shared.wake.notified().await;
+    }
+
+    /// The key-value changes other nodes committed since the last call, waiting for one if
+    /// there are none.
+    pub async fn kv_changed(&self) -> Vec<KvNotice> {
+        loop {
+            let waiting = std::mem::take(
+                &mut *self
+                    .shared
+                    .kv
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            if !waiting.is_empty() {
+                return waiting;
+            }
+            self.shared.kv_wake.notified().await;
+        }
     }
 }
 
 impl Drop for ChangeListener {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
+        self.shared.stop.store(true, Ordering::Release);
     }
 }
 
-/// Starts listening for other nodes' changes.
+/// Starts listening for other nodes' changes; `origin` is this node's id, whose own key-value
+/// notices are skipped.
 ///
 /// # Errors
 /// The thread cannot be started.
-pub fn listen(config: postgres::Config) -> std::io::Result<ChangeListener> {
-    let wake = Arc::new(Notify::new());
-    let stop = Arc::new(AtomicBool::new(false));
+pub fn listen(config: postgres::Config, origin: String) -> std::io::Result<ChangeListener> {
+    let shared = Arc::new(Shared::default());
     {
-        let (wake, stop) = (wake.clone(), stop.clone());
+        let shared = shared.clone();
         std::thread::Builder::new()
             .name("passthru-listen".into())
-            .spawn(move || run(&config, &wake, &stop))?;
+            .spawn(move || run(&config, &origin, &shared))?;
     }
-    Ok(ChangeListener { wake, stop })
+    Ok(ChangeListener { shared })
 }
 
-fn run(config: &postgres::Config, wake: &Notify, stop: &AtomicBool) {
+fn run(config: &postgres::Config, origin: &str, shared: &Shared) {
+    let (wake, stop) = (&shared.wake, &shared.stop);
     let mut pause = Duration::from_millis(100);
     let mut first = true;
     while !stop.load(Ordering::Acquire) {
@@ -66,9 +112,10 @@ fn run(config: &postgres::Config, wake: &Notify, stop: &AtomicBool) {
                 if !first {
                     // Whatever was announced while the connection was down is lost.
                     wake.notify_one();
+                    shared.push_kv(KvNotice::All);
                 }
                 first = false;
-                if let Err(error) = wait(&mut client, wake, stop) {
+                if let Err(error) = wait(&mut client, origin, shared) {
                     tracing::warn!(%error, "lost the connection that hears other nodes' changes");
                 }
             }
@@ -83,22 +130,43 @@ fn run(config: &postgres::Config, wake: &Notify, stop: &AtomicBool) {
 
 fn connect(config: &postgres::Config) -> Result<Client, postgres::Error> {
     let mut client = config.connect(NoTls)?;
-    client.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))?;
+    client.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}; LISTEN {KV_CHANNEL}"))?;
     Ok(client)
 }
 
-fn wait(client: &mut Client, wake: &Notify, stop: &AtomicBool) -> Result<(), postgres::Error> {
-    while !stop.load(Ordering::Acquire) {
-        if client.notifications().timeout_iter(POLL).next()?.is_some() {
-            // One wake-up for this one and any others already here.
+fn wait(client: &mut Client, origin: &str, shared: &Shared) -> Result<(), postgres::Error> {
+    while !shared.stop.load(Ordering::Acquire) {
+        let first = client.notifications().timeout_iter(POLL).next()?;
+        if let Some(first) = first {
+            let mut changed = hear(&first, origin, shared);
+            // And any others already here, with one wake-up for the lot.
             let mut rest = client.notifications();
             let mut rest = rest.iter();
-            while rest.next()?.is_some() {}
-            wake.notify_one();
+            while let Some(next) = rest.next()? {
+                changed |= hear(&next, origin, shared);
+            }
+            if changed {
+                shared.wake.notify_one();
+            }
         }
         if client.is_closed() {
             return Ok(());
         }
     }
     Ok(())
+}
+
+/// Takes one notification in: key-value notices (not this node's own) are queued; whether it
+/// announced a change of flows, versions or tenants.
+fn hear(notification: &Notification, origin: &str, shared: &Shared) -> bool {
+    if notification.channel() != KV_CHANNEL {
+        return true;
+    }
+    match serde_json::from_str::<Announced>(notification.payload()) {
+        Ok(announced) if announced.from == origin => {}
+        Ok(announced) => shared.push_kv(announced.notice),
+        // From a newer passthru, say: reload everything rather than miss it.
+        Err(_) => shared.push_kv(KvNotice::All),
+    }
+    false
 }

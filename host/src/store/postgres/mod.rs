@@ -28,6 +28,7 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use super::sqlite::{log_column, parse_log_column};
 use super::{DecisionRecord, RecordSink, StoreError, StoreResult};
+pub use kv::KvNotice;
 pub use listen::{ChangeListener, listen};
 pub use queue::PgQueue;
 
@@ -167,9 +168,13 @@ const MIGRATIONS: &[&str] = &[r#"
     CREATE INDEX events_by_owner ON events (owner) WHERE NOT dead;
 "#];
 
-/// PostgreSQL, shared by every node: see the module's documentation.
+/// PostgreSQL, shared by every node: see the module's documentation. Cheap to clone (the pool
+/// is shared).
+#[derive(Clone)]
 pub struct PgStore {
     pool: Pool<Manager>,
+    /// This process's id in the key-value notifications it sends, so it skips its own.
+    origin: std::sync::Arc<str>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -206,9 +211,22 @@ impl PgStore {
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
             .build(manager)?;
-        let store = Self { pool };
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| StoreError::Unknown {
+            what: format!("no randomness for the node's id ({e})"),
+        })?;
+        let origin: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let store = Self {
+            pool,
+            origin: origin.into(),
+        };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// This process's id: the one its key-value notifications carry.
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     pub(super) fn conn(&self) -> StoreResult<Conn> {

@@ -39,20 +39,14 @@ impl std::fmt::Debug for PgQueue {
 }
 
 impl PgQueue {
-    /// Registers this node (under a fresh random id) with a lease of `lease`.
+    /// Registers this node (under its store's random id) with a lease of `lease`.
     ///
     /// # Errors
-    /// The database fails, or no randomness is available for the node's id.
+    /// The database fails.
     pub fn open(store: &PgStore, lease: Duration) -> StoreResult<Self> {
-        let mut id = [0u8; 8];
-        getrandom::fill(&mut id).map_err(|e| StoreError::Unknown {
-            what: format!("no randomness for the node's id ({e})"),
-        })?;
         let queue = Self {
-            store: PgStore {
-                pool: store.pool.clone(),
-            },
-            node: id.iter().map(|b| format!("{b:02x}")).collect(),
+            store: store.clone(),
+            node: store.origin().to_owned(),
             lease,
         };
         queue.store.conn()?.execute(
