@@ -9,6 +9,8 @@
 #                                                  instead of as fast as possible (wrk)
 #   BIN=/path/to/passthru bash bench/http-load.sh  a binary built elsewhere (an A/B run of two
 #                                                  builds) instead of building this checkout's
+#   DATABASE=postgres://... bash bench/http-load.sh  the shared PostgreSQL store instead of the
+#                                                  embedded one (the database should be empty)
 #   FLOW=log bash bench/http-load.sh 15 256        the async flow (call-logger): each 200 is a
 #                                                  request committed to the queue (fsync included);
 #                                                  prints the queue's metrics after
@@ -41,8 +43,13 @@ if [ -z "$bin" ]; then
   cargo build --release -p passthru -j 2 >&2
   bin=${CARGO_TARGET_DIR:-target}/release/passthru
 fi
+database_args=()
+if [ -n "${DATABASE:-}" ]; then
+  database_args=(--database "$DATABASE")
+  export PASSTHRU_OPERATOR_TOKEN=${PASSTHRU_OPERATOR_TOKEN:-bench-operator-token}
+fi
 "$bin" serve --config "$config" --data-dir "$data" --listen "127.0.0.1:$port" \
-  2>/tmp/passthru-load.log &
+  "${database_args[@]}" 2>/tmp/passthru-load.log &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
 
