@@ -495,3 +495,42 @@ async fn key_value_writes_through_one_node_are_read_on_the_others() -> anyhow::R
     }
     Ok(())
 }
+
+/// Runs `passthru serve` with `args` and no operator token until it exits; its stderr.
+fn serve_fails(args: &[&str]) -> anyhow::Result<String> {
+    let dir = TempDir::new("refused");
+    let output = Command::new(PASSTHRU)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&dir.0)
+        .arg("--listen")
+        .arg(free_port()?.to_string())
+        .args(args)
+        .env_remove("PASSTHRU_OPERATOR_TOKEN")
+        .env_remove("PASSTHRU_DATABASE_URL")
+        .stdin(Stdio::null())
+        .output()?;
+    anyhow::ensure!(!output.status.success(), "the server started");
+    Ok(String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_to_start_without_a_shared_token_or_with_a_bad_url() -> anyhow::Result<()> {
+    let url = tokio::task::spawn_blocking(common::pg::database).await?;
+    let without_token = serve_fails(&["--database", &url])?;
+    assert!(
+        without_token.contains("PASSTHRU_OPERATOR_TOKEN"),
+        "{without_token}"
+    );
+    // A bad URL is named as such, without repeating it (it may hold a password).
+    let bad = serve_fails(&[
+        "--database",
+        "postgres://u:hunter2secret@db/x?sslmode=bogus",
+    ])?;
+    assert!(
+        bad.contains("not a valid PostgreSQL connection string"),
+        "{bad}"
+    );
+    assert!(!bad.contains("hunter2secret"), "{bad}");
+    Ok(())
+}

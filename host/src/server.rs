@@ -104,6 +104,13 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
         .or_else(|| config.database.clone())
         .map(|url| postgres::parse_url(&url))
         .transpose()?;
+    if database.is_some() && options.operator_token.is_none() && config.operator_token.is_none() {
+        return Err(StartError::OperatorToken(
+            "with a shared database, set PASSTHRU_OPERATOR_TOKEN (or the config file's \
+             operator_token), the same on every node"
+                .into(),
+        ));
+    }
     let lease = config.async_queue.lease();
     let (registry, queue_store, shared) = {
         let (sandbox, dir, database) = (sandbox.clone(), data_dir.clone(), database.clone());
@@ -149,13 +156,6 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
         .or_else(|| config.operator_token.clone())
     {
         Some(token) => (token, None),
-        None if registry.store().shared() => {
-            return Err(StartError::OperatorToken(
-                "with a shared database, set PASSTHRU_OPERATOR_TOKEN (or the config file's \
-                 operator_token), the same on every node"
-                    .into(),
-            ));
-        }
         None => {
             let (token, path) =
                 auth::operator_token_file(&data_dir).map_err(StartError::OperatorToken)?;

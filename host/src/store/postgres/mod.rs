@@ -172,9 +172,25 @@ const MIGRATIONS: &[&str] = &[r#"
 /// is shared).
 #[derive(Clone)]
 pub struct PgStore {
-    pool: Pool<Manager>,
+    pool: std::sync::Arc<Connections>,
     /// This process's id in the key-value notifications it sends, so it skips its own.
     origin: std::sync::Arc<str>,
+}
+
+/// The pool, closed off the async runtime: the blocking client's connections block on their
+/// own runtime as they close, which panics on a thread that runs async tasks (a start-up that
+/// fails, a test server dropped in its test).
+struct Connections(Option<Pool<Manager>>);
+
+impl Drop for Connections {
+    fn drop(&mut self) {
+        let Some(pool) = self.0.take() else { return };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::Builder::new()
+                .name("passthru-pg-close".into())
+                .spawn(move || drop(pool));
+        }
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -217,7 +233,7 @@ impl PgStore {
         })?;
         let origin: String = id.iter().map(|b| format!("{b:02x}")).collect();
         let store = Self {
-            pool,
+            pool: std::sync::Arc::new(Connections(Some(pool))),
             origin: origin.into(),
         };
         store.migrate()?;
@@ -230,7 +246,12 @@ impl PgStore {
     }
 
     pub(super) fn conn(&self) -> StoreResult<Conn> {
-        Ok(self.pool.get()?)
+        let pool = self
+            .pool
+            .0
+            .as_ref()
+            .expect("the pool is open until dropped");
+        Ok(pool.get()?)
     }
 
     fn migrate(&self) -> StoreResult<()> {
