@@ -144,6 +144,10 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
             Arc::downgrade(&registry),
             listener.clone(),
         ));
+        tokio::spawn(prepare_other_nodes_uploads(
+            Arc::downgrade(&registry),
+            listener.clone(),
+        ));
         tokio::spawn(follow_other_nodes_kv(
             Arc::downgrade(registry.kv()),
             shared,
@@ -263,6 +267,36 @@ async fn follow_other_nodes(
                 error = %crate::error::Chain(&error),
                 "cannot compare this node's flows with the database"
             ),
+        }
+    }
+}
+
+/// Compiles each version uploaded through another node, one at a time, so that it goes live
+/// here as fast as on the node that took the upload.
+async fn prepare_other_nodes_uploads(
+    registry: std::sync::Weak<Registry>,
+    listener: Arc<postgres::ChangeListener>,
+) {
+    loop {
+        let uploaded = listener.versions_uploaded().await;
+        for sha256 in uploaded {
+            let Some(registry) = registry.upgrade() else {
+                return;
+            };
+            let prepared = tokio::task::spawn_blocking(move || {
+                let outcome = registry.prepare(&sha256);
+                (sha256, outcome)
+            });
+            match prepared.await {
+                Ok((_, Ok(()))) => {}
+                Ok((sha256, Err(error))) => tracing::warn!(
+                    sha256,
+                    error = %crate::error::Chain(&error),
+                    "cannot compile a version another node took; it is compiled when a flow \
+                     needs it"
+                ),
+                Err(error) => tracing::warn!(%error, "the compile of another node's upload failed"),
+            }
         }
     }
 }

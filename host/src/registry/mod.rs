@@ -902,6 +902,16 @@ impl Registry {
         share.clone()
     }
 
+    /// Compiles a version uploaded through another node sharing the database, into this
+    /// node's artifact cache, so that binding or activating it later here only loads it.
+    /// Blocking and CPU-heavy (the compile runs in a child process at idle priority).
+    ///
+    /// # Errors
+    /// Its bytes cannot be had, or it does not compile.
+    pub fn prepare(&self, sha256: &str) -> Result<(), RegistryError> {
+        self.load(sha256).map(drop)
+    }
+
     /// The compiled plugin for a stored component: shared if loaded, else from the artifact
     /// cache, else compiled from the blob (and the cache rewritten).
     fn load(&self, sha256: &str) -> Result<Arc<Plugin>, RegistryError> {

@@ -312,6 +312,10 @@ impl Store for PgStore {
                 )?;
                 return version(&row);
             }
+            tx.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&super::VERSIONS_CHANNEL, &sha256],
+            )?;
             Ok(record)
         })
     }

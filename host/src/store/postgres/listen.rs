@@ -13,7 +13,7 @@ use postgres::{Client, NoTls, Notification};
 use tokio::sync::Notify;
 
 use super::kv::{Announced, KvNotice};
-use super::{CHANGES_CHANNEL, KV_CHANNEL};
+use super::{CHANGES_CHANNEL, KV_CHANNEL, VERSIONS_CHANNEL};
 
 /// Key-value notices waiting for the node to apply them; past this many, they collapse into
 /// one [`KvNotice::All`].
@@ -36,6 +36,9 @@ struct Shared {
     wake: Notify,
     kv_wake: Notify,
     kv: Mutex<Vec<KvNotice>>,
+    versions_wake: Notify,
+    /// The SHA-256 of versions uploaded through other nodes, not yet compiled here.
+    versions: Mutex<Vec<String>>,
     stop: AtomicBool,
 }
 
@@ -58,6 +61,24 @@ impl ChangeListener {
     /// the last call).
     pub async fn changed(&self) {
         self.shared.wake.notified().await;
+    }
+
+    /// The content (SHA-256) of versions uploaded through other nodes since the last call,
+    /// waiting for one if there are none.
+    pub async fn versions_uploaded(&self) -> Vec<String> {
+        loop {
+            let waiting = std::mem::take(
+                &mut *self
+                    .shared
+                    .versions
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            if !waiting.is_empty() {
+                return waiting;
+            }
+            self.shared.versions_wake.notified().await;
+        }
     }
 
     /// The key-value changes other nodes committed since the last call, waiting for one if
@@ -130,7 +151,7 @@ fn run(config: &postgres::Config, origin: &str, shared: &Shared) {
 
 fn connect(config: &postgres::Config) -> Result<Client, postgres::Error> {
     let mut client = config.connect(NoTls)?;
-    client.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}; LISTEN {KV_CHANNEL}"))?;
+    client.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}; LISTEN {KV_CHANNEL}; LISTEN {VERSIONS_CHANNEL}"))?;
     Ok(client)
 }
 
@@ -159,6 +180,19 @@ fn wait(client: &mut Client, origin: &str, shared: &Shared) -> Result<(), postgr
 /// Takes one notification in: key-value notices (not this node's own) are queued; whether it
 /// announced a change of flows, versions or tenants.
 fn hear(notification: &Notification, origin: &str, shared: &Shared) -> bool {
+    if notification.channel() == VERSIONS_CHANNEL {
+        let mut waiting = shared
+            .versions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Bounded: past it, the rest are compiled when a flow needs them.
+        if waiting.len() < MAX_WAITING_NOTICES {
+            waiting.push(notification.payload().to_owned());
+        }
+        drop(waiting);
+        shared.versions_wake.notify_one();
+        return false;
+    }
     if notification.channel() != KV_CHANNEL {
         return true;
     }

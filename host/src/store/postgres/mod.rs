@@ -35,6 +35,9 @@ pub use queue::PgQueue;
 /// The channel every change to tenants, versions and flows is announced on; the payload is the
 /// tenant's name.
 pub const CHANGES_CHANNEL: &str = "passthru_changes";
+/// The channel new plugin versions are announced on (the payload is their SHA-256), so that
+/// every node compiles them before any flow needs them.
+pub const VERSIONS_CHANNEL: &str = "passthru_versions";
 /// The channel committed key-value writes are announced on (see `kv.rs`).
 pub const KV_CHANNEL: &str = "passthru_kv";
 
