@@ -151,7 +151,9 @@ fn run(config: &postgres::Config, origin: &str, shared: &Shared) {
 
 fn connect(config: &postgres::Config) -> Result<Client, postgres::Error> {
     let mut client = config.connect(NoTls)?;
-    client.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}; LISTEN {KV_CHANNEL}; LISTEN {VERSIONS_CHANNEL}"))?;
+    client.batch_execute(&format!(
+        "LISTEN {CHANGES_CHANNEL}; LISTEN {KV_CHANNEL}; LISTEN {VERSIONS_CHANNEL}"
+    ))?;
     Ok(client)
 }
 
