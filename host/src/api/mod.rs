@@ -1,10 +1,12 @@
 //! The HTTP interface: the Passthru endpoint Exotel calls, the admin API under `/v1` (operator
-//! and tenants, JSON, RFC 9457 problems), `/healthz`, `/metrics` and `/openapi.json`.
+//! and tenants, JSON, RFC 9457 problems), the web console under `/console`, `/healthz`,
+//! `/metrics` and `/openapi.json`.
 //!
 //! [`router`] builds everything (tests drive it without a socket); [`serve`] runs it on a
 //! listener until a shutdown signal, letting in-flight requests finish.
 
 mod bodies;
+mod console;
 mod decisions;
 mod extract;
 mod hooks;
@@ -15,6 +17,7 @@ mod operator;
 mod passthru;
 mod problem;
 mod queue;
+mod stats;
 mod tenant;
 
 use std::future::Future;
@@ -151,6 +154,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/decisions", get(decisions::list_decisions))
         .route("/v1/calls/{call_sid}", get(decisions::get_call))
+        .route("/v1/flows/{flow}/stats", get(stats::get_stats))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -162,6 +166,14 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             metrics::count_admin_request,
         ));
+    // The console's files: outside the admin API's layers (no token, no body), with the same
+    // timeout.
+    let console = console::routes()
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.http.admin_timeout,
+        ))
+        .layer(middleware::map_response(timeout_problem));
     let hot = Router::new()
         .route(passthru::PASSTHRU_ROUTE, get(passthru::get_passthru))
         .route(
@@ -174,6 +186,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(get_openapi))
         .merge(uploads)
         .merge(admin)
+        .merge(console)
         .fallback(not_found)
         // Every route (and the fallback): a span per request, then the request id around it.
         // `Router::layer` wraps each route after routing, so the span sees the matched route.

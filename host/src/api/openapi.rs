@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi, ToResponse};
 
-use super::{decisions, kv, metrics, operator, passthru, queue, tenant};
+use super::{decisions, kv, metrics, operator, passthru, queue, stats, tenant};
 
 /// The whole API. `passthru::api::openapi_json()` is its JSON.
 #[derive(OpenApi)]
@@ -75,6 +75,7 @@ This document is generated from the server's code."
         kv::post_import,
         decisions::list_decisions,
         decisions::get_call,
+        stats::get_stats,
         queue::get_queue,
         queue::list_dead_letters,
         queue::get_dead_letter,

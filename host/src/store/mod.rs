@@ -327,6 +327,9 @@ pub struct DecisionFilter {
     pub limit: u32,
 }
 
+/// One decision as the stats aggregate it: (at_ms, version, outcome, elapsed_us).
+pub type DecisionPoint = (i64, u32, String, u64);
+
 /// Where decision records go: the part of the store the record writer uses.
 pub trait RecordSink: Send + Sync + 'static {
     /// Writes records in one transaction.
@@ -416,6 +419,16 @@ pub trait Store: RecordSink + KvSink {
         tenant: &str,
         filter: &DecisionFilter,
     ) -> StoreResult<Vec<DecisionRecord>>;
+    /// (at_ms, version, outcome, elapsed_us) of a flow's decisions since `since_ms`, oldest
+    /// first, at most `limit`: the newest `limit` when there are more. Raw points, so that
+    /// every backend shares the aggregation into per-minute figures (`GET /v1/flows/{flow}/stats`).
+    fn decision_points(
+        &self,
+        tenant: &str,
+        flow: &str,
+        since_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<DecisionPoint>>;
     /// The checksum recorded for a compiled artifact, if one was stored.
     fn artifact_checksum(&self, key: &str) -> StoreResult<Option<String>>;
     fn put_artifact_checksum(&self, key: &str, checksum: &str) -> StoreResult<()>;

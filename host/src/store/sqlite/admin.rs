@@ -8,7 +8,7 @@ use super::rows::{
 };
 use super::{MAX_PAGE, SqliteStore, json, not_found, parse_log_column, write_tx};
 use crate::store::{
-    DecisionFilter, DecisionRecord, FlowRecord, SealedSecret, SecretInfo, Store, StoreError,
+    DecisionFilter, DecisionPoint, DecisionRecord, FlowRecord, SealedSecret, SecretInfo, Store, StoreError,
     StoreResult, Tenant, TenantCaps, TokenInfo, VersionRecord, now_ms,
 };
 
@@ -505,6 +505,28 @@ impl Store for SqliteStore {
             (record.log, record.outbound) = parse_log_column(&log)?;
             Ok(record)
         })
+    }
+
+    fn decision_points(
+        &self,
+        tenant: &str,
+        flow: &str,
+        since_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<DecisionPoint>> {
+        let conn = self.admin();
+        // Newest first through the (tenant, flow, id) index, so that the limit keeps the newest
+        // points; turned oldest first below.
+        let mut stmt = conn.prepare_cached(
+            "SELECT at_ms, version, outcome, elapsed_us FROM decisions \
+             WHERE tenant = ?1 AND flow = ?2 AND at_ms >= ?3 ORDER BY id DESC LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(params![tenant, flow, since_ms, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        let mut points = rows.collect::<Result<Vec<DecisionPoint>, _>>()?;
+        points.reverse();
+        Ok(points)
     }
 
     fn artifact_checksum(&self, key: &str) -> StoreResult<Option<String>> {

@@ -536,4 +536,48 @@ mod tests {
         assert_eq!(s.prune_decisions(1005).unwrap(), 5);
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    #[test]
+    fn decision_points_are_one_flows_since_a_time_oldest_first_keeping_the_newest() {
+        let (s, dir) = store();
+        let record = |i: i64, tenant: &str, flow: &str| DecisionRecord {
+            id: 0,
+            tenant: tenant.into(),
+            flow: flow.into(),
+            plugin: "p".into(),
+            version: 1 + (i % 2) as u32,
+            call_sid: None,
+            branch: Branch::Success,
+            outcome: if i == 4 { "trap" } else { "decided" }.into(),
+            reason: None,
+            error: None,
+            answer: None,
+            fuel_used: 1,
+            elapsed_us: 100 + i as u64,
+            log: vec![],
+            log_dropped: 0,
+            outbound: Vec::new(),
+            at_ms: 1000 + i,
+        };
+        let mut batch: Vec<_> = (0..6).map(|i| record(i, "acme", "ivr")).collect();
+        batch.push(record(5, "acme", "other"));
+        batch.push(record(5, "globex", "ivr"));
+        s.insert_decisions(&batch).unwrap();
+        let points = s.decision_points("acme", "ivr", 1002, 100).unwrap();
+        assert_eq!(
+            points,
+            [
+                (1002, 1, "decided".to_owned(), 102),
+                (1003, 2, "decided".to_owned(), 103),
+                (1004, 1, "trap".to_owned(), 104),
+                (1005, 2, "decided".to_owned(), 105),
+            ]
+        );
+        let newest = s.decision_points("acme", "ivr", 0, 2).unwrap();
+        assert_eq!(
+            newest.iter().map(|p| p.0).collect::<Vec<_>>(),
+            [1004, 1005]
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
