@@ -11,7 +11,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use common::{
     ASYNC_PROBE, Api, IVR_MENU, OPERATOR, TempDir, TestServer, VIP_CALLER, body, eventually,
@@ -461,7 +460,13 @@ async fn a_tenant_signs_in_uploads_tries_a_version_and_watches_its_canary_in_the
     browser
         .text_with("#status", &format!("Event {id} queued again"))
         .await?;
-    eventually("the replayed event to fail again", dead).await?;
+    eventually("the replayed event to fail again", || async {
+        let (_, attempts) = body(acme.get("/v1/calls/async-1").await?).await?;
+        let attempts = attempts["items"].as_array().map_or(0, Vec::len);
+        Ok((attempts >= 2).then_some(()))
+    })
+    .await?;
+    eventually("its dead letter again", dead).await?;
     browser.goto(&format!("{console}#/flows")).await?;
     browser.goto(&format!("{console}#/queue/events")).await?;
     browser
