@@ -441,6 +441,9 @@ async fn a_tenant_signs_in_uploads_tries_a_version_and_watches_its_canary_in_the
         )
         .await?;
     assert_eq!(put.status(), 201);
+    browser.goto(&format!("{console}#/flows")).await?;
+    browser.text_with("#flows", "events").await?;
+    browser.shot("flows").await?;
     call(&server, "events", "async-1").await?;
     let dead = || async {
         let (_, list) = body(acme.get("/v1/flows/events/dead-letters").await?).await?;

@@ -101,7 +101,11 @@ export function micros(us) {
 }
 
 /** Announces a short message in the status line (read out by screen readers). */
+let announced;
+
 export function announce(text) {
   const el = document.getElementById("status");
   el.textContent = text;
+  clearTimeout(announced);
+  announced = setTimeout(() => { el.textContent = ""; }, 8000);
 }

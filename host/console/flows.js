@@ -118,16 +118,16 @@ async function drawStats(plots, failures, flow, minutes) {
   }
   const ordered = [...groups.values()].sort((a, b) => a.version - b.version || a.outcome.localeCompare(b.outcome));
   const isCanary = (v) => Boolean(flow.canary && flow.canary.version === v);
-  const counts = ordered.map((g) => ({
-    name: `${versionLabel(flow, g.version)} ${g.outcome}`, version: g.version, dashed: isCanary(g.version),
+  const counts = ordered.map((g, group) => ({
+    name: `${versionLabel(flow, g.version)} ${g.outcome}`, version: g.version, dashed: isCanary(g.version), group,
     points: g.rows.map((r) => [r.at_ms, r.count]),
   }));
-  const latency = ordered.flatMap((g) => [["p50", "p50_us"], ["p99", "p99_us"]].map(([p, key]) => ({
-    name: `${versionLabel(flow, g.version)} ${g.outcome} ${p}`, version: g.version, dashed: p === "p99",
+  const latency = ordered.flatMap((g, group) => [["p50", "p50_us"], ["p99", "p99_us"]].map(([p, key]) => ({
+    name: `${versionLabel(flow, g.version)} ${g.outcome} ${p}`, version: g.version, dashed: p === "p99", group,
     points: g.rows.map((r) => [r.at_ms, r[key] / 1000]),
   })));
   replace(plots, h("div", { class: "plots" },
-    linePlot({ title: "Decisions per minute, by version and outcome", series: counts, from, to,
+    linePlot({ title: "Decisions per minute, by version and outcome (a canary's dashed)", series: counts, from, to,
       format: (v) => (Number.isInteger(v) ? String(v) : v.toFixed(1)) }),
     linePlot({ title: "Latency per minute (ms): p50, and p99 dashed", series: latency, from, to,
       format: (v) => (v >= 10 ? v.toFixed(0) : v.toFixed(2)), unit: " ms" })),

@@ -7,12 +7,13 @@ import { h, s } from "./dom.js";
 
 const W = 640;
 const H = 240;
-const PAD = { left: 56, right: 12, top: 12, bottom: 28 };
+const PAD = { left: 56, right: 24, top: 12, bottom: 28 };
 const PALETTE = ["#1f4e8c", "#d1495b", "#2e8b57", "#edae49", "#6a4c93", "#00798c", "#8c564b", "#444"];
 
 /**
- * A plot: `series` is [{name, points: [[at_ms, value], ...], dashed, version}], drawn between
- * `from` and `to` (ms). `format` formats values on the axis and in the table.
+ * A plot: `series` is [{name, points: [[at_ms, value], ...], dashed, version, group}], drawn
+ * between `from` and `to` (ms); series of one `group` share a colour. `format` formats values on
+ * the axis and in the table.
  */
 export function linePlot({ title, series, from, to, format = String, unit = "" }) {
   const max = Math.max(1, ...series.flatMap((x) => x.points.map((p) => p[1])));
@@ -38,7 +39,7 @@ export function linePlot({ title, series, from, to, format = String, unit = "" }
     x1: PAD.left, x2: W - PAD.right, y1: H - PAD.bottom, y2: H - PAD.bottom, stroke: "#5a6370",
   }));
   series.forEach((line, i) => {
-    const colour = PALETTE[i % PALETTE.length];
+    const colour = PALETTE[(line.group ?? i) % PALETTE.length];
     line.colour = colour;
     const attrs = {
       fill: "none", stroke: colour, "stroke-width": 2,
