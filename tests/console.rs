@@ -125,7 +125,6 @@ async fn the_console_is_served_with_its_content_types_and_a_strict_policy() -> a
     let server = TestServer::start("").await?;
     for (path, content_type) in [
         ("/console", "text/html; charset=utf-8"),
-        ("/console/", "text/html; charset=utf-8"),
         ("/console/app.js", "text/javascript; charset=utf-8"),
         ("/console/plot.js", "text/javascript; charset=utf-8"),
         ("/console/console.css", "text/css; charset=utf-8"),

@@ -75,13 +75,11 @@ const SAMPLES: &[(&str, &str)] = &[
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/console", get(index))
-        .route("/console/", get(index))
-        .route("/console/samples.json", get(samples))
         .route("/console/{file}", get(asset))
 }
 
 /// The sample queries as JSON, `[{"name", "query"}]`, built once.
-async fn samples() -> Response {
+fn samples_json() -> &'static str {
     static JSON: LazyLock<String> = LazyLock::new(|| {
         let list: Vec<serde_json::Value> = SAMPLES
             .iter()
@@ -89,14 +87,54 @@ async fn samples() -> Response {
             .collect();
         serde_json::Value::Array(list).to_string()
     });
-    serve("application/json", JSON.as_str())
+    JSON.as_str()
 }
 
-async fn index() -> Response {
+/// The web console
+///
+/// The console's page: sign in with a tenant's token (or the operator's) and use the API from a
+/// browser. Its scripts and styles are served under `/console/`; see docs/console.md.
+#[utoipa::path(
+    get,
+    path = "/console",
+    operation_id = "getConsole",
+    tag = "ops",
+    responses((
+        status = 200,
+        description = "The console's HTML page.",
+        body = String,
+        content_type = "text/html"
+    ))
+)]
+pub(super) async fn index() -> Response {
     serve(ASSETS[0].content_type, ASSETS[0].body)
 }
 
-async fn asset(Path(file): Path<String>) -> Result<Response, ApiError> {
+/// A file of the web console
+///
+/// The console's scripts (JavaScript modules), stylesheet, icon and sample Exotel queries
+/// (`samples.json`), each with its content type.
+#[utoipa::path(
+    get,
+    path = "/console/{file}",
+    operation_id = "getConsoleFile",
+    tag = "ops",
+    params(("file" = String, Path, description = "The file's name, such as `app.js`.")),
+    responses(
+        (status = 200, description = "The file.", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+            (String = "image/svg+xml"),
+            (serde_json::Value = "application/json"),
+        )),
+        (status = 404, description = "No such file.",
+            body = super::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn asset(Path(file): Path<String>) -> Result<Response, ApiError> {
+    if file == "samples.json" {
+        return Ok(serve("application/json", samples_json()));
+    }
     ASSETS
         .iter()
         .find(|a| a.name == file)

@@ -422,16 +422,60 @@ pub trait Store: RecordSink + KvSink {
     /// (at_ms, version, outcome, elapsed_us) of a flow's decisions since `since_ms`, oldest
     /// first, at most `limit`: the newest `limit` when there are more. Raw points, so that
     /// every backend shares the aggregation into per-minute figures (`GET /v1/flows/{flow}/stats`).
+    ///
+    /// The default reads whole records a page at a time ([`decision_points_by_pages`]); a
+    /// backend overrides it with a query of these four columns (the SQLite store does).
     fn decision_points(
         &self,
         tenant: &str,
         flow: &str,
         since_ms: i64,
         limit: u32,
-    ) -> StoreResult<Vec<DecisionPoint>>;
+    ) -> StoreResult<Vec<DecisionPoint>> {
+        decision_points_by_pages(self, tenant, flow, since_ms, limit)
+    }
     /// The checksum recorded for a compiled artifact, if one was stored.
     fn artifact_checksum(&self, key: &str) -> StoreResult<Option<String>>;
     fn put_artifact_checksum(&self, key: &str, checksum: &str) -> StoreResult<()>;
+}
+
+/// [`Store::decision_points`] from [`Store::query_decisions`], newest page first: correct on any
+/// store, though it reads the records' logs too.
+pub fn decision_points_by_pages<S: Store + ?Sized>(
+    store: &S,
+    tenant: &str,
+    flow: &str,
+    since_ms: i64,
+    limit: u32,
+) -> StoreResult<Vec<DecisionPoint>> {
+    /// The page size every store serves (the SQLite store's `MAX_PAGE`).
+    const PAGE: u32 = 1000;
+    let mut points = Vec::new();
+    let mut before_id = None;
+    while points.len() < limit as usize {
+        let want = (limit - points.len() as u32).min(PAGE);
+        let page = store.query_decisions(
+            tenant,
+            &DecisionFilter {
+                flow: Some(flow.to_owned()),
+                since_ms: Some(since_ms),
+                before_id,
+                limit: want,
+                ..DecisionFilter::default()
+            },
+        )?;
+        let full = page.len() == want as usize;
+        before_id = page.last().map(|r| r.id);
+        points.extend(
+            page.into_iter()
+                .map(|r| (r.at_ms, r.version, r.outcome, r.elapsed_us)),
+        );
+        if !full {
+            break;
+        }
+    }
+    points.reverse();
+    Ok(points)
 }
 
 /// Milliseconds since the Unix epoch.
