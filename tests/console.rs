@@ -354,6 +354,16 @@ async fn a_tenant_signs_in_uploads_tries_a_version_and_watches_its_canary_in_the
 
     // A wrong token: the API's problem detail, as it is.
     browser.goto(&console).await?;
+    // Every later page is the same document (hash routes): violations of the page's
+    // Content-Security-Policy are collected from here on and must stay none.
+    browser
+        .client
+        .execute(
+            "window.violations = []; document.addEventListener('securitypolicyviolation', \
+             (e) => window.violations.push(`${e.violatedDirective} ${e.blockedURI}`));",
+            vec![],
+        )
+        .await?;
     let focused = browser
         .client
         .execute("return document.activeElement.id;", vec![])
@@ -475,6 +485,14 @@ async fn a_tenant_signs_in_uploads_tries_a_version_and_watches_its_canary_in_the
         .click(&format!(".dead-letter[data-id='{id}'] button.danger"))
         .await?;
     browser.text_with("#dead-letters", "No dead letters").await?;
+    // The async flow's page: its failure kind, with the latest record's error and log.
+    browser.goto(&format!("{console}#/flows/events")).await?;
+    browser.text_with("#failures", "plugin_error").await?;
+    browser
+        .text_with("#failures", "failing on purpose: attempt 1 of 1000")
+        .await?;
+    browser.text_with("#plots", "v1 (live) plugin_error").await?;
+    browser.shot("async-flow").await?;
 
     if !has_rollouts(&server).await? {
         // Built against the contract (ISSUE16-CONTRACT.md), the routes not merged yet: the
@@ -540,6 +558,11 @@ async fn a_tenant_signs_in_uploads_tries_a_version_and_watches_its_canary_in_the
 }
 
 async fn finish(browser: Browser, server: TestServer) -> anyhow::Result<()> {
+    let violations = browser
+        .client
+        .execute("return window.violations;", vec![])
+        .await?;
+    assert_eq!(violations, json!([]), "Content-Security-Policy violations");
     browser.close().await?;
     server.stop().await
 }
