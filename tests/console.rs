@@ -62,10 +62,24 @@ async fn flow_stats_count_calls_per_minute_version_and_outcome_with_their_percen
     let op = Api::operator(&server);
     let acme = op.tenant("acme", None).await?;
     let globex = op.tenant("globex", None).await?;
-    assert_eq!(acme.upload("menu", std::fs::read(IVR_MENU)?).await?.status(), 201);
-    assert_eq!(acme.upload("menu", std::fs::read(VIP_CALLER)?).await?.status(), 201);
+    assert_eq!(
+        acme.upload("menu", std::fs::read(IVR_MENU)?)
+            .await?
+            .status(),
+        201
+    );
+    assert_eq!(
+        acme.upload("menu", std::fs::read(VIP_CALLER)?)
+            .await?
+            .status(),
+        201
+    );
     let put = acme
-        .json(Method::PUT, "/v1/flows/ivr", json!({"plugin": "menu", "version": 1}))
+        .json(
+            Method::PUT,
+            "/v1/flows/ivr",
+            json!({"plugin": "menu", "version": 1}),
+        )
         .await?;
     assert_eq!(put.status(), 201);
     for i in 0..5 {
@@ -73,7 +87,11 @@ async fn flow_stats_count_calls_per_minute_version_and_outcome_with_their_percen
     }
     stats_with(&acme, "ivr", 5).await?;
     let activated = acme
-        .json(Method::POST, "/v1/flows/ivr/activate", json!({"version": 2}))
+        .json(
+            Method::POST,
+            "/v1/flows/ivr/activate",
+            json!({"version": 2}),
+        )
         .await?;
     assert_eq!(activated.status(), 200);
     for i in 0..3 {
@@ -120,8 +138,7 @@ async fn flow_stats_count_calls_per_minute_version_and_outcome_with_their_percen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_is_served_with_its_content_types_and_a_strict_policy() -> anyhow::Result<()>
-{
+async fn the_console_is_served_with_its_content_types_and_a_strict_policy() -> anyhow::Result<()> {
     let server = TestServer::start("").await?;
     for (path, content_type) in [
         ("/console", "text/html; charset=utf-8"),
@@ -165,8 +182,7 @@ fn browser_binaries() -> anyhow::Result<(String, String)> {
     ) {
         return Ok((chromium, driver));
     }
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/console/system-packages.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/console/system-packages.sh");
     let status = Command::new("bash").arg(&script).status()?;
     anyhow::ensure!(
         status.success(),
@@ -221,12 +237,10 @@ impl Browser {
                 ],
             },
         });
-        let client = ClientBuilder::new(
-            hyper_util::client::legacy::connect::HttpConnector::new(),
-        )
-        .capabilities(capabilities.as_object().unwrap().clone())
-        .connect(&url)
-        .await?;
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities.as_object().unwrap().clone())
+            .connect(&url)
+            .await?;
         // target/debug/deps/console-... -> target/console-screenshots
         let target = std::env::current_exe()?
             .ancestors()
@@ -296,10 +310,7 @@ impl Browser {
         let png = self.client.screenshot().await?;
         self.client.set_window_size(1366, 900).await?;
         let count = std::fs::read_dir(&self.shots)?.count();
-        std::fs::write(
-            self.shots.join(format!("{:02}-{name}.png", count + 1)),
-            png,
-        )?;
+        std::fs::write(self.shots.join(format!("{:02}-{name}.png", count + 1)), png)?;
         Ok(())
     }
 
@@ -392,7 +403,9 @@ async fn a_tenant_signs_in_uploads_tries_a_version_and_watches_its_canary_in_the
     let (status, problem) = body(acme.upload("menu", std::fs::read(&not_wasm)?).await?).await?;
     assert_eq!(status, 422);
     let find_input = browser.find("#upload-file").await?;
-    find_input.send_keys(&not_wasm.display().to_string()).await?;
+    find_input
+        .send_keys(&not_wasm.display().to_string())
+        .await?;
     browser
         .text_with("#upload-error", problem["detail"].as_str().unwrap())
         .await?;
@@ -426,7 +439,9 @@ async fn a_tenant_signs_in_uploads_tries_a_version_and_watches_its_canary_in_the
     // Decisions: filtered by CallSid, then that call's history.
     browser.goto(&format!("{console}#/decisions")).await?;
     browser.type_into("#filter-call", "live-3").await?;
-    browser.click("#decision-filters button[type=submit]").await?;
+    browser
+        .click("#decision-filters button[type=submit]")
+        .await?;
     browser.text_with("#decisions-table", "live-3").await?;
     let rows = browser
         .client
@@ -434,12 +449,19 @@ async fn a_tenant_signs_in_uploads_tries_a_version_and_watches_its_canary_in_the
         .await?;
     assert_eq!(rows.len(), 1, "one record of that call");
     browser.shot("decisions").await?;
-    browser.click("#decisions-table a[href='#/calls/live-3']").await?;
+    browser
+        .click("#decisions-table a[href='#/calls/live-3']")
+        .await?;
     browser.text_with("#view h1", "Call live-3").await?;
     browser.shot("call").await?;
 
     // An async flow whose events always fail: its dead letter, replayed, then deleted.
-    assert_eq!(acme.upload("probe", std::fs::read(ASYNC_PROBE)?).await?.status(), 201);
+    assert_eq!(
+        acme.upload("probe", std::fs::read(ASYNC_PROBE)?)
+            .await?
+            .status(),
+        201
+    );
     let retry = json!({"max_attempts": 1, "backoff_ms": 10, "max_backoff_ms": 10});
     let put = acme
         .json(
@@ -484,14 +506,18 @@ async fn a_tenant_signs_in_uploads_tries_a_version_and_watches_its_canary_in_the
     browser
         .click(&format!(".dead-letter[data-id='{id}'] button.danger"))
         .await?;
-    browser.text_with("#dead-letters", "No dead letters").await?;
+    browser
+        .text_with("#dead-letters", "No dead letters")
+        .await?;
     // The async flow's page: its failure kind, with the latest record's error and log.
     browser.goto(&format!("{console}#/flows/events")).await?;
     browser.text_with("#failures", "plugin_error").await?;
     browser
         .text_with("#failures", "failing on purpose: attempt 1 of 1000")
         .await?;
-    browser.text_with("#plots", "v1 (live) plugin_error").await?;
+    browser
+        .text_with("#plots", "v1 (live) plugin_error")
+        .await?;
     browser.shot("async-flow").await?;
 
     if !has_rollouts(&server).await? {
@@ -501,7 +527,11 @@ async fn a_tenant_signs_in_uploads_tries_a_version_and_watches_its_canary_in_the
         browser.select("#bench-sample", "gather-digits").await?;
         browser.click("#bench-run").await?;
         let tried = acme
-            .json(Method::POST, "/v1/flows/ivr/try", json!({"query": "CallSid=x"}))
+            .json(
+                Method::POST,
+                "/v1/flows/ivr/try",
+                json!({"query": "CallSid=x"}),
+            )
             .await?;
         let (status, problem) = body(tried).await?;
         assert_eq!(status, 404);
@@ -538,7 +568,9 @@ async fn a_tenant_signs_in_uploads_tries_a_version_and_watches_its_canary_in_the
     browser.select("#canary-version", "2").await?;
     browser.type_into("#canary-percent", "50").await?;
     browser.click("#canary-form button[type=submit]").await?;
-    browser.text_with("#canary-state", "v2 takes 50% of calls").await?;
+    browser
+        .text_with("#canary-state", "v2 takes 50% of calls")
+        .await?;
     for i in 0..40 {
         call(&server, "ivr", &format!("canary-{i}")).await?;
     }

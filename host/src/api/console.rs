@@ -63,12 +63,30 @@ const ASSETS: &[Asset] = assets! {
 
 /// The Exotel queries kept as the project's test fixtures, offered by the test bench.
 const SAMPLES: &[(&str, &str)] = &[
-    ("gather-digits", include_str!("../../../tests/fixtures/exotel/gather-digits.query")),
-    ("gather-single-key", include_str!("../../../tests/fixtures/exotel/gather-single-key.query")),
-    ("connect-completed", include_str!("../../../tests/fixtures/exotel/connect-completed.query")),
-    ("connect-busy", include_str!("../../../tests/fixtures/exotel/connect-busy.query")),
-    ("post-connect-minimal", include_str!("../../../tests/fixtures/exotel/post-connect-minimal.query")),
-    ("outbound-api-customfield", include_str!("../../../tests/fixtures/exotel/outbound-api-customfield.query")),
+    (
+        "gather-digits",
+        include_str!("../../../tests/fixtures/exotel/gather-digits.query"),
+    ),
+    (
+        "gather-single-key",
+        include_str!("../../../tests/fixtures/exotel/gather-single-key.query"),
+    ),
+    (
+        "connect-completed",
+        include_str!("../../../tests/fixtures/exotel/connect-completed.query"),
+    ),
+    (
+        "connect-busy",
+        include_str!("../../../tests/fixtures/exotel/connect-busy.query"),
+    ),
+    (
+        "post-connect-minimal",
+        include_str!("../../../tests/fixtures/exotel/post-connect-minimal.query"),
+    ),
+    (
+        "outbound-api-customfield",
+        include_str!("../../../tests/fixtures/exotel/outbound-api-customfield.query"),
+    ),
 ];
 
 /// The console's routes, with their own timeout layer added by the caller.
@@ -158,7 +176,10 @@ fn serve(content_type: &'static str, body: &'static str) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
@@ -188,7 +209,9 @@ mod tests {
     #[test]
     fn the_page_loads_nothing_from_elsewhere_and_nothing_inline() {
         let html = ASSETS[0].body;
-        for needle in ["http://", "https://", "<style", "style=", "onclick", "onload"] {
+        for needle in [
+            "http://", "https://", "<style", "style=", "onclick", "onload",
+        ] {
             assert!(!html.contains(needle), "index.html contains {needle:?}");
         }
         assert!(html.contains("<script type=\"module\" src=\"/console/app.js\"></script>"));

@@ -8,8 +8,8 @@ use super::rows::{
 };
 use super::{MAX_PAGE, SqliteStore, json, not_found, parse_log_column, write_tx};
 use crate::store::{
-    DecisionFilter, DecisionPoint, DecisionRecord, FlowRecord, SealedSecret, SecretInfo, Store, StoreError,
-    StoreResult, Tenant, TenantCaps, TokenInfo, VersionRecord, now_ms,
+    DecisionFilter, DecisionPoint, DecisionRecord, FlowRecord, SealedSecret, SecretInfo, Store,
+    StoreError, StoreResult, Tenant, TenantCaps, TokenInfo, VersionRecord, now_ms,
 };
 
 impl SqliteStore {

@@ -574,10 +574,7 @@ mod tests {
             ]
         );
         let newest = s.decision_points("acme", "ivr", 0, 2).unwrap();
-        assert_eq!(
-            newest.iter().map(|p| p.0).collect::<Vec<_>>(),
-            [1004, 1005]
-        );
+        assert_eq!(newest.iter().map(|p| p.0).collect::<Vec<_>>(), [1004, 1005]);
         // The trait's default, for stores without a query of their own: the same points.
         assert_eq!(
             decision_points_by_pages(&s, "acme", "ivr", 1002, 100).unwrap(),
