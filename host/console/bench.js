@@ -79,6 +79,10 @@ function result(r) {
     ].filter(Boolean)),
     h("h3", {}, "Log"),
     logList(r.log, r.log_dropped),
+    r.outbound && r.outbound.length ? [h("h3", {}, "Outbound requests"),
+      table(["Method", "Host", "Status", "Bytes out#", "Bytes in#", "ms#"], r.outbound.map((o) => [
+        o.method, o.host, String(o.status ?? o.error ?? ""), String(o.bytes_out), String(o.bytes_in), String(o.ms),
+      ]))] : null,
     h("h3", {}, "Call details as the plugin saw them"),
     params.length ? table(["Parameter", "Value"], params.map(([k, v]) => [h("code", {}, k), h("code", {}, v)]), { id: "bench-params" })
       : h("p", { class: "muted" }, "None."));

@@ -264,9 +264,11 @@ function backtestResult(flow, r) {
       ["Same answer", String(r.agree)],
       ["Different answer", h("span", { id: "backtest-differ" }, String(r.differ_total ?? r.differ.length))],
       ["Failures", failures.length ? failures.map(([k, n]) => `${k}: ${n}`).join(", ") : "none"],
+      r.skipped ? ["Not replayable", `${r.skipped} (recorded before queries were kept, or async)`] : null,
+      r.unfinished ? ["Not run", `${r.unfinished} (the backtest's time budget ran out)`] : null,
       ["Fuel", r.fuel ? `total ${r.fuel.total}, median ${r.fuel.median}, max ${r.fuel.max}` : "—"],
       ["Took", `${r.elapsed_ms} ms`],
-    ]),
+    ].filter(Boolean)),
     r.differ.length
       ? table(["Call", "At", `Now (v${flow.version})`, `With v${r.version}`], r.differ.map((d) => [
         d.call_sid ? h("a", { href: `#/calls/${seg(d.call_sid)}` }, d.call_sid) : "—",
