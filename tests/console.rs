@@ -389,7 +389,22 @@ async fn a_tenant_signs_in_uploads_tries_a_version_and_watches_its_canary_in_the
     // The operator's view: tenants and their caps.
     browser.sign_in(OPERATOR).await?;
     browser.text_with("#tenants", "acme").await?;
+    browser
+        .click("details.tenant[data-tenant='acme'] summary")
+        .await?;
+    browser
+        .text_with("details.tenant[data-tenant='acme']", "live")
+        .await?;
+    browser.find("#cap-acme-max_fuel").await?;
     browser.shot("tenants").await?;
+    // The operator changes a cap in place.
+    browser.type_into("#cap-acme-max_flows", "50").await?;
+    browser
+        .click("details.tenant[data-tenant='acme'] form button[type=submit]")
+        .await?;
+    browser.text_with("#status", "Caps of acme saved").await?;
+    let (_, tenant) = body(op.get("/v1/tenants/acme").await?).await?;
+    assert_eq!(tenant["caps"]["max_flows"], 50, "{tenant}");
     browser.click("#sign-out").await?;
 
     // The tenant: an upload that is not a plugin shows why; two versions of `menu`.
