@@ -9,11 +9,11 @@
 use std::sync::LazyLock;
 
 use axum::Router;
-use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use super::extract::Path;
 use super::{ApiError, AppState};
 
 /// The policy of every console answer. `style-src 'self'` alone (no `'unsafe-inline'`): the
@@ -145,6 +145,7 @@ pub(super) async fn index() -> Response {
             (String = "image/svg+xml"),
             (serde_json::Value = "application/json"),
         )),
+        (status = 400, response = super::openapi::BadRequest),
         (status = 404, description = "No such file.",
             body = super::problem::Problem, content_type = "application/problem+json"),
     )
