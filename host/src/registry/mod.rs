@@ -813,6 +813,7 @@ impl Registry {
             ),
             secrets,
             outbound_hosts: outbound_hosts(&settings.outbound_hosts)?,
+            scratch_kv: false,
         })
     }
 
