@@ -226,7 +226,7 @@ async fn calls(
         version: candidate.version,
         ..BacktestReport::default()
     };
-    let mut fuel = Vec::with_capacity(records.len());
+    let mut fuel: Vec<u64> = Vec::with_capacity(records.len());
     let total = records.len() as u64;
     for (done, record) in records.into_iter().enumerate() {
         if client.is_closed() {
@@ -265,16 +265,22 @@ async fn calls(
         let new = rehearsal.run(query, seed).await.verdict;
         report.tally(&record, new, &mut fuel);
     }
-    fuel.sort_unstable();
-    report.fuel.median = fuel.get(fuel.len() / 2).copied().unwrap_or(0);
-    report.fuel.max = fuel.last().copied().unwrap_or(0);
-    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    report.finish(fuel, started.elapsed());
     report
 }
 
 impl BacktestReport {
-    /// Counts one call run again.
-    fn tally(&mut self, record: &DecisionRecord, new: Verdict, fuel: &mut Vec<u64>) {
+    /// Sets the fuel's median and maximum from every call's `fuel`, and the time taken.
+    pub fn finish(&mut self, mut fuel: Vec<u64>, elapsed: Duration) {
+        fuel.sort_unstable();
+        self.fuel.median = fuel.get(fuel.len() / 2).copied().unwrap_or(0);
+        self.fuel.max = fuel.last().copied().unwrap_or(0);
+        self.elapsed_ms = elapsed.as_millis() as u64;
+    }
+
+    /// Counts one call run again: `record` says what was answered, `new` what is now; `fuel`
+    /// collects each call's fuel for [`finish`](Self::finish).
+    pub fn tally(&mut self, record: &DecisionRecord, new: Verdict, fuel: &mut Vec<u64>) {
         self.calls += 1;
         self.fuel.total = self.fuel.total.saturating_add(new.fuel_used);
         fuel.push(new.fuel_used);
