@@ -9,7 +9,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Api, COIN_FLIP, IVR_MENU, PASSTHRU, STICKY_AGENT, TempDir, TestServer, VIP_CALLER, body};
+use common::{
+    Api, COIN_FLIP, IVR_MENU, PASSTHRU, STICKY_AGENT, TempDir, TestServer, VIP_CALLER, body,
+};
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -26,7 +28,9 @@ fn call_sid(i: u64) -> String {
 /// Sends `queries` to `tenant/flow`, 8 at a time; returns the statuses.
 async fn calls(server: &TestServer, flow: &str, queries: Vec<String>) -> anyhow::Result<Vec<u16>> {
     let sent = futures_util::stream::iter(queries.into_iter().map(|query| async move {
-        let response = server.get(&format!("/passthru/acme/{flow}?{query}")).await?;
+        let response = server
+            .get(&format!("/passthru/acme/{flow}?{query}"))
+            .await?;
         anyhow::Ok(response.status().as_u16())
     }))
     .buffer_unordered(8)
@@ -59,7 +63,11 @@ async fn records(server: &TestServer, api: &Api<'_>, flow: &str) -> anyhow::Resu
 }
 
 async fn put_flow(api: &Api<'_>, flow: &str, spec: Value) -> anyhow::Result<()> {
-    let (status, answer) = body(api.json(Method::PUT, &format!("/v1/flows/{flow}"), spec).await?).await?;
+    let (status, answer) = body(
+        api.json(Method::PUT, &format!("/v1/flows/{flow}"), spec)
+            .await?,
+    )
+    .await?;
     assert!(status == 200 || status == 201, "{status}: {answer}");
     Ok(())
 }
@@ -93,8 +101,11 @@ async fn a_ten_percent_canary_answers_a_tenth_of_calls_and_a_call_always_gets_on
         (json!({"version": 9, "percent": 10}), 404, "version 9"),
         (json!({"version": 2}), 400, "percent"),
     ] {
-        let (got, detail) =
-            problem(acme.json(Method::PUT, "/v1/flows/ivr/canary", canary.clone()).await?).await?;
+        let (got, detail) = problem(
+            acme.json(Method::PUT, "/v1/flows/ivr/canary", canary.clone())
+                .await?,
+        )
+        .await?;
         assert_eq!(got, status, "{canary}: {detail}");
         assert!(detail.contains(says), "{canary}: {detail}");
     }
@@ -112,7 +123,9 @@ async fn a_ten_percent_canary_answers_a_tenth_of_calls_and_a_call_always_gets_on
     assert_eq!(flow["version"], 1);
 
     let total = 10_000;
-    let queries = (0..total).map(|i| format!("CallSid={}&digits=%221%22", call_sid(i))).collect();
+    let queries = (0..total)
+        .map(|i| format!("CallSid={}&digits=%221%22", call_sid(i)))
+        .collect();
     calls(&server, "ivr", queries).await?;
     let all = records(&server, &acme, "ivr").await?;
     assert_eq!(all.len(), total as usize, "every call left a record");
@@ -126,11 +139,21 @@ async fn a_ten_percent_canary_answers_a_tenth_of_calls_and_a_call_always_gets_on
     let sids: Vec<String> = (0..40).map(call_sid).collect();
     let version_of: HashMap<String, Value> = all
         .iter()
-        .map(|r| (r["call_sid"].as_str().unwrap().to_owned(), r["version"].clone()))
+        .map(|r| {
+            (
+                r["call_sid"].as_str().unwrap().to_owned(),
+                r["version"].clone(),
+            )
+        })
         .collect();
     let again = sids
         .iter()
-        .flat_map(|sid| [format!("CallSid={sid}"), format!("CallSid={sid}&digits=%222%22")])
+        .flat_map(|sid| {
+            [
+                format!("CallSid={sid}"),
+                format!("CallSid={sid}&digits=%222%22"),
+            ]
+        })
         .collect();
     calls(&server, "ivr", again).await?;
     let token = acme.token.clone();
@@ -141,28 +164,67 @@ async fn a_ten_percent_canary_answers_a_tenth_of_calls_and_a_call_always_gets_on
         server: &server,
         token,
     };
-    calls(&server, "ivr", sids.iter().map(|sid| format!("CallSid={sid}")).collect()).await?;
+    calls(
+        &server,
+        "ivr",
+        sids.iter().map(|sid| format!("CallSid={sid}")).collect(),
+    )
+    .await?;
     let later = records(&server, &acme, "ivr").await?;
     for record in &later[total as usize..] {
         let sid = record["call_sid"].as_str().unwrap();
-        assert_eq!(record["version"], version_of[sid], "call {sid} changed version");
+        assert_eq!(
+            record["version"], version_of[sid],
+            "call {sid} changed version"
+        );
     }
     // Calls without a CallSid get the live version.
     calls(&server, "ivr", vec!["digits=%221%22".to_owned(); 20]).await?;
     let unnamed = records(&server, &acme, "ivr").await?;
-    assert!(unnamed.iter().filter(|r| r["call_sid"].is_null()).all(|r| r["version"] == 1));
+    assert!(
+        unnamed
+            .iter()
+            .filter(|r| r["call_sid"].is_null())
+            .all(|r| r["version"] == 1)
+    );
 
     // Promote: the canary is the version, the old one the rollback target.
-    let (status, flow) = body(acme.request(Method::POST, "/v1/flows/ivr/canary/promote").send().await?).await?;
+    let (status, flow) = body(
+        acme.request(Method::POST, "/v1/flows/ivr/canary/promote")
+            .send()
+            .await?,
+    )
+    .await?;
     assert_eq!(status, 200, "{flow}");
-    assert_eq!((&flow["version"], &flow["previous_version"], &flow["canary"]), (&json!(2), &json!(1), &Value::Null));
-    let (status, detail) = problem(acme.request(Method::POST, "/v1/flows/ivr/canary/promote").send().await?).await?;
+    assert_eq!(
+        (&flow["version"], &flow["previous_version"], &flow["canary"]),
+        (&json!(2), &json!(1), &Value::Null)
+    );
+    let (status, detail) = problem(
+        acme.request(Method::POST, "/v1/flows/ivr/canary/promote")
+            .send()
+            .await?,
+    )
+    .await?;
     assert_eq!(status, 409, "{detail}");
     // Abort: the canary is gone; aborting none answers the flow as it is.
-    acme.json(Method::PUT, "/v1/flows/ivr/canary", json!({"version": 1, "percent": 50})).await?;
+    acme.json(
+        Method::PUT,
+        "/v1/flows/ivr/canary",
+        json!({"version": 1, "percent": 50}),
+    )
+    .await?;
     for _ in 0..2 {
-        let (status, flow) = body(acme.request(Method::DELETE, "/v1/flows/ivr/canary").send().await?).await?;
-        assert_eq!((status, &flow["canary"], &flow["version"]), (200, &Value::Null, &json!(2)));
+        let (status, flow) = body(
+            acme.request(Method::DELETE, "/v1/flows/ivr/canary")
+                .send()
+                .await?,
+        )
+        .await?;
+        assert_eq!(
+            (status, &flow["canary"], &flow["version"]),
+            (200, &Value::Null, &json!(2))
+        );
     }
     server.stop().await
 }
@@ -188,12 +250,23 @@ async fn a_recorded_decision_replays_to_the_same_branch_and_fuel_through_the_cli
     let acme = Api::operator(&server).tenant("acme", None).await?;
     assert_eq!(acme.upload("coin", read(COIN_FLIP)).await?.status(), 201);
     put_flow(&acme, "coin", json!({"plugin": "coin", "version": 1})).await?;
-    calls(&server, "coin", (0..30).map(|i| format!("CallSid={}", call_sid(i))).collect()).await?;
+    calls(
+        &server,
+        "coin",
+        (0..30)
+            .map(|i| format!("CallSid={}", call_sid(i)))
+            .collect(),
+    )
+    .await?;
     let recorded = records(&server, &acme, "coin").await?;
     assert_eq!(recorded.len(), 30);
     // The answers and the fuel do depend on the clock and randomness: both branches, many fuels.
-    let fuels: std::collections::HashSet<_> = recorded.iter().map(|r| r["fuel_used"].clone()).collect();
-    assert!(fuels.len() > 5, "fuel varies with the random bytes: {fuels:?}");
+    let fuels: std::collections::HashSet<_> =
+        recorded.iter().map(|r| r["fuel_used"].clone()).collect();
+    assert!(
+        fuels.len() > 5,
+        "fuel varies with the random bytes: {fuels:?}"
+    );
     assert!(recorded.iter().any(|r| r["branch"] == "success"));
     assert!(recorded.iter().any(|r| r["branch"] == "failure"));
     let first = &recorded[0];
@@ -207,23 +280,44 @@ async fn a_recorded_decision_replays_to_the_same_branch_and_fuel_through_the_cli
         assert_eq!(replayed["same_answer"], true, "{replayed}");
         assert_eq!(replayed["same_fuel"], true, "{replayed}");
         // The reason shows the clock and every random value read: all the same.
-        assert_eq!(replayed["replayed"]["reason"], record["reason"], "{replayed}");
+        assert_eq!(
+            replayed["replayed"]["reason"], record["reason"],
+            "{replayed}"
+        );
         assert_eq!(replayed["replayed"]["fuel_used"], record["fuel_used"]);
     }
     // A record as the list answers it (a page) replays too.
     let page = json!({"items": [recorded[5].clone()]});
     let (code, replayed) = replay_with_cli(&page, &dir)?;
-    assert_eq!((code, &replayed["same_fuel"]), (0, &json!(true)), "{replayed}");
+    assert_eq!(
+        (code, &replayed["same_fuel"]),
+        (0, &json!(true)),
+        "{replayed}"
+    );
 
     let (status, report) = body(
-        acme.json(Method::POST, "/v1/flows/coin/backtest", json!({"version": 1, "last": 30}))
-            .await?,
+        acme.json(
+            Method::POST,
+            "/v1/flows/coin/backtest",
+            json!({"version": 1, "last": 30}),
+        )
+        .await?,
     )
     .await?;
     assert_eq!(status, 200, "{report}");
-    assert_eq!((&report["calls"], &report["agree"], &report["differ_total"]), (&json!(30), &json!(30), &json!(0)), "{report}");
-    let recorded_fuel: u64 = recorded.iter().map(|r| r["fuel_used"].as_u64().unwrap()).sum();
-    assert_eq!(report["fuel"]["total"], recorded_fuel, "the same fuel, call for call in sum");
+    assert_eq!(
+        (&report["calls"], &report["agree"], &report["differ_total"]),
+        (&json!(30), &json!(30), &json!(0)),
+        "{report}"
+    );
+    let recorded_fuel: u64 = recorded
+        .iter()
+        .map(|r| r["fuel_used"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        report["fuel"]["total"], recorded_fuel,
+        "the same fuel, call for call in sum"
+    );
     assert_eq!(report["skipped"], 0);
     // The records of the backtest's calls: none (it is a dry run).
     assert_eq!(records(&server, &acme, "coin").await?.len(), 30);
@@ -238,7 +332,12 @@ async fn a_backtest_lists_the_calls_a_candidate_answers_differently_within_its_b
     for bytes in [read(IVR_MENU), read(VIP_CALLER)] {
         assert_eq!(acme.upload("menu", bytes).await?.status(), 201);
     }
-    put_flow(&acme, "ivr", json!({"plugin": "menu", "version": 1, "config": {"vip_numbers": "09800000001"}})).await?;
+    put_flow(
+        &acme,
+        "ivr",
+        json!({"plugin": "menu", "version": 1, "config": {"vip_numbers": "09800000001"}}),
+    )
+    .await?;
     // ivr-menu: success on digit 1. vip-caller: success for the VIP caller.
     let queries = vec![
         "CallSid=a&CallFrom=09800000001&digits=%221%22".to_owned(), // both success
@@ -249,16 +348,30 @@ async fn a_backtest_lists_the_calls_a_candidate_answers_differently_within_its_b
     calls(&server, "ivr", queries).await?;
     records(&server, &acme, "ivr").await?;
     let (status, report) = body(
-        acme.json(Method::POST, "/v1/flows/ivr/backtest", json!({"version": 2, "since_ms": 0}))
-            .await?,
+        acme.json(
+            Method::POST,
+            "/v1/flows/ivr/backtest",
+            json!({"version": 2, "since_ms": 0}),
+        )
+        .await?,
     )
     .await?;
     assert_eq!(status, 200, "{report}");
-    assert_eq!((&report["calls"], &report["agree"], &report["differ_total"]), (&json!(4), &json!(2), &json!(2)), "{report}");
+    assert_eq!(
+        (&report["calls"], &report["agree"], &report["differ_total"]),
+        (&json!(4), &json!(2), &json!(2)),
+        "{report}"
+    );
     let differ = report["differ"].as_array().unwrap();
     assert_eq!(differ[0]["call_sid"], "b");
-    assert_eq!((&differ[0]["old"]["branch"], &differ[0]["new"]["branch"]), (&json!("success"), &json!("failure")));
-    assert_eq!((&differ[0]["old"]["version"], &differ[0]["new"]["version"]), (&json!(1), &json!(2)));
+    assert_eq!(
+        (&differ[0]["old"]["branch"], &differ[0]["new"]["branch"]),
+        (&json!("success"), &json!("failure"))
+    );
+    assert_eq!(
+        (&differ[0]["old"]["version"], &differ[0]["new"]["version"]),
+        (&json!(1), &json!(2))
+    );
     assert!(differ[0]["new"]["reason"].is_string(), "{report}");
     assert_eq!(differ[1]["call_sid"], "c");
 
@@ -266,11 +379,23 @@ async fn a_backtest_lists_the_calls_a_candidate_answers_differently_within_its_b
         (json!({"version": 2}), 400, "last"),
         (json!({"version": 2, "last": 0}), 400, "1 to 10000"),
         (json!({"version": 2, "last": 10_001}), 400, "1 to 10000"),
-        (json!({"version": 2, "last": 5, "since_ms": 1}), 400, "not both"),
-        (json!({"version": 2, "since_ms": 5, "until_ms": 5}), 400, "before"),
+        (
+            json!({"version": 2, "last": 5, "since_ms": 1}),
+            400,
+            "not both",
+        ),
+        (
+            json!({"version": 2, "since_ms": 5, "until_ms": 5}),
+            400,
+            "before",
+        ),
         (json!({"version": 7, "last": 5}), 404, "version 7"),
     ] {
-        let (got, detail) = problem(acme.json(Method::POST, "/v1/flows/ivr/backtest", request.clone()).await?).await?;
+        let (got, detail) = problem(
+            acme.json(Method::POST, "/v1/flows/ivr/backtest", request.clone())
+                .await?,
+        )
+        .await?;
         assert_eq!(got, status, "{request}: {detail}");
         assert!(detail.contains(says), "{request}: {detail}");
     }
@@ -282,38 +407,77 @@ async fn a_dry_run_answers_without_a_record_a_metric_or_a_kept_key_value_write()
 -> anyhow::Result<()> {
     let server = TestServer::start("").await?;
     let acme = Api::operator(&server).tenant("acme", None).await?;
-    assert_eq!(acme.upload("sticky", read(STICKY_AGENT)).await?.status(), 201);
-    put_flow(&acme, "sticky", json!({"plugin": "sticky", "version": 1, "kv_stores": ["agents"]})).await?;
+    assert_eq!(
+        acme.upload("sticky", read(STICKY_AGENT)).await?.status(),
+        201
+    );
+    put_flow(
+        &acme,
+        "sticky",
+        json!({"plugin": "sticky", "version": 1, "kv_stores": ["agents"]}),
+    )
+    .await?;
     let metrics = || async {
         let text = server.get("/metrics").await?.text().await?;
-        anyhow::Ok(text.lines().filter(|l| l.contains("flow=\"sticky\"")).map(str::to_owned).collect::<Vec<_>>())
+        anyhow::Ok(
+            text.lines()
+                .filter(|l| l.contains("flow=\"sticky\""))
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+        )
     };
     let before = metrics().await?;
 
-    let remember = "CallSid=s1&CallFrom=09800000001&DialWhomNumber=09811111111&DialCallStatus=completed";
+    let remember =
+        "CallSid=s1&CallFrom=09800000001&DialWhomNumber=09811111111&DialCallStatus=completed";
     let (status, tried) = body(
-        acme.json(Method::POST, "/v1/flows/sticky/try", json!({"query": remember})).await?,
+        acme.json(
+            Method::POST,
+            "/v1/flows/sticky/try",
+            json!({"query": remember}),
+        )
+        .await?,
     )
     .await?;
     assert_eq!(status, 200, "{tried}");
-    assert_eq!((&tried["version"], &tried["branch"], &tried["outcome"]), (&json!(1), &json!("success"), &json!("decided")), "{tried}");
-    assert_eq!(tried["reason"], "remembered 09811111111 for caller 09800000001");
+    assert_eq!(
+        (&tried["version"], &tried["branch"], &tried["outcome"]),
+        (&json!(1), &json!("success"), &json!("decided")),
+        "{tried}"
+    );
+    assert_eq!(
+        tried["reason"],
+        "remembered 09811111111 for caller 09800000001"
+    );
     assert_eq!(tried["params"]["DialWhomNumber"], "09811111111");
     assert!(tried["fuel_used"].as_u64().unwrap() > 0);
     // The write was the call's alone: a look-up finds nothing, and the store has no key.
     let (_, looked) = body(
-        acme.json(Method::POST, "/v1/flows/sticky/try", json!({"query": "CallSid=s2&CallFrom=09800000001"})).await?,
+        acme.json(
+            Method::POST,
+            "/v1/flows/sticky/try",
+            json!({"query": "CallSid=s2&CallFrom=09800000001"}),
+        )
+        .await?,
     )
     .await?;
     assert_eq!(looked["branch"], "failure", "{looked}");
-    assert_eq!(acme.get("/v1/kv/agents/keys/09800000001").await?.status(), 404);
+    assert_eq!(
+        acme.get("/v1/kv/agents/keys/09800000001").await?.status(),
+        404
+    );
     // No record, no metric of the live flow.
     assert!(records(&server, &acme, "sticky").await?.is_empty());
     assert_eq!(metrics().await?, before);
     // Live data is read: after a live call remembers the agent, a dry run finds it.
     calls(&server, "sticky", vec![remember.to_owned()]).await?;
     let (_, found) = body(
-        acme.json(Method::POST, "/v1/flows/sticky/try", json!({"query": "CallSid=s3&CallFrom=09800000001", "version": 1})).await?,
+        acme.json(
+            Method::POST,
+            "/v1/flows/sticky/try",
+            json!({"query": "CallSid=s3&CallFrom=09800000001", "version": 1}),
+        )
+        .await?,
     )
     .await?;
     assert_eq!(found["branch"], "success", "{found}");
@@ -323,11 +487,19 @@ async fn a_dry_run_answers_without_a_record_a_metric_or_a_kept_key_value_write()
         (json!({"query": "CallSid=1", "version": 5}), 404),
         (json!({"query": "CallSid=1", "extra": 1}), 400),
     ] {
-        let (got, detail) = problem(acme.json(Method::POST, "/v1/flows/sticky/try", request).await?).await?;
+        let (got, detail) = problem(
+            acme.json(Method::POST, "/v1/flows/sticky/try", request)
+                .await?,
+        )
+        .await?;
         assert_eq!(got, status, "{detail}");
         assert!(!detail.is_empty());
     }
-    let (got, _) = problem(acme.json(Method::POST, "/v1/flows/none/try", json!({"query": ""})).await?).await?;
+    let (got, _) = problem(
+        acme.json(Method::POST, "/v1/flows/none/try", json!({"query": ""}))
+            .await?,
+    )
+    .await?;
     assert_eq!(got, 404);
     server.stop().await
 }

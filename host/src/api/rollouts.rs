@@ -302,10 +302,9 @@ impl BacktestRequest {
                 bad("give either `last` or a time range (`since_ms`, `until_ms`), not both".into())
             }
             (Some(n), None, None) if (1..=backtest::MAX_CALLS).contains(&n) => Ok(Window::Last(n)),
-            (Some(n), None, None) => bad(format!(
-                "`last` is 1 to {}, not {n}",
-                backtest::MAX_CALLS
-            )),
+            (Some(n), None, None) => {
+                bad(format!("`last` is 1 to {}, not {n}", backtest::MAX_CALLS))
+            }
             (None, None, None) => {
                 bad("say which calls: `last` (1 to 10000), or `since_ms` and `until_ms`".into())
             }
@@ -366,7 +365,9 @@ pub(super) async fn post_backtest(
             "flow {flow:?} is async: a backtest compares the answers of a sync flow's calls"
         )));
     }
-    let claim = BACKTESTS.claim().map_err(|e| ApiError::Busy(e.to_string()))?;
+    let claim = BACKTESTS
+        .claim()
+        .map_err(|e| ApiError::Busy(e.to_string()))?;
     let plugin = version_of(&state, &live, body.version).await?;
     let records = store_task(&state, move |s| {
         Ok(backtest::read_window(s, &tenant, &flow, window)?)
@@ -383,14 +384,15 @@ pub(super) async fn post_backtest(
         limits: live.limits,
         grants: Arc::new(live.grants.dry_run()),
     };
-    let report: BacktestReport = backtest::run(candidate, records, claim)
-        .await
-        .map_err(|error| match error {
-            BacktestError::Busy => ApiError::Busy(error.to_string()),
-            other => {
-                tracing::error!(error = %crate::error::Chain(&other), "backtest failure");
-                ApiError::Internal
-            }
-        })?;
+    let report: BacktestReport =
+        backtest::run(candidate, records, claim)
+            .await
+            .map_err(|error| match error {
+                BacktestError::Busy => ApiError::Busy(error.to_string()),
+                other => {
+                    tracing::error!(error = %crate::error::Chain(&other), "backtest failure");
+                    ApiError::Internal
+                }
+            })?;
     Ok(axum::Json(report))
 }

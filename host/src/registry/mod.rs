@@ -316,9 +316,10 @@ impl Registry {
         for record in registry.store.list_live_flows()? {
             // One flow whose plugin cannot be loaded (its blob lost, say) must not keep every
             // other tenant offline: it is left out, loudly, and answers 404 until fixed.
-            match registry.live_flow(&record).or_else(|error| {
-                registry.without_canary(&record, error)
-            }) {
+            match registry
+                .live_flow(&record)
+                .or_else(|error| registry.without_canary(&record, error))
+            {
                 Ok(flow) => table.insert(Arc::new(flow)),
                 Err(error) => tracing::error!(
                     tenant = %record.tenant,
@@ -334,7 +335,11 @@ impl Registry {
 
     /// At start, a flow whose canary cannot be loaded is served without it (loudly) rather than
     /// not at all; `error` is returned for a flow without a canary.
-    fn without_canary(&self, record: &FlowRecord, error: RegistryError) -> Result<Flow, RegistryError> {
+    fn without_canary(
+        &self,
+        record: &FlowRecord,
+        error: RegistryError,
+    ) -> Result<Flow, RegistryError> {
         if record.canary.is_none() {
             return Err(error);
         }

@@ -25,9 +25,7 @@ use tokio::sync::{Semaphore, oneshot};
 use super::{FallbackOf, Rehearsal, Verdict, seed_of};
 use crate::flow::{FlowMode, Hook};
 use crate::registry::Fallbacks;
-use crate::sandbox::{
-    Branch, Grants, Limits, MAX_DEADLINE_MS, Plugin, Sandbox, TenantShare,
-};
+use crate::sandbox::{Branch, Grants, Limits, MAX_DEADLINE_MS, Plugin, Sandbox, TenantShare};
 use crate::store::{DecisionFilter, DecisionRecord, Store, StoreResult};
 
 /// The most recorded calls one backtest runs.
@@ -44,7 +42,10 @@ const PAGE: u32 = 1_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Window {
     Last(u32),
-    Range { since_ms: Option<i64>, until_ms: Option<i64> },
+    Range {
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+    },
 }
 
 /// One answer that differs.

@@ -121,11 +121,7 @@ pub fn hook_summary(answer: &HookAnswer) -> (Branch, Option<String>) {
 }
 
 /// A `decide` call's verdict: the plugin's branch, or the fallback's.
-pub fn decision_verdict(
-    version: u32,
-    fallback: Branch,
-    report: CallReport,
-) -> (Verdict, Usage) {
+pub fn decision_verdict(version: u32, fallback: Branch, report: CallReport) -> (Verdict, Usage) {
     let (result, usage) = Usage::of(report);
     let verdict = match result {
         Ok(decision) => Verdict {

@@ -126,8 +126,7 @@ fn sandbox(options: &RunOptions) -> Result<Sandbox, String> {
 }
 
 fn load(sandbox: &Sandbox, path: &Path, options: &RunOptions) -> Result<Plugin, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let name = path.display().to_string();
     tokio::task::block_in_place(|| {
         cache::load_or_compile(sandbox, &bytes, options.cache_dir.as_deref(), &name)
@@ -220,7 +219,14 @@ pub async fn replay(
         limits,
     };
     let done = runner
-        .run(&loaded, record.version, export, query, seed, Some(replay.fuel))
+        .run(
+            &loaded,
+            record.version,
+            export,
+            query,
+            seed,
+            Some(replay.fuel),
+        )
         .await;
     let recorded = Verdict::of_record(&record);
     let same_answer = recorded.agrees(&done.verdict) && recorded.branch == done.verdict.branch;
@@ -301,7 +307,10 @@ pub async fn backtest(
         Ok(loaded) => loaded,
         Err(message) => return fail("invalid_component", message),
     };
-    let other = match against.map(|path| load(&sandbox, path, options)).transpose() {
+    let other = match against
+        .map(|path| load(&sandbox, path, options))
+        .transpose()
+    {
         Ok(other) => other,
         Err(message) => return fail("invalid_component", message),
     };

@@ -14,8 +14,8 @@
 use std::time::Instant;
 
 use wasmtime::StoreContextMut;
-use wasmtime::component::Linker;
 use wasmtime::bail;
+use wasmtime::component::Linker;
 
 use super::state::CallState;
 

@@ -25,7 +25,10 @@ fn live(entry: &Entry, now_ms: i64) -> bool {
 impl KvScratch {
     /// The key as the call sees it: its own write if it made one, else the store's.
     fn current(&self, bucket: &Bucket, key: &str, now_ms: i64) -> Option<Entry> {
-        match self.entries.get(&(bucket.name().to_owned(), key.to_owned())) {
+        match self
+            .entries
+            .get(&(bucket.name().to_owned(), key.to_owned()))
+        {
             Some(written) => written.clone().filter(|e| live(e, now_ms)),
             None => bucket.get(key, now_ms),
         }
