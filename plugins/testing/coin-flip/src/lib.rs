@@ -23,7 +23,11 @@ fn decide(call: &Call) -> Decision {
     }
     let took = monotonic_clock::now() - started;
     let heads = (bytes[1] ^ (wall.seconds as u8) ^ (spin as u8)) & 1 == 0;
-    let branch = if heads { Branch::Success } else { Branch::Failure };
+    let branch = if heads {
+        Branch::Success
+    } else {
+        Branch::Failure
+    };
     let reason = format!(
         "{} for {}: bytes {:02x}{:02x}, u64 {secure:016x}, insecure {weak:016x}, wall {}.{:09}, \
          {rounds} rounds in {took} ns",
