@@ -229,6 +229,49 @@ async fn a_ten_percent_canary_answers_a_tenth_of_calls_and_a_call_always_gets_on
     server.stop().await
 }
 
+/// Runs `passthru run ARGS --no-cache`; returns its exit code and the JSON it printed.
+fn run_cli(args: &[&str]) -> anyhow::Result<(i32, Value)> {
+    let out = std::process::Command::new(PASSTHRU)
+        .arg("run")
+        .args(args)
+        .arg("--no-cache")
+        .output()?;
+    let printed: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| anyhow::anyhow!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
+    Ok((out.status.code().unwrap_or(-1), printed))
+}
+
+#[test]
+fn passthru_run_backtests_a_file_of_queries_against_another_plugin() -> anyhow::Result<()> {
+    let dir = TempDir::new("run-backtest");
+    let file = dir.0.join("queries.txt");
+    // ivr-menu: success on digit 1. vip-caller: success for the VIP caller.
+    std::fs::write(
+        &file,
+        "CallSid=a&CallFrom=09800000001&digits=%221%22\n\
+         ?CallSid=b&CallFrom=09800000002&digits=%221%22\n\
+         \n\
+         CallSid=c&CallFrom=09800000001&digits=%222%22\n",
+    )?;
+    let path = file.to_str().unwrap();
+    let args = [VIP_CALLER, "--config", "vip_numbers=09800000001", "--backtest", path];
+    let (code, report) = run_cli(&[&args[..], &["--against", IVR_MENU]].concat())?;
+    assert_eq!(code, 3, "{report}");
+    assert_eq!(
+        (&report["calls"], &report["agree"], &report["differ_total"]),
+        (&json!(3), &json!(1), &json!(2)),
+        "{report}"
+    );
+    assert_eq!(report["differ"][0]["call_sid"], "b");
+    assert_eq!(report["differ"][0]["decision_id"], 2, "the line number");
+    assert_eq!(report["differ"][1]["call_sid"], "c");
+    // Without --against, a query line has nothing to compare with.
+    let (code, failed) = run_cli(&args)?;
+    assert_eq!(code, 2, "{failed}");
+    assert!(failed["error"]["message"].as_str().unwrap().contains("--against"));
+    Ok(())
+}
+
 /// Runs `passthru run COIN_FLIP --replay FILE` on `record`; returns its exit code and output.
 fn replay_with_cli(record: &Value, dir: &TempDir) -> anyhow::Result<(i32, Value)> {
     let file = dir.0.join(format!("record-{}.json", record["id"]));
@@ -294,6 +337,20 @@ async fn a_recorded_decision_replays_to_the_same_branch_and_fuel_through_the_cli
         (0, &json!(true)),
         "{replayed}"
     );
+    // The same records, as JSON lines, backtested by `passthru run --backtest`.
+    let lines: Vec<String> = recorded.iter().map(|r| r.to_string()).collect();
+    let file = dir.0.join("calls.jsonl");
+    std::fs::write(&file, lines.join("\n"))?;
+    let (code, report) = run_cli(&[COIN_FLIP, "--backtest", file.to_str().unwrap()])?;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        (&report["calls"], &report["agree"]),
+        (&json!(30), &json!(30)),
+        "{report}"
+    );
+    let recorded_fuel: u64 = recorded.iter().map(|r| r["fuel_used"].as_u64().unwrap()).sum();
+    assert_eq!(report["fuel"]["total"], recorded_fuel, "{report}");
+
 
     let (status, report) = body(
         acme.json(
