@@ -254,7 +254,13 @@ fn passthru_run_backtests_a_file_of_queries_against_another_plugin() -> anyhow::
          CallSid=c&CallFrom=09800000001&digits=%222%22\n",
     )?;
     let path = file.to_str().unwrap();
-    let args = [VIP_CALLER, "--config", "vip_numbers=09800000001", "--backtest", path];
+    let args = [
+        VIP_CALLER,
+        "--config",
+        "vip_numbers=09800000001",
+        "--backtest",
+        path,
+    ];
     let (code, report) = run_cli(&[&args[..], &["--against", IVR_MENU]].concat())?;
     assert_eq!(code, 3, "{report}");
     assert_eq!(
@@ -268,7 +274,12 @@ fn passthru_run_backtests_a_file_of_queries_against_another_plugin() -> anyhow::
     // Without --against, a query line has nothing to compare with.
     let (code, failed) = run_cli(&args)?;
     assert_eq!(code, 2, "{failed}");
-    assert!(failed["error"]["message"].as_str().unwrap().contains("--against"));
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--against")
+    );
     Ok(())
 }
 
@@ -348,9 +359,11 @@ async fn a_recorded_decision_replays_to_the_same_branch_and_fuel_through_the_cli
         (&json!(30), &json!(30)),
         "{report}"
     );
-    let recorded_fuel: u64 = recorded.iter().map(|r| r["fuel_used"].as_u64().unwrap()).sum();
+    let recorded_fuel: u64 = recorded
+        .iter()
+        .map(|r| r["fuel_used"].as_u64().unwrap())
+        .sum();
     assert_eq!(report["fuel"]["total"], recorded_fuel, "{report}");
-
 
     let (status, report) = body(
         acme.json(
@@ -367,10 +380,6 @@ async fn a_recorded_decision_replays_to_the_same_branch_and_fuel_through_the_cli
         (&json!(30), &json!(30), &json!(0)),
         "{report}"
     );
-    let recorded_fuel: u64 = recorded
-        .iter()
-        .map(|r| r["fuel_used"].as_u64().unwrap())
-        .sum();
     assert_eq!(
         report["fuel"]["total"], recorded_fuel,
         "the same fuel, call for call in sum"

@@ -253,6 +253,7 @@ impl Sandbox {
     ///
     /// `run` answers the export's value, or the plugin's own error (`record`'s `err`); a failure
     /// wasmtime raises is its `Err`, classified here.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn call<P, T: Reasoned>(
         &self,
         plugin: &Plugin,
