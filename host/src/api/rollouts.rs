@@ -16,12 +16,13 @@ use utoipa::ToSchema;
 
 use super::extract::{Json, Path, TenantAuth, check_name};
 use super::openapi::{BadRequest, Forbidden, Internal, NotFound, Unauthorized};
-use super::operator::with_store as store_task;
 use super::problem::Problem;
 use super::{ApiError, AppState};
 use crate::flow::{FlowMode, Name};
 use crate::registry::Flow;
-use crate::rollout::backtest::{self, BacktestError, BacktestReport, Backtests, Candidate, Window};
+use crate::rollout::backtest::{
+    self, BacktestError, BacktestReport, Backtests, Candidate, Recorded, Window,
+};
 use crate::rollout::{FallbackOf, Rehearsal};
 use crate::sandbox::outbound::OutboundRecord;
 use crate::sandbox::{Branch, CallSeed, LogLine, Plugin};
@@ -369,10 +370,12 @@ pub(super) async fn post_backtest(
         .claim()
         .map_err(|e| ApiError::Busy(e.to_string()))?;
     let plugin = version_of(&state, &live, body.version).await?;
-    let records = store_task(&state, move |s| {
-        Ok(backtest::read_window(s, &tenant, &flow, window)?)
-    })
-    .await?;
+    let recorded = Recorded {
+        store: state.registry.store().clone(),
+        tenant,
+        flow,
+        window,
+    };
     let candidate = Candidate {
         sandbox: state.registry.sandbox().clone(),
         plugin,
@@ -385,7 +388,7 @@ pub(super) async fn post_backtest(
         grants: Arc::new(live.grants.dry_run()),
     };
     let report: BacktestReport =
-        backtest::run(candidate, records, claim)
+        backtest::run(candidate, recorded, claim)
             .await
             .map_err(|error| match error {
                 BacktestError::Busy => ApiError::Busy(error.to_string()),

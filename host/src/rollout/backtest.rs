@@ -171,6 +171,8 @@ pub enum BacktestError {
     Thread(#[source] std::io::Error),
     #[error("the backtest's thread ended without a report")]
     Lost,
+    #[error("cannot read the recorded calls")]
+    Store(#[source] crate::store::StoreError),
 }
 
 impl Backtests {
@@ -186,14 +188,23 @@ impl Backtests {
     }
 }
 
-/// Runs `candidate` on `records` on a thread of its own at idle priority, and waits for the
-/// report. `claim` is held until the thread is done.
+/// The recorded calls a backtest runs: the flow's records in `window`, read from `store`.
+pub struct Recorded {
+    pub store: Arc<dyn Store>,
+    pub tenant: String,
+    pub flow: String,
+    pub window: Window,
+}
+
+/// Reads the recorded calls and runs `candidate` on them, both on a thread of its own at idle
+/// priority (reading and decoding 10,000 records is CPU work too), and waits for the report.
+/// `claim` is held until the thread is done.
 ///
 /// # Errors
-/// The thread cannot start or dies.
+/// The thread cannot start or dies, or the store fails.
 pub async fn run(
     candidate: Candidate,
-    records: Vec<DecisionRecord>,
+    recorded: Recorded,
     claim: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<BacktestReport, BacktestError> {
     let (tx, rx) = oneshot::channel();
@@ -201,24 +212,38 @@ pub async fn run(
         .name("passthru-backtest".into())
         .spawn(move || {
             crate::records::yield_to_requests();
+            let records = read_window(
+                recorded.store.as_ref(),
+                &recorded.tenant,
+                &recorded.flow,
+                recorded.window,
+            );
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_time()
                 .build();
-            if let Ok(runtime) = runtime {
-                let report = runtime.block_on(calls(&candidate, records, &tx));
-                let _ = tx.send(report);
+            match (records, runtime) {
+                (Ok(records), Ok(runtime)) => {
+                    let report = runtime.block_on(calls(&candidate, records, &tx));
+                    let _ = tx.send(Ok(report));
+                }
+                (Err(error), _) => {
+                    let _ = tx.send(Err(BacktestError::Store(error)));
+                }
+                (_, Err(error)) => {
+                    let _ = tx.send(Err(BacktestError::Thread(error)));
+                }
             }
             drop(claim);
         })
         .map_err(BacktestError::Thread)?;
-    rx.await.map_err(|_| BacktestError::Lost)
+    rx.await.map_err(|_| BacktestError::Lost)?
 }
 
 /// The calls, one after another, oldest first; stops early when `client` is gone.
 async fn calls(
     candidate: &Candidate,
     mut records: Vec<DecisionRecord>,
-    client: &oneshot::Sender<BacktestReport>,
+    client: &oneshot::Sender<Result<BacktestReport, BacktestError>>,
 ) -> BacktestReport {
     let started = Instant::now();
     records.reverse();
