@@ -17,6 +17,7 @@ mod operator;
 mod passthru;
 mod problem;
 mod queue;
+mod rollouts;
 mod stats;
 mod tenant;
 
@@ -129,6 +130,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/flows/{flow}/activate", post(tenant::post_activate))
         .route("/v1/flows/{flow}/rollback", post(tenant::post_rollback))
         .route("/v1/flows/{flow}/auth", post(tenant::post_auth))
+        .route("/v1/flows/{flow}/try", post(rollouts::post_try))
+        .route(
+            "/v1/flows/{flow}/canary",
+            put(rollouts::put_canary).delete(rollouts::delete_canary),
+        )
+        .route(
+            "/v1/flows/{flow}/canary/promote",
+            post(rollouts::post_promote),
+        )
+        .route("/v1/flows/{flow}/backtest", post(rollouts::post_backtest))
         .route(
             "/v1/flows/{flow}/secrets/{key}",
             put(tenant::put_secret).delete(tenant::delete_secret),

@@ -10,7 +10,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi, ToResponse};
 
-use super::{console, decisions, kv, metrics, operator, passthru, queue, stats, tenant};
+use super::{
+    console, decisions, kv, metrics, operator, passthru, queue, rollouts, stats, tenant,
+};
 
 /// The whole API. `passthru::api::openapi_json()` is its JSON.
 #[derive(OpenApi)]
@@ -69,6 +71,11 @@ This document is generated from the server's code."
         tenant::post_auth,
         tenant::put_secret,
         tenant::delete_secret,
+        rollouts::post_try,
+        rollouts::put_canary,
+        rollouts::post_promote,
+        rollouts::delete_canary,
+        rollouts::post_backtest,
         kv::list_stores,
         kv::list_keys,
         kv::get_key,

@@ -47,6 +47,8 @@ pub enum ApiError {
     QueueUnavailable(String),
     /// A key-value write refused because the disk writer is too far behind.
     KvUnavailable(String),
+    /// Work the server does one at a time (a backtest) is already running.
+    Busy(String),
     /// An admin API request that took longer than its timeout.
     Timeout,
     Internal,
@@ -75,6 +77,7 @@ pub(super) struct Problem<'a> {
             "urn:passthru:problem:compiles-busy",
             "urn:passthru:problem:queue-unavailable",
             "urn:passthru:problem:kv-unavailable",
+            "urn:passthru:problem:busy",
             "urn:passthru:problem:internal"
         )
     )]
@@ -172,6 +175,7 @@ impl ApiError {
                 "Key-value writes unavailable",
                 format!("{detail}; nothing changed"),
             ),
+            ApiError::Busy(detail) => (S::SERVICE_UNAVAILABLE, "busy", "Busy", detail),
             ApiError::Timeout => (
                 S::REQUEST_TIMEOUT,
                 "timeout",
@@ -283,6 +287,7 @@ mod tests {
             ApiError::CompilesBusy(s()),
             ApiError::QueueUnavailable(s()),
             ApiError::KvUnavailable(s()),
+            ApiError::Busy(s()),
             ApiError::Internal,
         ] {
             let kind = format!("urn:passthru:problem:{}", error.parts().1);

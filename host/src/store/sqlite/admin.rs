@@ -6,7 +6,7 @@ use super::rows::{
     FLOW_COLUMNS, HookColumn, VERSION_COLUMNS, branch_str, collect, decision_row, flow_row,
     tenant_row, to_flow, to_tenant, to_version, version_row,
 };
-use super::{MAX_PAGE, SqliteStore, json, not_found, parse_log_column, write_tx};
+use super::{MAX_PAGE, SqliteStore, from_json, json, not_found, parse_log_column, write_tx};
 use crate::store::{
     DecisionFilter, DecisionPoint, DecisionRecord, FlowRecord, SealedSecret, SecretInfo, Store,
     StoreError, StoreResult, Tenant, TenantCaps, TokenInfo, VersionRecord, now_ms,
@@ -249,7 +249,8 @@ impl Store for SqliteStore {
         let user: Option<String> = tx
             .query_row(
                 "SELECT name FROM flows WHERE tenant = ?1 AND plugin = ?2 \
-                 AND (version = ?3 OR previous_version = ?3) ORDER BY name LIMIT 1",
+                 AND (version = ?3 OR previous_version = ?3 \
+                 OR json_extract(canary, '$.version') = ?3) ORDER BY name LIMIT 1",
                 params![tenant, plugin, version],
                 |r| r.get(0),
             )
@@ -258,7 +259,7 @@ impl Store for SqliteStore {
             return Err(StoreError::InUse {
                 what: format!(
                     "version {version} of plugin {plugin:?} is used by flow {flow:?} (as its \
-                     version, or the one it would roll back to)"
+                     version, its canary, or the one it would roll back to)"
                 ),
             });
         }
@@ -327,7 +328,8 @@ impl Store for SqliteStore {
         tx.execute(
             &format!(
                 "INSERT OR REPLACE INTO flows ({FLOW_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+                 ?18)"
             ),
             params![
                 flow.tenant,
@@ -346,7 +348,8 @@ impl Store for SqliteStore {
                 flow.auth.kind.as_str(),
                 flow.auth.digest_hex(),
                 flow.auth.set_at_ms,
-                json(&HookColumn::of(&flow.settings))?
+                json(&HookColumn::of(&flow.settings))?,
+                flow.canary.as_ref().map(json).transpose()?
             ],
         )?;
         tx.commit()?;
@@ -482,7 +485,7 @@ impl Store for SqliteStore {
         let conn = self.admin();
         let mut stmt = conn.prepare_cached(
             "SELECT id, tenant, flow, plugin, version, call_sid, branch, outcome, reason, error, \
-             fuel_used, elapsed_us, log, log_dropped, at_ms, answer FROM decisions \
+             fuel_used, elapsed_us, log, log_dropped, at_ms, answer, query, replay FROM decisions \
              WHERE tenant = ?1 AND (?2 IS NULL OR flow = ?2) AND (?3 IS NULL OR call_sid = ?3) \
              AND (?4 IS NULL OR outcome = ?4) AND (?5 IS NULL OR at_ms >= ?5) \
              AND (?6 IS NULL OR at_ms < ?6) AND (?7 IS NULL OR id < ?7) \
@@ -501,8 +504,9 @@ impl Store for SqliteStore {
             ],
             decision_row,
         )?;
-        collect(rows, |(mut record, log)| {
+        collect(rows, |(mut record, log, replay)| {
             (record.log, record.outbound) = parse_log_column(&log)?;
+            record.replay = replay.as_deref().map(from_json).transpose()?;
             Ok(record)
         })
     }
