@@ -307,6 +307,9 @@ impl Browser {
             .unwrap_or(900)
             .clamp(900, 4000);
         self.client.set_window_size(1366, height as u32).await?;
+        self.client
+            .execute("window.scrollTo(0, 0);", vec![])
+            .await?;
         let png = self.client.screenshot().await?;
         self.client.set_window_size(1366, 900).await?;
         let count = std::fs::read_dir(&self.shots)?.count();

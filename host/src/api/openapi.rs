@@ -10,9 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi, ToResponse};
 
-use super::{
-    console, decisions, kv, metrics, operator, passthru, queue, rollouts, stats, tenant,
-};
+use super::{console, decisions, kv, metrics, operator, passthru, queue, rollouts, stats, tenant};
 
 /// The whole API. `passthru::api::openapi_json()` is its JSON.
 #[derive(OpenApi)]
