@@ -413,6 +413,27 @@ async fn a_tenant_signs_in_uploads_tries_a_version_and_watches_its_canary_in_the
     // The tenant: an upload that is not a plugin shows why; two versions of `menu`.
     browser.sign_in(&acme.token).await?;
     browser.text_with("#view h1", "Flows").await?;
+    // Keyboard only: from the top of the page, Tab reaches the skip link, then the sections;
+    // Enter on one opens it.
+    browser
+        .client
+        .execute("document.activeElement.blur();", vec![])
+        .await?;
+    let mut reached = Vec::new();
+    for _ in 0..3 {
+        let focused = browser.client.active_element().await?;
+        focused.send_keys("\u{E004}").await?;
+        let now = browser.client.active_element().await?;
+        reached.push(now.text().await?);
+    }
+    assert_eq!(reached, ["Skip to content", "Flows", "Plugins"]);
+    browser
+        .client
+        .active_element()
+        .await?
+        .send_keys("\u{E007}")
+        .await?;
+    browser.text_with("#view h1", "Plugins").await?;
     browser.goto(&format!("{console}#/plugins")).await?;
     browser.type_into("#upload-plugin", "menu").await?;
     let not_wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
