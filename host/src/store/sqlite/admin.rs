@@ -33,6 +33,11 @@ impl SqliteStore {
     }
 }
 
+/// How much earlier than the records written after it a decision record may be timed: its call
+/// may have run up to the longest deadline (10 s) and waited in the record writer's queue.
+/// Ten minutes is far beyond both.
+const LATE_RECORD_MS: i64 = 10 * 60_000;
+
 impl Store for SqliteStore {
     fn create_tenant(&self, name: &str, caps: &TenantCaps) -> StoreResult<Tenant> {
         let created_at_ms = now_ms();
@@ -520,15 +525,25 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<DecisionPoint>> {
         let conn = self.admin();
         // Newest first through the (tenant, flow, id) index, so that the limit keeps the newest
-        // points; turned oldest first below.
+        // points (turned oldest first below). `at_ms` has no index: rather than filter every
+        // record the flow keeps, the scan stops at the first record older than the window by
+        // more than `LATE_RECORD_MS` (ids follow the order records were written in, a few
+        // milliseconds after their call).
         let mut stmt = conn.prepare_cached(
             "SELECT at_ms, version, outcome, elapsed_us FROM decisions \
-             WHERE tenant = ?1 AND flow = ?2 AND at_ms >= ?3 ORDER BY id DESC LIMIT ?4",
+             WHERE tenant = ?1 AND flow = ?2 ORDER BY id DESC",
         )?;
-        let rows = stmt.query_map(params![tenant, flow, since_ms, limit], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?;
-        let mut points = rows.collect::<Result<Vec<DecisionPoint>, _>>()?;
+        let mut rows = stmt.query(params![tenant, flow])?;
+        let mut points = Vec::new();
+        while points.len() < limit as usize {
+            let Some(row) = rows.next()? else { break };
+            let point: DecisionPoint = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+            if point.0 >= since_ms {
+                points.push(point);
+            } else if point.0 < since_ms - LATE_RECORD_MS {
+                break;
+            }
+        }
         points.reverse();
         Ok(points)
     }

@@ -614,6 +614,20 @@ mod tests {
             decision_points_by_pages(&s, "acme", "ivr", 0, 2).unwrap(),
             newest
         );
+        // Records older than the window by far end the scan, even with newer ones past them:
+        // they were written first, so a later one is no older than the scan's own bound.
+        let ancient = record(9, "acme", "ivr");
+        s.insert_decisions(&[DecisionRecord {
+            at_ms: 1002 - 11 * 60_000,
+            ..ancient
+        }])
+        .unwrap();
+        s.insert_decisions(&[record(6, "acme", "ivr")]).unwrap();
+        assert_eq!(
+            s.decision_points("acme", "ivr", 1002, 100).unwrap().len(),
+            1,
+            "the scan stops at the ancient record: only the one written after it"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
