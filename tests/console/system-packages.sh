@@ -19,6 +19,11 @@ for minimum in "${MINIMUMS[@]}"; do
     missing+=("$package")
   fi
 done
+# chromedriver drives only the Chromium of its own version: both come from one source package.
+if ((${#missing[@]} == 0)) &&
+  [[ "$(dpkg-query -W -f='${Version}' chromium)" != "$(dpkg-query -W -f='${Version}' chromium-driver)" ]]; then
+  missing=(chromium chromium-driver)
+fi
 ((${#missing[@]})) || exit 0
 
 if ! command -v apt-get >/dev/null; then
