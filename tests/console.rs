@@ -12,8 +12,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use base64::Engine as _;
 use common::{
-    ASYNC_PROBE, Api, IVR_MENU, OPERATOR, TempDir, TestServer, VIP_CALLER, body, eventually,
+    ASYNC_PROBE, Api, GREETING, IVR_MENU, OPERATOR, TempDir, TestServer, VIP_CALLER, body,
+    eventually,
 };
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::Method;
@@ -455,6 +457,24 @@ async fn a_tenant_signs_in_uploads_tries_a_version_and_watches_its_canary_in_the
             .text_with("#upload-result", &format!("menu v{version} uploaded"))
             .await?;
     }
+    // Dropped on the drop zone: a DragEvent carrying the file, as a browser makes one.
+    browser.type_into("#upload-plugin", "dropped").await?;
+    let greeting = base64::engine::general_purpose::STANDARD.encode(std::fs::read(GREETING)?);
+    browser
+        .client
+        .execute(
+            "const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0)); \
+             const files = new DataTransfer(); \
+             files.items.add(new File([bytes], 'greeting.wasm', {type: 'application/wasm'})); \
+             const zone = document.getElementById('dropzone'); \
+             zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: files, cancelable: true})); \
+             zone.dispatchEvent(new DragEvent('drop', {dataTransfer: files, cancelable: true}));",
+            vec![json!(greeting)],
+        )
+        .await?;
+    browser
+        .text_with("#upload-result", "dropped v1 uploaded")
+        .await?;
     let versions = browser.text_with("#versions-table", "v2").await?;
     assert!(versions.contains("passthru:plugin/decider"), "{versions}");
     assert!(versions.contains(" ms"), "compile times: {versions}");
