@@ -436,6 +436,19 @@ async fn a_tenant_signs_in_uploads_tries_a_version_and_watches_its_canary_in_the
         .send_keys("\u{E007}")
         .await?;
     browser.text_with("#view h1", "Plugins").await?;
+    // The skip link moves the focus to the page's content and leaves the page as it is.
+    browser
+        .client
+        .execute("document.getElementById('skip').focus();", vec![])
+        .await?;
+    let skip = browser.client.active_element().await?;
+    assert_eq!(skip.text().await?, "Skip to content");
+    skip.send_keys("\u{E007}").await?;
+    let focused = browser
+        .client
+        .execute("return [document.activeElement.id, location.hash];", vec![])
+        .await?;
+    assert_eq!(focused, json!(["main", "#/plugins"]));
     browser.goto(&format!("{console}#/plugins")).await?;
     browser.type_into("#upload-plugin", "menu").await?;
     let not_wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
