@@ -69,7 +69,6 @@ async function route() {
   showNav();
   let hash = location.hash;
   if (!hash.startsWith("#/")) {
-    if (hash === "#main") return;
     hash = role() === "operator" ? "#/tenants" : "#/flows";
     history.replaceState(null, "", hash);
   }
@@ -124,6 +123,11 @@ document.getElementById("sign-out").addEventListener("click", () => {
   history.replaceState(null, "", "#");
   showSignIn();
   announce("Signed out.");
+});
+// The skip link moves the focus without changing the hash, which names the page.
+document.getElementById("skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  document.getElementById("main").focus();
 });
 window.addEventListener("hashchange", route);
 route();
