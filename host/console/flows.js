@@ -60,6 +60,17 @@ export async function flowPage(el, name) {
     await drawStats(plots, failures, flow, Number(minutes.value));
   };
   minutes.addEventListener("change", refresh);
+  // Watching a canary: redraw on a timer while this page is shown.
+  const auto = h("input", { type: "checkbox", id: "auto-refresh" });
+  let timer;
+  auto.addEventListener("change", () => {
+    clearInterval(timer);
+    if (!auto.checked) return;
+    timer = setInterval(() => {
+      if (!document.body.contains(plots)) clearInterval(timer);
+      else refresh().catch((e) => announce(e.message));
+    }, 15000);
+  });
   replace(el,
     h("h1", {}, `Flow ${flow.name}`),
     h("p", {}, h("a", { href: `#/bench/${seg(flow.name)}` }, "Try it on the test bench"),
@@ -68,7 +79,8 @@ export async function flowPage(el, name) {
     h("div", { class: "panel" }, liveFacts(flow)),
     h("h2", {}, "Calls"),
     h("div", { class: "row" }, field("stats-window", "Window", minutes),
-      h("button", { type: "button", class: "secondary", id: "refresh", onclick: refresh }, "Refresh")),
+      h("button", { type: "button", class: "secondary", id: "refresh", onclick: refresh }, "Refresh"),
+      h("span", {}, auto, h("label", { for: "auto-refresh" }, " every 15 s"))),
     plots,
     h("h2", {}, "Failures"),
     failures,
