@@ -88,11 +88,18 @@ EOF
 
 echo "== record: wrk -t2 -c8 -d${record_s}s (distinct CallSids)"
 wrk -t2 -c8 -d"${record_s}s" -s "$scripts/calls.lua" "$base" | grep -E 'Requests/sec|requests in'
-sleep 1 # the record writer's last batches
+sleep 3 # the record writer's last batches
 
+# One backtest: its report's figures, and request_ms, the whole request as the client saw it
+# (reading the records included; elapsed_ms counts the calls alone).
 backtest() {
-  api POST /v1/flows/ivr/backtest "$token" -H 'content-type: application/json' \
-    -d "{\"version\":2,\"last\":$calls}" | jq -c '{calls, agree, differ_total, skipped, unfinished, elapsed_ms, fuel_median: .fuel.median}'
+  local out total
+  out=$(api POST /v1/flows/ivr/backtest "$token" -H 'content-type: application/json' \
+    -w '\n%{time_total}' -d "{\"version\":2,\"last\":$calls}")
+  total=${out##*$'\n'}
+  printf '%s' "${out%$'\n'*}" | jq -c --arg total "$total" \
+    '{calls, agree, differ_total, skipped, unfinished, elapsed_ms,
+      request_ms: (($total | tonumber) * 1000 | floor), fuel_median: .fuel.median}'
 }
 
 echo "== one backtest on an idle server"

@@ -488,14 +488,7 @@ impl Store for SqliteStore {
         filter: &DecisionFilter,
     ) -> StoreResult<Vec<DecisionRecord>> {
         let conn = self.admin();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, tenant, flow, plugin, version, call_sid, branch, outcome, reason, error, \
-             fuel_used, elapsed_us, log, log_dropped, at_ms, answer, query, replay FROM decisions \
-             WHERE tenant = ?1 AND (?2 IS NULL OR flow = ?2) AND (?3 IS NULL OR call_sid = ?3) \
-             AND (?4 IS NULL OR outcome = ?4) AND (?5 IS NULL OR at_ms >= ?5) \
-             AND (?6 IS NULL OR at_ms < ?6) AND (?7 IS NULL OR id < ?7) \
-             ORDER BY id DESC LIMIT ?8",
-        )?;
+        let mut stmt = conn.prepare_cached(&decisions_query(filter))?;
         let rows = stmt.query_map(
             params![
                 tenant,
@@ -566,4 +559,31 @@ impl Store for SqliteStore {
         )?;
         Ok(())
     }
+}
+
+/// The statement of `query_decisions` for `filter`: only the conditions it sets, each with its
+/// fixed parameter number. Written out, rather than as `(?N IS NULL OR column = ?N)`, so that
+/// SQLite sees `tenant = ? AND flow = ?` and walks the `decisions_by_flow` index in id order
+/// (no sort of every record of the tenant for each page: a backtest reads ten pages of one flow).
+fn decisions_query(filter: &DecisionFilter) -> String {
+    let mut sql = String::from(
+        "SELECT id, tenant, flow, plugin, version, call_sid, branch, outcome, reason, error, \
+         fuel_used, elapsed_us, log, log_dropped, at_ms, answer, query, replay FROM decisions \
+         WHERE tenant = ?1",
+    );
+    for (set, condition) in [
+        (filter.flow.is_some(), " AND flow = ?2"),
+        (filter.call_sid.is_some(), " AND call_sid = ?3"),
+        (filter.outcome.is_some(), " AND outcome = ?4"),
+        (filter.since_ms.is_some(), " AND at_ms >= ?5"),
+        (filter.until_ms.is_some(), " AND at_ms < ?6"),
+        (filter.before_id.is_some(), " AND id < ?7"),
+    ] {
+        if set {
+            sql.push_str(condition);
+        }
+    }
+    // ?1 and ?8 are always there, so the statement always has the 8 parameters bound.
+    sql.push_str(" ORDER BY id DESC LIMIT ?8");
+    sql
 }
