@@ -7,7 +7,7 @@
 //! backtest runs on a thread of its own at idle priority, one at a time in the server.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -20,16 +20,11 @@ use super::problem::Problem;
 use super::{ApiError, AppState};
 use crate::flow::{FlowMode, Name};
 use crate::registry::Flow;
-use crate::rollout::backtest::{
-    self, BacktestError, BacktestReport, Backtests, Candidate, Recorded, Window,
-};
+use crate::rollout::backtest::{self, BacktestError, BacktestReport, Candidate, Recorded, Window};
 use crate::rollout::{FallbackOf, Rehearsal};
 use crate::sandbox::outbound::OutboundRecord;
 use crate::sandbox::{Branch, CallSeed, LogLine, Plugin};
 use crate::store::{Canary, FlowRecord};
-
-/// The server's one backtest at a time.
-static BACKTESTS: LazyLock<Backtests> = LazyLock::new(Backtests::default);
 
 /// A dry run's query, and the version to run (the live one when absent).
 #[derive(Deserialize, ToSchema)]
@@ -366,7 +361,8 @@ pub(super) async fn post_backtest(
             "flow {flow:?} is async: a backtest compares the answers of a sync flow's calls"
         )));
     }
-    let claim = BACKTESTS
+    let claim = state
+        .backtests
         .claim()
         .map_err(|e| ApiError::Busy(e.to_string()))?;
     let plugin = version_of(&state, &live, body.version).await?;

@@ -148,8 +148,8 @@ pub struct Candidate {
     pub grants: Arc<Grants>,
 }
 
-/// Allows one backtest at a time in the server.
-#[derive(Debug)]
+/// Allows one backtest at a time in the server. Cheap to clone: clones share the one slot.
+#[derive(Debug, Clone)]
 pub struct Backtests {
     running: Arc<Semaphore>,
 }
@@ -221,19 +221,15 @@ pub async fn run(
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_time()
                 .build();
-            match (records, runtime) {
-                (Ok(records), Ok(runtime)) => {
-                    let report = runtime.block_on(calls(&candidate, records, &tx));
-                    let _ = tx.send(Ok(report));
-                }
-                (Err(error), _) => {
-                    let _ = tx.send(Err(BacktestError::Store(error)));
-                }
-                (_, Err(error)) => {
-                    let _ = tx.send(Err(BacktestError::Thread(error)));
-                }
-            }
+            let report = match (records, runtime) {
+                (Ok(records), Ok(runtime)) => Ok(runtime.block_on(calls(&candidate, records, &tx))),
+                (Err(error), _) => Err(BacktestError::Store(error)),
+                (_, Err(error)) => Err(BacktestError::Thread(error)),
+            };
+            // Free the slot before answering: a client's next backtest, sent as soon as this one
+            // is answered, finds it free.
             drop(claim);
+            let _ = tx.send(report);
         })
         .map_err(BacktestError::Thread)?;
     rx.await.map_err(|_| BacktestError::Lost)?
