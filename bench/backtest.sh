@@ -15,8 +15,8 @@
 #   bash bench/backtest.sh [CALLS] [DURATION_S]
 #   BIN=/path/to/passthru bash bench/backtest.sh   a binary built elsewhere
 #   CONNS=4 DELAY_MS=4 RECORD_S=4                  the live load and the recording
-#   FULL=1                                         phase 3: the backtests beside an unthrottled
-#                                                  live load (wrk -c8, no pause) as well
+#   FULL=1                                         phase 3: an unthrottled live load (wrk -c8, no
+#                                                  pause) alone, then beside the backtests
 #
 # Needs wrk, curl and jq.
 set -euo pipefail
@@ -127,7 +127,9 @@ wait "$looper" || true
 sed 's/^/   backtest: /' "$scripts/backtests.txt"
 
 if [ -n "${FULL:-}" ]; then
-  echo "== 3. unthrottled live load (wrk -t1 -c8), with backtests back to back"
+  echo "== 3a. unthrottled live load alone (wrk -t1 -c8, no pause)"
+  live 8 "$scripts/calls.lua"
+  echo "== 3b. the same, with backtests back to back"
   rm -f "$scripts/stop"
   backtests_while "$scripts/stop" > "$scripts/backtests.txt" &
   looper=$!
