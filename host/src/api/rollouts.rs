@@ -4,7 +4,7 @@
 //! None of these touch the request path: a dry run is a call made in this handler with the flow's
 //! grants as a dry run has them (no record, no metrics of the live flow, key-value writes kept in
 //! the call, outbound requests refused); a canary's plugin is loaded before it goes live; a
-//! backtest runs on a thread of its own at idle priority, one at a time in the server.
+//! backtest runs on a thread of its own at low priority and paced, one at a time in the server.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -317,9 +317,9 @@ impl BacktestRequest {
 /// Each recorded call (at most 10,000; in a time range, the newest 10,000) is run again on the
 /// candidate with its recorded query, clock and randomness, and its answer compared with the
 /// record's: the same outcome and, unless the plugin failed, the same branch and answer besides
-/// it, is an agreement. Off the request path: on a thread at idle priority, one call at a time,
-/// one backtest at a time in the server (503 while another runs), for at most 20 s (the calls
-/// left are `unfinished`). Every call is a dry run (see `POST /v1/flows/{flow}/try`) with the
+/// it, is an agreement. Off the request path: on a thread at low priority (nice 19) taking at most
+/// a quarter of one core, one call at a time, one backtest at a time in the server (503 while
+/// another runs), for at most 20 s (the calls left are `unfinished`). Every call is a dry run (see `POST /v1/flows/{flow}/try`) with the
 /// recorded call's fuel and the longest deadline a flow may have. Records written before
 /// queries were kept, and async flows' records, are `skipped`.
 #[utoipa::path(

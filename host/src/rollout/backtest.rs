@@ -2,19 +2,19 @@
 //! query and seed (so its clock and random bytes are what the recorded call saw), and its answers
 //! compared with the recorded ones.
 //!
-//! A backtest takes at most half of one core, at a lower priority than live calls: it runs on a
-//! thread of its own at nice 19, one call at a time, and after every [`WORK_SLICE`] of work it
-//! rests as long ([`Pacer`]); with a tenant share of one call of its own (so it never takes a
-//! slot of the tenant's live calls); and one backtest runs at a time in the server
-//! ([`Backtests`]). It is bounded: at most [`MAX_CALLS`] calls, at most [`TIME_BUDGET`] of
-//! running (the calls not run are counted as `unfinished`), and it stops when its client goes
-//! away.
+//! A backtest takes at most a quarter of one core, at a lower priority than live calls: it runs
+//! on a thread of its own at nice 19, one call at a time, and after every [`WORK_SLICE`] of work
+//! it rests [`REST_FACTOR`] times as long ([`Pacer`]); with a tenant share of one call of its own
+//! (so it never takes a slot of the tenant's live calls); and one backtest runs at a time in the
+//! server ([`Backtests`]). It is bounded: at most [`MAX_CALLS`] calls, at most [`TIME_BUDGET`]
+//! of running (the calls not run are counted as `unfinished`), and it stops when its client goes
+//! away. Reading the records and writing the report's JSON happen on that thread too.
 //!
 //! Not Linux's `SCHED_IDLE` class, as the decision-record writer: a backtest's calls take the
 //! same locks as live calls (the instance pool's), and an idle-class thread preempted while
 //! holding one waits for a CPU no busy thread leaves it, while live calls wait for the lock.
-//! Measured (BENCHMARKS.md): a live flow's p99 went from 0.6–1.6 ms to 12–48 ms beside
-//! back-to-back backtests in the idle class, and stayed within noise at nice 19 with the pacing.
+//! Measured (BENCHMARKS.md): beside back-to-back backtests a live flow's p99 went from about
+//! 0.6 ms to 12–48 ms in the idle class; at nice 19 and a quarter of a core, to 0.7–1.15 ms.
 //!
 //! Each call is a dry run: key-value writes stay in the call, outbound requests are refused,
 //! nothing is recorded, the live flow's metrics are untouched. Its deadline is the longest a
