@@ -9,6 +9,7 @@
 #      calls; the backtest takes the last CALLS);
 #   1. live alone: wrk -t1 -cCONNS for DURATION_S, each connection pausing DELAY_MS between
 #      requests (a steady load that leaves the CPU part idle, as a live server's does);
+#   2a. the same load with one backtest of CALLS calls, started 2 s in;
 #   2. the same load while backtests of CALLS calls run back to back.
 # Prints phase 1's and 2's latency percentiles (wrk) and every backtest's calls and elapsed_ms.
 #
@@ -129,6 +130,14 @@ backtests_while() { # runs backtests back to back until the file $1 exists, repo
     backtest "$2/$n.json"
   done
 }
+
+echo "== 2a. the same, with one backtest of $calls calls 2 s in"
+mkdir -p "$scripts/one"
+(sleep 2; backtest "$scripts/one/1.json") &
+one=$!
+live "$conns" "$scripts/steady.lua"
+wait "$one" || true
+summary "$scripts/one" | sed 's/^/   backtest: /'
 
 echo "== 2. the same, with backtests of $calls calls back to back"
 rm -f "$scripts/stop"
