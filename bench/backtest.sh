@@ -9,14 +9,15 @@
 #      calls; the backtest takes the last CALLS);
 #   1. live alone: wrk -t1 -cCONNS for DURATION_S, each connection pausing DELAY_MS between
 #      requests (a steady load that leaves the CPU part idle, as a live server's does);
+#   2a. the same load with one backtest of CALLS calls, started 2 s in;
 #   2. the same load while backtests of CALLS calls run back to back.
 # Prints phase 1's and 2's latency percentiles (wrk) and every backtest's calls and elapsed_ms.
 #
 #   bash bench/backtest.sh [CALLS] [DURATION_S]
 #   BIN=/path/to/passthru bash bench/backtest.sh   a binary built elsewhere
 #   CONNS=4 DELAY_MS=4 RECORD_S=4                  the live load and the recording
-#   FULL=1                                         phase 3: the backtests beside an unthrottled
-#                                                  live load (wrk -c8, no pause) as well
+#   FULL=1                                         phase 3: an unthrottled live load (wrk -c8, no
+#                                                  pause) alone, then beside the backtests
 #
 # Needs wrk, curl and jq.
 set -euo pipefail
@@ -90,20 +91,28 @@ echo "== record: wrk -t2 -c8 -d${record_s}s (distinct CallSids)"
 wrk -t2 -c8 -d"${record_s}s" -s "$scripts/calls.lua" "$base" | grep -E 'Requests/sec|requests in'
 sleep 3 # the record writer's last batches
 
-# One backtest: its report's figures, and request_ms, the whole request as the client saw it
-# (reading the records included; elapsed_ms counts the calls alone).
+# One backtest, its report kept in the file $1 with request_ms, the whole request as the client
+# saw it (reading the records included; elapsed_ms counts the calls alone). Summarised by
+# `summary` after the phase, so that no jq runs beside the live load.
 backtest() {
-  local out total
-  out=$(api POST /v1/flows/ivr/backtest "$token" -H 'content-type: application/json' \
-    -w '\n%{time_total}' -d "{\"version\":2,\"last\":$calls}")
-  total=${out##*$'\n'}
-  printf '%s' "${out%$'\n'*}" | jq -c --arg total "$total" \
-    '{calls, agree, differ_total, skipped, unfinished, elapsed_ms,
-      request_ms: (($total | tonumber) * 1000 | floor), fuel_median: .fuel.median}'
+  local total
+  total=$(api POST /v1/flows/ivr/backtest "$token" -H 'content-type: application/json' \
+    -o "$1" -w '%{time_total}' -d "{\"version\":2,\"last\":$calls}")
+  echo "$total" > "$1.time"
+}
+summary() { # the reports in $1/*.json, in order
+  local file
+  for file in $(ls "$1"/*.json | sort -V); do
+    jq -c --arg total "$(cat "$file.time")" \
+      '{calls, agree, differ_total, skipped, unfinished, elapsed_ms,
+        request_ms: (($total | tonumber) * 1000 | floor), fuel_median: .fuel.median}' "$file"
+  done
 }
 
 echo "== one backtest on an idle server"
-backtest
+mkdir -p "$scripts/idle"
+backtest "$scripts/idle/1.json"
+summary "$scripts/idle"
 
 live() {
   wrk -t1 -c"$1" -d"${duration}s" --latency -s "$2" "$base" |
@@ -113,26 +122,41 @@ live() {
 echo "== 1. live alone: wrk -t1 -c$conns, $delay_ms ms between a connection's requests, ${duration}s"
 live "$conns" "$scripts/steady.lua"
 
-backtests_while() { # runs backtests back to back until the file $1 exists
-  while [ ! -e "$1" ]; do backtest; done
+backtests_while() { # runs backtests back to back until the file $1 exists, reports in $2
+  local n=0
+  mkdir -p "$2"
+  while [ ! -e "$1" ]; do
+    n=$((n + 1))
+    backtest "$2/$n.json"
+  done
 }
+
+echo "== 2a. the same, with one backtest of $calls calls 2 s in"
+mkdir -p "$scripts/one"
+(sleep 2; backtest "$scripts/one/1.json") &
+one=$!
+live "$conns" "$scripts/steady.lua"
+wait "$one" || true
+summary "$scripts/one" | sed 's/^/   backtest: /'
 
 echo "== 2. the same, with backtests of $calls calls back to back"
 rm -f "$scripts/stop"
-backtests_while "$scripts/stop" > "$scripts/backtests.txt" &
+backtests_while "$scripts/stop" "$scripts/phase2" &
 looper=$!
 live "$conns" "$scripts/steady.lua"
 touch "$scripts/stop"
 wait "$looper" || true
-sed 's/^/   backtest: /' "$scripts/backtests.txt"
+summary "$scripts/phase2" | sed 's/^/   backtest: /'
 
 if [ -n "${FULL:-}" ]; then
-  echo "== 3. unthrottled live load (wrk -t1 -c8), with backtests back to back"
+  echo "== 3a. unthrottled live load alone (wrk -t1 -c8, no pause)"
+  live 8 "$scripts/calls.lua"
+  echo "== 3b. the same, with backtests back to back"
   rm -f "$scripts/stop"
-  backtests_while "$scripts/stop" > "$scripts/backtests.txt" &
+  backtests_while "$scripts/stop" "$scripts/phase3" &
   looper=$!
   live 8 "$scripts/calls.lua"
   touch "$scripts/stop"
   wait "$looper" || true
-  sed 's/^/   backtest: /' "$scripts/backtests.txt"
+  summary "$scripts/phase3" | sed 's/^/   backtest: /'
 fi

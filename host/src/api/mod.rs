@@ -75,6 +75,8 @@ pub struct AppState {
     /// The server's address as Exotel reaches it (`https://passthru.example.com`, no trailing
     /// slash), to answer full Passthru URLs; without it, paths only.
     pub public_url: Option<Arc<str>>,
+    /// The server's one backtest at a time (`POST /v1/flows/{flow}/backtest`).
+    pub backtests: crate::rollout::backtest::Backtests,
 }
 
 /// Every route, with the state attached.

@@ -4,10 +4,10 @@
 //! None of these touch the request path: a dry run is a call made in this handler with the flow's
 //! grants as a dry run has them (no record, no metrics of the live flow, key-value writes kept in
 //! the call, outbound requests refused); a canary's plugin is loaded before it goes live; a
-//! backtest runs on a thread of its own at idle priority, one at a time in the server.
+//! backtest runs on a thread of its own at low priority and paced, one at a time in the server.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -20,16 +20,11 @@ use super::problem::Problem;
 use super::{ApiError, AppState};
 use crate::flow::{FlowMode, Name};
 use crate::registry::Flow;
-use crate::rollout::backtest::{
-    self, BacktestError, BacktestReport, Backtests, Candidate, Recorded, Window,
-};
+use crate::rollout::backtest::{self, BacktestError, BacktestReport, Candidate, Recorded, Window};
 use crate::rollout::{FallbackOf, Rehearsal};
 use crate::sandbox::outbound::OutboundRecord;
 use crate::sandbox::{Branch, CallSeed, LogLine, Plugin};
 use crate::store::{Canary, FlowRecord};
-
-/// The server's one backtest at a time.
-static BACKTESTS: LazyLock<Backtests> = LazyLock::new(Backtests::default);
 
 /// A dry run's query, and the version to run (the live one when absent).
 #[derive(Deserialize, ToSchema)]
@@ -322,9 +317,9 @@ impl BacktestRequest {
 /// Each recorded call (at most 10,000; in a time range, the newest 10,000) is run again on the
 /// candidate with its recorded query, clock and randomness, and its answer compared with the
 /// record's: the same outcome and, unless the plugin failed, the same branch and answer besides
-/// it, is an agreement. Off the request path: on a thread at idle priority, one call at a time,
-/// one backtest at a time in the server (503 while another runs), for at most 20 s (the calls
-/// left are `unfinished`). Every call is a dry run (see `POST /v1/flows/{flow}/try`) with the
+/// it, is an agreement. Off the request path: on a thread at low priority (nice 19) taking at most
+/// a quarter of one core, one call at a time, one backtest at a time in the server (503 while
+/// another runs), for at most 20 s (the calls left are `unfinished`). Every call is a dry run (see `POST /v1/flows/{flow}/try`) with the
 /// recorded call's fuel and the longest deadline a flow may have. Records written before
 /// queries were kept, and async flows' records, are `skipped`.
 #[utoipa::path(
@@ -366,7 +361,8 @@ pub(super) async fn post_backtest(
             "flow {flow:?} is async: a backtest compares the answers of a sync flow's calls"
         )));
     }
-    let claim = BACKTESTS
+    let claim = state
+        .backtests
         .claim()
         .map_err(|e| ApiError::Busy(e.to_string()))?;
     let plugin = version_of(&state, &live, body.version).await?;
@@ -387,15 +383,22 @@ pub(super) async fn post_backtest(
         limits: live.limits,
         grants: Arc::new(live.grants.dry_run()),
     };
-    let report: BacktestReport =
-        backtest::run(candidate, recorded, claim)
-            .await
-            .map_err(|error| match error {
-                BacktestError::Busy => ApiError::Busy(error.to_string()),
-                other => {
-                    tracing::error!(error = %crate::error::Chain(&other), "backtest failure");
-                    ApiError::Internal
-                }
-            })?;
-    Ok(axum::Json(report))
+    // Serialised on the backtest's thread too: a thousand differences are a few hundred
+    // kilobytes of JSON, work that would otherwise hold a worker of the live calls.
+    let json = backtest::run(candidate, recorded, claim, |report: BacktestReport| {
+        serde_json::to_vec(&report)
+    })
+    .await
+    .map_err(|error| match error {
+        BacktestError::Busy => ApiError::Busy(error.to_string()),
+        other => {
+            tracing::error!(error = %crate::error::Chain(&other), "backtest failure");
+            ApiError::Internal
+        }
+    })?
+    .map_err(|_| ApiError::Internal)?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        json,
+    ))
 }

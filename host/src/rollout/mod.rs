@@ -4,7 +4,7 @@
 //! ([`Verdict`]), so that a new answer and a recorded one compare field by field.
 //!
 //! Everything here runs off the request path: dry runs in the admin API's handler, backtests on
-//! a thread of their own at the lowest priority (see [`backtest`]).
+//! a thread of their own at low priority, paced (see [`backtest`]).
 
 pub mod backtest;
 pub mod canary;
