@@ -41,6 +41,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("testing/hook-probe", "hook-probe"),
     ("crm-push", "crm-push"),
     ("testing/outbound-probe", "outbound-probe"),
+    ("testing/coin-flip", "coin-flip"),
 ];
 
 /// Library crates of the plugins workspace that the plugins build on (`passthru-sdk`): not

@@ -339,7 +339,10 @@ async fn the_openapi_document_is_served_and_matches_the_routes() -> anyhow::Resu
     let paths = doc["paths"].as_object().expect("paths");
     assert!(paths.contains_key("/passthru/{tenant}/{flow}"));
     for path in paths.keys() {
-        let concrete = path.replace("{tenant}", "demo").replace("{flow}", "ivr");
+        let concrete = path
+            .replace("{tenant}", "demo")
+            .replace("{flow}", "ivr")
+            .replace("{file}", "app.js");
         let response = server.get(&concrete).await?;
         let not_routed = response
             .headers()
@@ -412,6 +415,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/flows/{flow}/activate"),
     ("post", "/v1/flows/{flow}/rollback"),
     ("post", "/v1/flows/{flow}/auth"),
+    ("post", "/v1/flows/{flow}/try"),
+    ("put", "/v1/flows/{flow}/canary"),
+    ("delete", "/v1/flows/{flow}/canary"),
+    ("post", "/v1/flows/{flow}/canary/promote"),
+    ("post", "/v1/flows/{flow}/backtest"),
     ("put", "/v1/flows/{flow}/secrets/{key}"),
     ("delete", "/v1/flows/{flow}/secrets/{key}"),
     ("get", "/v1/kv"),
@@ -427,6 +435,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/flows/{flow}/dead-letters/{id}/replay"),
     ("get", "/v1/decisions"),
     ("get", "/v1/calls/{call_sid}"),
+    ("get", "/v1/flows/{flow}/stats"),
+    ("get", "/console"),
+    ("get", "/console/{file}"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -452,7 +463,8 @@ async fn every_route_is_documented_with_its_method() -> anyhow::Result<()> {
             .replace("{version}", "1")
             .replace("{id}", "token1")
             .replace("{call_sid}", "call1")
-            .replace("{store}", "agents");
+            .replace("{store}", "agents")
+            .replace("{file}", "app.js");
         let response = server
             .client
             .request(

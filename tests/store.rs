@@ -13,7 +13,8 @@ use passthru::queue::{Completion, Failure, NewEvent, QueueStore, SqliteQueue};
 use passthru::sandbox::{Branch, Limits, LogLevel, LogLine};
 use passthru::store::postgres::{PgQueue, PgStore, parse_url};
 use passthru::store::{
-    DecisionFilter, DecisionRecord, FlowRecord, SqliteStore, Store, StoreError, TenantCaps,
+    Canary, DecisionFilter, DecisionRecord, FlowRecord, Replay, SqliteStore, Store, StoreError,
+    TenantCaps,
 };
 
 /// A store under test, and what reopening it needs.
@@ -87,6 +88,10 @@ fn flow(version: u32) -> FlowRecord {
             digest: Some([7; 32]),
         },
         secrets: Vec::new(),
+        canary: (version > 1).then_some(Canary {
+            version: 1,
+            percent: 12.5,
+        }),
         updated_at_ms: 7,
     }
 }
@@ -166,8 +171,21 @@ fn a_version_in_use_is_kept_and_a_deleted_number_is_never_given_again(
     for sha in ["aa", "bb", "cc"] {
         s.store.add_version("acme", "menu", sha, 1, "w", &[])?;
     }
+    s.store.put_flow(&FlowRecord {
+        canary: Some(Canary {
+            version: 3,
+            percent: 5.0,
+        }),
+        ..flow(2)
+    })?;
+    // 2 is the flow's version, 1 the one it would roll back to, 3 its canary.
+    for used in [1, 2, 3] {
+        assert!(matches!(
+            s.store.delete_version("acme", "menu", used),
+            Err(StoreError::InUse { .. })
+        ));
+    }
     s.store.put_flow(&flow(2))?;
-    // 2 is the flow's version, 1 the one it would roll back to.
     for used in [1, 2] {
         assert!(matches!(
             s.store.delete_version("acme", "menu", used),
@@ -212,6 +230,13 @@ fn record(i: i64, flow: &str, outcome: &str) -> DecisionRecord {
         log_dropped: 0,
         outbound: Vec::new(),
         at_ms: 1000 + i,
+        query: Some(format!("CallSid=call{i}&digits=%221%22")),
+        replay: (i == 4).then(|| Replay {
+            seed: "ab".repeat(32),
+            clock_ms: 77,
+            export: "decide".into(),
+            fuel: 9,
+        }),
     }
 }
 
@@ -274,6 +299,15 @@ fn decisions_filter_and_page_newest_first(db: Db) -> anyhow::Result<()> {
         ..Default::default()
     };
     assert!(s.store.query_decisions("other", &other)?.is_empty());
+    // The points behind a flow's plots: since a time, oldest first, the newest when limited.
+    let points = s.store.decision_points("acme", "a", 1003, 100)?;
+    assert_eq!(
+        points.iter().map(|p| p.0).collect::<Vec<_>>(),
+        [1004, 1006, 1008]
+    );
+    assert_eq!(points[0], (1004, 1, "decided".to_owned(), 2));
+    let newest = s.store.decision_points("acme", "a", 0, 2)?;
+    assert_eq!(newest.iter().map(|p| p.0).collect::<Vec<_>>(), [1006, 1008]);
     assert_eq!(s.store.prune_decisions(1005)?, 5);
     assert_eq!(page(other).len(), 5);
     Ok(())

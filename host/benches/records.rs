@@ -38,6 +38,8 @@ fn record(i: usize, log: bool) -> DecisionRecord {
         log_dropped: 0,
         outbound: Vec::new(),
         at_ms: now_ms(),
+        query: None,
+        replay: None,
     }
 }
 

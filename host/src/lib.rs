@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod queue;
 pub mod records;
 pub mod registry;
+pub mod rollout;
 pub mod runner;
 pub mod sandbox;
 pub mod secrets;

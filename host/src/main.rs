@@ -29,6 +29,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve Passthru requests at /passthru/{tenant}/{flow}.
@@ -106,6 +108,22 @@ enum Command {
         /// repeatable.
         #[arg(long = "outbound-allow-range", value_name = "CIDR")]
         outbound_allow_ranges: Vec<ipnet::IpNet>,
+        /// Replay a recorded call: FILE holds a decision record as GET /v1/decisions answers it
+        /// (the record, or a page of records: its first). The plugin runs on the record's query
+        /// with its seed, clock and fuel; the output says whether it answered the same and used
+        /// the same fuel (exit 0), or not (exit 3). Give the flow's config with --config.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["query", "query_file", "record", "hook", "backtest"])]
+        replay: Option<PathBuf>,
+        /// Backtest the plugin: FILE has one call a line, a decision record as JSON (compared
+        /// with the recorded answer) or a Passthru query string (compared with --against's
+        /// answer, on the same seed and clock); at most 10000. Prints the server's backtest
+        /// report; exit 0 when every call agrees, 3 when some differ.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["query", "query_file", "record", "hook"])]
+        backtest: Option<PathBuf>,
+        /// With --backtest: the plugin (another version) to compare with, instead of the
+        /// records' answers.
+        #[arg(long, value_name = "PLUGIN", requires = "backtest")]
+        against: Option<PathBuf>,
     },
     /// Print a new random key for flows' secrets (base64 of 32 bytes), to set as
     /// PASSTHRU_SECRETS_KEY or keep in the file the config's `secrets_key_file` names.
@@ -208,6 +226,9 @@ fn main() -> anyhow::Result<()> {
             kv_stores,
             outbound_hosts,
             outbound_allow_ranges,
+            replay,
+            backtest,
+            against,
         } => {
             init_tracing("warn");
             let export = match (record, hook) {
@@ -237,9 +258,30 @@ fn main() -> anyhow::Result<()> {
                 outbound_hosts,
                 outbound_allow_ranges,
             };
-            let out = runtime()?.block_on(runner::run(
-                &plugin, &query, config, limits, export, &options,
-            ));
+            let out = match (replay, backtest) {
+                (Some(file), _) => {
+                    let record = std::fs::read_to_string(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    runtime()?.block_on(runner::rollout::replay(
+                        &plugin, &record, config, limits, &options,
+                    ))
+                }
+                (None, Some(file)) => {
+                    let calls = std::fs::read_to_string(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    runtime()?.block_on(runner::rollout::backtest(
+                        &plugin,
+                        &calls,
+                        against.as_deref(),
+                        config,
+                        limits,
+                        &options,
+                    ))
+                }
+                (None, None) => runtime()?.block_on(runner::run(
+                    &plugin, &query, config, limits, export, &options,
+                )),
+            };
             // A closed pipe (`passthru run ... | head`) is the reader's choice, not an error.
             let _ = writeln!(std::io::stdout().lock(), "{}", out.json);
             std::process::exit(out.exit_code);

@@ -219,6 +219,7 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
                 upload_timeout: Duration::from_millis(config.upload_timeout_ms),
             },
             public_url: config.public_url.as_deref().map(Arc::from),
+            backtests: crate::rollout::backtest::Backtests::default(),
         },
         data_dir,
         operator_token_file,

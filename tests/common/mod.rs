@@ -33,6 +33,7 @@ pub const CRM_PUSH: &str = env!("PASSTHRU_PLUGIN_CRM_PUSH");
 pub const OUTBOUND_PROBE: &str = env!("PASSTHRU_PLUGIN_OUTBOUND_PROBE");
 pub const SMS_REPLY: &str = env!("PASSTHRU_PLUGIN_SMS_REPLY");
 pub const IVR_GATHER: &str = env!("PASSTHRU_PLUGIN_IVR_GATHER");
+pub const COIN_FLIP: &str = env!("PASSTHRU_PLUGIN_COIN_FLIP");
 
 /// The real-shaped Exotel queries kept as the project's test fixtures.
 pub fn samples() -> Vec<(String, String)> {

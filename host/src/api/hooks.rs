@@ -14,78 +14,80 @@ use super::AppState;
 use super::passthru::{BRANCH_HEADER, OUTCOME_HEADER};
 use crate::call::CallDetails;
 use crate::flow::http::hook_http;
-use crate::logsafe::{Escaped, cut};
-use crate::records::{Answer, Usage};
+use crate::logsafe::Escaped;
+use crate::records::Answer;
 use crate::registry::Flow;
-use crate::sandbox::{Answered, Branch, HookAnswer, HookExport, HookReport, trace_lines};
+use crate::rollout::{FallbackOf, hook_verdict, replay_of};
+use crate::sandbox::{CallSeed, HookAnswer, HookExport, HookReport, trace_lines};
 use crate::store::DecisionRecord;
-
-/// The most of a text answer kept in its decision record.
-const RECORDED_TEXT_BYTES: usize = 256;
 
 /// One request of a hook.
 pub(super) struct HookCall {
     pub(super) export: HookExport,
     pub(super) call: CallDetails,
     pub(super) call_sid: Option<String>,
-    /// The request's `Exotel-Version` header (Connect and Gather send it).
+    /// The query string as received, kept in the decision record.
+    pub(super) query: String,
+    /// The `Exotel-Version` header (Connect and Gather send it).
     pub(super) exotel_version: Option<String>,
     /// Whether the call leaves a decision record (not for `HEAD`).
     pub(super) record: bool,
 }
 
-/// Runs the flow's plugin for one hook request and answers what it said, or the fallback.
+/// Runs the flow's plugin (or its canary, by `CallSid`) for one hook request and answers what it
+/// said, or the fallback.
 pub(super) async fn answer_hook(state: &AppState, flow: &Flow, hook: HookCall) -> Response {
+    let seed = CallSeed::fresh();
+    let (version, plugin) = flow.pick(hook.call_sid.as_deref());
     let report = state
         .registry
         .sandbox()
-        .answer(
-            &flow.plugin,
+        .answer_seeded(
+            plugin,
             &flow.share,
             hook.export,
             hook.call,
             &flow.limits,
             flow.grants.clone(),
+            seed,
         )
         .await;
     log_report(&report);
-    let (answered, outcome) = match &report.outcome {
-        Ok(answered) => (answered.answer.clone(), "decided"),
-        Err(error) => (fallback(flow, hook.export), error.kind().as_str()),
-    };
     let failure = report.outcome.as_ref().err().map(|e| e.kind());
     flow.metrics
         .answered(failure, report.elapsed, report.fuel_used);
+    let failed = report.outcome.is_err();
+    let (verdict, answered, usage) =
+        hook_verdict(version, FallbackOf::flow(flow), hook.export, report);
+    let outcome = match failure {
+        Some(kind) => kind.as_str(),
+        None => "decided",
+    };
     let response = render(flow, &answered, outcome, hook.exotel_version.as_deref());
     if hook.record {
-        let failed = report.outcome.is_err();
         let kept = state.recorder.record(failed, || {
-            record(flow, hook.call_sid, &answered, outcome, report)
+            let fuel = flow.limits.fuel;
+            let mut record = DecisionRecord::new(
+                flow.subject_of(version),
+                hook.call_sid,
+                Answer {
+                    branch: verdict.branch,
+                    outcome: verdict.outcome,
+                    reason: verdict.reason,
+                    error: verdict.error,
+                    answer: verdict.answer,
+                },
+                usage,
+            );
+            record.query = Some(hook.query);
+            record.replay = Some(replay_of(&seed, hook.export.name(), fuel));
+            record
         });
         if !kept {
             flow.metrics.records_dropped.inc();
         }
     }
     response
-}
-
-/// The flow's fallback for `export`, as checked when the flow was stored. A flow is only stored
-/// with the fallback its hook needs; were it missing, the answer is the fallback branch alone
-/// (`switch`) or an empty text, never a panic.
-fn fallback(flow: &Flow, export: HookExport) -> HookAnswer {
-    let fallbacks = &flow.fallbacks;
-    match (export, &fallbacks.connect, &fallbacks.gather) {
-        (HookExport::Select, _, _) => HookAnswer::Select {
-            branch: flow.fallback,
-            case: fallbacks.case.clone(),
-        },
-        (HookExport::Greeting | HookExport::Sms, _, _) => {
-            HookAnswer::Text(fallbacks.text.clone().unwrap_or_default())
-        }
-        (HookExport::Connect, Some(plan), _) => HookAnswer::Connect(plan.clone()),
-        (HookExport::Gather, _, Some(plan)) => HookAnswer::Gather(plan.clone()),
-        (HookExport::Connect | HookExport::Gather, _, _) => HookAnswer::Text(String::new()),
-    }
 }
 
 fn render(
@@ -112,49 +114,6 @@ fn render(
     }
     headers.insert(OUTCOME_HEADER.clone(), HeaderValue::from_static(outcome));
     response
-}
-
-/// What the record keeps of an answer besides the branch.
-fn summary(answer: &HookAnswer) -> (Branch, Option<String>) {
-    match answer {
-        HookAnswer::Select { branch, case } => (*branch, case.clone()),
-        HookAnswer::Text(text) => (
-            Branch::Success,
-            Some(cut(text, RECORDED_TEXT_BYTES).to_owned()),
-        ),
-        HookAnswer::Connect(plan) => (Branch::Success, Some(plan.summary())),
-        HookAnswer::Gather(plan) => (Branch::Success, Some(plan.summary())),
-    }
-}
-
-fn record(
-    flow: &Flow,
-    call_sid: Option<String>,
-    answered: &HookAnswer,
-    outcome: &str,
-    report: HookReport,
-) -> DecisionRecord {
-    let (result, usage) = Usage::of(report);
-    let (mut branch, answer) = summary(answered);
-    let (reason, error) = match result {
-        Ok(Answered { reason, .. }) => (reason, None),
-        Err(error) => {
-            // A text or a plan has no branch of its own: its fallback is recorded as `failure`.
-            if !matches!(answered, HookAnswer::Select { .. }) {
-                branch = Branch::Failure;
-            }
-            (None, Some(error.to_string()))
-        }
-    };
-    let subject = flow.subject();
-    let answer = Answer {
-        branch,
-        outcome: outcome.to_owned(),
-        reason,
-        error,
-        answer,
-    };
-    DecisionRecord::new(subject, call_sid, answer, usage)
 }
 
 fn log_report(report: &HookReport) {

@@ -1,10 +1,12 @@
 //! The HTTP interface: the Passthru endpoint Exotel calls, the admin API under `/v1` (operator
-//! and tenants, JSON, RFC 9457 problems), `/healthz`, `/metrics` and `/openapi.json`.
+//! and tenants, JSON, RFC 9457 problems), the web console under `/console`, `/healthz`,
+//! `/metrics` and `/openapi.json`.
 //!
 //! [`router`] builds everything (tests drive it without a socket); [`serve`] runs it on a
 //! listener until a shutdown signal, letting in-flight requests finish.
 
 mod bodies;
+mod console;
 mod decisions;
 mod extract;
 mod hooks;
@@ -15,6 +17,8 @@ mod operator;
 mod passthru;
 mod problem;
 mod queue;
+mod rollouts;
+mod stats;
 mod tenant;
 
 use std::future::Future;
@@ -71,6 +75,8 @@ pub struct AppState {
     /// The server's address as Exotel reaches it (`https://passthru.example.com`, no trailing
     /// slash), to answer full Passthru URLs; without it, paths only.
     pub public_url: Option<Arc<str>>,
+    /// The server's one backtest at a time (`POST /v1/flows/{flow}/backtest`).
+    pub backtests: crate::rollout::backtest::Backtests,
 }
 
 /// Every route, with the state attached.
@@ -126,6 +132,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/flows/{flow}/activate", post(tenant::post_activate))
         .route("/v1/flows/{flow}/rollback", post(tenant::post_rollback))
         .route("/v1/flows/{flow}/auth", post(tenant::post_auth))
+        .route("/v1/flows/{flow}/try", post(rollouts::post_try))
+        .route(
+            "/v1/flows/{flow}/canary",
+            put(rollouts::put_canary).delete(rollouts::delete_canary),
+        )
+        .route(
+            "/v1/flows/{flow}/canary/promote",
+            post(rollouts::post_promote),
+        )
+        .route("/v1/flows/{flow}/backtest", post(rollouts::post_backtest))
         .route(
             "/v1/flows/{flow}/secrets/{key}",
             put(tenant::put_secret).delete(tenant::delete_secret),
@@ -151,6 +167,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/decisions", get(decisions::list_decisions))
         .route("/v1/calls/{call_sid}", get(decisions::get_call))
+        .route("/v1/flows/{flow}/stats", get(stats::get_stats))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -162,6 +179,14 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             metrics::count_admin_request,
         ));
+    // The console's files: outside the admin API's layers (no token, no body), with the same
+    // timeout.
+    let console = console::routes()
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.http.admin_timeout,
+        ))
+        .layer(middleware::map_response(timeout_problem));
     let hot = Router::new()
         .route(passthru::PASSTHRU_ROUTE, get(passthru::get_passthru))
         .route(
@@ -175,6 +200,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(get_openapi))
         .merge(uploads)
         .merge(admin)
+        .merge(console)
         .fallback(not_found)
         // Every route (and the fallback): a span per request, then the request id around it.
         // `Router::layer` wraps each route after routing, so the span sees the matched route.

@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi, ToResponse};
 
-use super::{decisions, kv, metrics, operator, passthru, queue, tenant};
+use super::{console, decisions, kv, metrics, operator, passthru, queue, rollouts, stats, tenant};
 
 /// The whole API. `passthru::api::openapi_json()` is its JSON.
 #[derive(OpenApi)]
@@ -38,7 +38,7 @@ This document is generated from the server's code."
         (name = "passthru", description = "What Exotel calls."),
         (name = "operator", description = "Tenants, their caps and their tokens. Bearer: the operator token."),
         (name = "tenant", description = "A tenant's plugin versions, flows, key-value data, decision records, and async queues and dead letters. Bearer: one of the tenant's tokens."),
-        (name = "ops", description = "Health, metrics and this document. No token."),
+        (name = "ops", description = "Health, metrics, this document and the web console's files. No token."),
     ),
     paths(
         passthru::get_passthru,
@@ -47,6 +47,8 @@ This document is generated from the server's code."
         super::get_readyz,
         metrics::get_metrics,
         super::get_openapi,
+        console::index,
+        console::asset,
         operator::post_tenant,
         operator::list_tenants,
         operator::get_tenant,
@@ -68,6 +70,11 @@ This document is generated from the server's code."
         tenant::post_auth,
         tenant::put_secret,
         tenant::delete_secret,
+        rollouts::post_try,
+        rollouts::put_canary,
+        rollouts::post_promote,
+        rollouts::delete_canary,
+        rollouts::post_backtest,
         kv::list_stores,
         kv::list_keys,
         kv::get_key,
@@ -76,6 +83,7 @@ This document is generated from the server's code."
         kv::post_import,
         decisions::list_decisions,
         decisions::get_call,
+        stats::get_stats,
         queue::get_queue,
         queue::list_dead_letters,
         queue::get_dead_letter,

@@ -27,7 +27,8 @@ use crate::logsafe::Escaped;
 use crate::queue::{AcceptError, NewEvent};
 use crate::records::{Answer, Usage};
 use crate::registry::Flow;
-use crate::sandbox::{Branch, CallReport, trace_lines};
+use crate::rollout::replay_of;
+use crate::sandbox::{Branch, CallReport, CallSeed, trace_lines};
 use crate::store::{DecisionRecord, now_ms};
 
 /// The Passthru route's template, as the request spans and metrics name routes.
@@ -253,6 +254,7 @@ async fn answer(
             export,
             call,
             call_sid,
+            query,
             exotel_version: headers
                 .get("exotel-version")
                 .and_then(|v| v.to_str().ok())
@@ -263,15 +265,20 @@ async fn answer(
             .instrument(span)
             .await);
     }
+    // The canary answers its share of the calls, by CallSid; the seed makes the call's clocks
+    // and randomness replayable, and goes to its record.
+    let (version, plugin) = flow.pick(call_sid.as_deref());
+    let seed = CallSeed::fresh();
     let report = state
         .registry
         .sandbox()
-        .decide(
-            &flow.plugin,
+        .decide_seeded(
+            plugin,
             &flow.share,
             call,
             &flow.limits,
             flow.grants.clone(),
+            seed,
         )
         .instrument(span.clone())
         .await;
@@ -295,7 +302,10 @@ async fn answer(
     headers.insert(OUTCOME_HEADER.clone(), HeaderValue::from_static(outcome));
     let failed = report.outcome.is_err();
     let kept = state.recorder.record(failed, || {
-        decision_record(&flow, call_sid, branch, outcome, report)
+        let mut record = decision_record(&flow, version, call_sid, branch, outcome, report);
+        record.query = Some(query);
+        record.replay = Some(replay_of(&seed, "decide", flow.limits.fuel));
+        record
     });
     if !kept {
         flow.metrics.records_dropped.inc();
@@ -327,6 +337,7 @@ async fn enqueue(state: &AppState, flow: &Flow, query: String) -> Result<Respons
 
 fn decision_record(
     flow: &Flow,
+    version: u32,
     call_sid: Option<String>,
     branch: Branch,
     outcome: &str,
@@ -337,7 +348,7 @@ fn decision_record(
         Ok(decision) => (decision.reason, None),
         Err(error) => (None, Some(error.to_string())),
     };
-    let subject = flow.subject();
+    let subject = flow.subject_of(version);
     let answer = Answer {
         branch,
         outcome: outcome.to_owned(),

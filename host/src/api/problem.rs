@@ -49,6 +49,8 @@ pub enum ApiError {
     KvUnavailable(String),
     /// The readiness check: the node cannot reach its database.
     NotReady(String),
+    /// Work the server does one at a time (a backtest) is already running.
+    Busy(String),
     /// An admin API request that took longer than its timeout.
     Timeout,
     Internal,
@@ -78,6 +80,7 @@ pub(super) struct Problem<'a> {
             "urn:passthru:problem:queue-unavailable",
             "urn:passthru:problem:kv-unavailable",
             "urn:passthru:problem:not-ready",
+            "urn:passthru:problem:busy",
             "urn:passthru:problem:internal"
         )
     )]
@@ -178,6 +181,7 @@ impl ApiError {
             ApiError::NotReady(detail) => {
                 (S::SERVICE_UNAVAILABLE, "not-ready", "Not ready", detail)
             }
+            ApiError::Busy(detail) => (S::SERVICE_UNAVAILABLE, "busy", "Busy", detail),
             ApiError::Timeout => (
                 S::REQUEST_TIMEOUT,
                 "timeout",
@@ -290,6 +294,7 @@ mod tests {
             ApiError::QueueUnavailable(s()),
             ApiError::KvUnavailable(s()),
             ApiError::NotReady(s()),
+            ApiError::Busy(s()),
             ApiError::Internal,
         ] {
             let kind = format!("urn:passthru:problem:{}", error.parts().1);

@@ -369,6 +369,7 @@ pub(super) async fn put_flow(
         // Kept from the stored flow by `Registry::put_flow`: a PUT never changes them.
         auth: UrlAuth::default(),
         secrets: Vec::new(),
+        canary: None,
         updated_at_ms: 0,
     };
     let created = state.registry.put_flow(record).await?;
@@ -763,6 +764,7 @@ mod tests {
                 digest: None,
             },
             secrets: Vec::new(),
+            canary: None,
             updated_at_ms: 5,
         }
     }

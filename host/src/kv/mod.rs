@@ -257,6 +257,15 @@ impl Bucket {
         (inner.map.len() as u64, inner.bytes)
     }
 
+    /// Checks `key` (and `value`, when given) against the tenant's caps, as a write would,
+    /// without writing: what a dry run's writes, kept apart, must pass too.
+    ///
+    /// # Errors
+    /// A bad key, or a key or value over its cap.
+    pub fn check(&self, key: &str, value: Option<&str>) -> Result<(), KvError> {
+        self.tenant.check(key, value)
+    }
+
     /// The value of `key`, unless it is missing or expired.
     pub fn get(&self, key: &str, now_ms: i64) -> Option<Entry> {
         self.read()

@@ -577,11 +577,13 @@ impl Worker {
             attempt: attempt_no,
             accepted_at_ms: job.accepted_at_ms,
         };
+        // A canary answers its share of the events too, by the call's CallSid.
+        let (version, plugin) = flow.pick(job.call_sid.as_deref());
         let report = self
             .registry
             .sandbox()
             .record(
-                &flow.plugin,
+                plugin,
                 &flow.share,
                 event,
                 call::parse(&job.query),
@@ -593,7 +595,7 @@ impl Worker {
         Attempt {
             outcome: outcome.map_err(|e| (e.kind().as_str().to_owned(), e.to_string())),
             plugin: flow.plugin_name.clone(),
-            version: flow.version,
+            version,
             usage,
             retry: flow.retry,
         }

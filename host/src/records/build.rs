@@ -86,6 +86,8 @@ impl DecisionRecord {
             log_dropped: usage.log_dropped,
             outbound: usage.outbound,
             at_ms: now_ms(),
+            query: None,
+            replay: None,
         }
     }
 }

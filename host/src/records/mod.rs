@@ -316,6 +316,8 @@ mod tests {
             log_dropped: 0,
             outbound: Vec::new(),
             at_ms: now_ms(),
+            query: None,
+            replay: None,
         }
     }
 

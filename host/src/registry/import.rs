@@ -132,6 +132,7 @@ impl Registry {
             // Kept from the stored flow by `Registry::put_flow`: a PUT never changes them.
             auth: UrlAuth::default(),
             secrets: Vec::new(),
+            canary: None,
             updated_at_ms: 0,
         })
         .await?;

@@ -29,12 +29,15 @@ use crate::flow::{FlowMode, Hook, RetryPolicy, StatusMap, UrlAuth, UrlAuthKind};
 use crate::kv::{KvGrants, KvSpace};
 use crate::metrics::{FlowFamilies, FlowMetrics};
 use crate::records::Subject;
+use crate::rollout::canary;
 use crate::sandbox::outbound::OutboundHosts;
 use crate::sandbox::{
     Branch, Grants, Limits, Plugin, Sandbox, SandboxError, TenantShare, hex_sha256,
 };
 use crate::secrets::{MIN_SECRET_BYTES, SECRETS_KEY_ENV, SecretsKey};
-use crate::store::{FlowRecord, SecretInfo, Store, StoreError, TenantCaps, VersionRecord, now_ms};
+use crate::store::{
+    Canary, FlowRecord, SecretInfo, Store, StoreError, TenantCaps, VersionRecord, now_ms,
+};
 
 /// The world a component with these exports targets, named at the package version that last
 /// changed it: `decider` (`decide`), `recorder` (`record`) or `plugin` (both), from 0.1.1; one of
@@ -142,17 +145,46 @@ pub struct Flow {
     /// The stored flow it was made from: what a node compares with the store to see whether
     /// another node changed it.
     pub record: FlowRecord,
+    /// Another version answering a share of the calls, compiled when it was set.
+    pub canary: Option<LiveCanary>,
+}
+
+/// A flow's canary as the request path uses it: loaded, with its share as a hash threshold.
+#[derive(Debug)]
+pub struct LiveCanary {
+    pub version: u32,
+    pub percent: f64,
+    /// Calls whose `CallSid` hashes below this (of [`canary::BUCKETS`]) get the canary.
+    pub threshold: u32,
+    pub plugin: Arc<Plugin>,
 }
 
 impl Flow {
     /// What this flow's decision records are about.
     pub fn subject(&self) -> Subject<'_> {
+        self.subject_of(self.version)
+    }
+
+    /// What a record of a call answered by `version` (the live one, or the canary) is about.
+    pub fn subject_of(&self, version: u32) -> Subject<'_> {
         Subject {
             tenant: &self.tenant,
             flow: &self.name,
             plugin: &self.plugin_name,
-            version: self.version,
+            version,
             secrets: &self.grants.secrets,
+        }
+    }
+
+    /// The version and plugin that answer a call: the canary's when the flow has one and the
+    /// call's `CallSid` hashes into its share, else the live one's. A hash and a compare: no
+    /// lock, no allocation. A call without a `CallSid` gets the live version.
+    pub fn pick(&self, call_sid: Option<&str>) -> (u32, &Arc<Plugin>) {
+        match (&self.canary, call_sid) {
+            (Some(canary), Some(sid)) if canary::bucket(sid) < canary.threshold => {
+                (canary.version, &canary.plugin)
+            }
+            _ => (self.version, &self.plugin),
         }
     }
 }
@@ -292,7 +324,10 @@ impl Registry {
         for record in registry.store.list_live_flows()? {
             // One flow whose plugin cannot be loaded (its blob lost, say) must not keep every
             // other tenant offline: it is left out, loudly, and answers 404 until fixed.
-            match registry.live_flow(&record) {
+            match registry
+                .live_flow(&record)
+                .or_else(|error| registry.without_canary(&record, error))
+            {
                 Ok(flow) => table.insert(Arc::new(flow)),
                 Err(error) => tracing::error!(
                     tenant = %record.tenant,
@@ -304,6 +339,29 @@ impl Registry {
         }
         registry.table.store(Arc::new(table));
         Ok(registry)
+    }
+
+    /// At start, a flow whose canary cannot be loaded is served without it (loudly) rather than
+    /// not at all; `error` is returned for a flow without a canary.
+    fn without_canary(
+        &self,
+        record: &FlowRecord,
+        error: RegistryError,
+    ) -> Result<Flow, RegistryError> {
+        if record.canary.is_none() {
+            return Err(error);
+        }
+        let flow = self.live_flow(&FlowRecord {
+            canary: None,
+            ..record.clone()
+        })?;
+        tracing::error!(
+            tenant = %record.tenant,
+            flow = %record.name,
+            error = %Chain(&error),
+            "cannot load this flow's canary; the flow is served without it"
+        );
+        Ok(flow)
     }
 
     /// The live flow `tenant/flow`: the request path's only call.
@@ -478,6 +536,12 @@ impl Registry {
                     secret.key
                 )));
             }
+            // A canary of the same plugin carries over a PUT (unless it became the version).
+            record.canary = existing
+                .as_ref()
+                .filter(|old| old.plugin == record.plugin)
+                .and_then(|old| old.canary)
+                .filter(|canary| canary.version != record.version);
             record.previous_version = match &existing {
                 Some(old) if old.plugin == record.plugin && old.version != record.version => {
                     Some(old.version)
@@ -532,6 +596,99 @@ impl Registry {
         .await
     }
 
+    /// Sets the flow's canary: `version` answers `percent` of its calls (by `CallSid`), the live
+    /// version the others. The canary's plugin is loaded (compiled if need be) before it goes
+    /// live, so the request path never waits for it.
+    ///
+    /// # Errors
+    /// No such flow or version, the active version, a percent outside (0, 100), a version that
+    /// does not export what the flow calls, or the store fails.
+    pub async fn set_canary(
+        self: &Arc<Self>,
+        tenant: &str,
+        flow: &str,
+        set: Canary,
+    ) -> Result<FlowRecord, RegistryError> {
+        canary::check_percent(set.percent).map_err(RegistryError::BadRequest)?;
+        self.edit_flow(tenant, flow, move |record| {
+            if set.version == record.version {
+                return Err(RegistryError::Conflict(format!(
+                    "version {} is flow {:?}'s active version already",
+                    set.version, record.name
+                )));
+            }
+            record.canary = Some(set);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Makes the canary the active version: the active one becomes the rollback target.
+    ///
+    /// # Errors
+    /// No such flow, no canary, or the store fails.
+    pub async fn promote_canary(
+        self: &Arc<Self>,
+        tenant: &str,
+        flow: &str,
+    ) -> Result<FlowRecord, RegistryError> {
+        self.edit_flow(tenant, flow, |record| {
+            let Some(canary) = record.canary.take() else {
+                return Err(RegistryError::Conflict(format!(
+                    "flow {:?} has no canary to promote",
+                    record.name
+                )));
+            };
+            record.previous_version = Some(record.version);
+            record.version = canary.version;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Ends the canary, if any: every call gets the active version again.
+    ///
+    /// # Errors
+    /// No such flow, or the store fails.
+    pub async fn abort_canary(
+        self: &Arc<Self>,
+        tenant: &str,
+        flow: &str,
+    ) -> Result<FlowRecord, RegistryError> {
+        self.edit_flow(tenant, flow, |record| {
+            record.canary = None;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Changes a stored flow with `edit`, then stores it and makes it live (its plugins loaded
+    /// first), one change at a time.
+    async fn edit_flow(
+        self: &Arc<Self>,
+        tenant: &str,
+        flow: &str,
+        edit: impl FnOnce(&mut FlowRecord) -> Result<(), RegistryError> + Send + 'static,
+    ) -> Result<FlowRecord, RegistryError> {
+        let _change = self.changes.lock().await;
+        let this = self.clone();
+        let (tenant, flow) = (tenant.to_owned(), flow.to_owned());
+        let (record, live) = blocking(move || {
+            let mut record = this.store.get_flow(&tenant, &flow)?;
+            edit(&mut record)?;
+            record.updated_at_ms = now_ms();
+            let live = this.live_flow(&record)?;
+            this.store.put_flow(&record)?;
+            let enabled = !this.store.get_tenant(&tenant)?.disabled;
+            Ok((record, enabled.then_some(live)))
+        })
+        .await?;
+        if let Some(live) = live {
+            self.swap(|table| table.insert(Arc::new(live)));
+        }
+        Ok(record)
+    }
+
     async fn change_version(
         self: &Arc<Self>,
         tenant: &str,
@@ -550,6 +707,8 @@ impl Registry {
             this.store.get_version(&tenant, &record.plugin, next)?;
             record.version = next;
             record.previous_version = Some(previous);
+            // Activating or rolling back ends a canary: what answers is what was chosen.
+            record.canary = None;
             record.updated_at_ms = now_ms();
             let live = this.live_flow(&record)?;
             this.store.put_flow(&record)?;
@@ -796,30 +955,58 @@ impl Registry {
         self.table.store(Arc::new(next));
     }
 
-    /// Builds the live form of a stored flow, loading its plugin.
-    fn live_flow(&self, record: &FlowRecord) -> Result<Flow, RegistryError> {
-        let version = self
+    /// Version `version` of the flow's plugin, loaded, once checked to export what the flow
+    /// calls. Blocking: it may read the store and compile.
+    ///
+    /// # Errors
+    /// No such version, it does not export what the flow calls, or it cannot be loaded.
+    pub fn flow_plugin(
+        &self,
+        record: &FlowRecord,
+        version: u32,
+    ) -> Result<Arc<Plugin>, RegistryError> {
+        let stored = self
             .store
-            .get_version(&record.tenant, &record.plugin, record.version)?;
+            .get_version(&record.tenant, &record.plugin, version)?;
         let settings = &record.settings;
         let export = settings.export();
-        if !version.exports.iter().any(|e| e == export) {
+        if !stored.exports.iter().any(|e| e == export) {
             let what = match settings.hook {
                 Hook::Passthru => format!("a flow in {} mode", settings.mode.as_str()),
                 hook => format!("a flow whose hook is {}", hook.as_str()),
             };
             return Err(RegistryError::BadRequest(format!(
-                "version {} of plugin {:?} does not export `{export}`, which {what} calls (it \
-                 exports {:?})",
-                record.version, record.plugin, version.exports
+                "version {version} of plugin {:?} does not export `{export}`, which {what} calls \
+                 (it exports {:?})",
+                record.plugin, stored.exports
             )));
         }
+        self.load(&stored.sha256)
+    }
+
+    /// The canary of a stored flow, loaded.
+    fn live_canary(&self, record: &FlowRecord) -> Result<Option<LiveCanary>, RegistryError> {
+        let Some(set) = record.canary else {
+            return Ok(None);
+        };
+        Ok(Some(LiveCanary {
+            version: set.version,
+            percent: set.percent,
+            threshold: canary::threshold(set.percent),
+            plugin: self.flow_plugin(record, set.version)?,
+        }))
+    }
+
+    /// Builds the live form of a stored flow, loading its plugin (and its canary's).
+    fn live_flow(&self, record: &FlowRecord) -> Result<Flow, RegistryError> {
+        let settings = &record.settings;
         Ok(Flow {
             tenant: record.tenant.clone(),
             name: record.name.clone(),
             plugin_name: record.plugin.clone(),
             version: record.version,
-            plugin: self.load(&version.sha256)?,
+            plugin: self.flow_plugin(record, record.version)?,
+            canary: self.live_canary(record)?,
             mode: settings.mode,
             hook: settings.hook,
             fallback: settings.fallback,
@@ -878,6 +1065,7 @@ impl Registry {
             ),
             secrets,
             outbound_hosts: outbound_hosts(&settings.outbound_hosts)?,
+            scratch_kv: false,
         })
     }
 

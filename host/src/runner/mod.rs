@@ -8,6 +8,7 @@
 //! are kept in a cache ([`cache`]) so that a run after an edit compiles once.
 
 pub mod cache;
+pub mod rollout;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

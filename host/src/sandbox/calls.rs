@@ -20,6 +20,7 @@ use super::limits::Limits;
 use super::meter::MAX_HOSTCALL_BYTES;
 use super::outbound::OutboundRecord;
 use super::output::{self, LogLine};
+use super::seed::CallSeed;
 use super::state::{CallState, Grants};
 use crate::call::CallDetails;
 
@@ -148,6 +149,21 @@ impl Sandbox {
         limits: &Limits,
         grants: Arc<Grants>,
     ) -> CallReport {
+        self.decide_seeded(plugin, share, call, limits, grants, CallSeed::fresh())
+            .await
+    }
+
+    /// [`decide`](Self::decide) with the call's clocks and randomness drawn from `seed` (a live
+    /// call's fresh one, kept with its record, or a recorded one to replay the call).
+    pub async fn decide_seeded(
+        &self,
+        plugin: &Plugin,
+        share: &TenantShare,
+        call: CallDetails,
+        limits: &Limits,
+        grants: Arc<Grants>,
+        seed: CallSeed,
+    ) -> CallReport {
         let export = Export {
             name: "decide",
             pre: plugin.decider.as_ref(),
@@ -158,6 +174,7 @@ impl Sandbox {
             export,
             limits,
             grants,
+            &seed,
             async move |pre, store| {
                 let call = wit::CallDetails::from(call);
                 let instance = pre.instantiate_async(&mut *store).await?;
@@ -182,6 +199,23 @@ impl Sandbox {
         limits: &Limits,
         grants: Arc<Grants>,
     ) -> RecordReport {
+        let seed = CallSeed::fresh();
+        self.record_seeded(plugin, share, event, call, limits, grants, seed)
+            .await
+    }
+
+    /// [`record`](Self::record) with the call's clocks and randomness drawn from `seed`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_seeded(
+        &self,
+        plugin: &Plugin,
+        share: &TenantShare,
+        event: Event,
+        call: CallDetails,
+        limits: &Limits,
+        grants: Arc<Grants>,
+        seed: CallSeed,
+    ) -> RecordReport {
         let export = Export {
             name: "record",
             pre: plugin.recorder.as_ref(),
@@ -192,6 +226,7 @@ impl Sandbox {
             export,
             limits,
             grants,
+            &seed,
             async move |pre, store| {
                 let call = wit::CallDetails::from(call);
                 let event = wit::Event {
@@ -218,6 +253,7 @@ impl Sandbox {
     ///
     /// `run` answers the export's value, or the plugin's own error (`record`'s `err`); a failure
     /// wasmtime raises is its `Err`, classified here.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn call<P, T: Reasoned>(
         &self,
         plugin: &Plugin,
@@ -225,6 +261,7 @@ impl Sandbox {
         export: Export<'_, P>,
         limits: &Limits,
         grants: Arc<Grants>,
+        seed: &CallSeed,
         run: impl AsyncFnOnce(&P, &mut Store<CallState>) -> wasmtime::Result<Result<T, SandboxError>>,
     ) -> Report<T> {
         let weight = plugin.weight;
@@ -253,7 +290,7 @@ impl Sandbox {
                 limits.memory_mb
             ));
         };
-        let (mut store, started) = self.new_store(limits, grants);
+        let (mut store, started) = self.new_store(limits, grants, seed);
         let outcome = match (export.pre, prepare_store(&mut store, limits)) {
             (_, Err(error)) => Err(error),
             (None, Ok(())) => Err(missing_export(export.name)),
@@ -266,7 +303,12 @@ impl Sandbox {
     }
 
     /// A store for one call, with its memory cap, what the flow grants and its outbound policy.
-    fn new_store(&self, limits: &Limits, grants: Arc<Grants>) -> (Store<CallState>, Instant) {
+    fn new_store(
+        &self,
+        limits: &Limits,
+        grants: Arc<Grants>,
+        seed: &CallSeed,
+    ) -> (Store<CallState>, Instant) {
         let started = Instant::now();
         let memory_bytes = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
         let deadline = started + limits.deadline();
@@ -274,7 +316,8 @@ impl Sandbox {
             .outbound_hosts
             .is_some()
             .then(|| self.outbound.clone());
-        let state = CallState::with_outbound(memory_bytes, grants, outbound, limits.fuel, deadline);
+        let state =
+            CallState::with_outbound(memory_bytes, grants, outbound, limits.fuel, deadline, seed);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);

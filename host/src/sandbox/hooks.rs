@@ -12,6 +12,7 @@ use super::engine::{Plugin, Sandbox};
 use super::error::SandboxError;
 use super::limits::Limits;
 use super::output;
+use super::seed::CallSeed;
 use super::state::Grants;
 use crate::answer::{
     CallPlayback, ConnectPlan, GatherPlan, Media, MusicOnHold, PlaybackTo, RecordingChannels,
@@ -86,6 +87,23 @@ impl Sandbox {
         limits: &Limits,
         grants: Arc<Grants>,
     ) -> HookReport {
+        let seed = CallSeed::fresh();
+        self.answer_seeded(plugin, share, hook, call, limits, grants, seed)
+            .await
+    }
+
+    /// [`answer`](Self::answer) with the call's clocks and randomness drawn from `seed`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn answer_seeded(
+        &self,
+        plugin: &Plugin,
+        share: &TenantShare,
+        hook: HookExport,
+        call: CallDetails,
+        limits: &Limits,
+        grants: Arc<Grants>,
+        seed: CallSeed,
+    ) -> HookReport {
         let call = wit::CallDetails::from(call);
         // Each hook's export has its own world, so its own prepared instance and call method:
         // the same steps, written once.
@@ -101,6 +119,7 @@ impl Sandbox {
                     export,
                     limits,
                     grants,
+                    &seed,
                     async move |pre, store| {
                         let instance = pre.instantiate_async(&mut *store).await?;
                         Ok($check(instance.$method(&mut *store, &call).await?))

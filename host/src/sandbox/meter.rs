@@ -14,8 +14,8 @@
 use std::time::Instant;
 
 use wasmtime::StoreContextMut;
+use wasmtime::bail;
 use wasmtime::component::Linker;
-use wasmtime::{bail, format_err};
 
 use super::state::CallState;
 
@@ -106,7 +106,8 @@ const RANDOM_INTERFACES: [(&str, &str); 2] = [
 
 /// Replaces `get-random-bytes` and `get-insecure-random-bytes` (linked by wasmtime-wasi before)
 /// with bounded, metered ones: at most [`MAX_RANDOM_BYTES`] per call, each byte charged, all from
-/// the operating system's generator (fast enough for both).
+/// the call's generator (ChaCha12, seeded from the call's seed: see `seed`), so that a replay of
+/// the call draws the same bytes.
 pub fn link_random(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     for (interface, function) in RANDOM_INTERFACES {
@@ -119,7 +120,7 @@ pub fn link_random(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
 }
 
 fn random_bytes(
-    store: StoreContextMut<'_, CallState>,
+    mut store: StoreContextMut<'_, CallState>,
     (len,): (u64,),
 ) -> wasmtime::Result<(Vec<u8>,)> {
     if len > MAX_RANDOM_BYTES {
@@ -131,8 +132,7 @@ fn random_bytes(
     let len = usize::try_from(len)?;
     store.data().log.lock().budget.charge(len)?;
     let mut bytes = vec![0; len];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| format_err!("the host's random generator failed: {e}"))?;
+    rand::Rng::fill_bytes(&mut store.data_mut().random, &mut bytes);
     Ok((bytes,))
 }
 

@@ -34,6 +34,8 @@ mod meter;
 pub mod outbound;
 mod output;
 mod precompiled;
+mod scratch;
+mod seed;
 mod state;
 
 pub use admission::{TenantShare, default_memory_budget_mb};
@@ -51,4 +53,6 @@ pub use meter::{
 };
 pub use output::{LogLevel, LogLine, MAX_LOG_BYTES, MAX_LOG_LINES, trace_lines};
 pub use precompiled::{Compiled, hex_sha256};
+pub use scratch::MAX_SCRATCH_BYTES;
+pub use seed::CallSeed;
 pub use state::{FlowConfig, Grants, MAX_KV_WRITES_PER_CALL};

@@ -14,7 +14,10 @@ use super::bindings::passthru::plugin::{host, kv, types};
 use super::meter::{HostBudget, MAX_RESOURCES};
 use super::outbound::{OutboundCall, OutboundHosts, OutboundOptions, OutboundPolicy};
 use super::output::{LogLevel, SharedLog};
+use super::scratch::KvScratch;
+use super::seed::CallSeed;
 use crate::kv::{KvError, KvGrants, expiry};
+use rand::rngs::StdRng;
 
 /// A flow's configured keys and values, as the plugin reads them through `config`.
 pub type FlowConfig = BTreeMap<String, String>;
@@ -30,9 +33,24 @@ pub struct Grants {
     pub secrets: Vec<String>,
     /// The hosts `wasi:http` may reach (none: it refuses every request).
     pub outbound_hosts: Option<Arc<OutboundHosts>>,
+    /// Key-value writes stay in the call (a dry run's, a backtest's): the plugin reads its own
+    /// writes over the stores' data, and nothing is written to the stores.
+    pub scratch_kv: bool,
 }
 
 impl Grants {
+    /// What a dry run of a flow is granted: the same config and stores, key-value writes kept
+    /// in the call only, and no outbound request (each is refused, and listed as refused).
+    pub fn dry_run(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            kv: self.kv.clone(),
+            secrets: self.secrets.clone(),
+            outbound_hosts: None,
+            scratch_kv: true,
+        }
+    }
+
     /// A flow that grants its config and nothing else.
     pub fn config(config: FlowConfig) -> Self {
         Self {
@@ -66,13 +84,18 @@ pub struct CallState {
     /// `wasi:http`'s state, made on the plugin's first use of it (most never use it).
     http: Option<(WasiHttpCtx, OutboundCall)>,
     deadline: Instant,
+    /// What the host's `get-random-bytes` draws from: seeded from the call's [`CallSeed`].
+    pub(crate) random: StdRng,
+    /// A dry run's key-value writes (see [`Grants::scratch_kv`]).
+    scratch: Option<KvScratch>,
 }
 
 impl CallState {
     /// A call's store data without outbound requests (tests).
     #[cfg(test)]
     pub fn new(memory_bytes: usize, grants: Arc<Grants>, fuel: u64, deadline: Instant) -> Self {
-        Self::with_outbound(memory_bytes, grants, None, fuel, deadline)
+        let seed = CallSeed::fresh();
+        Self::with_outbound(memory_bytes, grants, None, fuel, deadline, &seed)
     }
 
     /// A call's store data: `fuel` and `deadline` bound what its imports may do for it too, and
@@ -84,18 +107,23 @@ impl CallState {
         outbound: Option<Arc<OutboundOptions>>,
         fuel: u64,
         deadline: Instant,
+        seed: &CallSeed,
     ) -> Self {
         let log = SharedLog::new(HostBudget::new(fuel, deadline));
         // No preopens, no environment, no arguments, no network: the builder's defaults deny
         // files, env and args; sockets are turned off explicitly rather than left to an
-        // address check. What the guest writes is charged to the call (see `meter`).
-        let wasi = WasiCtxBuilder::new()
+        // address check. What the guest writes is charged to the call (see `meter`). Its clocks
+        // and random sources derive from `seed`, so that the call can be replayed.
+        let mut builder = WasiCtxBuilder::new();
+        builder
             .stdout(log.stream(LogLevel::Stdout))
             .stderr(log.stream(LogLevel::Stderr))
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        let random = seed.apply(&mut builder);
+        let wasi = builder.build();
+        let scratch = grants.scratch_kv.then(KvScratch::default);
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
         Self {
@@ -108,6 +136,8 @@ impl CallState {
             outbound,
             http: None,
             deadline,
+            random,
+            scratch,
         }
     }
 }
@@ -232,12 +262,18 @@ impl CallState {
         store: &str,
         bytes: usize,
         write: bool,
-        op: impl FnOnce(&crate::kv::Bucket) -> Result<T, KvError>,
+        op: impl FnOnce(&crate::kv::Bucket, Option<&mut KvScratch>) -> Result<T, KvError>,
     ) -> wasmtime::Result<Result<T, kv::KvError>> {
         if let Err(refused) = self.charge_kv(store.len() + bytes, write)? {
             return Ok(Err(refused));
         }
-        Ok(self.grants.kv.open(store).and_then(op).map_err(Into::into))
+        let scratch = self.scratch.as_mut();
+        Ok(self
+            .grants
+            .kv
+            .open(store)
+            .and_then(|bucket| op(bucket, scratch))
+            .map_err(Into::into))
     }
 }
 
@@ -247,8 +283,11 @@ impl kv::Host for CallState {
         store: String,
         key: String,
     ) -> wasmtime::Result<Result<Option<String>, kv::KvError>> {
-        let found = self.kv_op(&store, key.len(), false, |bucket| {
-            Ok(bucket.get(&key, now_ms()).map(|entry| entry.value))
+        let found = self.kv_op(&store, key.len(), false, |bucket, scratch| {
+            Ok(match scratch {
+                Some(scratch) => scratch.get(bucket, &key, now_ms()),
+                None => bucket.get(&key, now_ms()).map(|entry| entry.value),
+            })
         })?;
         // The value's bytes are work too: copying it into the guest.
         if let Ok(Some(value)) = &found {
@@ -265,8 +304,12 @@ impl kv::Host for CallState {
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<(), kv::KvError>> {
         let bytes = key.len() + value.len();
-        self.kv_op(&store, bytes, true, |bucket| {
-            bucket.put(&key, value, expiry(now_ms(), ttl_ms)?)
+        self.kv_op(&store, bytes, true, |bucket, scratch| {
+            let expires_at_ms = expiry(now_ms(), ttl_ms)?;
+            match scratch {
+                Some(scratch) => scratch.put(bucket, &key, value, expires_at_ms),
+                None => bucket.put(&key, value, expires_at_ms),
+            }
         })
     }
 
@@ -275,8 +318,9 @@ impl kv::Host for CallState {
         store: String,
         key: String,
     ) -> wasmtime::Result<Result<bool, kv::KvError>> {
-        self.kv_op(&store, key.len(), true, |bucket| {
-            bucket.delete(&key, now_ms())
+        self.kv_op(&store, key.len(), true, |bucket, scratch| match scratch {
+            Some(scratch) => scratch.delete(bucket, &key, now_ms()),
+            None => bucket.delete(&key, now_ms()),
         })
     }
 
@@ -287,9 +331,12 @@ impl kv::Host for CallState {
         delta: i64,
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<i64, kv::KvError>> {
-        self.kv_op(&store, key.len(), true, |bucket| {
+        self.kv_op(&store, key.len(), true, |bucket, scratch| {
             let now = now_ms();
-            bucket.increment(&key, delta, expiry(now, ttl_ms)?, now)
+            match scratch {
+                Some(scratch) => scratch.increment(bucket, &key, delta, expiry(now, ttl_ms)?, now),
+                None => bucket.increment(&key, delta, expiry(now, ttl_ms)?, now),
+            }
         })
     }
 }

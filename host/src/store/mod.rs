@@ -245,8 +245,47 @@ pub struct FlowRecord {
     /// never shown, only that they are set. The plugin reads them through `config`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretInfo>,
+    /// The version answering a share of the flow's calls besides the active one (set by `PUT
+    /// /v1/flows/{flow}/canary`); null when there is none.
+    pub canary: Option<Canary>,
     /// Milliseconds since the Unix epoch.
     pub updated_at_ms: i64,
+}
+
+/// A canary: another version of the flow's plugin answering `percent` of its calls, chosen by a
+/// stable hash of each call's `CallSid` (see `crate::rollout::canary`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Canary {
+    /// A version of the flow's plugin, not the active one.
+    #[schema(minimum = 1)]
+    pub version: u32,
+    /// The share of calls it answers: more than 0, less than 100 (steps of 0.01).
+    #[schema(exclusive_minimum = 0, exclusive_maximum = 100, examples(10))]
+    pub percent: f64,
+}
+
+// A canary's percent is checked finite before it is stored, so equality is total.
+impl Eq for Canary {}
+
+/// What a plugin saw of the clock and of randomness in one call, kept with its decision record so
+/// that the call can be run again exactly (`passthru run --replay`, backtests): given the same
+/// query, config and these, a version answers the same and uses the same fuel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Replay {
+    /// The seed of every random source of the call (`wasi:random`'s secure and insecure
+    /// generators): 64 hex digits. Whoever reads the record can recompute the call's random
+    /// bytes, so a plugin must not use them for secrets it keeps from its tenant.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub seed: String,
+    /// Where the call's clocks started, in milliseconds since the Unix epoch: its wall clock
+    /// reads this plus 1 µs per earlier clock read of the call, and its monotonic clock the same
+    /// in nanoseconds.
+    pub clock_ms: i64,
+    /// The export called: `decide`, `record`, `select`, `greeting`, `sms`, `connect` or `gather`.
+    pub export: String,
+    /// The fuel the call was given.
+    pub fuel: u64,
 }
 
 /// A flow's secret as listed: its key and when it was set, never its value.
@@ -320,6 +359,13 @@ pub struct DecisionRecord {
     pub outbound: Vec<crate::sandbox::outbound::OutboundRecord>,
     /// Milliseconds since the Unix epoch.
     pub at_ms: i64,
+    /// The Passthru query string as received (at most the server's `max_query_bytes`); null in
+    /// records written before it was kept.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// What the plugin saw of the clock and randomness: with `query`, what replays the call.
+    #[serde(default)]
+    pub replay: Option<Replay>,
 }
 
 /// Which decision records to read, newest first.
@@ -334,6 +380,9 @@ pub struct DecisionFilter {
     pub before_id: Option<i64>,
     pub limit: u32,
 }
+
+/// One decision as the stats aggregate it: (at_ms, version, outcome, elapsed_us).
+pub type DecisionPoint = (i64, u32, String, u64);
 
 /// Where decision records go: the part of the store the record writer uses.
 pub trait RecordSink: Send + Sync + 'static {
@@ -373,8 +422,8 @@ pub trait Store: RecordSink + KvSink {
         exports: &[String],
     ) -> StoreResult<VersionRecord>;
     fn get_version(&self, tenant: &str, plugin: &str, version: u32) -> StoreResult<VersionRecord>;
-    /// Deletes a version that no flow uses, as its version or as the one it would roll back to
-    /// ([`StoreError::InUse`] otherwise). Its number is never given to another version.
+    /// Deletes a version that no flow uses, as its version, its canary or the one it would roll
+    /// back to ([`StoreError::InUse`] otherwise). Its number is never given to another version.
     fn delete_version(
         &self,
         tenant: &str,
@@ -424,6 +473,23 @@ pub trait Store: RecordSink + KvSink {
         tenant: &str,
         filter: &DecisionFilter,
     ) -> StoreResult<Vec<DecisionRecord>>;
+    /// (at_ms, version, outcome, elapsed_us) of a flow's decisions since `since_ms`, oldest
+    /// first, at most `limit`: the newest `limit` when there are more. Raw points, so that
+    /// every backend shares the aggregation into per-minute figures (`GET /v1/flows/{flow}/stats`).
+    ///
+    /// The default reads whole records a page at a time ([`decision_points_by_pages`]); a
+    /// backend overrides it with a query of these four columns (the SQLite store does, and stops
+    /// its scan at the first record timed more than ten minutes before the window, rather than
+    /// read every record the flow keeps).
+    fn decision_points(
+        &self,
+        tenant: &str,
+        flow: &str,
+        since_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<DecisionPoint>> {
+        decision_points_by_pages(self, tenant, flow, since_ms, limit)
+    }
     /// The checksum recorded for a compiled artifact, if one was stored.
     fn artifact_checksum(&self, key: &str) -> StoreResult<Option<String>>;
     fn put_artifact_checksum(&self, key: &str, checksum: &str) -> StoreResult<()>;
@@ -449,6 +515,45 @@ pub trait Store: RecordSink + KvSink {
     fn shared(&self) -> bool {
         false
     }
+}
+
+/// [`Store::decision_points`] from [`Store::query_decisions`], newest page first: correct on any
+/// store, though it reads the records' logs too.
+pub fn decision_points_by_pages<S: Store + ?Sized>(
+    store: &S,
+    tenant: &str,
+    flow: &str,
+    since_ms: i64,
+    limit: u32,
+) -> StoreResult<Vec<DecisionPoint>> {
+    /// The page size every store serves (the SQLite store's `MAX_PAGE`).
+    const PAGE: u32 = 1000;
+    let mut points = Vec::new();
+    let mut before_id = None;
+    while points.len() < limit as usize {
+        let want = (limit - points.len() as u32).min(PAGE);
+        let page = store.query_decisions(
+            tenant,
+            &DecisionFilter {
+                flow: Some(flow.to_owned()),
+                since_ms: Some(since_ms),
+                before_id,
+                limit: want,
+                ..DecisionFilter::default()
+            },
+        )?;
+        let full = page.len() == want as usize;
+        before_id = page.last().map(|r| r.id);
+        points.extend(
+            page.into_iter()
+                .map(|r| (r.at_ms, r.version, r.outcome, r.elapsed_us)),
+        );
+        if !full {
+            break;
+        }
+    }
+    points.reverse();
+    Ok(points)
 }
 
 /// Milliseconds since the Unix epoch.

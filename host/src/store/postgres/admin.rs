@@ -9,16 +9,20 @@ use crate::flow::{FlowSettings, StatusMap, UrlAuth};
 use crate::store::sqlite::rows::{FlowRow, HookColumn, parse_branch, to_flow};
 use crate::store::sqlite::{MAX_PAGE, from_json, json, not_found};
 use crate::store::{
-    DecisionFilter, DecisionRecord, FlowRecord, SealedSecret, SecretInfo, Store, StoreError,
-    StoreResult, Tenant, TenantCaps, TokenInfo, VersionRecord, now_ms,
+    DecisionFilter, DecisionPoint, DecisionRecord, FlowRecord, SealedSecret, SecretInfo, Store,
+    StoreError, StoreResult, Tenant, TenantCaps, TokenInfo, VersionRecord, now_ms,
 };
+
+/// How late a record may be written after its call: the bound of [`Store::decision_points`]'s
+/// scan, as in the embedded store.
+const LATE_RECORD_MS: i64 = 10 * 60_000;
 
 const VERSION_COLUMNS: &str =
     "tenant, plugin, version, sha256, size, world, exports, uploaded_at_ms";
 
 const FLOW_COLUMNS: &str = "tenant, name, plugin, version, previous_version, mode, \
     status_success, status_failure, fallback, limits, config, updated_at_ms, retry, auth_kind, \
-    auth_digest, auth_set_at_ms, hook";
+    auth_digest, auth_set_at_ms, hook, canary";
 
 fn tenant(row: &Row) -> StoreResult<Tenant> {
     let caps: String = row.try_get(2)?;
@@ -67,6 +71,8 @@ fn flow(row: &Row) -> StoreResult<FlowRecord> {
                 ..UrlAuth::default()
             },
             secrets: Vec::new(),
+            // Read from `canary` by `to_flow`.
+            canary: None,
             updated_at_ms: row.try_get(11)?,
         },
         mode: row.try_get(5)?,
@@ -76,6 +82,7 @@ fn flow(row: &Row) -> StoreResult<FlowRecord> {
         auth_kind: row.try_get(13)?,
         auth_digest: row.try_get(14)?,
         hook: row.try_get(16)?,
+        canary: row.try_get(17)?,
     };
     to_flow(flow)
 }
@@ -345,7 +352,8 @@ impl Store for PgStore {
             let user: Option<String> = tx
                 .query_opt(
                     "SELECT name FROM flows WHERE tenant = $1 AND plugin = $2 \
-                     AND (version = $3 OR previous_version = $3) ORDER BY name LIMIT 1",
+                     AND (version = $3 OR previous_version = $3 \
+                     OR (canary::jsonb ->> 'version')::BIGINT = $3) ORDER BY name LIMIT 1",
                     &[&tenant, &plugin, &big(v)],
                 )?
                 .map(|r| r.get(0));
@@ -353,7 +361,7 @@ impl Store for PgStore {
                 return Err(StoreError::InUse {
                     what: format!(
                         "version {v} of plugin {plugin:?} is used by flow {flow:?} (as its \
-                         version, or the one it would roll back to)"
+                         version, its canary, or the one it would roll back to)"
                     ),
                 });
             }
@@ -431,6 +439,7 @@ impl Store for PgStore {
         let s = &f.settings;
         let (limits, config, retry) = (json(&s.limits)?, json(&s.config)?, json(&s.retry)?);
         let hook = json(&HookColumn::of(s))?;
+        let canary = f.canary.as_ref().map(json).transpose()?;
         in_tx(&mut *self.conn()?, |tx| {
             let existed: bool = tx
                 .query_one(
@@ -441,7 +450,7 @@ impl Store for PgStore {
             tx.execute(
                 &format!(
                     "INSERT INTO flows ({FLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-                     $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+                     $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
                      ON CONFLICT (tenant, name) DO UPDATE SET plugin = EXCLUDED.plugin, \
                      version = EXCLUDED.version, previous_version = EXCLUDED.previous_version, \
                      mode = EXCLUDED.mode, status_success = EXCLUDED.status_success, \
@@ -449,7 +458,8 @@ impl Store for PgStore {
                      limits = EXCLUDED.limits, config = EXCLUDED.config, \
                      updated_at_ms = EXCLUDED.updated_at_ms, retry = EXCLUDED.retry, \
                      auth_kind = EXCLUDED.auth_kind, auth_digest = EXCLUDED.auth_digest, \
-                     auth_set_at_ms = EXCLUDED.auth_set_at_ms, hook = EXCLUDED.hook"
+                     auth_set_at_ms = EXCLUDED.auth_set_at_ms, hook = EXCLUDED.hook, \
+                     canary = EXCLUDED.canary"
                 ),
                 &[
                     &f.tenant,
@@ -469,6 +479,7 @@ impl Store for PgStore {
                     &f.auth.digest_hex(),
                     &f.auth.set_at_ms,
                     &hook,
+                    &canary,
                 ],
             )?;
             announce(tx, &f.tenant)?;
@@ -587,7 +598,8 @@ impl Store for PgStore {
         self.conn()?
             .query(
                 "SELECT id, tenant, flow, plugin, version, call_sid, branch, outcome, reason, \
-                 error, fuel_used, elapsed_us, log, log_dropped, at_ms, answer FROM decisions \
+                 error, fuel_used, elapsed_us, log, log_dropped, at_ms, answer, query, replay \
+                 FROM decisions \
                  WHERE tenant = $1 AND ($2::TEXT IS NULL OR flow = $2) \
                  AND ($3::TEXT IS NULL OR call_sid = $3) AND ($4::TEXT IS NULL OR outcome = $4) \
                  AND ($5::BIGINT IS NULL OR at_ms >= $5) AND ($6::BIGINT IS NULL OR at_ms < $6) \
@@ -606,6 +618,39 @@ impl Store for PgStore {
             .iter()
             .map(decision)
             .collect()
+    }
+
+    fn decision_points(
+        &self,
+        tenant: &str,
+        flow: &str,
+        since_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<DecisionPoint>> {
+        // Newest first through the (tenant, flow, id) index, so that the limit keeps the newest.
+        // `at_ms` has no index: the scan is bounded below by the newest record older than the
+        // window by more than ten minutes (ids follow the order records were written in, a few
+        // milliseconds after their call, on whichever node), found by a short backward scan.
+        let rows = self.conn()?.query(
+            "SELECT at_ms, version, outcome, elapsed_us FROM decisions \
+             WHERE tenant = $1 AND flow = $2 AND at_ms >= $3 AND id > COALESCE(( \
+               SELECT id FROM decisions WHERE tenant = $1 AND flow = $2 AND at_ms < $3 - $5 \
+               ORDER BY id DESC LIMIT 1), 0) \
+             ORDER BY id DESC LIMIT $4",
+            &[
+                &tenant,
+                &flow,
+                &since_ms,
+                &i64::from(limit),
+                &LATE_RECORD_MS,
+            ],
+        )?;
+        let mut points = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, small(r, 1)?, r.try_get(2)?, small(r, 3)?)))
+            .collect::<StoreResult<Vec<DecisionPoint>>>()?;
+        points.reverse();
+        Ok(points)
     }
 
     fn artifact_checksum(&self, key: &str) -> StoreResult<Option<String>> {

@@ -26,7 +26,7 @@ use postgres::{GenericClient, NoTls, Row, Transaction};
 use r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
 
-use super::sqlite::{log_column, parse_log_column};
+use super::sqlite::{from_json, json, log_column, parse_log_column};
 use super::{DecisionRecord, RecordSink, StoreError, StoreResult};
 pub use kv::KvNotice;
 pub use listen::{ChangeListener, listen};
@@ -106,6 +106,7 @@ const MIGRATIONS: &[&str] = &[r#"
         auth_digest TEXT,
         auth_set_at_ms BIGINT,
         hook TEXT NOT NULL,
+        canary TEXT,
         PRIMARY KEY (tenant, name)
     );
     CREATE TABLE flow_secrets (
@@ -132,7 +133,9 @@ const MIGRATIONS: &[&str] = &[r#"
         log TEXT NOT NULL,
         log_dropped BIGINT NOT NULL,
         at_ms BIGINT NOT NULL,
-        answer TEXT
+        answer TEXT,
+        query TEXT,
+        replay TEXT
     );
     CREATE INDEX decisions_by_flow ON decisions (tenant, flow, id);
     CREATE INDEX decisions_by_call ON decisions (tenant, call_sid);
@@ -337,6 +340,8 @@ impl RecordSink for PgStore {
         let mut dropped = Vec::with_capacity(records.len());
         let mut at = Vec::with_capacity(records.len());
         let mut answer = Vec::with_capacity(records.len());
+        let mut query = Vec::with_capacity(records.len());
+        let mut replay = Vec::with_capacity(records.len());
         for r in records {
             tenant.push(r.tenant.as_str());
             flow.push(r.flow.as_str());
@@ -353,16 +358,19 @@ impl RecordSink for PgStore {
             dropped.push(big(r.log_dropped));
             at.push(r.at_ms);
             answer.push(r.answer.as_deref());
+            query.push(r.query.as_deref());
+            replay.push(r.replay.as_ref().map(json).transpose()?);
         }
         self.conn()?.execute(
             "INSERT INTO decisions (tenant, flow, plugin, version, call_sid, branch, outcome, \
-             reason, error, fuel_used, elapsed_us, log, log_dropped, at_ms, answer) \
+             reason, error, fuel_used, elapsed_us, log, log_dropped, at_ms, answer, query, \
+             replay) \
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], \
              $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[], $11::int8[], \
-             $12::text[], $13::int8[], $14::int8[], $15::text[])",
+             $12::text[], $13::int8[], $14::int8[], $15::text[], $16::text[], $17::text[])",
             &[
                 &tenant, &flow, &plugin, &version, &call_sid, &branch, &outcome, &reason, &error,
-                &fuel, &elapsed, &log, &dropped, &at, &answer,
+                &fuel, &elapsed, &log, &dropped, &at, &answer, &query, &replay,
             ],
         )?;
         Ok(())
@@ -388,7 +396,8 @@ impl RecordSink for PgStore {
 }
 
 /// A decision record from a row of `SELECT id, tenant, flow, plugin, version, call_sid, branch,
-/// outcome, reason, error, fuel_used, elapsed_us, log, log_dropped, at_ms, answer`.
+/// outcome, reason, error, fuel_used, elapsed_us, log, log_dropped, at_ms, answer, query,
+/// replay`.
 pub(super) fn decision(row: &Row) -> StoreResult<DecisionRecord> {
     let branch: String = row.try_get(6)?;
     let log: String = row.try_get(12)?;
@@ -411,5 +420,11 @@ pub(super) fn decision(row: &Row) -> StoreResult<DecisionRecord> {
         outbound,
         at_ms: row.try_get(14)?,
         answer: row.try_get(15)?,
+        query: row.try_get(16)?,
+        replay: row
+            .try_get::<_, Option<String>>(17)?
+            .as_deref()
+            .map(from_json)
+            .transpose()?,
     })
 }

@@ -6,10 +6,10 @@ use super::rows::{
     FLOW_COLUMNS, HookColumn, VERSION_COLUMNS, branch_str, collect, decision_row, flow_row,
     tenant_row, to_flow, to_tenant, to_version, version_row,
 };
-use super::{MAX_PAGE, SqliteStore, json, not_found, parse_log_column, write_tx};
+use super::{MAX_PAGE, SqliteStore, from_json, json, not_found, parse_log_column, write_tx};
 use crate::store::{
-    DecisionFilter, DecisionRecord, FlowRecord, SealedSecret, SecretInfo, Store, StoreError,
-    StoreResult, Tenant, TenantCaps, TokenInfo, VersionRecord, now_ms,
+    DecisionFilter, DecisionPoint, DecisionRecord, FlowRecord, SealedSecret, SecretInfo, Store,
+    StoreError, StoreResult, Tenant, TenantCaps, TokenInfo, VersionRecord, now_ms,
 };
 
 impl SqliteStore {
@@ -32,6 +32,11 @@ impl SqliteStore {
         Ok(())
     }
 }
+
+/// How much earlier than the records written after it a decision record may be timed: its call
+/// may have run up to the longest deadline (10 s) and waited in the record writer's queue.
+/// Ten minutes is far beyond both.
+const LATE_RECORD_MS: i64 = 10 * 60_000;
 
 impl Store for SqliteStore {
     fn create_tenant(&self, name: &str, caps: &TenantCaps) -> StoreResult<Tenant> {
@@ -249,7 +254,8 @@ impl Store for SqliteStore {
         let user: Option<String> = tx
             .query_row(
                 "SELECT name FROM flows WHERE tenant = ?1 AND plugin = ?2 \
-                 AND (version = ?3 OR previous_version = ?3) ORDER BY name LIMIT 1",
+                 AND (version = ?3 OR previous_version = ?3 \
+                 OR json_extract(canary, '$.version') = ?3) ORDER BY name LIMIT 1",
                 params![tenant, plugin, version],
                 |r| r.get(0),
             )
@@ -258,7 +264,7 @@ impl Store for SqliteStore {
             return Err(StoreError::InUse {
                 what: format!(
                     "version {version} of plugin {plugin:?} is used by flow {flow:?} (as its \
-                     version, or the one it would roll back to)"
+                     version, its canary, or the one it would roll back to)"
                 ),
             });
         }
@@ -327,7 +333,8 @@ impl Store for SqliteStore {
         tx.execute(
             &format!(
                 "INSERT OR REPLACE INTO flows ({FLOW_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+                 ?18)"
             ),
             params![
                 flow.tenant,
@@ -346,7 +353,8 @@ impl Store for SqliteStore {
                 flow.auth.kind.as_str(),
                 flow.auth.digest_hex(),
                 flow.auth.set_at_ms,
-                json(&HookColumn::of(&flow.settings))?
+                json(&HookColumn::of(&flow.settings))?,
+                flow.canary.as_ref().map(json).transpose()?
             ],
         )?;
         tx.commit()?;
@@ -480,14 +488,7 @@ impl Store for SqliteStore {
         filter: &DecisionFilter,
     ) -> StoreResult<Vec<DecisionRecord>> {
         let conn = self.admin();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, tenant, flow, plugin, version, call_sid, branch, outcome, reason, error, \
-             fuel_used, elapsed_us, log, log_dropped, at_ms, answer FROM decisions \
-             WHERE tenant = ?1 AND (?2 IS NULL OR flow = ?2) AND (?3 IS NULL OR call_sid = ?3) \
-             AND (?4 IS NULL OR outcome = ?4) AND (?5 IS NULL OR at_ms >= ?5) \
-             AND (?6 IS NULL OR at_ms < ?6) AND (?7 IS NULL OR id < ?7) \
-             ORDER BY id DESC LIMIT ?8",
-        )?;
+        let mut stmt = conn.prepare_cached(&decisions_query(filter))?;
         let rows = stmt.query_map(
             params![
                 tenant,
@@ -501,10 +502,43 @@ impl Store for SqliteStore {
             ],
             decision_row,
         )?;
-        collect(rows, |(mut record, log)| {
+        collect(rows, |(mut record, log, replay)| {
             (record.log, record.outbound) = parse_log_column(&log)?;
+            record.replay = replay.as_deref().map(from_json).transpose()?;
             Ok(record)
         })
+    }
+
+    fn decision_points(
+        &self,
+        tenant: &str,
+        flow: &str,
+        since_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<DecisionPoint>> {
+        let conn = self.admin();
+        // Newest first through the (tenant, flow, id) index, so that the limit keeps the newest
+        // points (turned oldest first below). `at_ms` has no index: rather than filter every
+        // record the flow keeps, the scan stops at the first record older than the window by
+        // more than `LATE_RECORD_MS` (ids follow the order records were written in, a few
+        // milliseconds after their call).
+        let mut stmt = conn.prepare_cached(
+            "SELECT at_ms, version, outcome, elapsed_us FROM decisions \
+             WHERE tenant = ?1 AND flow = ?2 ORDER BY id DESC",
+        )?;
+        let mut rows = stmt.query(params![tenant, flow])?;
+        let mut points = Vec::new();
+        while points.len() < limit as usize {
+            let Some(row) = rows.next()? else { break };
+            let point: DecisionPoint = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+            if point.0 >= since_ms {
+                points.push(point);
+            } else if point.0 < since_ms - LATE_RECORD_MS {
+                break;
+            }
+        }
+        points.reverse();
+        Ok(points)
     }
 
     fn artifact_checksum(&self, key: &str) -> StoreResult<Option<String>> {
@@ -525,4 +559,31 @@ impl Store for SqliteStore {
         )?;
         Ok(())
     }
+}
+
+/// The statement of `query_decisions` for `filter`: only the conditions it sets, each with its
+/// fixed parameter number. Written out, rather than as `(?N IS NULL OR column = ?N)`, so that
+/// SQLite sees `tenant = ? AND flow = ?` and walks the `decisions_by_flow` index in id order
+/// (no sort of every record of the tenant for each page: a backtest reads ten pages of one flow).
+fn decisions_query(filter: &DecisionFilter) -> String {
+    let mut sql = String::from(
+        "SELECT id, tenant, flow, plugin, version, call_sid, branch, outcome, reason, error, \
+         fuel_used, elapsed_us, log, log_dropped, at_ms, answer, query, replay FROM decisions \
+         WHERE tenant = ?1",
+    );
+    for (set, condition) in [
+        (filter.flow.is_some(), " AND flow = ?2"),
+        (filter.call_sid.is_some(), " AND call_sid = ?3"),
+        (filter.outcome.is_some(), " AND outcome = ?4"),
+        (filter.since_ms.is_some(), " AND at_ms >= ?5"),
+        (filter.until_ms.is_some(), " AND at_ms < ?6"),
+        (filter.before_id.is_some(), " AND id < ?7"),
+    ] {
+        if set {
+            sql.push_str(condition);
+        }
+    }
+    // ?1 and ?8 are always there, so the statement always has the 8 parameters bound.
+    sql.push_str(" ORDER BY id DESC LIMIT ?8");
+    sql
 }

@@ -120,6 +120,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (tenant, flow, key)
     );
 "#,
+    // Rollouts: a flow's canary (JSON `{"version":N,"percent":P}`, or null), and what replays a
+    // decision: the query string as received and the call's seed and clock (JSON, see `Replay`).
+    r#"
+    ALTER TABLE flows ADD COLUMN canary TEXT;
+    ALTER TABLE decisions ADD COLUMN query TEXT;
+    ALTER TABLE decisions ADD COLUMN replay TEXT;
+"#,
 ];
 
 /// The most records one query returns.
@@ -253,8 +260,9 @@ impl RecordSink for SqliteStore {
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO decisions (tenant, flow, plugin, version, call_sid, branch, outcome, \
-                 reason, error, fuel_used, elapsed_us, log, log_dropped, at_ms, answer) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 reason, error, fuel_used, elapsed_us, log, log_dropped, at_ms, answer, query, \
+                 replay) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?;
             for r in records {
                 stmt.execute(params![
@@ -272,7 +280,9 @@ impl RecordSink for SqliteStore {
                     log_column(r)?,
                     r.log_dropped,
                     r.at_ms,
-                    r.answer
+                    r.answer,
+                    r.query,
+                    r.replay.as_ref().map(json).transpose()?
                 ])?;
             }
         }
@@ -367,6 +377,10 @@ mod tests {
                 digest: Some([7; 32]),
             },
             secrets: Vec::new(),
+            canary: Some(Canary {
+                version: 1,
+                percent: 12.5,
+            }),
             updated_at_ms: 7,
         }
     }
@@ -471,6 +485,13 @@ mod tests {
             log_dropped: 0,
             outbound: Vec::new(),
             at_ms: 1000 + i,
+            query: Some(format!("CallSid=call{i}")),
+            replay: (i == 4).then(|| Replay {
+                seed: "ab".repeat(32),
+                clock_ms: 77,
+                export: "decide".into(),
+                fuel: 9,
+            }),
         };
         let batch: Vec<_> = (0..10)
             .map(|i| {
@@ -515,6 +536,13 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(by_call.len(), 1);
+        assert_eq!(by_call[0].query.as_deref(), Some("CallSid=call7"));
+        let replayable = page(DecisionFilter {
+            call_sid: Some("call4".into()),
+            limit: 50,
+            ..Default::default()
+        });
+        assert_eq!(replayable[0].replay, batch[4].replay);
         let window = page(DecisionFilter {
             since_ms: Some(1002),
             until_ms: Some(1005),
@@ -534,6 +562,72 @@ mod tests {
             .is_empty()
         );
         assert_eq!(s.prune_decisions(1005).unwrap(), 5);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn decision_points_are_one_flows_since_a_time_oldest_first_keeping_the_newest() {
+        let (s, dir) = store();
+        let record = |i: i64, tenant: &str, flow: &str| DecisionRecord {
+            id: 0,
+            tenant: tenant.into(),
+            flow: flow.into(),
+            plugin: "p".into(),
+            version: 1 + (i % 2) as u32,
+            call_sid: None,
+            branch: Branch::Success,
+            outcome: if i == 4 { "trap" } else { "decided" }.into(),
+            reason: None,
+            error: None,
+            answer: None,
+            fuel_used: 1,
+            elapsed_us: 100 + i as u64,
+            log: vec![],
+            log_dropped: 0,
+            outbound: Vec::new(),
+            at_ms: 1000 + i,
+            query: None,
+            replay: None,
+        };
+        let mut batch: Vec<_> = (0..6).map(|i| record(i, "acme", "ivr")).collect();
+        batch.push(record(5, "acme", "other"));
+        batch.push(record(5, "globex", "ivr"));
+        s.insert_decisions(&batch).unwrap();
+        let points = s.decision_points("acme", "ivr", 1002, 100).unwrap();
+        assert_eq!(
+            points,
+            [
+                (1002, 1, "decided".to_owned(), 102),
+                (1003, 2, "decided".to_owned(), 103),
+                (1004, 1, "trap".to_owned(), 104),
+                (1005, 2, "decided".to_owned(), 105),
+            ]
+        );
+        let newest = s.decision_points("acme", "ivr", 0, 2).unwrap();
+        assert_eq!(newest.iter().map(|p| p.0).collect::<Vec<_>>(), [1004, 1005]);
+        // The trait's default, for stores without a query of their own: the same points.
+        assert_eq!(
+            decision_points_by_pages(&s, "acme", "ivr", 1002, 100).unwrap(),
+            points
+        );
+        assert_eq!(
+            decision_points_by_pages(&s, "acme", "ivr", 0, 2).unwrap(),
+            newest
+        );
+        // Records older than the window by far end the scan, even with newer ones past them:
+        // they were written first, so a later one is no older than the scan's own bound.
+        let ancient = record(9, "acme", "ivr");
+        s.insert_decisions(&[DecisionRecord {
+            at_ms: 1002 - 11 * 60_000,
+            ..ancient
+        }])
+        .unwrap();
+        s.insert_decisions(&[record(6, "acme", "ivr")]).unwrap();
+        assert_eq!(
+            s.decision_points("acme", "ivr", 1002, 100).unwrap().len(),
+            1,
+            "the scan stops at the ancient record: only the one written after it"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

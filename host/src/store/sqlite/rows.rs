@@ -62,7 +62,7 @@ pub(in crate::store) fn to_version(
 
 pub(in crate::store) const FLOW_COLUMNS: &str = "tenant, name, plugin, version, previous_version, mode, \
     status_success, status_failure, fallback, limits, config, updated_at_ms, retry, auth_kind, \
-    auth_digest, auth_set_at_ms, hook";
+    auth_digest, auth_set_at_ms, hook, canary";
 
 pub(in crate::store) struct FlowRow {
     pub(in crate::store) record: FlowRecord,
@@ -73,6 +73,7 @@ pub(in crate::store) struct FlowRow {
     pub(in crate::store) auth_kind: String,
     pub(in crate::store) auth_digest: Option<String>,
     pub(in crate::store) hook: String,
+    pub(in crate::store) canary: Option<String>,
 }
 
 /// A flow's hook and its fallback answers besides the branch, and the key-value stores it grants:
@@ -135,6 +136,8 @@ pub(in crate::store) fn flow_row(row: &Row<'_>) -> rusqlite::Result<FlowRow> {
             },
             // Filled from `flow_secrets` by the caller.
             secrets: Vec::new(),
+            // Read from `canary` by `to_flow`.
+            canary: None,
             updated_at_ms: row.get(11)?,
         },
         mode: row.get(5)?,
@@ -144,6 +147,7 @@ pub(in crate::store) fn flow_row(row: &Row<'_>) -> rusqlite::Result<FlowRow> {
         auth_kind: row.get(13)?,
         auth_digest: row.get(14)?,
         hook: row.get(16)?,
+        canary: row.get(17)?,
     })
 }
 
@@ -170,6 +174,7 @@ pub(in crate::store) fn to_flow(row: FlowRow) -> StoreResult<FlowRecord> {
     settings.fallback_gather = hook.fallback_gather;
     settings.kv_stores = hook.kv_stores;
     settings.outbound_hosts = hook.outbound_hosts;
+    record.canary = row.canary.as_deref().map(from_json).transpose()?;
     record.auth.kind = UrlAuthKind::parse(&row.auth_kind).ok_or_else(|| StoreError::Unknown {
         what: format!("flow {:?} with URL auth {:?}", record.name, row.auth_kind),
     })?;
@@ -195,7 +200,10 @@ pub(in crate::store) fn collect<T, R>(
     rows.map(|r| convert(r?)).collect()
 }
 
-pub(in crate::store) fn decision_row(row: &Row<'_>) -> rusqlite::Result<(DecisionRecord, String)> {
+/// A decision's row: the record, its `log` column and its `replay` column, both JSON.
+pub(in crate::store) type DecisionRow = (DecisionRecord, String, Option<String>);
+
+pub(in crate::store) fn decision_row(row: &Row<'_>) -> rusqlite::Result<DecisionRow> {
     let branch: String = row.get(6)?;
     Ok((
         DecisionRecord {
@@ -216,7 +224,11 @@ pub(in crate::store) fn decision_row(row: &Row<'_>) -> rusqlite::Result<(Decisio
             outbound: Vec::new(),
             at_ms: row.get(14)?,
             answer: row.get(15)?,
+            query: row.get(16)?,
+            // Read from the `replay` column by the caller.
+            replay: None,
         },
         row.get(12)?,
+        row.get(17)?,
     ))
 }
