@@ -25,8 +25,8 @@ const LAYERS: &[&[&str]] = &[
     &["records", "metrics", "auth"],
     // Plugins, versions and the live flow table.
     &["registry"],
-    // Async flows.
-    &["queue"],
+    // Async flows; rehearsing versions on recorded calls (backtests, dry runs, replays).
+    &["queue", "rollout"],
     // The config file; `passthru run`.
     &["config", "runner"],
     // HTTP.

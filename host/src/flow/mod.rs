@@ -8,6 +8,7 @@
 //! This module sits just above the sandbox: it uses the sandbox's [`Limits`] and [`Branch`], and
 //! everything that handles flows (store, registry, queue, config, API) uses it.
 
+pub mod canary;
 pub mod http;
 pub mod retry;
 pub mod url_auth;

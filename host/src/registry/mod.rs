@@ -24,12 +24,12 @@ pub use import::ImportError;
 
 use crate::answer::{ConnectPlan, GatherPlan};
 use crate::error::Chain;
+use crate::flow::canary;
 use crate::flow::url_auth::{NoRandomness, Secret};
 use crate::flow::{FlowMode, Hook, RetryPolicy, StatusMap, UrlAuth, UrlAuthKind};
 use crate::kv::{KvGrants, KvSpace};
 use crate::metrics::{FlowFamilies, FlowMetrics};
 use crate::records::Subject;
-use crate::rollout::canary;
 use crate::sandbox::outbound::OutboundHosts;
 use crate::sandbox::{
     Branch, Grants, Limits, Plugin, Sandbox, SandboxError, TenantShare, hex_sha256,

@@ -1,4 +1,4 @@
-//! Rolling a new version out safely: a canary that answers a share of the calls ([`canary`]),
+//! Rolling a new version out safely: a canary that answers a share of the calls ([`canary`](crate::flow::canary)),
 //! dry runs of one query (`POST /v1/flows/{flow}/try`), backtests of a candidate against recorded
 //! calls ([`backtest`]), and what a call came to, in the terms a decision record uses
 //! ([`Verdict`]), so that a new answer and a recorded one compare field by field.
@@ -7,7 +7,6 @@
 //! a thread of their own at low priority, paced (see [`backtest`]).
 
 pub mod backtest;
-pub mod canary;
 
 use std::sync::Arc;
 

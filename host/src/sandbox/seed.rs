@@ -38,7 +38,7 @@ impl CallSeed {
         rand::rng().fill_bytes(&mut seed);
         Self {
             seed,
-            clock_ms: crate::store::now_ms(),
+            clock_ms: super::state::now_ms(),
         }
     }
 

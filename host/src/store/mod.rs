@@ -253,7 +253,7 @@ pub struct FlowRecord {
 }
 
 /// A canary: another version of the flow's plugin answering `percent` of its calls, chosen by a
-/// stable hash of each call's `CallSid` (see `crate::rollout::canary`).
+/// stable hash of each call's `CallSid` (see `crate::flow::canary`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Canary {

@@ -1,5 +1,5 @@
 //! Hearing what other nodes change: a thread holds one connection that `LISTEN`s on
-//! [`CHANGES_CHANNEL`](super::CHANGES_CHANNEL) and wakes the node's reconciler on each
+//! `passthru_changes` (and `passthru_versions`, `passthru_kv`) and wakes the node's reconciler on each
 //! notification. A dropped connection is opened again (after a pause that grows to a few
 //! seconds), and the reconciler is woken then too, since notifications sent meanwhile are lost;
 //! the server also reconciles on a timer, so even a missed notification heals.

@@ -7,7 +7,7 @@
 //!
 //! Every change a node makes to tenants, versions or flows also sends a notification on
 //! [`CHANGES_CHANNEL`] in the same transaction, so it is delivered when (and only if) the change
-//! commits; the other nodes listen ([`listen`]) and bring their live table in line. Schema
+//! commits; the other nodes listen ([`listen()`]) and bring their live table in line. Schema
 //! migrations run under a transaction-scoped advisory lock, so nodes starting at once apply each
 //! migration once.
 //!
