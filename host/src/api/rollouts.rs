@@ -91,6 +91,8 @@ pub(super) struct Tried {
             body = Problem, content_type = "application/problem+json"),
         (status = 414, description = "The query is longer than the server's max_query_bytes.",
             body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.",
+            body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The version does not export what the flow calls.",
             body = Problem, content_type = "application/problem+json"),
         (status = 500, response = Internal),
@@ -193,6 +195,8 @@ async fn version_of(state: &AppState, live: &Flow, version: u32) -> Result<Arc<P
         (status = 404, description = "No such flow, or no such version of its plugin.",
             body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The version is the active one.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.",
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A percent outside (0, 100), or a version that does not \
                                       export what the flow calls.",
@@ -337,6 +341,8 @@ impl BacktestRequest {
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, description = "No such flow, or no such version of its plugin.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.",
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An async flow, or a version that does not export what \
                                       the flow calls.",

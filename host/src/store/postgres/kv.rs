@@ -167,32 +167,26 @@ impl KvSink for PgStore {
              expires_at_ms = EXCLUDED.expires_at_ms",
         )?;
         let delete = tx.prepare("DELETE FROM kv WHERE tenant = $1 AND store = $2 AND key = $3")?;
+        let put_row = |tx: &mut postgres::Transaction<'_>, row: &KvRow| {
+            tx.execute(
+                &put,
+                &[
+                    &&*row.tenant,
+                    &&*row.store,
+                    &row.key,
+                    &row.value,
+                    &row.expires_at_ms,
+                ],
+            )
+        };
         for write in writes {
             match write {
                 KvWrite::Put(row) => {
-                    tx.execute(
-                        &put,
-                        &[
-                            &&*row.tenant,
-                            &&*row.store,
-                            &row.key,
-                            &row.value,
-                            &row.expires_at_ms,
-                        ],
-                    )?;
+                    put_row(&mut tx, row)?;
                 }
                 KvWrite::Import(rows) => {
                     for row in rows {
-                        tx.execute(
-                            &put,
-                            &[
-                                &&*row.tenant,
-                                &&*row.store,
-                                &row.key,
-                                &row.value,
-                                &row.expires_at_ms,
-                            ],
-                        )?;
+                        put_row(&mut tx, row)?;
                     }
                 }
                 KvWrite::Delete { tenant, store, key } => {
