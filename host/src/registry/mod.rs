@@ -618,7 +618,7 @@ impl Registry {
                 )));
             }
             record.canary = Some(set);
-            Ok(())
+            Ok(true)
         })
         .await
     }
@@ -641,7 +641,7 @@ impl Registry {
             };
             record.previous_version = Some(record.version);
             record.version = canary.version;
-            Ok(())
+            Ok(true)
         })
         .await
     }
@@ -657,25 +657,28 @@ impl Registry {
     ) -> Result<FlowRecord, RegistryError> {
         self.edit_flow(tenant, flow, |record| {
             record.canary = None;
-            Ok(())
+            Ok(true)
         })
         .await
     }
 
     /// Changes a stored flow with `edit`, then stores it and makes it live (its plugins loaded
-    /// first), one change at a time.
+    /// first), one change at a time. An `edit` that answers `false` has nothing to change: the
+    /// flow is answered as stored, and neither stored again nor swapped.
     async fn edit_flow(
         self: &Arc<Self>,
         tenant: &str,
         flow: &str,
-        edit: impl FnOnce(&mut FlowRecord) -> Result<(), RegistryError> + Send + 'static,
+        edit: impl FnOnce(&mut FlowRecord) -> Result<bool, RegistryError> + Send + 'static,
     ) -> Result<FlowRecord, RegistryError> {
         let _change = self.changes.lock().await;
         let this = self.clone();
         let (tenant, flow) = (tenant.to_owned(), flow.to_owned());
         let (record, live) = blocking(move || {
             let mut record = this.store.get_flow(&tenant, &flow)?;
-            edit(&mut record)?;
+            if !edit(&mut record)? {
+                return Ok((record, None));
+            }
             record.updated_at_ms = now_ms();
             let live = this.live_flow(&record)?;
             this.store.put_flow(&record)?;
@@ -695,31 +698,19 @@ impl Registry {
         flow: &str,
         pick: impl FnOnce(&FlowRecord) -> Result<(u32, u32), RegistryError> + Send + 'static,
     ) -> Result<FlowRecord, RegistryError> {
-        let _change = self.changes.lock().await;
-        let this = self.clone();
-        let (tenant, flow) = (tenant.to_owned(), flow.to_owned());
-        let (record, live) = blocking(move || {
-            let mut record = this.store.get_flow(&tenant, &flow)?;
-            let (next, previous) = pick(&record)?;
+        self.edit_flow(tenant, flow, move |record| {
+            let (next, previous) = pick(record)?;
             if next == record.version {
-                return Ok((record, None));
+                return Ok(false);
             }
-            this.store.get_version(&tenant, &record.plugin, next)?;
+            // An unknown version is refused when the edited flow is made live.
             record.version = next;
             record.previous_version = Some(previous);
             // Activating or rolling back ends a canary: what answers is what was chosen.
             record.canary = None;
-            record.updated_at_ms = now_ms();
-            let live = this.live_flow(&record)?;
-            this.store.put_flow(&record)?;
-            let enabled = !this.store.get_tenant(&tenant)?.disabled;
-            Ok((record, enabled.then_some(live)))
+            Ok(true)
         })
-        .await?;
-        if let Some(live) = live {
-            self.swap(|table| table.insert(Arc::new(live)));
-        }
-        Ok(record)
+        .await
     }
 
     /// Sets how the flow's Passthru URL is authenticated, with a fresh secret (for `key` and
