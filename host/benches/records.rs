@@ -7,7 +7,10 @@
 use std::time::Instant;
 
 use passthru::sandbox::{Branch, LogLevel, LogLine};
-use passthru::store::{DecisionRecord, RecordSink, SqliteStore, now_ms};
+use passthru::store::{DecisionRecord, RecordSink, Replay, SqliteStore, now_ms};
+
+/// The query a live record keeps: a real-shaped Exotel request (about 420 bytes).
+const QUERY: &str = include_str!("../../tests/fixtures/exotel/gather-single-key.query");
 
 /// Records written in all, whatever the batch size.
 const ROWS: usize = 102_400;
@@ -19,7 +22,11 @@ fn record(i: usize, log: bool) -> DecisionRecord {
         flow: format!("flow{}", i % 10),
         plugin: "ivr-menu".into(),
         version: 1,
-        call_sid: Some(format!("{i:032x}")),
+        // Exotel's CallSids are random hex: spread them as the index sees them live.
+        call_sid: Some(format!(
+            "{:032x}",
+            (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
+        )),
         branch: Branch::Success,
         outcome: "decided".into(),
         reason: Some("caller pressed 1".into()),
@@ -38,8 +45,13 @@ fn record(i: usize, log: bool) -> DecisionRecord {
         log_dropped: 0,
         outbound: Vec::new(),
         at_ms: now_ms(),
-        query: None,
-        replay: None,
+        query: Some(QUERY.trim_end().to_owned()),
+        replay: Some(Replay {
+            seed: format!("{:064x}", (i as u128).wrapping_mul(0x2545_f491_4f6c_dd1d)),
+            clock_ms: now_ms(),
+            export: "decide".into(),
+            fuel: 10_000_000,
+        }),
     }
 }
 
