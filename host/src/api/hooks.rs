@@ -9,9 +9,10 @@
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
 
 use super::AppState;
-use super::passthru::{BRANCH_HEADER, OUTCOME_HEADER};
+use super::passthru::{BRANCH_HEADER, OUTCOME_HEADER, RequestSpan};
 use crate::call::CallDetails;
 use crate::flow::http::hook_http;
 use crate::logsafe::Escaped;
@@ -36,7 +37,12 @@ pub(super) struct HookCall {
 
 /// Runs the flow's plugin (or its canary, by `CallSid`) for one hook request and answers what it
 /// said, or the fallback.
-pub(super) async fn answer_hook(state: &AppState, flow: &Flow, hook: HookCall) -> Response {
+pub(super) async fn answer_hook(
+    state: &AppState,
+    flow: &Flow,
+    hook: HookCall,
+    span: &RequestSpan<'_>,
+) -> Response {
     let seed = CallSeed::fresh();
     let (version, plugin) = flow.pick(hook.call_sid.as_deref());
     let report = state
@@ -51,8 +57,12 @@ pub(super) async fn answer_hook(state: &AppState, flow: &Flow, hook: HookCall) -
             flow.grants.clone(),
             seed,
         )
+        .instrument(span.for_call(hook.call_sid.as_deref()))
         .await;
-    log_report(&report);
+    if let Some(span) = span.for_log(report.outcome.is_err(), hook.call_sid.as_deref()) {
+        let _entered = span.enter();
+        log_report(&report);
+    }
     let failure = report.outcome.as_ref().err().map(|e| e.kind());
     flow.metrics
         .answered(failure, report.elapsed, report.fuel_used);

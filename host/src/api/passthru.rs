@@ -13,8 +13,10 @@
 //! (with a problem body) when the queue is full or cannot commit: Exotel then takes the call
 //! flow's error path, and the request is counted, never silently lost.
 
+use axum::extract::FromRequestParts;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
@@ -122,7 +124,7 @@ pub(super) async fn get_passthru(
     Path((tenant, flow)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     method: Method,
-    headers: HeaderMap,
+    headers: CallHeaders,
 ) -> Result<Response, ApiError> {
     let request = Request {
         tenant,
@@ -172,7 +174,7 @@ pub(super) async fn get_passthru_with_key(
     Path((tenant, flow, key)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
     method: Method,
-    headers: HeaderMap,
+    headers: CallHeaders,
 ) -> Result<Response, ApiError> {
     let request = Request {
         tenant,
@@ -181,6 +183,33 @@ pub(super) async fn get_passthru_with_key(
         route: PASSTHRU_KEY_ROUTE,
     };
     answer(state, request, query, method, headers).await
+}
+
+/// The headers a Passthru request is answered with: taken from the request one by one, rather
+/// than a copy of its whole header map.
+pub(super) struct CallHeaders {
+    /// For a flow whose URL auth is `basic`.
+    authorization: Option<HeaderValue>,
+    /// The request's id (set by the request-id layer when the client sent none), for the span.
+    request_id: Option<HeaderValue>,
+    /// What shapes Connect's and Gather's answers.
+    exotel_version: Option<HeaderValue>,
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static EXOTEL_VERSION: HeaderName = HeaderName::from_static("exotel-version");
+
+impl<S: Sync> FromRequestParts<S> for CallHeaders {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let headers = &parts.headers;
+        Ok(Self {
+            authorization: headers.get(header::AUTHORIZATION).cloned(),
+            request_id: headers.get(&REQUEST_ID).cloned(),
+            exotel_version: headers.get(&EXOTEL_VERSION).cloned(),
+        })
+    }
 }
 
 /// What the path of a Passthru request says.
@@ -198,7 +227,7 @@ async fn answer(
     request: Request,
     query: Option<String>,
     method: Method,
-    headers: HeaderMap,
+    headers: CallHeaders,
 ) -> Result<Response, ApiError> {
     let Request {
         tenant,
@@ -213,9 +242,7 @@ async fn answer(
             max: state.max_query_bytes,
         });
     }
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
+    let authorization = headers.authorization.as_ref().map(HeaderValue::as_bytes);
     let Some(live) = state.registry.get(&tenant, &flow) else {
         // The same work a flow's check would do with what was presented, so that a refusal
         // takes no longer than a missing flow's answer.
@@ -234,21 +261,25 @@ async fn answer(
     }
     let call = call::parse(&query);
     let call_sid = call.call_sid.clone();
-    // The request's span, made here with every field at once (the trace layer that gives the
-    // other routes theirs does not wrap this one: it cost the hot path more than the span).
+    // The request's span, with every field at once (the trace layer that gives the other routes
+    // theirs does not wrap this one: it cost the hot path more than the span).
     let id = headers
-        .get("x-request-id")
+        .request_id
+        .as_ref()
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let span = tracing::info_span!(
-        "request",
-        id = %Escaped(crate::logsafe::cut(id, 64)),
-        method = %method,
-        route,
-        tenant = %flow.tenant,
-        flow = %flow.name,
-        call_sid = %Escaped(call_sid.as_deref().unwrap_or("")),
-    );
+    let make_span = |call_sid: Option<&str>| {
+        tracing::info_span!(
+            "request",
+            id = %Escaped(crate::logsafe::cut(id, 64)),
+            method = %method,
+            route,
+            tenant = %flow.tenant,
+            flow = %flow.name,
+            call_sid = %Escaped(call_sid.unwrap_or("")),
+        )
+    };
+    let span = RequestSpan::new(&make_span);
     if let Some(export) = flow.hook.export() {
         let hook = super::hooks::HookCall {
             export,
@@ -256,14 +287,13 @@ async fn answer(
             call_sid,
             query,
             exotel_version: headers
-                .get("exotel-version")
+                .exotel_version
+                .as_ref()
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
             record: method != Method::HEAD,
         };
-        return Ok(super::hooks::answer_hook(&state, &flow, hook)
-            .instrument(span)
-            .await);
+        return Ok(super::hooks::answer_hook(&state, &flow, hook, &span).await);
     }
     // The canary answers its share of the calls, by CallSid; the seed makes the call's clocks
     // and randomness replayable, and goes to its record.
@@ -280,10 +310,12 @@ async fn answer(
             flow.grants.clone(),
             seed,
         )
-        .instrument(span.clone())
+        .instrument(span.for_call(call_sid.as_deref()))
         .await;
-    let _entered = span.enter();
-    log_report(&report);
+    if let Some(span) = span.for_log(report.outcome.is_err(), call_sid.as_deref()) {
+        let _entered = span.enter();
+        log_report(&report);
+    }
 
     let (branch, outcome, failure) = match &report.outcome {
         Ok(decision) => (decision.branch, "decided", None),
@@ -311,6 +343,45 @@ async fn answer(
         flow.metrics.records_dropped.inc();
     }
     Ok(response)
+}
+
+/// A Passthru request's span, made only when something may be logged in it.
+///
+/// At the default level nothing is logged for a call that decided: its decision and the
+/// plugin's lines are debug events. Making the span costs more than a microsecond per request
+/// (the log formatter writes its six fields out as it is made), so it is made before the call
+/// only when debug events are on for this path or for plugins' lines, and otherwise after the
+/// call, for a failure's warning.
+pub(super) struct RequestSpan<'a> {
+    /// Makes the span, with the call's `CallSid`.
+    make: &'a (dyn Fn(Option<&str>) -> tracing::Span + Sync),
+    /// Whether debug events are on for the answer or for the plugin's lines.
+    verbose: bool,
+}
+
+impl<'a> RequestSpan<'a> {
+    fn new(make: &'a (dyn Fn(Option<&str>) -> tracing::Span + Sync)) -> Self {
+        let verbose = tracing::enabled!(target: "passthru::api::passthru", tracing::Level::DEBUG)
+            || tracing::enabled!(target: "passthru::api::hooks", tracing::Level::DEBUG)
+            || tracing::enabled!(target: "passthru::plugin", tracing::Level::DEBUG);
+        Self { make, verbose }
+    }
+
+    /// The span the plugin's call runs in: the request's when debug events are on, none
+    /// otherwise (the call itself logs only a host failure, which its failure's warning repeats
+    /// with the request's fields).
+    pub(super) fn for_call(&self, call_sid: Option<&str>) -> tracing::Span {
+        match self.verbose {
+            true => (self.make)(call_sid),
+            false => tracing::Span::none(),
+        }
+    }
+
+    /// The span to log the call's outcome in, if anything will be logged: always for a failure,
+    /// for a decision only when debug events are on.
+    pub(super) fn for_log(&self, failed: bool, call_sid: Option<&str>) -> Option<tracing::Span> {
+        (failed || self.verbose).then(|| (self.make)(call_sid))
+    }
 }
 
 async fn enqueue(state: &AppState, flow: &Flow, query: String) -> Result<Response, ApiError> {

@@ -132,7 +132,7 @@ fn random_bytes(
     let len = usize::try_from(len)?;
     store.data().log.lock().budget.charge(len)?;
     let mut bytes = vec![0; len];
-    rand::Rng::fill_bytes(&mut store.data_mut().random, &mut bytes);
+    rand::Rng::fill_bytes(store.data_mut().random(), &mut bytes);
     Ok((bytes,))
 }
 

@@ -42,9 +42,16 @@ impl CallSeed {
         }
     }
 
-    /// The seed as 64 lower-case hex digits, as decision records keep it.
+    /// The seed as 64 lower-case hex digits, as decision records keep it. Written into one
+    /// buffer: it is built for every live call's record.
     pub fn seed_hex(&self) -> String {
-        self.seed.iter().map(|b| format!("{b:02x}")).collect()
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(2 * self.seed.len());
+        for byte in self.seed {
+            hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            hex.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+        }
+        hex
     }
 
     /// A seed from its hex form (64 hex digits) and its clock's start.
@@ -130,6 +137,18 @@ impl HostMonotonicClock for CallClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_seed_is_written_as_lower_case_hex_byte_by_byte() {
+        let mut seed = [0u8; 32];
+        seed[0] = 0x0f;
+        seed[1] = 0xa0;
+        seed[31] = 0xff;
+        let hex = CallSeed { seed, clock_ms: 0 }.seed_hex();
+        assert_eq!(&hex[..4], "0fa0");
+        assert_eq!(&hex[60..], "00ff");
+        assert_eq!(hex.len(), 64);
+    }
 
     #[test]
     fn a_seed_reads_back_from_its_hex_form() {

@@ -72,7 +72,11 @@ pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 /// The data of one call's `Store`.
 pub struct CallState {
-    wasi: WasiCtx,
+    /// The WASI context and the host's generator, made on the plugin's first use of either
+    /// (see [`CallEntropy`]): many plugins decide without a single WASI call.
+    entropy: Option<CallEntropy>,
+    /// What `entropy` is drawn from.
+    seed: CallSeed,
     table: ResourceTable,
     pub(crate) limiter: CallLimiter,
     grants: Arc<Grants>,
@@ -84,8 +88,6 @@ pub struct CallState {
     /// `wasi:http`'s state, made on the plugin's first use of it (most never use it).
     http: Option<(WasiHttpCtx, OutboundCall)>,
     deadline: Instant,
-    /// What the host's `get-random-bytes` draws from: seeded from the call's [`CallSeed`].
-    pub(crate) random: StdRng,
     /// A dry run's key-value writes (see [`Grants::scratch_kv`]).
     scratch: Option<KvScratch>,
 }
@@ -110,6 +112,51 @@ impl CallState {
         seed: &CallSeed,
     ) -> Self {
         let log = SharedLog::new(HostBudget::new(fuel, deadline));
+        let scratch = grants.scratch_kv.then(KvScratch::default);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        Self {
+            entropy: None,
+            seed: *seed,
+            table,
+            limiter: CallLimiter::new(memory_bytes),
+            grants,
+            kv_writes: 0,
+            log,
+            outbound,
+            http: None,
+            deadline,
+            scratch,
+        }
+    }
+
+    /// The call's WASI context and the host's generator, made now if the plugin had not used
+    /// either yet.
+    fn entropy(&mut self) -> &mut CallEntropy {
+        self.entropy
+            .get_or_insert_with(|| CallEntropy::new(&self.seed, &self.log))
+    }
+
+    /// What the host's `get-random-bytes` draws from.
+    pub(crate) fn random(&mut self) -> &mut StdRng {
+        &mut self.entropy().random
+    }
+}
+
+/// What a call's WASI imports work on, and the host's own generator: both derived from the call's
+/// [`CallSeed`] in one fixed order, so that the call replays whichever the plugin used first.
+///
+/// Made on first use rather than with the store: building a WASI context seeds several generators
+/// and boxes its streams and clocks, about a microsecond, which a plugin that makes no WASI call
+/// (a decision from the call's details alone) never needs.
+struct CallEntropy {
+    wasi: WasiCtx,
+    /// What the host's `get-random-bytes` draws from.
+    random: StdRng,
+}
+
+impl CallEntropy {
+    fn new(seed: &CallSeed, log: &SharedLog) -> Self {
         // No preopens, no environment, no arguments, no network: the builder's defaults deny
         // files, env and args; sockets are turned off explicitly rather than left to an
         // address check. What the guest writes is charged to the call (see `meter`). Its clocks
@@ -122,22 +169,9 @@ impl CallState {
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         let random = seed.apply(&mut builder);
-        let wasi = builder.build();
-        let scratch = grants.scratch_kv.then(KvScratch::default);
-        let mut table = ResourceTable::new();
-        table.set_max_capacity(MAX_RESOURCES);
         Self {
-            wasi,
-            table,
-            limiter: CallLimiter::new(memory_bytes),
-            grants,
-            kv_writes: 0,
-            log,
-            outbound,
-            http: None,
-            deadline,
+            wasi: builder.build(),
             random,
-            scratch,
         }
     }
 }
@@ -165,8 +199,11 @@ impl WasiHttpView for CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let entropy = self
+            .entropy
+            .get_or_insert_with(|| CallEntropy::new(&self.seed, &self.log));
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: &mut entropy.wasi,
             table: &mut self.table,
         }
     }
