@@ -1,8 +1,8 @@
 //! How fast the embedded store takes decision records: the record writer's ceiling, which bounds
 //! the request rate at which records start to be dropped.
 //!
-//! `cargo bench -p passthru --bench records` (the writer's transactions hold 64 records;
-//! `PASSTHRU_BENCH_BATCH=512` measures another size)
+//! `cargo bench -p passthru --bench records` (in transactions of the writer's size,
+//! `passthru::records::BATCH`; `PASSTHRU_BENCH_BATCH=64` measures another size)
 
 use std::time::Instant;
 
@@ -60,7 +60,7 @@ fn main() {
         .ok()
         .and_then(|b| b.parse().ok())
         .filter(|&b| b > 0)
-        .unwrap_or(64);
+        .unwrap_or(passthru::records::BATCH);
     for log in [false, true] {
         let dir =
             std::env::temp_dir().join(format!("passthru-bench-records-{}", std::process::id()));
