@@ -7,13 +7,23 @@
 use std::time::Instant;
 
 use passthru::sandbox::{Branch, LogLevel, LogLine};
-use passthru::store::{DecisionRecord, RecordSink, Replay, SqliteStore, now_ms};
+use passthru::store::{
+    DecisionFilter, DecisionRecord, RecordSink, Replay, SqliteStore, Store, now_ms,
+};
 
 /// The query a live record keeps: a real-shaped Exotel request (about 420 bytes).
 const QUERY: &str = include_str!("../../tests/fixtures/exotel/gather-single-key.query");
 
 /// Records written in all, whatever the batch size.
 const ROWS: usize = 102_400;
+
+/// Exotel's CallSids are random hex: spread them as the index sees them live.
+fn call_sid(i: usize) -> String {
+    format!(
+        "{:032x}",
+        (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
+    )
+}
 
 fn record(i: usize, log: bool) -> DecisionRecord {
     DecisionRecord {
@@ -22,11 +32,7 @@ fn record(i: usize, log: bool) -> DecisionRecord {
         flow: format!("flow{}", i % 10),
         plugin: "ivr-menu".into(),
         version: 1,
-        // Exotel's CallSids are random hex: spread them as the index sees them live.
-        call_sid: Some(format!(
-            "{:032x}",
-            (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
-        )),
+        call_sid: Some(call_sid(i)),
         branch: Branch::Success,
         outcome: "decided".into(),
         reason: Some("caller pressed 1".into()),
@@ -82,6 +88,33 @@ fn main() {
             took.as_secs_f64() * 1e6 / rows,
             batch * batches.len()
         );
+        if !log {
+            lookups(&store);
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// How long one call's history takes to find among the records written (the console's and
+/// the API's `call_sid` filter).
+fn lookups(store: &SqliteStore) {
+    const LOOKUPS: usize = 200;
+    let started = Instant::now();
+    for k in 0..LOOKUPS {
+        let found = store
+            .query_decisions(
+                "demo",
+                &DecisionFilter {
+                    call_sid: Some(call_sid(k * 509 % ROWS)),
+                    limit: 100,
+                    ..DecisionFilter::default()
+                },
+            )
+            .expect("lookup");
+        assert_eq!(found.len(), 1, "one record per CallSid");
+    }
+    println!(
+        "one call's records among {ROWS}: {:.0} µs per lookup",
+        started.elapsed().as_secs_f64() * 1e6 / LOOKUPS as f64
+    );
 }

@@ -502,12 +502,11 @@ impl Store for SqliteStore {
             &filter.before_id,
             &limit,
         ];
-        // A call's records: the runs of ids to look its hash up in (see `calls.rs`).
-        let (first_run, last_run, hash);
+        // A call's records: the hash to look up in each run of ids (see `calls.rs`).
+        let hash;
         if let Some(call_sid) = &filter.call_sid {
-            (first_run, last_run) = calls::runs(&conn)?;
             hash = calls::call_hash(tenant, call_sid);
-            values.extend([&first_run as &dyn rusqlite::ToSql, &last_run, &hash]);
+            values.push(&hash);
         }
         let rows = stmt.query_map(&*values, decision_row)?;
         collect(rows, |(mut record, log, replay)| {
@@ -576,7 +575,7 @@ impl Store for SqliteStore {
 pub(super) fn decisions_query(filter: &DecisionFilter) -> String {
     let mut sql = String::new();
     if filter.call_sid.is_some() {
-        sql.push_str(CALL_RUNS);
+        sql.push_str(&call_runs());
     }
     sql.push_str(
         "SELECT id, tenant, flow, plugin, version, call_sid, branch, outcome, reason, error, \
@@ -600,25 +599,31 @@ pub(super) fn decisions_query(filter: &DecisionFilter) -> String {
         }
     }
     if filter.call_sid.is_some() {
-        // Only the ids of the call's records, found through its key in each run (?9 to ?10,
-        // its hash ?11) or, for records written before keys, through their CallSid.
+        // Only the ids of the call's records, found through its key in each run (its hash ?9)
+        // or, for records written before keys, through their CallSid.
         sql.push_str(CALL_IDS);
     }
-    // ?1 and ?8 are always there, so the statement always has the 8 parameters bound (11 with a
+    // ?1 and ?8 are always there, so the statement always has the 8 parameters bound (9 with a
     // CallSid).
     sql.push_str(" ORDER BY id DESC LIMIT ?8");
     sql
 }
 
-/// The runs of ids a call's records may be in, ?9 to ?10 (see `calls.rs`).
-const CALL_RUNS: &str =
-    "WITH RECURSIVE runs(r) AS (SELECT ?9 UNION ALL SELECT r + 1 FROM runs WHERE r < ?10) ";
+/// Every run of ids the table holds records of, from the oldest record's to the newest's (see
+/// `calls.rs`), read in the statement itself so that it sees the records it searches.
+fn call_runs() -> String {
+    let bits = calls::RUN_BITS;
+    format!(
+        "WITH RECURSIVE runs(r) AS (SELECT (SELECT min(id) FROM decisions) >> {bits} \
+         UNION ALL SELECT r + 1 FROM runs WHERE r < (SELECT max(id) FROM decisions) >> {bits}) "
+    )
+}
 
-/// The ids of the records with the CallSid ?3 (and hash ?11): the key of each run, looked up in
+/// The ids of the records with the CallSid ?3 (and hash ?9): the key of each run, looked up in
 /// `decisions_by_call_key`, and the records from before keys, in `decisions_by_call_before`.
 const CALL_IDS: &str = " AND id IN (\
     SELECT id FROM decisions INDEXED BY decisions_by_call_key \
-    WHERE call_key IN (SELECT (r << 32) | ?11 FROM runs) \
+    WHERE call_key IN (SELECT (r << 32) | ?9 FROM runs) \
     UNION ALL \
     SELECT id FROM decisions INDEXED BY decisions_by_call_before \
     WHERE tenant = ?1 AND call_sid = ?3 AND call_key IS NULL)";

@@ -41,18 +41,6 @@ pub(super) fn call_key(id: i64, tenant: &str, call_sid: Option<&str>) -> Option<
     call_sid.map(|sid| (run_of(id) << 32) | call_hash(tenant, sid))
 }
 
-/// The first and the last run the table holds records of (0 and 0 when it holds none).
-pub(super) fn runs(conn: &rusqlite::Connection) -> rusqlite::Result<(i64, i64)> {
-    // Two subqueries: SQLite finds a lone min() or max() of the rowid at the B-tree's ends, but
-    // scans the table for both at once.
-    let (first, last): (Option<i64>, Option<i64>) = conn
-        .prepare_cached(
-            "SELECT (SELECT min(id) FROM decisions), (SELECT max(id) FROM decisions)",
-        )?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok((run_of(first.unwrap_or(0)), run_of(last.unwrap_or(0))))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
