@@ -342,7 +342,10 @@ mod tests {
         assert_eq!(written.len(), total);
         assert_eq!(written[0], "call0");
         assert_eq!(written[total - 1], format!("call{}", total - 1));
-        assert_eq!(recorder.stats().written.load(Ordering::Relaxed), total as u64);
+        assert_eq!(
+            recorder.stats().written.load(Ordering::Relaxed),
+            total as u64
+        );
         assert_eq!(recorder.stats().dropped.load(Ordering::Relaxed), 0);
         // In transactions of at most `BATCH`, each one followed by a yield.
         assert_eq!(*sink.largest.lock().unwrap(), BATCH);

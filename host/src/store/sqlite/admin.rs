@@ -6,9 +6,7 @@ use super::rows::{
     FLOW_COLUMNS, HookColumn, VERSION_COLUMNS, branch_str, collect, decision_row, flow_row,
     tenant_row, to_flow, to_tenant, to_version, version_row,
 };
-use super::{
-    MAX_PAGE, SqliteStore, calls, from_json, json, not_found, parse_log_column, write_tx,
-};
+use super::{MAX_PAGE, SqliteStore, calls, from_json, json, not_found, parse_log_column, write_tx};
 use crate::store::{
     DecisionFilter, DecisionPoint, DecisionRecord, FlowRecord, SealedSecret, SecretInfo, Store,
     StoreError, StoreResult, Tenant, TenantCaps, TokenInfo, VersionRecord, now_ms,

@@ -24,7 +24,12 @@ pub(super) fn call_hash(tenant: &str, call_sid: &str) -> i64 {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut h = OFFSET;
     // 0xff appears in no UTF-8 text: the tenant's end is unambiguous.
-    for &b in tenant.as_bytes().iter().chain(&[0xff]).chain(call_sid.as_bytes()) {
+    for &b in tenant
+        .as_bytes()
+        .iter()
+        .chain(&[0xff])
+        .chain(call_sid.as_bytes())
+    {
         h ^= u64::from(b);
         h = h.wrapping_mul(PRIME);
     }
@@ -49,7 +54,10 @@ mod tests {
     fn the_call_hash_never_changes() {
         // Stored in every record's key: a new hash would lose the calls already written.
         assert_eq!(call_hash("acme", "call1"), call_hash("acme", "call1"));
-        assert_eq!(call_hash("acme", "f0e1d2c3b4a5968778695a4b3c2d1e0f"), 2_902_957_803);
+        assert_eq!(
+            call_hash("acme", "f0e1d2c3b4a5968778695a4b3c2d1e0f"),
+            2_902_957_803
+        );
         assert_ne!(call_hash("acme", "call1"), call_hash("acmec", "all1"));
     }
 
