@@ -3,6 +3,13 @@
 //!
 //! `cargo bench -p passthru --bench records` (in transactions of the writer's size,
 //! `passthru::records::BATCH`; `PASSTHRU_BENCH_BATCH=64` measures another size)
+//!
+//! 2026-12-06, a shared 2-core VM with other work running (so upper figures): 28 – 31 µs a
+//! record in transactions of 64 with the `(tenant, call_sid)` index; 6.5 – 7.4 µs in
+//! transactions of 1024 with `call_key` (12 – 14 µs in transactions of 64), and a call's lookup
+//! among the 102,400 records in about 0.1 ms. What is left is mostly the rows' own bytes (about
+//! 650 each, written to the WAL and again by the checkpoint) and the table's and the flow
+//! index's B-tree work: without any call index at all, a record costs about as much.
 
 use std::time::Instant;
 
