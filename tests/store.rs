@@ -313,6 +313,91 @@ fn decisions_filter_and_page_newest_first(db: Db) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The console's and the API's "one call's history": exactly that call's records, newest first,
+/// whatever other calls (and other tenants' calls of the same CallSid) were written between them.
+fn a_calls_records_are_found_by_its_call_sid_and_no_other(db: Db) -> anyhow::Result<()> {
+    let s = Opened::new(db);
+    let with_sid = |i: i64, tenant: &str, sid: Option<&str>| DecisionRecord {
+        tenant: tenant.into(),
+        call_sid: sid.map(str::to_owned),
+        ..record(i, if i % 2 == 0 { "a" } else { "b" }, "decided")
+    };
+    // Three batches, as the writer sends them, with the call's records spread across them.
+    for batch in 0..3 {
+        let records: Vec<_> = (0..50)
+            .map(|j| {
+                let i = batch * 50 + j;
+                match j % 10 {
+                    0 => with_sid(i, "acme", Some("CA-wanted")),
+                    1 => with_sid(i, "other", Some("CA-wanted")),
+                    2 => with_sid(i, "acme", None),
+                    _ => with_sid(i, "acme", Some(&format!("CA-{i}"))),
+                }
+            })
+            .collect();
+        s.store.insert_decisions(&records)?;
+    }
+    let call = |filter: DecisionFilter| s.store.query_decisions("acme", &filter).unwrap();
+    let all = call(DecisionFilter {
+        call_sid: Some("CA-wanted".into()),
+        limit: 100,
+        ..Default::default()
+    });
+    let expected: Vec<i64> = (0..15).rev().map(|k| 1000 + k * 10).collect();
+    assert_eq!(all.iter().map(|r| r.at_ms).collect::<Vec<_>>(), expected);
+    assert!(all.iter().all(|r| r.tenant == "acme"));
+    assert!(
+        all.iter()
+            .all(|r| r.call_sid.as_deref() == Some("CA-wanted"))
+    );
+    // With the other filters and paging, as the console pages a long call.
+    let page = call(DecisionFilter {
+        call_sid: Some("CA-wanted".into()),
+        flow: Some("a".into()),
+        limit: 4,
+        ..Default::default()
+    });
+    assert_eq!(
+        page.iter().map(|r| r.at_ms).collect::<Vec<_>>(),
+        [1140, 1130, 1120, 1110]
+    );
+    let next = call(DecisionFilter {
+        call_sid: Some("CA-wanted".into()),
+        flow: Some("a".into()),
+        before_id: Some(page[3].id),
+        since_ms: Some(1050),
+        limit: 4,
+        ..Default::default()
+    });
+    assert_eq!(
+        next.iter().map(|r| r.at_ms).collect::<Vec<_>>(),
+        [1100, 1090, 1080, 1070]
+    );
+    let one = call(DecisionFilter {
+        call_sid: Some("CA-57".into()),
+        limit: 100,
+        ..Default::default()
+    });
+    assert_eq!(one.iter().map(|r| r.at_ms).collect::<Vec<_>>(), [1057]);
+    let none = call(DecisionFilter {
+        call_sid: Some("CA-never".into()),
+        limit: 100,
+        ..Default::default()
+    });
+    assert!(none.is_empty());
+    let theirs = s.store.query_decisions(
+        "other",
+        &DecisionFilter {
+            call_sid: Some("CA-wanted".into()),
+            limit: 100,
+            ..Default::default()
+        },
+    )?;
+    assert_eq!(theirs.len(), 15);
+    assert!(theirs.iter().all(|r| r.tenant == "other"));
+    Ok(())
+}
+
 fn event(sid: &str) -> NewEvent {
     NewEvent {
         tenant: "acme".into(),
@@ -461,6 +546,7 @@ on_both!(
     tenants_versions_flows_and_tokens_round_trip_and_survive_reopening,
     a_version_in_use_is_kept_and_a_deleted_number_is_never_given_again,
     decisions_filter_and_page_newest_first,
+    a_calls_records_are_found_by_its_call_sid_and_no_other,
     the_queue_keeps_retries_and_dead_letters_until_replayed_or_deleted,
     key_value_writes_apply_in_order_and_read_back,
 );

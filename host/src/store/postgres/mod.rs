@@ -354,7 +354,7 @@ impl RecordSink for PgStore {
             error.push(r.error.as_deref());
             fuel.push(big(r.fuel_used));
             elapsed.push(big(r.elapsed_us));
-            log.push(log_column(r)?);
+            log.push(log_column(r)?.into_owned());
             dropped.push(big(r.log_dropped));
             at.push(r.at_ms);
             answer.push(r.answer.as_deref());

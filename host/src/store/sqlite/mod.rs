@@ -3,10 +3,12 @@
 //! Two connections: one for the admin API, one for the decision-record writer, so a batch of
 //! records never waits behind an upload (WAL mode lets them overlap).
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 mod admin;
+mod calls;
 mod kv;
 pub(in crate::store) mod rows;
 
@@ -127,6 +129,16 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE decisions ADD COLUMN query TEXT;
     ALTER TABLE decisions ADD COLUMN replay TEXT;
 "#,
+    // A call's records are found by `call_key` (see `calls.rs`): its run of ids and a hash of the
+    // tenant and CallSid, an index that grows at its end rather than at random places. Records
+    // written before keep their (tenant, call_sid) entries, and only they do.
+    r#"
+    ALTER TABLE decisions ADD COLUMN call_key INTEGER;
+    DROP INDEX decisions_by_call;
+    CREATE INDEX decisions_by_call_key ON decisions (call_key) WHERE call_key IS NOT NULL;
+    CREATE INDEX decisions_by_call_before ON decisions (tenant, call_sid)
+        WHERE call_sid IS NOT NULL AND call_key IS NULL;
+"#,
 ];
 
 /// The most records one query returns.
@@ -226,14 +238,17 @@ enum LogColumn<L, O> {
     WithOutbound { lines: L, outbound: O },
 }
 
-pub(in crate::store) fn log_column(r: &DecisionRecord) -> StoreResult<String> {
-    match r.outbound.is_empty() {
-        true => json(&LogColumn::<_, ()>::Lines(&r.log)),
-        false => json(&LogColumn::WithOutbound {
+pub(in crate::store) fn log_column(r: &DecisionRecord) -> StoreResult<Cow<'static, str>> {
+    Ok(match (r.log.is_empty(), r.outbound.is_empty()) {
+        // Most calls log nothing: their column is always the same, without serialising it.
+        (true, true) => Cow::Borrowed("[]"),
+        (false, true) => json(&LogColumn::<_, ()>::Lines(&r.log))?.into(),
+        (_, false) => json(&LogColumn::WithOutbound {
             lines: &r.log,
             outbound: &r.outbound,
-        }),
-    }
+        })?
+        .into(),
+    })
 }
 
 /// The log lines and outbound requests of a `log` column, in either form.
@@ -258,14 +273,26 @@ impl RecordSink for SqliteStore {
         let conn = self.records.lock().unwrap_or_else(|p| p.into_inner());
         let tx = write_tx(&conn)?;
         {
+            // Each record's id is given here, for its `call_key` holds its run of ids. This
+            // connection is the only one that writes records, and under the write lock taken
+            // above: the ids are those AUTOINCREMENT would have given.
+            let mut id: i64 = tx.query_row(
+                "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'decisions'), 0), \
+                 coalesce((SELECT max(id) FROM decisions), 0))",
+                [],
+                |r| r.get(0),
+            )?;
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO decisions (tenant, flow, plugin, version, call_sid, branch, outcome, \
-                 reason, error, fuel_used, elapsed_us, log, log_dropped, at_ms, answer, query, \
-                 replay) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                "INSERT INTO decisions (id, tenant, flow, plugin, version, call_sid, branch, \
+                 outcome, reason, error, fuel_used, elapsed_us, log, log_dropped, at_ms, answer, \
+                 query, replay, call_key) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+                 ?17, ?18, ?19)",
             )?;
             for r in records {
+                id += 1;
                 stmt.execute(params![
+                    id,
                     r.tenant,
                     r.flow,
                     r.plugin,
@@ -282,7 +309,8 @@ impl RecordSink for SqliteStore {
                     r.at_ms,
                     r.answer,
                     r.query,
-                    r.replay.as_ref().map(json).transpose()?
+                    r.replay.as_ref().map(json).transpose()?,
+                    calls::call_key(id, &r.tenant, r.call_sid.as_deref()),
                 ])?;
             }
         }
@@ -362,6 +390,109 @@ mod tests {
         let flow = s.get_flow("acme", "ivr").unwrap();
         assert_eq!(flow.auth, crate::flow::UrlAuth::default());
         assert_eq!(flow.settings, FlowSettings::default());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn call_record(call_sid: Option<&str>, at_ms: i64) -> DecisionRecord {
+        DecisionRecord {
+            id: 0,
+            tenant: "acme".into(),
+            flow: "ivr".into(),
+            plugin: "p".into(),
+            version: 1,
+            call_sid: call_sid.map(str::to_owned),
+            branch: Branch::Success,
+            outcome: "decided".into(),
+            reason: None,
+            error: None,
+            answer: None,
+            fuel_used: 1,
+            elapsed_us: 1,
+            log: vec![],
+            log_dropped: 0,
+            outbound: Vec::new(),
+            at_ms,
+            query: None,
+            replay: None,
+        }
+    }
+
+    #[test]
+    fn an_empty_log_is_written_as_serde_would_write_it() {
+        let record = call_record(None, 1);
+        let serialised = json(&LogColumn::<_, ()>::Lines(&record.log)).unwrap();
+        assert_eq!(log_column(&record).unwrap(), serialised);
+        assert_eq!(parse_log_column("[]").unwrap(), (vec![], vec![]));
+    }
+
+    #[test]
+    fn a_calls_records_are_found_across_runs_and_from_before_call_keys() {
+        let (s, dir) = store();
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        // A database as the schema before call keys left it, with two calls' records in it.
+        let conn = connect(&dir.join("passthru.db"), "NORMAL").unwrap();
+        migrate(&conn, &MIGRATIONS[..7], "database").unwrap();
+        for (sid, at_ms) in [("CA1", 1), ("CA2", 2), ("CA1", 3)] {
+            conn.execute(
+                "INSERT INTO decisions (tenant, flow, plugin, version, call_sid, branch, outcome, \
+                 fuel_used, elapsed_us, log, log_dropped, at_ms) \
+                 VALUES ('acme', 'ivr', 'p', 1, ?1, 'success', 'decided', 1, 1, '[]', 0, ?2)",
+                params![sid, at_ms],
+            )
+            .unwrap();
+        }
+        drop(conn);
+
+        let s = SqliteStore::open(&dir).unwrap();
+        s.insert_decisions(&[call_record(Some("CA1"), 4), call_record(Some("CA2"), 5)])
+            .unwrap();
+        // The next records' ids two runs on, as after 32,768 other records.
+        s.records
+            .lock()
+            .unwrap()
+            .execute(
+                "UPDATE sqlite_sequence SET seq = seq + ?1 WHERE name = 'decisions'",
+                [2i64 << calls::RUN_BITS],
+            )
+            .unwrap();
+        s.insert_decisions(&[call_record(Some("CA1"), 6), call_record(None, 7)])
+            .unwrap();
+        let calls_of = |sid: &str| {
+            let filter = DecisionFilter {
+                call_sid: Some(sid.into()),
+                limit: 100,
+                ..DecisionFilter::default()
+            };
+            let found = s.query_decisions("acme", &filter).unwrap();
+            found.iter().map(|r| (r.id, r.at_ms)).collect::<Vec<_>>()
+        };
+        let later = (2i64 << calls::RUN_BITS) + 6;
+        assert_eq!(calls_of("CA1"), [(later, 6), (4, 4), (3, 3), (1, 1)]);
+        assert_eq!(calls_of("CA2"), [(5, 5), (2, 2)]);
+        assert_eq!(calls_of("CA3"), []);
+        // Found by id, never by walking an index of the tenant's or a flow's records.
+        for flow in [None, Some("ivr".to_owned())] {
+            let filter = DecisionFilter {
+                call_sid: Some("CA1".into()),
+                flow,
+                ..DecisionFilter::default()
+            };
+            let sql = format!("EXPLAIN QUERY PLAN {}", admin::decisions_query(&filter));
+            let conn = s.admin();
+            let mut stmt = conn.prepare(&sql).unwrap();
+            let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan[0].contains("INTEGER PRIMARY KEY") && !plan.join("\n").contains("by_flow"),
+                "{plan:#?}"
+            );
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 
