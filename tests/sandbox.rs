@@ -181,12 +181,12 @@ fn replace_all(bytes: &[u8], from: &[u8], to: &[u8]) -> (Vec<u8>, usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plugins_built_against_packages_0_1_0_to_0_1_2_still_run() {
-    for old_version in [&b"0.1.0"[..], b"0.1.1", b"0.1.2"] {
+async fn plugins_built_against_packages_0_1_0_to_0_1_3_still_run() {
+    for old_version in [&b"0.1.0"[..], b"0.1.1", b"0.1.2", b"0.1.3"] {
         // The same component as if built against the older package: its interface names say so.
         let current = std::fs::read(common::VIP_CALLER).unwrap();
         let rename = |bytes: &[u8], interface: &str| {
-            let from = format!("passthru:plugin/{interface}@0.1.3");
+            let from = format!("passthru:plugin/{interface}@0.1.4");
             let mut to = format!("passthru:plugin/{interface}@").into_bytes();
             to.extend_from_slice(old_version);
             replace_all(bytes, from.as_bytes(), &to)

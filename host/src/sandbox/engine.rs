@@ -252,7 +252,7 @@ impl Sandbox {
         let wrong_type = |name: &str, e: wasmtime::Error| {
             SandboxError::invalid(format!(
                 "the component exports `{name}`, but not of the type package \
-                 passthru:plugin@0.1.2 defines: {e}"
+                 passthru:plugin@0.1.4 defines: {e}"
             ))
         };
         macro_rules! export {

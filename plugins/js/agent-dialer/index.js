@@ -9,7 +9,7 @@
 // Exotel's `CallFrom`, else the older `From`. Built against the world `connector`: it exports
 // `connect`, whose plan the host answers as Exotel's Connect JSON.
 
-import { config, log } from "passthru:plugin/host@0.1.3";
+import { config, log } from "passthru:plugin/host@0.1.4";
 
 // What Rust's `str::trim` removes: Unicode's White_Space. JavaScript's `trim()` also removes
 // U+FEFF and keeps U+0085, so the set is spelled out to trim exactly as the Rust plugin does.

@@ -11,7 +11,7 @@
 // so `await fetch(...)` works in a synchronous export. Returning is `ok`; throwing a string is
 // `err` with that message.
 
-import { config, log } from "passthru:plugin/host@0.1.3";
+import { config, log } from "passthru:plugin/host@0.1.4";
 
 /** The JSON body: the event, the call's main details, and every parameter Exotel sent. */
 function payload(event, call) {

@@ -8,7 +8,7 @@
 // Exotel's `CallFrom`, else the older `From`. Built against the world `switcher`: it exports
 // `select`, whose answer is `200` with the body `{"select":"CASE"}`.
 
-import { config, log } from "passthru:plugin/host@0.1.3";
+import { config, log } from "passthru:plugin/host@0.1.4";
 
 const ROUTES_KEY = "routes";
 const DEFAULT_KEY = "default_case";

@@ -6,7 +6,7 @@
 // `evening` (17:00 to 4:59), and `unknown` when the request carries neither time. Built against
 // the world `greeter`: it exports `greeting`, whose text is answered as `text/plain`.
 
-import { config } from "passthru:plugin/host@0.1.3";
+import { config } from "passthru:plugin/host@0.1.4";
 
 // India is UTC+05:30, all year. Unix seconds are an s64, a BigInt here.
 const IST_OFFSET_SECONDS = BigInt(5 * 3600 + 30 * 60);

@@ -8,7 +8,7 @@
 // ends the input (default `#`); set empty, no key does. Built against the world `gatherer`: it
 // exports `gather`, whose plan the host answers as Exotel's Gather JSON.
 
-import { config } from "passthru:plugin/host@0.1.3";
+import { config } from "passthru:plugin/host@0.1.4";
 
 const DEFAULT_PROMPT = "Please enter your choice, then press the hash key.";
 const DEFAULT_MAX_DIGITS = 1;

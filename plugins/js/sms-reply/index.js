@@ -7,7 +7,7 @@
 // a caller's number that reads `{digits}` is kept as it is. Built against the world `texter`: it
 // exports `sms`, whose text is answered as `text/plain`.
 
-import { config } from "passthru:plugin/host@0.1.3";
+import { config } from "passthru:plugin/host@0.1.4";
 
 const DEFAULT_REPLY = "Thank you for your message. We will get back to you soon.";
 

@@ -9,8 +9,8 @@
 // The store is `agents` unless the flow's config value `store` names another; the flow must grant
 // it (`kv_stores`). A store error is logged as a warning and answered `failure`.
 
-import { config, log } from "passthru:plugin/host@0.1.3";
-import { get, set } from "passthru:plugin/kv@0.1.3";
+import { config, log } from "passthru:plugin/host@0.1.4";
+import { get, set } from "passthru:plugin/kv@0.1.4";
 
 const DEFAULT_STORE = "agents";
 // How long an agent is remembered after a completed conversation, in milliseconds (a WIT u64 is

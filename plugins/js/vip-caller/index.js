@@ -5,7 +5,7 @@
 // commas; spaces around an entry and empty entries are ignored. The caller is Exotel's `CallFrom`,
 // else the older `From`. A flow without `vip_numbers` logs a warning and answers `failure`.
 
-import { config, log } from "passthru:plugin/host@0.1.3";
+import { config, log } from "passthru:plugin/host@0.1.4";
 
 const VIP_NUMBERS_KEY = "vip_numbers";
 

@@ -78,9 +78,9 @@ pub mod bindings {
             export_macro_name: "__export_recorder",
             default_bindings_module: "passthru_sdk::bindings::recorder",
             with: {
-                "passthru:plugin/types@0.1.3": crate::bindings::passthru::plugin::types,
-                "passthru:plugin/host@0.1.3": crate::bindings::passthru::plugin::host,
-                "passthru:plugin/kv@0.1.3": crate::bindings::passthru::plugin::kv,
+                "passthru:plugin/types@0.1.4": crate::bindings::passthru::plugin::types,
+                "passthru:plugin/host@0.1.4": crate::bindings::passthru::plugin::host,
+                "passthru:plugin/kv@0.1.4": crate::bindings::passthru::plugin::kv,
             },
         });
     }
@@ -94,9 +94,9 @@ pub mod bindings {
             export_macro_name: "__export_plugin",
             default_bindings_module: "passthru_sdk::bindings::plugin",
             with: {
-                "passthru:plugin/types@0.1.3": crate::bindings::passthru::plugin::types,
-                "passthru:plugin/host@0.1.3": crate::bindings::passthru::plugin::host,
-                "passthru:plugin/kv@0.1.3": crate::bindings::passthru::plugin::kv,
+                "passthru:plugin/types@0.1.4": crate::bindings::passthru::plugin::types,
+                "passthru:plugin/host@0.1.4": crate::bindings::passthru::plugin::host,
+                "passthru:plugin/kv@0.1.4": crate::bindings::passthru::plugin::kv,
             },
         });
     }
@@ -113,9 +113,9 @@ pub mod bindings {
                     export_macro_name: $macro,
                     default_bindings_module: $path,
                     with: {
-                        "passthru:plugin/types@0.1.3": crate::bindings::passthru::plugin::types,
-                        "passthru:plugin/host@0.1.3": crate::bindings::passthru::plugin::host,
-                "passthru:plugin/kv@0.1.3": crate::bindings::passthru::plugin::kv,
+                        "passthru:plugin/types@0.1.4": crate::bindings::passthru::plugin::types,
+                        "passthru:plugin/host@0.1.4": crate::bindings::passthru::plugin::host,
+                "passthru:plugin/kv@0.1.4": crate::bindings::passthru::plugin::kv,
                     },
                 });
             }

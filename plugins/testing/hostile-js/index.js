@@ -4,7 +4,7 @@
 // - `throw`: an uncaught TypeError (a method called on a menu entry that is not there);
 // - `reject`: an uncaught Error of the plugin's own;
 // - anything else: decides `success`.
-import { config } from "passthru:plugin/host@0.1.3";
+import { config } from "passthru:plugin/host@0.1.4";
 
 const MENU = { 1: "sales", 2: "support" };
 

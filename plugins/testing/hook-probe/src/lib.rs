@@ -16,10 +16,10 @@ wit_bindgen::generate!({
         package passthru-testing:probe;
 
         world probe {
-            use passthru:plugin/types@0.1.3.{
+            use passthru:plugin/types@0.1.4.{
                 call-details, selection, text-reply, connect-plan, gather-plan,
             };
-            import passthru:plugin/host@0.1.3;
+            import passthru:plugin/host@0.1.4;
 
             export select: func(call: call-details) -> selection;
             export greeting: func(call: call-details) -> text-reply;
