@@ -32,6 +32,7 @@ use crate::metrics::{FlowFamilies, FlowMetrics};
 use crate::records::Subject;
 use crate::sandbox::outbound::OutboundHosts;
 use crate::sandbox::{
+    serves,
     Branch, Grants, Limits, Plugin, Sandbox, SandboxError, TenantShare, hex_sha256,
 };
 use crate::secrets::{MIN_SECRET_BYTES, SECRETS_KEY_ENV, SecretsKey};
@@ -41,7 +42,8 @@ use crate::store::{
 
 /// The world a component with these exports targets, named at the package version that last
 /// changed it: `decider` (`decide`), `recorder` (`record`) or `plugin` (both), from 0.1.1; one of
-/// the hooks' worlds (`switcher`, `greeter`, `texter`, `connector`, `gatherer`), from 0.1.2.
+/// the hooks' worlds (`switcher`, `greeter`, `texter`, `connector`, `gatherer`), from 0.1.2;
+/// `lean-decider` (`decide-lean`), from 0.1.4.
 pub fn world_of(exports: &[String]) -> &'static str {
     let has = |name: &str| exports.iter().any(|e| e == name);
     let hooks = [
@@ -51,6 +53,9 @@ pub fn world_of(exports: &[String]) -> &'static str {
         ("connect", "passthru:plugin/connector@0.1.2"),
         ("gather", "passthru:plugin/gatherer@0.1.2"),
     ];
+    if has("decide-lean") {
+        return "passthru:plugin/lean-decider@0.1.4";
+    }
     match (has("decide"), has("record")) {
         (true, true) => "passthru:plugin/plugin@0.1.1",
         (false, true) => "passthru:plugin/recorder@0.1.1",
@@ -961,7 +966,7 @@ impl Registry {
             .get_version(&record.tenant, &record.plugin, version)?;
         let settings = &record.settings;
         let export = settings.export();
-        if !stored.exports.iter().any(|e| e == export) {
+        if !serves(&stored.exports, export) {
             let what = match settings.hook {
                 Hook::Passthru => format!("a flow in {} mode", settings.mode.as_str()),
                 hook => format!("a flow whose hook is {}", hook.as_str()),

@@ -7,6 +7,7 @@
 //! `greeting`, `sms`, `connect`, `gather`), so each export gets its own world's bindings
 //! (`decider` here, the others below) and a plugin is prepared for each export it has. They all
 //! share one set of `types` and `host` definitions, and the host imports are linked once.
+//! `lean-decider` (0.1.4) adds the `call` interface, linked once too.
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -42,3 +43,6 @@ world!(greeter, "greeter");
 world!(texter, "texter");
 world!(connector, "connector");
 world!(gatherer, "gatherer");
+// Since 0.1.4: `decide-lean`, and the `call` interface it reads the call through (generated here,
+// in `lean_decider::passthru::plugin::call`).
+world!(lean_decider, "lean-decider");

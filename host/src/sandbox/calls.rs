@@ -138,7 +138,8 @@ pub struct Event {
 }
 
 impl Sandbox {
-    /// Runs one call: a fresh instance of `plugin`, `decide(call)`, under `limits`.
+    /// Runs one call: a fresh instance of `plugin`, `decide(call)` (or, when the plugin exports
+    /// it, `decide-lean()` reading `call` through the `call` imports), under `limits`.
     ///
     /// Never panics and never returns early: every failure is in the report's `outcome`.
     pub async fn decide(
@@ -164,6 +165,29 @@ impl Sandbox {
         grants: Arc<Grants>,
         seed: CallSeed,
     ) -> CallReport {
+        if let Some(lean) = &plugin.lean_decider {
+            // The call waits in the store, where the `call` imports read it field by field.
+            let export = Export {
+                name: "decide-lean",
+                pre: Some(lean),
+            };
+            return self
+                .call(
+                    plugin,
+                    share,
+                    export,
+                    limits,
+                    grants,
+                    &seed,
+                    async move |pre, store| {
+                        store.data_mut().call = Some(call);
+                        let instance = pre.instantiate_async(&mut *store).await?;
+                        let decision = instance.call_decide_lean(&mut *store).await?;
+                        Ok(Ok(Decision::from(decision)))
+                    },
+                )
+                .await;
+        }
         let export = Export {
             name: "decide",
             pre: plugin.decider.as_ref(),

@@ -16,6 +16,8 @@ use super::bindings::DeciderPre;
 use super::bindings::connector::ConnectorPre;
 use super::bindings::gatherer::GathererPre;
 use super::bindings::greeter::GreeterPre;
+use super::bindings::lean_decider::LeanDeciderPre;
+use super::bindings::lean_decider::passthru::plugin::call as lean_call;
 use super::bindings::recorder::RecorderPre;
 use super::bindings::switcher::SwitcherPre;
 use super::bindings::texter::TexterPre;
@@ -78,6 +80,8 @@ impl Default for SandboxOptions {
 /// It has at least one of the exports the host calls; each is looked up once, here.
 pub struct Plugin {
     pub(super) decider: Option<DeciderPre<CallState>>,
+    /// `decide-lean` (0.1.4): called instead of `decide` when a component has both.
+    pub(super) lean_decider: Option<LeanDeciderPre<CallState>>,
     pub(super) recorder: Option<RecorderPre<CallState>>,
     pub(super) switcher: Option<SwitcherPre<CallState>>,
     pub(super) greeter: Option<GreeterPre<CallState>>,
@@ -92,9 +96,9 @@ pub struct Plugin {
 }
 
 impl Plugin {
-    /// Whether the plugin exports `decide` (it can serve a sync flow).
+    /// Whether the plugin exports `decide` or `decide-lean` (it can serve a sync flow).
     pub fn can_decide(&self) -> bool {
-        self.decider.is_some()
+        self.decider.is_some() || self.lean_decider.is_some()
     }
 
     /// Whether the plugin exports `record` (it can serve an async flow).
@@ -165,6 +169,8 @@ impl Sandbox {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(host_setup)?;
         meter::link_random(&mut linker).map_err(host_setup)?;
         Decider::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
+            .map_err(host_setup)?;
+        lean_call::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
             .map_err(host_setup)?;
         let ticker = EpochTicker::start(&engine);
         Ok(Self {
@@ -265,6 +271,7 @@ impl Sandbox {
         }
         let plugin = Plugin {
             decider: export!("decide", DeciderPre),
+            lean_decider: export!("decide-lean", LeanDeciderPre),
             recorder: export!("record", RecorderPre),
             switcher: export!("select", SwitcherPre),
             greeter: export!("greeting", GreeterPre),
@@ -302,9 +309,23 @@ pub(super) fn weight_of(component: &Component) -> u32 {
 }
 
 /// The exports the host calls: a plugin has at least one.
-pub const CALLED_EXPORTS: [&str; 7] = [
-    "decide", "record", "select", "greeting", "sms", "connect", "gather",
+pub const CALLED_EXPORTS: [&str; 8] = [
+    "decide",
+    "decide-lean",
+    "record",
+    "select",
+    "greeting",
+    "sms",
+    "connect",
+    "gather",
 ];
+
+/// Whether a component with `exports` serves a flow that calls `export`: `decide-lean` (0.1.4)
+/// serves where `decide` is called.
+pub fn serves(exports: &[String], export: &str) -> bool {
+    let has = |name: &str| exports.iter().any(|e| e == name);
+    has(export) || (export == "decide" && has("decide-lean"))
+}
 
 /// The names a component exports (`decide`, `record`, and e.g. `init` from componentize-py).
 pub(super) fn export_names(engine: &Engine, component: &Component) -> Vec<String> {

@@ -90,6 +90,9 @@ pub struct CallState {
     deadline: Instant,
     /// A dry run's key-value writes (see [`Grants::scratch_kv`]).
     scratch: Option<KvScratch>,
+    /// The call `decide-lean` reads through the `call` interface (see `lean`); `None` for the
+    /// exports that take it as their argument.
+    pub(super) call: Option<crate::call::CallDetails>,
 }
 
 impl CallState {
@@ -127,6 +130,7 @@ impl CallState {
             http: None,
             deadline,
             scratch,
+            call: None,
         }
     }
 
