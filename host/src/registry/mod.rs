@@ -32,8 +32,7 @@ use crate::metrics::{FlowFamilies, FlowMetrics};
 use crate::records::Subject;
 use crate::sandbox::outbound::OutboundHosts;
 use crate::sandbox::{
-    serves,
-    Branch, Grants, Limits, Plugin, Sandbox, SandboxError, TenantShare, hex_sha256,
+    Branch, Grants, Limits, Plugin, Sandbox, SandboxError, TenantShare, hex_sha256, serves,
 };
 use crate::secrets::{MIN_SECRET_BYTES, SECRETS_KEY_ENV, SecretsKey};
 use crate::store::{

@@ -103,7 +103,7 @@ mod tests {
             .load_compiled(artifact.clone(), &hex_sha256(&artifact))
             .expect("the server loads the worker's artifact");
         assert!(compiled.plugin.can_decide());
-        assert!(compiled.exports.iter().any(|e| e == "decide"));
+        assert!(crate::sandbox::serves(&compiled.exports, "decide"));
     }
 
     #[test]

@@ -41,7 +41,10 @@ impl CallState {
     }
 
     /// One text field, charged by its length.
-    fn text(&mut self, field: fn(&CallDetails) -> &Option<String>) -> wasmtime::Result<Option<String>> {
+    fn text(
+        &mut self,
+        field: fn(&CallDetails) -> &Option<String>,
+    ) -> wasmtime::Result<Option<String>> {
         self.read(|c| text_len(field(c)), |c| field(c).clone())
     }
 
@@ -196,7 +199,9 @@ impl call::Host for CallState {
     }
 
     fn legs(&mut self) -> wasmtime::Result<Vec<wit::Leg>> {
-        self.read(legs_len, |c| c.legs.iter().cloned().map(Into::into).collect())
+        self.read(legs_len, |c| {
+            c.legs.iter().cloned().map(Into::into).collect()
+        })
     }
 
     fn digits(&mut self) -> wasmtime::Result<Option<String>> {
@@ -225,5 +230,62 @@ impl call::Host for CallState {
 
     fn tenant_id(&mut self) -> wasmtime::Result<Option<String>> {
         self.text(|c| &c.tenant_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::call::Host;
+    use super::*;
+    use crate::sandbox::state::Grants;
+
+    fn state(fuel: u64, query: Option<&str>) -> CallState {
+        let later = Instant::now() + Duration::from_secs(60);
+        let mut state = CallState::new(1 << 20, Arc::new(Grants::default()), fuel, later);
+        state.call = query.map(crate::call::parse);
+        state
+    }
+
+    #[test]
+    fn each_field_answers_what_decide_would_get() {
+        let query = "CallSid=s1&CallFrom=0980&digits=%2212%22&Direction=sideways&x=1&x=2&e=";
+        let mut state = state(1_000_000, Some(query));
+        let whole = crate::call::parse(query);
+        assert_eq!(state.call_sid().unwrap().as_deref(), Some("s1"));
+        assert_eq!(state.call_from().unwrap().as_deref(), Some("0980"));
+        assert_eq!(state.digits().unwrap().as_deref(), Some("12"));
+        assert_eq!(state.call_to().unwrap(), None);
+        assert!(matches!(
+            state.direction().unwrap(),
+            Some(wit::Direction::Other(s)) if s == "sideways"
+        ));
+        assert_eq!(state.param("x".into()).unwrap().as_deref(), Some("2"));
+        assert_eq!(state.param("e".into()).unwrap().as_deref(), Some(""));
+        assert_eq!(state.param("X".into()).unwrap(), None);
+        assert_eq!(state.params().unwrap(), whole.params);
+        // The generated type has no `PartialEq`; its `Debug` shows every field.
+        let details = format!("{:?}", state.details().unwrap());
+        assert_eq!(details, format!("{:?}", wit::CallDetails::from(whole)));
+    }
+
+    #[test]
+    fn every_read_is_charged_and_refused_past_the_fuel() {
+        let query = format!("CallSid=s1&big={}", "v".repeat(4096));
+        let mut state = state(1_000, Some(&query));
+        assert!(state.call_sid().is_ok(), "a small read fits");
+        let used = state.log.lock().budget.fuel_used();
+        assert!(used >= 2 + CALL_IMPORT_BYTES as u64, "charged {used}");
+        let error = state.params().expect_err("4 KiB is past the fuel left");
+        assert!(error.to_string().contains("fuel"), "{error}");
+    }
+
+    #[test]
+    fn the_call_cannot_be_read_outside_decide_lean() {
+        let mut state = state(1_000_000, None);
+        let error = state.digits().expect_err("no call in the store");
+        assert!(error.to_string().contains("decide-lean"), "{error}");
     }
 }
