@@ -396,6 +396,10 @@ pub struct Call {
 
 /// Where a [`Call`]'s fields come from.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one Call per plugin call: boxing the details would add an allocation to every eager one"
+)]
 enum Inner {
     /// All of them, handed over at once: `decide(call)`, `record`, the hooks, and tests.
     Eager(CallDetails),
