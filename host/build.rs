@@ -42,6 +42,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("crm-push", "crm-push"),
     ("testing/outbound-probe", "outbound-probe"),
     ("testing/coin-flip", "coin-flip"),
+    ("testing/lean-probe", "lean-probe"),
 ];
 
 /// Library crates of the plugins workspace that the plugins build on (`passthru-sdk`): not

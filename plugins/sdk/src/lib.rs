@@ -4,7 +4,7 @@
 //! those exports:
 //!
 //! - **`decide`** answers a sync flow: a `fn(&Call) -> Decision` that picks the branch the live
-//!   call takes next.
+//!   call takes next. Exported alone, it is the world `lean-decider`'s `decide-lean` (below).
 //! - **`record`** handles an async flow: a `fn(&Event, &Call) -> Result<(), E>`, where `E` is
 //!   any `Display` (usually `String`), that runs in the background after the host has already
 //!   answered Exotel. `Ok(())` means the request is handled; an `Err` (its message is kept for
@@ -30,15 +30,25 @@
 //!
 //! // Either one of these, once, at the top level of the crate:
 //! passthru_sdk::plugin!(decide = decide, record = record); // world `plugin`: both
-//! // passthru_sdk::plugin!(decide = decide);               // world `decider`
+//! // passthru_sdk::plugin!(decide = decide);               // world `lean-decider`
 //! // passthru_sdk::plugin!(decide);                        // the same, the original form
 //! // passthru_sdk::plugin!(record = record);               // world `recorder`
 //! # fn main() {}
 //! ```
 //!
-//! The component exports exactly what the macro was given, so a plugin that only decides is a
-//! `decider` component, one that only records is a `recorder`, and one with both is a `plugin`
-//! that can serve a flow in either mode.
+//! The component exports what the macro was given: a plugin that only decides is a
+//! `lean-decider` component (it exports `decide-lean`), one that only records is a `recorder`,
+//! and one with both is a `plugin` that can serve a flow in either mode.
+//!
+//! **A plugin that only decides needs a host that speaks package 0.1.4**, which added
+//! `lean-decider`. Its `decide-lean` takes no argument: the [`Call`] it hands `decide` asks the
+//! host for each field the first time the plugin reads it (the interface `call`), so only the
+//! fields read are copied into the plugin's memory. `decide(call-details)` gets all of them,
+//! some fifty strings for a typical Exotel query, each copied in separately, and that copying
+//! is about a third of a small plugin's call. The function is the same `fn(&Call) -> Decision`
+//! either way, and every accessor answers the same. For a host older than 0.1.4, export the world
+//! `decider` by hand: implement [`bindings::Guest`], wrapping its argument with [`Call::new`],
+//! and pass the type to `passthru_sdk::bindings::__export_decider!`.
 //!
 //! Build it as a `cdylib` for `wasm32-wasip2`. [`Call`] reads the call as Exotel sent it, through
 //! `Option<&str>` accessors and helpers for Exotel's quirks ([`Call::caller`], [`Call::param`]);
@@ -48,16 +58,17 @@
 /// The bindings `wit-bindgen` generates from `wit/passthru.wit`, for anything this crate does not
 /// wrap.
 ///
-/// The root holds the world `decider` (its `Guest` trait exports `decide`) and the two interfaces
-/// every world shares, `passthru::plugin::types` and `passthru::plugin::host`. The worlds
-/// `recorder` (exports `record`) and `plugin` (exports both) are in the submodules of the same
-/// names, and reuse those interfaces rather than generating copies, so a `CallDetails` is one type
-/// whichever world a plugin targets.
+/// The root holds the world `decider` (its `Guest` trait exports `decide`) and the interfaces
+/// every world shares, `passthru::plugin::types`, `passthru::plugin::host` and
+/// `passthru::plugin::kv`. The worlds `lean-decider` (exports `decide-lean`, imports `call`),
+/// `recorder` (exports `record`), `plugin` (exports `decide` and `record`) and the hooks' worlds
+/// are in submodules named after them, and reuse those interfaces rather than generating copies,
+/// so a `CallDetails` is one type whichever world a plugin targets.
 ///
 /// Each world's export macro carries the world's full type information into the plugin that uses
 /// it; this crate itself carries only the imports. A plugin that exports `decide` alone is
-/// therefore a `decider` component, one that exports `record` alone a `recorder`: [`plugin!`]
-/// picks the world from the functions it is given.
+/// therefore a `lean-decider` component, one that exports `record` alone a `recorder`:
+/// [`plugin!`] picks the world from the functions it is given.
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
@@ -101,6 +112,26 @@ pub mod bindings {
         });
     }
 
+    /// World `lean-decider` (since 0.1.4): a plugin for sync flows, exporting `decide-lean`,
+    /// which takes no argument; the plugin reads the call through the interface `call`, which
+    /// only this world imports and so is generated here, at
+    /// `lean_decider::passthru::plugin::call`.
+    pub mod lean_decider {
+        wit_bindgen::generate!({
+            path: "../../wit",
+            world: "lean-decider",
+            pub_export_macro: true,
+            export_macro_name: "__export_lean_decider",
+            default_bindings_module: "passthru_sdk::bindings::lean_decider",
+            with: {
+                "passthru:plugin/types@0.1.4": crate::bindings::passthru::plugin::types,
+                "passthru:plugin/host@0.1.4": crate::bindings::passthru::plugin::host,
+                "passthru:plugin/kv@0.1.4": crate::bindings::passthru::plugin::kv,
+                "passthru:plugin/call@0.1.4": generate,
+            },
+        });
+    }
+
     /// One world of a hook (package 0.1.2), over the shared interfaces.
     macro_rules! hook_world {
         ($module:ident, $world:literal, $macro:literal, $path:literal) => {
@@ -115,7 +146,7 @@ pub mod bindings {
                     with: {
                         "passthru:plugin/types@0.1.4": crate::bindings::passthru::plugin::types,
                         "passthru:plugin/host@0.1.4": crate::bindings::passthru::plugin::host,
-                "passthru:plugin/kv@0.1.4": crate::bindings::passthru::plugin::kv,
+                        "passthru:plugin/kv@0.1.4": crate::bindings::passthru::plugin::kv,
                     },
                 });
             }
@@ -152,6 +183,9 @@ pub mod bindings {
         "passthru_sdk::bindings::gatherer"
     );
 }
+
+use std::fmt;
+use std::sync::OnceLock;
 
 use bindings::passthru::plugin::{host, types};
 
@@ -347,9 +381,96 @@ impl From<types::Event> for Event {
 /// flow, and a parameter that is absent, empty or not in its documented format is `None`.
 /// [`Call::details`] has every typed field; [`Call::param`] and [`Call::params`] have every
 /// parameter as it arrived, Exotel's undocumented ones and the customer's own included.
-#[derive(Debug, Clone)]
+///
+/// The call that [`plugin!`] hands a `decide` exported alone (world `lean-decider`) is *lazy*: it
+/// starts empty and asks the host for a field the first time it is read, then keeps it, so the
+/// plugin pays only for the fields it reads. [`Call::details`] fetches every field at once and
+/// [`Call::params`] every parameter; [`Call::param`] asks for one parameter by name (for the first
+/// few names a call asks about, then it fetches them all). The values are the same either way. A
+/// call built from [`CallDetails`] (`Call::new`, `From`, `Default`), and the one every other export
+/// gets, holds every field from the start.
+#[derive(Clone)]
 pub struct Call {
-    details: CallDetails,
+    inner: Inner,
+}
+
+/// Where a [`Call`]'s fields come from.
+#[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one Call per plugin call: boxing the details would add an allocation to every eager one"
+)]
+enum Inner {
+    /// All of them, handed over at once: `decide(call)`, `record`, the hooks, and tests.
+    Eager(CallDetails),
+    /// The host's interface `call`, field by field on first use: `decide-lean`. Boxed, so that
+    /// an eager call does not carry the empty cells.
+    Lazy(Box<Lazy>),
+}
+
+/// How many parameters a lazy call asks the host for by name before it fetches them all: a
+/// plugin usually reads one or two, and past a handful one copy of the list is cheaper.
+const NAMED_PARAMS: usize = 8;
+
+/// The fields of a lazy call read so far. `OnceLock` rather than `OnceCell`, so that `Call` stays
+/// `Send` and `Sync` as it always was; on wasm32-wasip2, which has no threads, it costs the same.
+#[derive(Debug, Clone, Default)]
+struct Lazy {
+    /// Every field, once [`Call::details`] asked for them: from then on the accessors read here.
+    details: OnceLock<CallDetails>,
+    params: OnceLock<Vec<(String, String)>>,
+    /// Parameters asked for by name before `params` was fetched, as (name, last value), filled
+    /// in order.
+    named: [OnceLock<(String, Option<String>)>; NAMED_PARAMS],
+    call_sid: OnceLock<Option<String>>,
+    call_from: OnceLock<Option<String>>,
+    call_to: OnceLock<Option<String>>,
+    from: OnceLock<Option<String>>,
+    to: OnceLock<Option<String>>,
+    direction: OnceLock<Option<Direction>>,
+    call_type: OnceLock<Option<CallType>>,
+    dial_call_duration: OnceLock<Option<u32>>,
+    dial_call_status: OnceLock<Option<DialCallStatus>>,
+    dial_whom_number: OnceLock<Option<String>>,
+    legs: OnceLock<Vec<Leg>>,
+    digits: OnceLock<Option<String>>,
+    custom_field: OnceLock<Option<String>>,
+    recording_url: OnceLock<Option<String>>,
+    outgoing_phone_number: OnceLock<Option<String>>,
+    flow_id: OnceLock<Option<String>>,
+    tenant_id: OnceLock<Option<String>>,
+}
+
+impl Lazy {
+    /// The last value of the parameter `key`, asked for by name while a slot is free.
+    fn param(&self, key: &str) -> Option<&str> {
+        for slot in &self.named {
+            let (name, value) = slot.get_or_init(|| (key.to_owned(), source::param(key)));
+            if name == key {
+                return value.as_deref();
+            }
+        }
+        last_value(self.params.get_or_init(source::params), key)
+    }
+}
+
+/// The last value of `key` among `params`.
+fn last_value<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+impl fmt::Debug for Call {
+    /// An eager call prints its details; a lazy one what it has fetched so far.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            Inner::Eager(details) => f.debug_struct("Call").field("details", details).finish(),
+            Inner::Lazy(lazy) => f.debug_struct("Call").field("lazy", lazy).finish(),
+        }
+    }
 }
 
 impl From<CallDetails> for Call {
@@ -389,130 +510,266 @@ impl Default for Call {
     }
 }
 
+/// The field `$name` of a call: from its details when it holds them, else from the host's
+/// function of the same name, asked once.
+macro_rules! field {
+    ($call:expr, $name:ident) => {
+        match &$call.inner {
+            Inner::Eager(details) => &details.$name,
+            Inner::Lazy(lazy) => match lazy.details.get() {
+                Some(details) => &details.$name,
+                None => lazy.$name.get_or_init(source::$name),
+            },
+        }
+    };
+}
+
 impl Call {
     /// Wraps the details the host sent. (`Call::from` is the accessor of Exotel's `From`.)
     pub fn new(details: CallDetails) -> Self {
-        Self { details }
+        Self {
+            inner: Inner::Eager(details),
+        }
     }
 
-    /// Every typed field, as the host parsed it.
+    /// A call that asks the host for each field on first use (`decide-lean`).
+    pub(crate) fn lazy() -> Self {
+        Self {
+            inner: Inner::Lazy(Box::default()),
+        }
+    }
+
+    /// Every typed field, as the host parsed it. On a lazy call, the first use fetches them all.
     pub fn details(&self) -> &CallDetails {
-        &self.details
+        match &self.inner {
+            Inner::Eager(details) => details,
+            Inner::Lazy(lazy) => lazy.details.get_or_init(source::details),
+        }
     }
 
-    /// The typed fields, to change in tests.
+    /// The typed fields, to change in tests. A lazy call fetches them all first, and from then
+    /// on reads only them.
     pub fn details_mut(&mut self) -> &mut CallDetails {
-        &mut self.details
+        if let Inner::Lazy(lazy) = &mut self.inner {
+            let details = lazy.details.take().unwrap_or_else(source::details);
+            self.inner = Inner::Eager(details);
+        }
+        match &mut self.inner {
+            Inner::Eager(details) => details,
+            Inner::Lazy(_) => unreachable!("the call was made eager just above"),
+        }
     }
 
     /// `CallSid`: Exotel's id of the call, the same for every request of one call.
     pub fn call_sid(&self) -> Option<&str> {
-        self.details.call_sid.as_deref()
+        field!(self, call_sid).as_deref()
     }
 
     /// `CallFrom`. Incoming: the caller. Outgoing: the first leg's number.
     pub fn call_from(&self) -> Option<&str> {
-        self.details.call_from.as_deref()
+        field!(self, call_from).as_deref()
     }
 
     /// `CallTo`. Incoming: the ExoPhone the call landed on. Outgoing: the number dialled.
     pub fn call_to(&self) -> Option<&str> {
-        self.details.call_to.as_deref()
+        field!(self, call_to).as_deref()
     }
 
     /// `From`: the older name of `CallFrom`; usually the same, not always present.
     pub fn from(&self) -> Option<&str> {
-        self.details.from.as_deref()
+        field!(self, from).as_deref()
     }
 
     /// `To`: the older name of `CallTo`.
     pub fn to(&self) -> Option<&str> {
-        self.details.to.as_deref()
+        field!(self, to).as_deref()
     }
 
     /// The caller's number: `CallFrom`, or `From` when Exotel did not send `CallFrom`. As sent:
     /// trim it before comparing, and list numbers in the form Exotel sends them.
     pub fn caller(&self) -> Option<&str> {
-        self.call_from().or(self.from())
+        self.call_from().or_else(|| self.from())
     }
 
     /// The number called: `CallTo`, or `To` when Exotel did not send `CallTo`.
     pub fn called(&self) -> Option<&str> {
-        self.call_to().or(self.to())
+        self.call_to().or_else(|| self.to())
     }
 
     /// `digits`: the keys the caller pressed, without Exotel's surrounding double quotes.
     pub fn digits(&self) -> Option<&str> {
-        self.details.digits.as_deref()
+        field!(self, digits).as_deref()
     }
 
     /// `Direction`.
     pub fn direction(&self) -> Option<&Direction> {
-        self.details.direction.as_ref()
+        field!(self, direction).as_ref()
     }
 
     /// `CallType`: how far the call has got.
     pub fn call_type(&self) -> Option<&CallType> {
-        self.details.call_type.as_ref()
+        field!(self, call_type).as_ref()
     }
 
     /// `DialCallStatus`, present after a Connect applet.
     pub fn dial_call_status(&self) -> Option<&DialCallStatus> {
-        self.details.dial_call_status.as_ref()
+        field!(self, dial_call_status).as_ref()
     }
 
     /// `DialCallDuration`, in seconds.
     pub fn dial_call_duration(&self) -> Option<u32> {
-        self.details.dial_call_duration
+        *field!(self, dial_call_duration)
     }
 
     /// `DialWhomNumber`: the agent dialled last (may be `sip:<id>`).
     pub fn dial_whom_number(&self) -> Option<&str> {
-        self.details.dial_whom_number.as_deref()
+        field!(self, dial_whom_number).as_deref()
     }
 
     /// `CustomField`, as the flow's creator set it.
     pub fn custom_field(&self) -> Option<&str> {
-        self.details.custom_field.as_deref()
+        field!(self, custom_field).as_deref()
     }
 
     /// `RecordingUrl`.
     pub fn recording_url(&self) -> Option<&str> {
-        self.details.recording_url.as_deref()
+        field!(self, recording_url).as_deref()
     }
 
     /// `OutgoingPhoneNumber`.
     pub fn outgoing_phone_number(&self) -> Option<&str> {
-        self.details.outgoing_phone_number.as_deref()
+        field!(self, outgoing_phone_number).as_deref()
     }
 
     /// `flow_id`: Exotel's id of the flow.
     pub fn flow_id(&self) -> Option<&str> {
-        self.details.flow_id.as_deref()
+        field!(self, flow_id).as_deref()
     }
 
     /// `tenant_id`: Exotel's id of the account.
     pub fn tenant_id(&self) -> Option<&str> {
-        self.details.tenant_id.as_deref()
+        field!(self, tenant_id).as_deref()
     }
 
     /// The legs of a Connect applet (`Legs[i][...]`), in index order.
     pub fn legs(&self) -> &[Leg] {
-        &self.details.legs
+        field!(self, legs)
     }
 
     /// The last value of the query parameter `key`, decoded, exactly as sent (an empty value is
     /// `Some("")`). Repeated parameters are common: Exotel appends, so the last one is the newest.
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.params().rev().find(|(k, _)| *k == key).map(|(_, v)| v)
+        match &self.inner {
+            Inner::Lazy(lazy) if lazy.details.get().is_none() && lazy.params.get().is_none() => {
+                lazy.param(key)
+            }
+            _ => last_value(field!(self, params), key),
+        }
     }
 
     /// Every query parameter, decoded, in arrival order, repeats included.
     pub fn params(&self) -> impl DoubleEndedIterator<Item = (&str, &str)> {
-        self.details
-            .params
+        field!(self, params)
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// Where a lazy [`Call`] gets its fields: the host's interface `call` (since 0.1.4), a function
+/// per field. In the SDK's own tests, which run natively without a host, a [`CallDetails`] the
+/// test sets answers instead, and every fetch is counted.
+mod source {
+    #[cfg(not(test))]
+    use crate::bindings::lean_decider::passthru::plugin::call;
+    use crate::{CallDetails, CallType, DialCallStatus, Direction, Leg};
+
+    /// One function per field, answering what the field of the same name holds.
+    macro_rules! fields {
+        ($($name:ident: $ty:ty),* $(,)?) => {$(
+            #[cfg(not(test))]
+            pub(crate) fn $name() -> $ty {
+                call::$name()
+            }
+
+            #[cfg(test)]
+            pub(crate) fn $name() -> $ty {
+                fake::fetch(stringify!($name), |details| details.$name.clone())
+            }
+        )*};
+    }
+
+    fields! {
+        call_sid: Option<String>,
+        call_from: Option<String>,
+        call_to: Option<String>,
+        from: Option<String>,
+        to: Option<String>,
+        direction: Option<Direction>,
+        call_type: Option<CallType>,
+        dial_call_duration: Option<u32>,
+        dial_call_status: Option<DialCallStatus>,
+        dial_whom_number: Option<String>,
+        legs: Vec<Leg>,
+        digits: Option<String>,
+        custom_field: Option<String>,
+        recording_url: Option<String>,
+        outgoing_phone_number: Option<String>,
+        flow_id: Option<String>,
+        tenant_id: Option<String>,
+        params: Vec<(String, String)>,
+    }
+
+    #[cfg(not(test))]
+    pub(crate) fn details() -> CallDetails {
+        call::details()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn details() -> CallDetails {
+        fake::fetch("details", CallDetails::clone)
+    }
+
+    #[cfg(not(test))]
+    pub(crate) fn param(name: &str) -> Option<String> {
+        call::param(name)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn param(name: &str) -> Option<String> {
+        let what = format!("param {name}");
+        fake::fetch(&what, |details| {
+            crate::last_value(&details.params, name).map(str::to_owned)
+        })
+    }
+
+    /// The host of the SDK's tests: the details a test set, on this thread.
+    #[cfg(test)]
+    pub(crate) mod fake {
+        use std::cell::RefCell;
+
+        use crate::CallDetails;
+
+        thread_local! {
+            static CALL: RefCell<Option<CallDetails>> = const { RefCell::new(None) };
+            static FETCHES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+        }
+
+        /// Answers this thread's lazy calls from `details`, and forgets the fetches so far.
+        pub(crate) fn answer_with(details: CallDetails) {
+            CALL.with(|call| *call.borrow_mut() = Some(details));
+            FETCHES.with(|fetches| fetches.borrow_mut().clear());
+        }
+
+        /// What this thread's lazy calls asked for, in order: a field's name, `details`, or
+        /// `param NAME`.
+        pub(crate) fn fetches() -> Vec<String> {
+            FETCHES.with(|fetches| fetches.borrow().clone())
+        }
+
+        pub(crate) fn fetch<T>(what: &str, read: impl FnOnce(&CallDetails) -> T) -> T {
+            FETCHES.with(|fetches| fetches.borrow_mut().push(what.to_owned()));
+            CALL.with(|call| read(call.borrow().as_ref().expect("a test set the call")))
+        }
     }
 }
 
@@ -648,16 +905,21 @@ pub mod log {
 
 /// Exports the plugin's functions. Use it once, at the top level of a `cdylib` crate.
 ///
-/// | form                                 | exports            | world      |
-/// |--------------------------------------|--------------------|------------|
-/// | `plugin!(decide = f)`, `plugin!(f)`  | `decide`           | `decider`  |
-/// | `plugin!(record = g)`                | `record`           | `recorder` |
-/// | `plugin!(decide = f, record = g)`    | `decide`, `record` | `plugin`   |
-/// | `plugin!(select = f)`                | `select`           | `switcher` |
-/// | `plugin!(greeting = f)`              | `greeting`         | `greeter`  |
-/// | `plugin!(sms = f)`                   | `sms`              | `texter`   |
-/// | `plugin!(connect = f)`               | `connect`          | `connector`|
-/// | `plugin!(gather = f)`                | `gather`           | `gatherer` |
+/// | form                                 | exports            | world          |
+/// |--------------------------------------|--------------------|----------------|
+/// | `plugin!(decide = f)`, `plugin!(f)`  | `decide-lean`      | `lean-decider` |
+/// | `plugin!(record = g)`                | `record`           | `recorder`     |
+/// | `plugin!(decide = f, record = g)`    | `decide`, `record` | `plugin`       |
+/// | `plugin!(select = f)`                | `select`           | `switcher`     |
+/// | `plugin!(greeting = f)`              | `greeting`         | `greeter`      |
+/// | `plugin!(sms = f)`                   | `sms`              | `texter`       |
+/// | `plugin!(connect = f)`               | `connect`          | `connector`    |
+/// | `plugin!(gather = f)`                | `gather`           | `gatherer`     |
+///
+/// The decide-alone form needs a host that speaks package 0.1.4: `decide-lean` takes no argument,
+/// and the [`Call`] it hands `f` fetches each field from the host the first time `f` reads it, so
+/// only the fields read are copied into the plugin (see [`Call`]). Every other form hands its
+/// function a call that holds every field from the start.
 ///
 /// The hooks of 0.1.2 take a `fn(&Call) -> Selection`, `fn(&Call) -> Reply` (`greeting`, `sms`),
 /// `fn(&Call) -> ConnectPlan` or `fn(&Call) -> GatherPlan`; a component serves one hook.
@@ -671,13 +933,15 @@ macro_rules! plugin {
         #[doc(hidden)]
         struct __PassthruPlugin;
 
-        impl $crate::bindings::Guest for __PassthruPlugin {
-            fn decide(call: $crate::bindings::CallDetails) -> $crate::bindings::Decision {
-                $crate::__private::decide($decide, call)
+        impl $crate::bindings::lean_decider::Guest for __PassthruPlugin {
+            fn decide_lean() -> $crate::bindings::lean_decider::Decision {
+                $crate::__private::decide_lean($decide)
             }
         }
 
-        $crate::bindings::__export_decider!(__PassthruPlugin with_types_in $crate::bindings);
+        $crate::bindings::lean_decider::__export_lean_decider!(
+            __PassthruPlugin with_types_in $crate::bindings::lean_decider
+        );
     };
     (record = $record:path $(,)?) => {
         #[doc(hidden)]
@@ -802,11 +1066,21 @@ pub mod __private {
 
     use super::{Branch, Call, CallDetails, Decision, Event, Reply, Selection, types};
 
-    /// What [`plugin!`] calls for `decide`: the user's function over the wrapped call, and back
-    /// to WIT types.
+    /// What [`plugin!`] calls for `decide` (world `plugin`): the user's function over the
+    /// wrapped call, and back to WIT types.
     #[inline(always)]
     pub fn decide(decide: impl FnOnce(&Call) -> Decision, details: CallDetails) -> types::Decision {
-        let decision = decide(&Call::new(details));
+        wit_decision(decide(&Call::new(details)))
+    }
+
+    /// What [`plugin!`] calls for `decide-lean` (world `lean-decider`): the user's function over a
+    /// call that fetches each field from the host when it is first read.
+    #[inline(always)]
+    pub fn decide_lean(decide: impl FnOnce(&Call) -> Decision) -> types::Decision {
+        wit_decision(decide(&Call::lazy()))
+    }
+
+    fn wit_decision(decision: Decision) -> types::Decision {
         types::Decision {
             branch: match decision.branch {
                 Branch::Success => types::Branch::Success,
@@ -921,7 +1195,7 @@ mod tests {
             attempt: 2,
             accepted_at_ms: 1_722_424_376_000,
         };
-        let mut details = Call::default().details;
+        let mut details = Call::default().details().clone();
         details.call_sid = Some("CA1".into());
 
         let ok = __private::record(
@@ -942,6 +1216,181 @@ mod tests {
             details,
         );
         assert_eq!(err, Err(std::fmt::Error.to_string()));
+    }
+
+    /// A call with every field set, and a parameter repeated.
+    fn full_details() -> CallDetails {
+        let time = |raw: &str, unix| {
+            Some(Timestamp {
+                raw: raw.into(),
+                unix_seconds: unix,
+            })
+        };
+        CallDetails {
+            call_sid: Some("CA1".into()),
+            call_from: Some("09800000001".into()),
+            call_to: Some("08000000000".into()),
+            from: Some("+919800000001".into()),
+            to: Some("+918000000000".into()),
+            direction: Some(Direction::Other("inbound-ish".into())),
+            call_type: Some(CallType::Completed),
+            created: time("2024-07-31 16:42:56", Some(1_722_424_376)),
+            start_time: time("Wed, 31 Jul 2024 16:42:56", Some(1_722_424_376)),
+            end_time: time("1970-01-01 05:30:00", Some(0)),
+            current_time: time("0000-00-00 00:00:00", None),
+            dial_call_duration: Some(42),
+            dial_call_status: Some(DialCallStatus::NoAnswer),
+            dial_whom_number: Some("sip:7".into()),
+            legs: vec![Leg {
+                index: 0,
+                number: Some("+919811111111".into()),
+                leg_type: Some("single".into()),
+                on_call_duration: Some(3),
+                cause_code: Some("USER_BUSY".into()),
+                cause: Some("17".into()),
+                caller_id: None,
+                disconnected_by: None,
+            }],
+            digits: Some("12".into()),
+            custom_field: Some("custom".into()),
+            recording_url: Some("https://example.com/r.mp3".into()),
+            recording_available_by: time("2024-07-31 16:50:00", Some(1_722_424_800)),
+            outgoing_phone_number: Some("08000000001".into()),
+            flow_id: Some("77".into()),
+            tenant_id: Some("acme".into()),
+            params: vec![
+                ("digits".into(), "\"2\"".into()),
+                ("empty".into(), String::new()),
+                ("digits".into(), "\"12\"".into()),
+            ],
+        }
+    }
+
+    /// What every accessor answers, in one comparable string.
+    fn everything(call: &Call) -> String {
+        format!(
+            "{:?}",
+            (
+                (
+                    call.call_sid(),
+                    call.call_from(),
+                    call.call_to(),
+                    call.from()
+                ),
+                (call.to(), call.caller(), call.called(), call.digits()),
+                (call.direction(), call.call_type(), call.dial_call_status()),
+                (
+                    call.dial_call_duration(),
+                    call.dial_whom_number(),
+                    call.custom_field()
+                ),
+                (call.recording_url(), call.outgoing_phone_number()),
+                (call.flow_id(), call.tenant_id(), call.legs()),
+                (
+                    call.param("digits"),
+                    call.param("empty"),
+                    call.param("none")
+                ),
+                call.params().collect::<Vec<_>>(),
+                call.details(),
+            )
+        )
+    }
+
+    fn lazy_call_of(details: CallDetails) -> Call {
+        source::fake::answer_with(details);
+        Call::lazy()
+    }
+
+    #[test]
+    fn a_lazy_call_answers_every_accessor_as_an_eager_one() {
+        for details in [full_details(), Call::default().details().clone()] {
+            let eager = everything(&Call::new(details.clone()));
+            assert_eq!(everything(&lazy_call_of(details)), eager);
+        }
+    }
+
+    #[test]
+    fn a_lazy_call_asks_the_host_only_for_what_is_read_and_once() {
+        let call = lazy_call_of(full_details());
+        assert_eq!(source::fake::fetches(), Vec::<String>::new());
+
+        assert_eq!(call.digits(), Some("12"));
+        assert_eq!(call.digits(), Some("12"));
+        // `CallFrom` is set, so `caller` does not ask for `From`.
+        assert_eq!(call.caller(), Some("09800000001"));
+        assert_eq!(call.legs().len(), 1);
+        assert_eq!(call.legs().len(), 1);
+        assert_eq!(source::fake::fetches(), ["digits", "call_from", "legs"]);
+    }
+
+    #[test]
+    fn once_a_lazy_call_fetched_its_details_it_asks_for_nothing_more() {
+        let call = lazy_call_of(full_details());
+        assert_eq!(call.call_sid(), Some("CA1"));
+        assert_eq!(call.details().flow_id.as_deref(), Some("77"));
+        assert_eq!(call.call_sid(), Some("CA1"));
+        assert_eq!(call.tenant_id(), Some("acme"));
+        assert_eq!(call.param("digits"), Some("\"12\""));
+        assert_eq!(call.params().count(), 3);
+        assert_eq!(source::fake::fetches(), ["call_sid", "details"]);
+    }
+
+    #[test]
+    fn a_lazy_call_asks_for_a_few_parameters_by_name_then_for_them_all() {
+        let call = lazy_call_of(full_details());
+        assert_eq!(call.param("digits"), Some("\"12\""));
+        assert_eq!(call.param("empty"), Some(""));
+        assert_eq!(call.param("digits"), Some("\"12\""));
+        let names: Vec<String> = (0..NAMED_PARAMS).map(|i| format!("p{i}")).collect();
+        for name in &names {
+            assert_eq!(call.param(name), None);
+        }
+        // Every slot is taken: the names asked before still answer, a new one fetches the list.
+        assert_eq!(call.param("empty"), Some(""));
+        assert_eq!(call.param("digits"), Some("\"12\""));
+        let mut want = vec!["param digits".to_owned(), "param empty".to_owned()];
+        want.extend(
+            names[..NAMED_PARAMS - 2]
+                .iter()
+                .map(|n| format!("param {n}")),
+        );
+        want.push("params".to_owned());
+        assert_eq!(source::fake::fetches(), want);
+        assert_eq!(call.params().count(), 3);
+        assert_eq!(
+            source::fake::fetches().len(),
+            want.len(),
+            "params fetched once"
+        );
+    }
+
+    #[test]
+    fn details_mut_on_a_lazy_call_fetches_everything_then_edits_it() {
+        let mut call = lazy_call_of(full_details());
+        assert_eq!(call.digits(), Some("12"));
+        call.details_mut().digits = Some("9".into());
+        assert_eq!(call.digits(), Some("9"));
+        assert_eq!(call.call_sid(), Some("CA1"));
+        assert_eq!(source::fake::fetches(), ["digits", "details"]);
+    }
+
+    #[test]
+    fn decide_lean_hands_the_user_a_lazy_call() {
+        source::fake::answer_with(full_details());
+        let decision = __private::decide_lean(|call: &Call| match call.digits() {
+            Some("12") => Decision::success("pressed 12"),
+            _ => Decision::failure("no"),
+        });
+        assert!(matches!(decision.branch, types::Branch::Success));
+        assert_eq!(decision.reason.as_deref(), Some("pressed 12"));
+        assert_eq!(source::fake::fetches(), ["digits"]);
+    }
+
+    #[test]
+    fn a_call_stays_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Call>();
     }
 
     #[test]

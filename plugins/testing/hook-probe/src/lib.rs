@@ -1,12 +1,16 @@
 //! `hook-probe`: a test fixture that exports every hook of package 0.1.2 at once (`select`,
-//! `greeting`, `sms`, `connect`, `gather`), so the host's handling of each hook's failures can be
-//! tested against one real guest.
+//! `greeting`, `sms`, `connect`, `gather`), and a plain `decide` that takes the call's details as
+//! its argument, so the host's handling of each hook's failures can be tested against one real
+//! guest. (Since 0.1.4 the SDK's decide-alone plugins export `decide-lean` instead: this is the
+//! Rust guest with an eager `decide`.)
 //!
 //! The flow's config key `mode` picks the behaviour of whichever export is called:
 //!
 //! - `trap`: panics (a trap).
 //! - `loop`: spins forever: out of fuel, or the deadline when fuel is plentiful.
-//! - anything else, or no `mode`: a valid answer, `probe` in it somewhere.
+//! - anything else, or no `mode`: a valid answer, `probe` in it somewhere; except that `decide`
+//!   answers `success` with the reason `vip` when the flow's `vip_numbers` (comma-separated)
+//!   lists `CallFrom`, and logs `caller <number> is a VIP` at `info`.
 //!
 //! Not a plugin to deploy: it exists for the host's tests. Its world is its own, with the exports
 //! of the hook worlds of `wit/` (no SDK world exports them all, since a real plugin serves one hook).
@@ -17,10 +21,11 @@ wit_bindgen::generate!({
 
         world probe {
             use passthru:plugin/types@0.1.4.{
-                call-details, selection, text-reply, connect-plan, gather-plan,
+                call-details, decision, selection, text-reply, connect-plan, gather-plan,
             };
             import passthru:plugin/host@0.1.4;
 
+            export decide: func(call: call-details) -> decision;
             export select: func(call: call-details) -> selection;
             export greeting: func(call: call-details) -> text-reply;
             export sms: func(call: call-details) -> text-reply;
@@ -33,7 +38,7 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use passthru::plugin::host;
+use passthru::plugin::host::{self, Level};
 use passthru::plugin::types::{Branch, Media};
 
 /// Does what the flow's `mode` says before answering.
@@ -52,7 +57,30 @@ fn misbehave() {
 
 struct Probe;
 
+/// Whether `caller` is among the comma-separated `list`, entries trimmed.
+fn is_listed(list: &str, caller: &str) -> bool {
+    list.split(',').any(|entry| entry.trim() == caller)
+}
+
 impl Guest for Probe {
+    fn decide(call: CallDetails) -> Decision {
+        misbehave();
+        let vips = host::config("vip_numbers").unwrap_or_default();
+        match call.call_from {
+            Some(caller) if !caller.trim().is_empty() && is_listed(&vips, caller.trim()) => {
+                host::log(Level::Info, &format!("caller {} is a VIP", caller.trim()));
+                Decision {
+                    branch: Branch::Success,
+                    reason: Some("vip".into()),
+                }
+            }
+            _ => Decision {
+                branch: Branch::Failure,
+                reason: Some("probe".into()),
+            },
+        }
+    }
+
     fn select(_call: CallDetails) -> Selection {
         misbehave();
         Selection {
