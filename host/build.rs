@@ -6,7 +6,8 @@
 //! same environment, so the two share one cache and neither rebuilds the other's work. Each
 //! component is then copied into `OUT_DIR` and its path exported to the host crate as
 //! `PASSTHRU_PLUGIN_<NAME>`, the package name in upper snake case: `IVR_MENU`, `VIP_CALLER` and
-//! `HOSTILE` (they export `decide`), `CALL_LOGGER` and `ASYNC_PROBE` (they export `record`):
+//! `HOSTILE` (they export `decide-lean`), `HOOK_PROBE` (a plain `decide` and every hook),
+//! `CALL_LOGGER` and `ASYNC_PROBE` (they export `record`):
 //!
 //! ```ignore
 //! const IVR_MENU: &[u8] = include_bytes!(env!("PASSTHRU_PLUGIN_IVR_MENU"));

@@ -184,7 +184,9 @@ fn replace_all(bytes: &[u8], from: &[u8], to: &[u8]) -> (Vec<u8>, usize) {
 async fn plugins_built_against_packages_0_1_0_to_0_1_3_still_run() {
     for old_version in [&b"0.1.0"[..], b"0.1.1", b"0.1.2", b"0.1.3"] {
         // The same component as if built against the older package: its interface names say so.
-        let current = std::fs::read(common::VIP_CALLER).unwrap();
+        // (hook-probe's `decide` is the eager kind every package version has; the SDK's
+        // decide-alone plugins are lean-deciders since 0.1.4.)
+        let current = std::fs::read(common::HOOK_PROBE).unwrap();
         let rename = |bytes: &[u8], interface: &str| {
             let from = format!("passthru:plugin/{interface}@0.1.4");
             let mut to = format!("passthru:plugin/{interface}@").into_bytes();

@@ -34,6 +34,7 @@ pub const OUTBOUND_PROBE: &str = env!("PASSTHRU_PLUGIN_OUTBOUND_PROBE");
 pub const SMS_REPLY: &str = env!("PASSTHRU_PLUGIN_SMS_REPLY");
 pub const IVR_GATHER: &str = env!("PASSTHRU_PLUGIN_IVR_GATHER");
 pub const COIN_FLIP: &str = env!("PASSTHRU_PLUGIN_COIN_FLIP");
+pub const LEAN_PROBE: &str = env!("PASSTHRU_PLUGIN_LEAN_PROBE");
 
 /// The real-shaped Exotel queries kept as the project's test fixtures.
 pub fn samples() -> Vec<(String, String)> {
