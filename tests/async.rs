@@ -442,7 +442,7 @@ async fn a_flow_is_bound_only_to_a_version_with_the_export_its_mode_calls() -> a
     let api = tenant_with_flows(&server, "acme", &[]).await?;
     let uploaded = api.upload("menu", std::fs::read(IVR_MENU)?).await?;
     let (_, version) = body(uploaded).await?;
-    assert_eq!(version["world"], "passthru:plugin/decider@0.1.1");
+    assert_eq!(version["world"], "passthru:plugin/lean-decider@0.1.4");
     let (_, probe) = body(api.get("/v1/plugins/probe/versions/1").await?).await?;
     assert_eq!(probe["world"], "passthru:plugin/recorder@0.1.1");
     assert_eq!(probe["exports"], json!(["record"]));
