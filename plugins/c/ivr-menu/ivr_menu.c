@@ -25,10 +25,11 @@ static void concat(lean_decider_string_t *out, const char *prefix, const uint8_t
     out->len = head + len;
 }
 
-// The world's `decide-lean` export. The digits are ours to free; the decision's reason is freed
+// The world's `decide-lean` export. The digits are ours to free when there are some (when there
+// are none, what the bindings wrote to `digits` is not a string). The decision's reason is freed
 // by the generated glue after the host has read it, so it must come from malloc.
 void exports_lean_decider_decide_lean(lean_decider_decision_t *ret) {
-    lean_decider_string_t digits = {0};
+    lean_decider_string_t digits;
     bool pressed = passthru_plugin_call_digits(&digits);
     ret->reason.is_some = true;
     if (pressed && digits.len == 1 && digits.ptr[0] == '1') {
@@ -41,5 +42,7 @@ void exports_lean_decider_decide_lean(lean_decider_decision_t *ret) {
         ret->branch = PASSTHRU_PLUGIN_TYPES_BRANCH_FAILURE;
         lean_decider_string_dup(&ret->reason.val, "no digits");
     }
-    lean_decider_string_free(&digits);
+    if (pressed) {
+        lean_decider_string_free(&digits);
+    }
 }

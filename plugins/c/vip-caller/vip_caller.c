@@ -134,8 +134,9 @@ static void decide_failure(lean_decider_decision_t *ret, lean_decider_string_t r
     ret->reason.val = reason;
 }
 
-// Reads the caller: Exotel's `CallFrom`, else the older `From`. `false` when neither was sent;
-// otherwise the number is ours to free.
+// Reads the caller: Exotel's `CallFrom`, else the older `From`. `false` when neither was sent
+// (and what the bindings wrote to `caller` is then not a string); otherwise the number is ours to
+// free.
 static bool read_caller(lean_decider_string_t *caller) {
     return passthru_plugin_call_call_from(caller) || passthru_plugin_call_from(caller);
 }
@@ -158,7 +159,7 @@ void exports_lean_decider_decide_lean(lean_decider_decision_t *ret) {
         return;
     }
 
-    lean_decider_string_t from = {0};
+    lean_decider_string_t from;
     if (!read_caller(&from)) {
         buf_str(&b, "no caller number (neither CallFrom nor From)");
         decide_failure(ret, buf_take(&b));
