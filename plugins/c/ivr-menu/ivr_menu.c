@@ -1,16 +1,19 @@
 // ivr-menu in C: success when the caller pressed exactly 1.
 //
 // The same plugin as the Rust `plugins/ivr-menu`, decision for decision and reason for reason. It
-// reads nothing but the call's `digits` (the host has already removed the double quotes Exotel
-// puts around them). `decider.h` is generated from the WIT contract by `wit-bindgen c`.
+// is a `lean-decider`: it reads nothing but the call's `digits`, through the `call` interface (the
+// host has already removed the double quotes Exotel puts around them), so the host copies in that
+// one field and not the whole call. `lean_decider.h` is generated from the WIT contract by
+// `wit-bindgen c --world lean-decider`.
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "decider.h"
+#include "lean_decider.h"
 
 // A new string, owned by the caller: `prefix` followed by `len` bytes of `tail`.
-static void concat(decider_string_t *out, const char *prefix, const uint8_t *tail, size_t len) {
+static void concat(lean_decider_string_t *out, const char *prefix, const uint8_t *tail,
+                   size_t len) {
     size_t head = strlen(prefix);
     uint8_t *bytes = malloc(head + len);
     if (bytes == NULL) {
@@ -22,20 +25,24 @@ static void concat(decider_string_t *out, const char *prefix, const uint8_t *tai
     out->len = head + len;
 }
 
-// The world's `decide` export. The call is ours to free; the decision's reason is freed by the
-// generated glue after the host has read it, so it must come from malloc.
-void exports_decider_decide(decider_call_details_t *call, decider_decision_t *ret) {
-    const decider_option_string_t *digits = &call->digits;
+// The world's `decide-lean` export. The digits are ours to free when there are some (when there
+// are none, what the bindings wrote to `digits` is not a string). The decision's reason is freed
+// by the generated glue after the host has read it, so it must come from malloc.
+void exports_lean_decider_decide_lean(lean_decider_decision_t *ret) {
+    lean_decider_string_t digits;
+    bool pressed = passthru_plugin_call_digits(&digits);
     ret->reason.is_some = true;
-    if (digits->is_some && digits->val.len == 1 && digits->val.ptr[0] == '1') {
+    if (pressed && digits.len == 1 && digits.ptr[0] == '1') {
         ret->branch = PASSTHRU_PLUGIN_TYPES_BRANCH_SUCCESS;
-        decider_string_dup(&ret->reason.val, "caller pressed 1");
-    } else if (digits->is_some && digits->val.len > 0) {
+        lean_decider_string_dup(&ret->reason.val, "caller pressed 1");
+    } else if (pressed && digits.len > 0) {
         ret->branch = PASSTHRU_PLUGIN_TYPES_BRANCH_FAILURE;
-        concat(&ret->reason.val, "caller pressed ", digits->val.ptr, digits->val.len);
+        concat(&ret->reason.val, "caller pressed ", digits.ptr, digits.len);
     } else {
         ret->branch = PASSTHRU_PLUGIN_TYPES_BRANCH_FAILURE;
-        decider_string_dup(&ret->reason.val, "no digits");
+        lean_decider_string_dup(&ret->reason.val, "no digits");
     }
-    decider_call_details_free(call);
+    if (pressed) {
+        lean_decider_string_free(&digits);
+    }
 }

@@ -4,12 +4,14 @@
 // log line for log line. The list is the flow's config value `vip_numbers`, numbers separated by
 // commas; spaces around an entry and empty entries are ignored. The caller is Exotel's `CallFrom`,
 // else the older `From`. A flow without `vip_numbers` logs a warning and answers `failure`.
-// `decider.h` is generated from the WIT contract by `wit-bindgen c`.
+// It is a `lean-decider`: it reads the caller through the `call` interface, and nothing else of
+// the call. `lean_decider.h` is generated from the WIT contract by
+// `wit-bindgen c --world lean-decider`.
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "decider.h"
+#include "lean_decider.h"
 
 #define VIP_NUMBERS_KEY "vip_numbers"
 
@@ -47,8 +49,8 @@ static void buf_uint(buf_t *b, size_t n) {
 }
 
 // Hands the bytes over as a WIT string; the buffer is empty afterwards.
-static decider_string_t buf_take(buf_t *b) {
-    decider_string_t s = {.ptr = b->ptr, .len = b->len};
+static lean_decider_string_t buf_take(buf_t *b) {
+    lean_decider_string_t s = {.ptr = b->ptr, .len = b->len};
     *b = (buf_t){0};
     return s;
 }
@@ -100,7 +102,7 @@ static void trim(const uint8_t **start, size_t *len) {
 
 // Whether the comma-separated `list` has an entry equal to `caller` once both are trimmed, and
 // how many non-empty entries it has.
-static bool find_vip(const decider_string_t *list, const uint8_t *caller, size_t caller_len,
+static bool find_vip(const lean_decider_string_t *list, const uint8_t *caller, size_t caller_len,
                      size_t *count) {
     bool found = false;
     const uint8_t *at = list->ptr;
@@ -122,46 +124,51 @@ static bool find_vip(const decider_string_t *list, const uint8_t *caller, size_t
     }
 }
 
-static void log_line(passthru_plugin_host_level_t level, decider_string_t *message) {
+static void log_line(passthru_plugin_host_level_t level, lean_decider_string_t *message) {
     passthru_plugin_host_log(level, message);
 }
 
-static void decide_failure(decider_decision_t *ret, decider_string_t reason) {
+static void decide_failure(lean_decider_decision_t *ret, lean_decider_string_t reason) {
     ret->branch = PASSTHRU_PLUGIN_TYPES_BRANCH_FAILURE;
     ret->reason.is_some = true;
     ret->reason.val = reason;
 }
 
-// The world's `decide` export. The call is ours to free; the decision's reason is freed by the
-// generated glue after the host has read it, so it must come from malloc.
-void exports_decider_decide(decider_call_details_t *call, decider_decision_t *ret) {
+// Reads the caller: Exotel's `CallFrom`, else the older `From`. `false` when neither was sent
+// (and what the bindings wrote to `caller` is then not a string); otherwise the number is ours to
+// free.
+static bool read_caller(lean_decider_string_t *caller) {
+    return passthru_plugin_call_call_from(caller) || passthru_plugin_call_from(caller);
+}
+
+// The world's `decide-lean` export. The decision's reason is freed by the generated glue after
+// the host has read it, so it must come from malloc.
+void exports_lean_decider_decide_lean(lean_decider_decision_t *ret) {
     buf_t b = {0};
-    decider_string_t key;
-    decider_string_t list;
-    decider_string_set(&key, VIP_NUMBERS_KEY);
+    lean_decider_string_t key;
+    lean_decider_string_t list;
+    lean_decider_string_set(&key, VIP_NUMBERS_KEY);
     if (!passthru_plugin_host_config(&key, &list)) {
-        decider_string_t line;
+        lean_decider_string_t line;
         buf_str(&b, VIP_NUMBERS_KEY " is not configured: every caller takes the failure branch");
         line = buf_take(&b);
         log_line(PASSTHRU_PLUGIN_HOST_LEVEL_WARN, &line);
-        decider_string_free(&line);
+        lean_decider_string_free(&line);
         buf_str(&b, VIP_NUMBERS_KEY " is not configured");
         decide_failure(ret, buf_take(&b));
-        decider_call_details_free(call);
         return;
     }
 
-    const decider_option_string_t *from = call->call_from.is_some ? &call->call_from : &call->from;
-    if (!from->is_some) {
+    lean_decider_string_t from;
+    if (!read_caller(&from)) {
         buf_str(&b, "no caller number (neither CallFrom nor From)");
         decide_failure(ret, buf_take(&b));
         log_line(PASSTHRU_PLUGIN_HOST_LEVEL_INFO, &ret->reason.val);
-        decider_string_free(&list);
-        decider_call_details_free(call);
+        lean_decider_string_free(&list);
         return;
     }
-    const uint8_t *caller = from->val.ptr;
-    size_t caller_len = from->val.len;
+    const uint8_t *caller = from.ptr;
+    size_t caller_len = from.len;
     trim(&caller, &caller_len);
 
     size_t count;
@@ -179,6 +186,6 @@ void exports_decider_decide(decider_call_details_t *call, decider_decision_t *re
     ret->reason.is_some = true;
     ret->reason.val = buf_take(&b);
     log_line(PASSTHRU_PLUGIN_HOST_LEVEL_INFO, &ret->reason.val);
-    decider_string_free(&list);
-    decider_call_details_free(call);
+    lean_decider_string_free(&list);
+    lean_decider_string_free(&from);
 }

@@ -1,8 +1,12 @@
 // ivr-menu in JavaScript: success when the caller pressed exactly 1.
 //
 // The same plugin as the Rust `plugins/ivr-menu`, decision for decision and reason for reason. It
-// reads nothing but the call's `digits` (the host has already removed the double quotes Exotel
-// puts around them). componentize-js exports `decide` as the world's `decide`.
+// is a `lean-decider`: it reads nothing but the call's `digits`, through the `call` interface (the
+// host has already removed the double quotes Exotel puts around them), so the host copies in that
+// one field and not the whole call. componentize-js exports `decideLean` as the world's
+// `decide-lean`.
+
+import { digits } from "passthru:plugin/call@0.1.4";
 
 /** The branch for the keys the caller pressed, and why. */
 function branchFor(digits) {
@@ -15,7 +19,7 @@ function branchFor(digits) {
   return ["failure", "no digits"];
 }
 
-export function decide(call) {
-  const [branch, reason] = branchFor(call.digits);
+export function decideLean() {
+  const [branch, reason] = branchFor(digits());
   return { branch, reason };
 }

@@ -3,8 +3,11 @@
 // The same plugin as the Rust `plugins/vip-caller`, decision for decision, reason for reason and
 // log line for log line. The list is the flow's config value `vip_numbers`, numbers separated by
 // commas; spaces around an entry and empty entries are ignored. The caller is Exotel's `CallFrom`,
-// else the older `From`. A flow without `vip_numbers` logs a warning and answers `failure`.
+// else the older `From`. A flow without `vip_numbers` logs a warning and answers `failure`. It is
+// a `lean-decider`: it reads the caller through the `call` interface, and nothing else of the
+// call. componentize-js exports `decideLean` as the world's `decide-lean`.
 
+import { callFrom, from } from "passthru:plugin/call@0.1.4";
 import { config, log } from "passthru:plugin/host@0.1.4";
 
 const VIP_NUMBERS_KEY = "vip_numbers";
@@ -26,7 +29,7 @@ function vipNumbers(value) {
     .filter((entry) => entry !== "");
 }
 
-export function decide(call) {
+export function decideLean() {
   const value = config(VIP_NUMBERS_KEY);
   if (value === undefined || value === null) {
     const reason = `${VIP_NUMBERS_KEY} is not configured`;
@@ -34,7 +37,7 @@ export function decide(call) {
     return { branch: "failure", reason };
   }
 
-  let caller = call.callFrom ?? call.from;
+  let caller = callFrom() ?? from();
   if (caller === undefined || caller === null) {
     const reason = "no caller number (neither CallFrom nor From)";
     log("info", reason);

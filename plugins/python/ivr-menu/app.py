@@ -1,12 +1,14 @@
 """ivr-menu in Python: success when the caller pressed exactly 1.
 
 The same plugin as the Rust ``plugins/ivr-menu``, decision for decision and reason for reason. It
-reads nothing but the call's ``digits`` (the host has already removed the double quotes Exotel
-puts around them).
+is a ``lean-decider``: it reads nothing but the call's ``digits``, through the ``call`` interface
+(the host has already removed the double quotes Exotel puts around them), so the host copies in
+that one field and not the whole call.
 """
 
 import wit_world
-from wit_world.imports.types import Branch, CallDetails, Decision
+from wit_world.imports import call
+from wit_world.imports.types import Branch, Decision
 
 
 def branch_for(digits: str | None) -> tuple[Branch, str]:
@@ -19,8 +21,8 @@ def branch_for(digits: str | None) -> tuple[Branch, str]:
 
 
 class WitWorld(wit_world.WitWorld):
-    """The component: componentize-py exports this class's ``decide``."""
+    """The component: componentize-py exports this class's ``decide_lean`` as ``decide-lean``."""
 
-    def decide(self, call: CallDetails) -> Decision:
-        branch, reason = branch_for(call.digits)
+    def decide_lean(self) -> Decision:
+        branch, reason = branch_for(call.digits())
         return Decision(branch, reason)

@@ -4,12 +4,14 @@ The same plugin as the Rust ``plugins/vip-caller``, decision for decision, reaso
 log line for log line. The list is the flow's config value ``vip_numbers``, numbers separated by
 commas; spaces around an entry and empty entries are ignored. The caller is Exotel's ``CallFrom``,
 else the older ``From``. A flow without ``vip_numbers`` logs a warning and answers ``failure``.
+It is a ``lean-decider``: it reads the caller through the ``call`` interface, and nothing else of
+the call.
 """
 
 import wit_world
-from wit_world.imports import host
+from wit_world.imports import call, host
 from wit_world.imports.host import Level
-from wit_world.imports.types import Branch, CallDetails, Decision
+from wit_world.imports.types import Branch, Decision
 
 VIP_NUMBERS_KEY = "vip_numbers"
 
@@ -28,16 +30,18 @@ def vip_numbers(value: str) -> list[str]:
 
 
 class WitWorld(wit_world.WitWorld):
-    """The component: componentize-py exports this class's ``decide``."""
+    """The component: componentize-py exports this class's ``decide_lean`` as ``decide-lean``."""
 
-    def decide(self, call: CallDetails) -> Decision:
+    def decide_lean(self) -> Decision:
         value = host.config(VIP_NUMBERS_KEY)
         if value is None:
             reason = f"{VIP_NUMBERS_KEY} is not configured"
             host.log(Level.WARN, f"{reason}: every caller takes the failure branch")
             return Decision(Branch.FAILURE, reason)
 
-        caller = call.call_from if call.call_from is not None else call.from_
+        caller = call.call_from()
+        if caller is None:
+            caller = call.from_()
         if caller is None:
             reason = "no caller number (neither CallFrom nor From)"
             host.log(Level.INFO, reason)
