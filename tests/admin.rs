@@ -32,7 +32,12 @@ async fn the_whole_lifecycle_survives_a_restart_without_compiling(db: Db) -> any
     assert_eq!(v1["version"], 1);
     assert_eq!(v1["created"], true);
     assert_eq!(v1["world"], "passthru:plugin/lean-decider@0.1.4");
-    assert!(v1["exports"].as_array().unwrap().contains(&json!("decide-lean")));
+    assert!(
+        v1["exports"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("decide-lean"))
+    );
     let (status, again) = body(acme.upload("menu", read(IVR_MENU)).await?).await?;
     assert_eq!(
         (status, &again["version"], &again["created"]),

@@ -39,16 +39,17 @@ use passthru::flow::StatusMap;
 use passthru::flow::http::hook_http;
 use passthru::kv::{Entry, KvGrants, KvSpace};
 use passthru::sandbox::{
-    Answered, Branch, FlowConfig, Grants, HookAnswer, HookExport, Limits, LogLevel, LogLine,
-    Plugin, Sandbox, SandboxError, SandboxOptions, TenantShare,
+    Answered, Branch, CALLED_EXPORTS, FlowConfig, Grants, HookAnswer, HookExport, Limits, LogLevel,
+    LogLine, Plugin, Sandbox, SandboxError, SandboxOptions, TenantShare,
 };
 
 /// A language the examples are written in: its builds are `plugins/dist/NAME-SUFFIX.wasm`.
 struct Language {
     name: &'static str,
     suffix: &'static str,
-    /// Whether the toolchain adds exports of its own beside `decide` (componentize-py exports its
-    /// `init` interface). The host must load the component anyway and never call them.
+    /// Whether the toolchain adds exports of its own beside the ones the host calls
+    /// (componentize-py exports its `init` interface). The host must load the component anyway
+    /// and never call them.
     extra_exports: bool,
     /// `(example, case)` pairs where the language's toolchain, not the plugin, makes the answer
     /// differ. Each must still differ: when a toolchain fixes it, the test says so.
@@ -318,7 +319,16 @@ async fn every_language_decides_like_rust() -> anyhow::Result<()> {
         for language in LANGUAGES {
             let path = dist.join(format!("{example}-{}.wasm", language.suffix));
             let (plugin, exports) = compile(&sandbox, &path);
-            let extra: Vec<&String> = exports.iter().filter(|e| *e != "decide").collect();
+            // Both examples are lean-deciders in every language (package 0.1.4).
+            assert!(
+                exports.iter().any(|e| e == "decide-lean"),
+                "{} {example} exports {exports:?}",
+                language.name
+            );
+            let extra: Vec<&String> = exports
+                .iter()
+                .filter(|e| !CALLED_EXPORTS.contains(&e.as_str()))
+                .collect();
             assert_eq!(
                 !extra.is_empty(),
                 language.extra_exports,
@@ -1335,8 +1345,10 @@ async fn every_language_remembers_the_agent_like_rust() -> anyhow::Result<()> {
 
 /// The largest query a server accepts by default (16 KiB), made of real-shaped parameters: the
 /// `gather-single-key` sample followed by 92 call legs of five parameters each (476 parameters,
-/// 16,240 bytes). JavaScript's cost grows with the number of parameters (the call details become
-/// JavaScript objects), so this is the call that needs the most fuel.
+/// 16,240 bytes). A `decide` gets every parameter, and JavaScript's cost grows with their number
+/// (the call details become JavaScript objects), so an eager `decide` in JavaScript is the call
+/// that needs the most fuel: `sticky-agent` is one in every language. `ivr-menu` and `vip-caller`
+/// are lean-deciders (package 0.1.4), whose cost does not grow with the query.
 const LARGE_QUERY: &str = include_str!("fixtures/large/legs-16k.query");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1370,6 +1382,13 @@ async fn every_language_decides_the_largest_query_within_the_default_limits() ->
     let examples = [
         ("ivr-menu", common::IVR_MENU, &[][..], Branch::Failure),
         ("vip-caller", common::VIP_CALLER, vips, Branch::Success),
+        // No store granted: it reads the whole call, then fails to reach its store.
+        (
+            "sticky-agent",
+            common::STICKY_AGENT,
+            &[][..],
+            Branch::Failure,
+        ),
     ];
     let mut failures = Vec::new();
     for (example, rust_path, config, expected) in examples {

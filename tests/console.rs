@@ -489,7 +489,10 @@ async fn a_tenant_signs_in_uploads_tries_a_version_and_watches_its_canary_in_the
         .text_with("#upload-result", "dropped v1 uploaded")
         .await?;
     let versions = browser.text_with("#versions-table", "v2").await?;
-    assert!(versions.contains("passthru:plugin/lean-decider"), "{versions}");
+    assert!(
+        versions.contains("passthru:plugin/lean-decider"),
+        "{versions}"
+    );
     assert!(versions.contains(" ms"), "compile times: {versions}");
     browser.shot("plugins").await?;
 
