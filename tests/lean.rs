@@ -164,3 +164,26 @@ fn urlencode(text: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_with_both_decide_and_decide_lean_is_called_through_decide_lean() {
+    let sb = sandbox();
+    let compiled = sb
+        .compile_with_artifact(&std::fs::read(common::LEAN_PROBE).unwrap())
+        .expect("compiles");
+    assert!(
+        compiled.exports.iter().any(|e| e == "decide"),
+        "{:?}",
+        compiled.exports
+    );
+    assert!(
+        compiled.exports.iter().any(|e| e == "decide-lean"),
+        "{:?}",
+        compiled.exports
+    );
+    let said = verdict(decide(&sb, &compiled.plugin, "digits=1", FlowConfig::new()).await);
+    assert!(
+        said.as_ref().is_ok_and(|r| r.starts_with("all ")),
+        "{said:?}"
+    );
+}

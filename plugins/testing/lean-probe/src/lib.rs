@@ -17,17 +17,35 @@
 //! of `param(<echo's value>)`, or `none` when the query did not send that parameter: a host test
 //! reads a parameter back that way.
 //!
+//! It also exports an eager `decide`, which answers `failure`, reason `the eager decide was
+//! called`: a host must call `decide-lean` when a component has both.
+//!
 //! Not a plugin to deploy: it exists for the host's tests.
 
 use std::fmt::Debug;
 
 wit_bindgen::generate!({
+    // The world `lean-decider`, plus an eager `decide` beside `decide-lean`: the host must call
+    // `decide-lean` when a component has both, and `decide` answers so that a test would see it.
+    inline: r#"
+        package passthru-testing:lean;
+
+        world lean-probe {
+            use passthru:plugin/types@0.1.4.{call-details, decision};
+            import passthru:plugin/host@0.1.4;
+            import passthru:plugin/call@0.1.4;
+
+            export decide-lean: func() -> decision;
+            export decide: func(call: call-details) -> decision;
+        }
+    "#,
     path: "../../../wit",
-    world: "lean-decider",
+    world: "passthru-testing:lean/lean-probe",
     additional_derives: [PartialEq],
+    generate_all,
 });
 
-use passthru::plugin::types::{Branch, CallDetails};
+use passthru::plugin::types::Branch;
 use passthru::plugin::{call, host};
 
 /// The parameter name no query is expected to send.
@@ -39,6 +57,11 @@ const MAX_REASON: usize = 512;
 struct Probe;
 
 impl Guest for Probe {
+    /// Never called by a host of 0.1.4 or later, since this component exports `decide-lean` too.
+    fn decide(_call: CallDetails) -> Decision {
+        answer(Branch::Failure, "the eager decide was called".into())
+    }
+
     fn decide_lean() -> Decision {
         if let Some(name) = host::config("echo") {
             let value = call::param(&name).unwrap_or_else(|| "none".into());
