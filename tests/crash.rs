@@ -14,78 +14,19 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use common::{ASYNC_PROBE, OPERATOR, TempDir};
+use common::{ASYNC_PROBE, ServeProcess, TempDir};
 
 /// Requests answered `200` before the kill, and in all.
 const BEFORE_KILL: usize = 2_500;
 const TOTAL: usize = 5_200;
 /// Concurrent connections sending requests.
 const CONNECTIONS: usize = 8;
-
-/// A `passthru serve` child process and the lines of its stderr.
-struct Server {
-    child: Child,
-    addr: String,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(config: &std::path::Path, data_dir: &std::path::Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_passthru"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(config)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("RUST_LOG", "warn,passthru=info,passthru::plugin=debug")
-            .env("PASSTHRU_OPERATOR_TOKEN", OPERATOR)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let stderr = child.stderr.take().expect("piped stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let reader = {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if line.contains("listening")
-                        && let Some(addr) = line.split("addr=").nth(1)
-                    {
-                        let _ = addr_tx.send(addr.trim().to_owned());
-                    }
-                    lines.lock().unwrap().push(line);
-                }
-            })
-        };
-        let addr = addr_rx.recv_timeout(Duration::from_secs(60)).map_err(|_| {
-            anyhow::anyhow!("the server did not start: {:?}", lines.lock().unwrap())
-        })?;
-        Ok(Self {
-            child,
-            addr,
-            lines,
-            reader: Some(reader),
-        })
-    }
-
-    /// Kills the process with SIGKILL (what `Child::kill` sends on Unix) and returns its log.
-    fn kill(mut self) -> anyhow::Result<Vec<String>> {
-        self.child.kill()?;
-        self.child.wait()?;
-        if let Some(reader) = self.reader.take() {
-            reader.join().expect("stderr reader");
-        }
-        Ok(std::mem::take(&mut *self.lines.lock().unwrap()))
-    }
-}
+/// The server's log: the plugin's lines, which say what it saw.
+const SERVER_LOG: &str = "warn,passthru=info,passthru::plugin=debug";
 
 /// Sends requests from [`CONNECTIONS`] connections until `goal` of them got `200` or a request
 /// failed (the server died); returns the CallSids that got `200`.
@@ -183,7 +124,7 @@ async fn every_request_answered_200_is_handled_after_a_kill_9() -> anyhow::Resul
     let data = dir.0.join("data");
 
     // Kill the server while requests are pouring in.
-    let server = Server::start(&config, &data)?;
+    let server = ServeProcess::start(&config, &data, SERVER_LOG)?;
     let accepted = Arc::new(AtomicUsize::new(0));
     let sender = {
         let (addr, accepted) = (server.addr.clone(), accepted.clone());
@@ -202,7 +143,7 @@ async fn every_request_answered_200_is_handled_after_a_kill_9() -> anyhow::Resul
     let at_kill = answered.len();
 
     // Restart on the same data, and send the rest.
-    let server = Server::start(&config, &data)?;
+    let server = ServeProcess::start(&config, &data, SERVER_LOG)?;
     let accepted = Arc::new(AtomicUsize::new(at_kill));
     answered.extend(send_until(&server.addr, "b", TOTAL, accepted).await);
     anyhow::ensure!(
@@ -215,7 +156,7 @@ async fn every_request_answered_200_is_handled_after_a_kill_9() -> anyhow::Resul
     let wanted: BTreeSet<&String> = answered.iter().collect();
     let started = Instant::now();
     loop {
-        let lines = server.lines.lock().unwrap().clone();
+        let lines = server.lines();
         let mut seen = seen_by_plugin(&first_log);
         for (sid, n) in seen_by_plugin(&lines) {
             *seen.entry(sid).or_insert(0) += n;

@@ -7,27 +7,19 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use common::{HOSTILE, ServeProcess, TempDir, flow};
 
-use common::{HOSTILE, flow};
-
-/// A `passthru serve` child process whose stderr is collected.
+/// A `passthru serve` child process whose stderr is collected, on a config of its own.
 struct Server {
-    child: Child,
-    addr: String,
-    lines: mpsc::Receiver<String>,
-    dir: std::path::PathBuf,
+    process: ServeProcess,
+    /// Holds the config and the data directory until the server is stopped.
+    _dir: TempDir,
 }
 
 impl Server {
     fn start(tag: &str, rust_log: &str) -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("passthru-logs-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        let config = dir.join("passthru.toml");
+        let dir = TempDir::new(&format!("logs-{tag}"));
+        let config = dir.0.join("passthru.toml");
         let mut toml = flow("demo", "ivr", "builtin:ivr-menu", "");
         toml.push_str(&flow("demo", "vip", "builtin:vip-caller", ""));
         toml.push_str(&flow(
@@ -37,57 +29,19 @@ impl Server {
             "fallback = \"success\"\n[flow.config]\nmode = \"trap\"",
         ));
         std::fs::write(&config, toml)?;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_passthru"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .env("RUST_LOG", rust_log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut seen = Vec::new();
-        let addr = loop {
-            let line = lines
-                .recv_timeout(Duration::from_secs(120))
-                .map_err(|_| anyhow::anyhow!("the server did not start: {seen:?}"))?;
-            if line.contains("listening")
-                && let Some(addr) = line.split("addr=").nth(1)
-            {
-                break addr.trim().to_owned();
-            }
-            seen.push(line);
-        };
-        Ok(Self {
-            child,
-            addr,
-            lines,
-            dir,
-        })
+        let process = ServeProcess::start(&config, &dir.0.join("data"), rust_log)?;
+        Ok(Self { process, _dir: dir })
     }
 
     async fn get(&self, path_and_query: &str) -> anyhow::Result<u16> {
-        let url = format!("http://{}{path_and_query}", self.addr);
+        let url = format!("http://{}{path_and_query}", self.process.addr);
         Ok(reqwest::get(url).await?.status().as_u16())
     }
 
     /// Stops the server (SIGKILL: the log lines of answered calls are written before their
     /// answers) and returns every line it wrote.
-    fn stop(mut self) -> anyhow::Result<Vec<String>> {
-        self.child.kill()?;
-        self.child.wait()?;
-        let _ = std::fs::remove_dir_all(&self.dir);
-        Ok(self.lines.iter().collect())
+    fn stop(self) -> anyhow::Result<Vec<String>> {
+        self.process.kill()
     }
 }
 

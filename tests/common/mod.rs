@@ -339,3 +339,80 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The longest a `passthru serve` child may take to say it listens (a debug build compiles the
+/// config's plugins first).
+const CHILD_STARTUP: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A real `passthru serve` child process, for tests that read its own log or kill it: every line
+/// it writes to stderr is collected.
+pub struct ServeProcess {
+    child: std::process::Child,
+    /// The address it listens on (`127.0.0.1:PORT`).
+    pub addr: String,
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServeProcess {
+    /// Starts `passthru serve --listen 127.0.0.1:0` on `config` and `data_dir`, with
+    /// `RUST_LOG=rust_log` and the test operator token, and waits until it listens.
+    pub fn start(config: &Path, data_dir: &Path, rust_log: &str) -> anyhow::Result<Self> {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+
+        let mut child = Command::new(env!("CARGO_BIN_EXE_passthru"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("RUST_LOG", rust_log)
+            .env("PASSTHRU_OPERATOR_TOKEN", OPERATOR)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().expect("piped stderr");
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let reader = {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if line.contains("listening")
+                        && let Some(addr) = line.split("addr=").nth(1)
+                    {
+                        let _ = addr_tx.send(addr.trim().to_owned());
+                    }
+                    lines.lock().unwrap().push(line);
+                }
+            })
+        };
+        let Ok(addr) = addr_rx.recv_timeout(CHILD_STARTUP) else {
+            let _ = child.kill();
+            anyhow::bail!("the server did not start: {:?}", lines.lock().unwrap());
+        };
+        Ok(Self {
+            child,
+            addr,
+            lines,
+            reader: Some(reader),
+        })
+    }
+
+    /// The lines it has written so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Kills the process with SIGKILL (what `Child::kill` sends on Unix) and returns every line
+    /// it wrote.
+    pub fn kill(mut self) -> anyhow::Result<Vec<String>> {
+        self.child.kill()?;
+        self.child.wait()?;
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("stderr reader");
+        }
+        Ok(std::mem::take(&mut *self.lines.lock().unwrap()))
+    }
+}
