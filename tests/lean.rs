@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use passthru::call;
 use passthru::sandbox::{
-    Branch, CallReport, FlowConfig, Grants, Limits, Plugin, Sandbox, SandboxOptions, TenantShare,
+    Branch, CallReport, Compiled, FlowConfig, Grants, Limits, Plugin, Sandbox, SandboxOptions,
+    TenantShare,
 };
 use proptest::prelude::*;
 
@@ -21,10 +22,15 @@ fn sandbox() -> Sandbox {
     .expect("sandbox")
 }
 
-fn compile(sandbox: &Sandbox, path: &str) -> Plugin {
+/// The component at `path`, compiled, with its export names.
+fn compiled(sandbox: &Sandbox, path: &str) -> Compiled {
     sandbox
-        .compile(&std::fs::read(path).expect("plugin built"))
+        .compile_with_artifact(&std::fs::read(path).expect("plugin built"))
         .expect("compiles")
+}
+
+fn compile(sandbox: &Sandbox, path: &str) -> Plugin {
+    compiled(sandbox, path).plugin
 }
 
 async fn decide(sandbox: &Sandbox, plugin: &Plugin, query: &str, config: FlowConfig) -> CallReport {
@@ -95,9 +101,7 @@ async fn a_parameter_is_read_back_by_its_name_the_last_one_when_repeated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdks_decide_alone_plugins_are_lean_and_decide_as_before() {
     let sb = sandbox();
-    let compiled = sb
-        .compile_with_artifact(&std::fs::read(common::IVR_MENU).unwrap())
-        .expect("compiles");
+    let compiled = compiled(&sb, common::IVR_MENU);
     assert_eq!(
         compiled.exports,
         ["decide-lean"],
@@ -168,9 +172,7 @@ fn urlencode(text: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_with_both_decide_and_decide_lean_is_called_through_decide_lean() {
     let sb = sandbox();
-    let compiled = sb
-        .compile_with_artifact(&std::fs::read(common::LEAN_PROBE).unwrap())
-        .expect("compiles");
+    let compiled = compiled(&sb, common::LEAN_PROBE);
     assert!(
         compiled.exports.iter().any(|e| e == "decide"),
         "{:?}",
