@@ -13,11 +13,13 @@
 
 mod decode;
 mod legs;
+mod params;
 mod time;
 
 use serde::{Serialize, Serializer};
 
 pub use legs::Leg;
+pub use params::Params;
 
 /// Reads an Exotel Passthru query string (the part after `?`, without the `?`).
 ///
@@ -42,16 +44,22 @@ pub use legs::Leg;
 /// assert_eq!((call.legs[0].index, call.legs[0].number.as_deref()), (1, Some("0980")));
 /// // Every parameter, decoded, known or not.
 /// assert_eq!(call.params.len(), 6);
-/// assert_eq!(call.params[2], ("digits".to_owned(), "\"215250\"".to_owned()));
-/// assert_eq!(call.params[5], ("x".to_owned(), "1".to_owned()));
+/// assert_eq!(call.params.get(2), Some(("digits", "\"215250\"")));
+/// assert_eq!(call.params.get(5), Some(("x", "1")));
 /// ```
 #[must_use]
 pub fn parse(query: &str) -> CallDetails {
-    let mut call = CallDetails::default();
+    // Room enough at once: decoded text is never longer than the query, and there is at most
+    // one parameter more than there are `&`.
+    let count = query.bytes().filter(|&b| b == b'&').count() + 1;
+    let mut call = CallDetails {
+        params: Params::with_capacity(count, query.len()),
+        ..CallDetails::default()
+    };
     let mut legs = legs::Legs::default();
     for (key, value) in decode::pairs(query) {
         call.set(&key, &value, &mut legs);
-        call.params.push((key.into_owned(), value.into_owned()));
+        call.params.push(&key, &value);
     }
     call.legs = legs.into_vec();
     call
@@ -130,7 +138,7 @@ pub struct CallDetails {
     /// `tenant_id`: Exotel's numeric id of the account, as sent.
     pub tenant_id: Option<String>,
     /// Every query parameter, decoded, in arrival order, repeats and empty values included.
-    pub params: Vec<(String, String)>,
+    pub params: Params,
 }
 
 impl CallDetails {

@@ -1,4 +1,5 @@
-//! Moves the parser's call details into the generated WIT types (no string is copied).
+//! Moves the parser's call details into the generated WIT types (only the parameters, which the
+//! parser keeps in one buffer, are copied out into a string apiece).
 
 use super::bindings::passthru::plugin::types as wit;
 use crate::call;
@@ -28,7 +29,7 @@ impl From<call::CallDetails> for wit::CallDetails {
             outgoing_phone_number: c.outgoing_phone_number,
             flow_id: c.flow_id,
             tenant_id: c.tenant_id,
-            params: c.params,
+            params: c.params.to_vec(),
         }
     }
 }

@@ -62,12 +62,7 @@ impl CallState {
 
 /// The last value of the parameter `name`: Exotel appends, so the last is the newest.
 fn last_param<'a>(details: &'a CallDetails, name: &str) -> Option<&'a str> {
-    details
-        .params
-        .iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+    details.params.last(name)
 }
 
 fn text_len(text: &Option<String>) -> usize {
@@ -76,7 +71,7 @@ fn text_len(text: &Option<String>) -> usize {
 
 /// The bytes of every parameter's name and value.
 fn params_len(details: &CallDetails) -> usize {
-    details.params.iter().map(|(k, v)| k.len() + v.len()).sum()
+    details.params.text_len()
 }
 
 /// The bytes of every leg's text.
@@ -121,7 +116,7 @@ impl call::Host for CallState {
     }
 
     fn params(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
-        self.read(params_len, |c| c.params.clone())
+        self.read(params_len, |c| c.params.to_vec())
     }
 
     fn call_sid(&mut self) -> wasmtime::Result<Option<String>> {
@@ -265,7 +260,7 @@ mod tests {
         assert_eq!(state.param("x".into()).unwrap().as_deref(), Some("2"));
         assert_eq!(state.param("e".into()).unwrap().as_deref(), Some(""));
         assert_eq!(state.param("X".into()).unwrap(), None);
-        assert_eq!(state.params().unwrap(), whole.params);
+        assert_eq!(state.params().unwrap(), whole.params.to_vec());
         // The generated type has no `PartialEq`; its `Debug` shows every field.
         let details = format!("{:?}", state.details().unwrap());
         assert_eq!(details, format!("{:?}", wit::CallDetails::from(whole)));
