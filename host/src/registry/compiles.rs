@@ -112,11 +112,9 @@ impl CompileWorker {
             // Nothing of the server's environment (its operator token, say) is the worker's
             // business.
             .env_clear()
-            // The allocator (mimalloc, see `lib.rs`) reserves its arenas 4 MiB at a time rather
-            // than 1 GiB: a reservation counts against the worker's address-space limit without
-            // holding anything, and one of 1 GiB left too little under a small limit even to
-            // start the compiler's threads, a failure that did not read as running out of memory.
-            .env("MIMALLOC_ARENA_RESERVE", "4MiB")
+            // One malloc arena: each further one reserves 64 MiB of address space up front, which
+            // would count against the worker's limit without holding anything.
+            .env("MALLOC_ARENA_MAX", "1")
             // An allocation that fails aborts; a backtrace would only fill the stderr we read.
             .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::piped())
