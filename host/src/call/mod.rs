@@ -21,6 +21,10 @@ use serde::{Serialize, Serializer};
 pub use legs::Leg;
 pub use params::Params;
 
+/// The most parameters `parse` makes room for before it reads any (a real Exotel query has 16
+/// to about 40).
+const PARAMS_RESERVED: usize = 64;
+
 /// Reads an Exotel Passthru query string (the part after `?`, without the `?`).
 ///
 /// The query is `k=v` segments joined by `&`; keys and values are form-urlencoded (`+` is a space,
@@ -49,11 +53,13 @@ pub use params::Params;
 /// ```
 #[must_use]
 pub fn parse(query: &str) -> CallDetails {
-    // Room enough at once: decoded text is never longer than the query, and there is at most
-    // one parameter more than there are `&`.
-    let count = query.bytes().filter(|&b| b == b'&').count() + 1;
+    // Room at once for the text (decoded text is never longer than the query) and for as many
+    // parameters as there may be (one more than there are `&`), up to what a real Exotel query
+    // has. Past that the list grows as pairs arrive: reserving one per `&` whatever their number
+    // would let a query of `&&&…` reserve 16 bytes for each of its bytes.
+    let segments = query.bytes().filter(|&b| b == b'&').count() + 1;
     let mut call = CallDetails {
-        params: Params::with_capacity(count, query.len()),
+        params: Params::with_capacity(segments.min(PARAMS_RESERVED), query.len()),
         ..CallDetails::default()
     };
     let mut legs = legs::Legs::default();

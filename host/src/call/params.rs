@@ -71,6 +71,12 @@ impl Params {
         self.text.len()
     }
 
+    /// How many parameters there is room for without growing the list.
+    #[cfg(test)]
+    pub(super) fn room(&self) -> usize {
+        self.ends.capacity()
+    }
+
     /// Each parameter as an owned pair: what the WIT's `params` list is made of.
     pub fn to_vec(&self) -> Vec<(String, String)> {
         self.iter()

@@ -390,3 +390,17 @@ proptest! {
         check_invariants(&parts.concat())?;
     }
 }
+
+/// `parse` makes room at once for a real query's parameters, and a query of nothing but `&`
+/// (16 KiB, no parameter at all) cannot make it reserve a list entry per byte.
+#[test]
+fn room_for_the_parameters_is_bounded_by_what_a_query_may_need() {
+    let call = parse(&"&".repeat(16 * 1024));
+    assert!(call.params.is_empty());
+    assert!(call.params.room() <= 64, "{}", call.params.room());
+
+    let query = "CallSid=a&CallFrom=1&CallTo=2&digits=%223%22";
+    let call = parse(query);
+    assert_eq!(call.params.len(), 4);
+    assert!(call.params.room() >= 4, "{}", call.params.room());
+}
