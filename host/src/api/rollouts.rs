@@ -139,12 +139,7 @@ pub(super) async fn post_try(
         log: done.usage.log,
         log_dropped: done.usage.log_dropped,
         outbound: done.usage.outbound,
-        params: done
-            .call
-            .params
-            .iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
+        params: done.call.params.owned().collect(),
     }))
 }
 

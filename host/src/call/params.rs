@@ -77,11 +77,14 @@ impl Params {
         self.ends.capacity()
     }
 
+    /// Every parameter as an owned pair, in order.
+    pub fn owned(&self) -> impl DoubleEndedIterator<Item = (String, String)> + '_ {
+        self.iter().map(|(k, v)| (k.to_owned(), v.to_owned()))
+    }
+
     /// Each parameter as an owned pair: what the WIT's `params` list is made of.
     pub fn to_vec(&self) -> Vec<(String, String)> {
-        self.iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect()
+        self.owned().collect()
     }
 }
 

@@ -60,11 +60,6 @@ impl CallState {
     }
 }
 
-/// The last value of the parameter `name`: Exotel appends, so the last is the newest.
-fn last_param<'a>(details: &'a CallDetails, name: &str) -> Option<&'a str> {
-    details.params.last(name)
-}
-
 fn text_len(text: &Option<String>) -> usize {
     text.as_ref().map_or(0, String::len)
 }
@@ -110,8 +105,8 @@ impl call::Host for CallState {
 
     fn param(&mut self, name: String) -> wasmtime::Result<Option<String>> {
         self.read(
-            |c| name.len() + last_param(c, &name).map_or(0, str::len),
-            |c| last_param(c, &name).map(str::to_owned),
+            |c| name.len() + c.params.last(&name).map_or(0, str::len),
+            |c| c.params.last(&name).map(str::to_owned),
         )
     }
 
