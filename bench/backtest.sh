@@ -40,7 +40,8 @@ if [ -z "$bin" ]; then
   bin=$target/release/passthru
 fi
 wasm() {
-  ls -t "$target/plugins/wasm32-wasip2/release/$1.wasm" "target/plugins/wasm32-wasip2/release/$1.wasm" 2>/dev/null | head -1
+  ls -t "$target/plugins/wasm32-unknown-unknown/release/$1.wasm" \
+    "target/plugins/wasm32-unknown-unknown/release/$1.wasm" 2>/dev/null | head -1
 }
 live_plugin=$(wasm ivr_menu)
 candidate=$(wasm vip_caller)

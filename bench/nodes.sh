@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 rounds=${1:-5}
 : "${DATABASE:?set DATABASE to an empty PostgreSQL database}"
-plugins=${PLUGINS:-${CARGO_TARGET_DIR:-target}/plugins/wasm32-wasip2/release}
+plugins=${PLUGINS:-${CARGO_TARGET_DIR:-target}/plugins/wasm32-unknown-unknown/release}
 bin=${BIN:-}
 if [ -z "$bin" ]; then
   cargo build --release -p passthru -j 2 >&2

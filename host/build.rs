@@ -1,13 +1,17 @@
 //! Build script: compiles the guest plugins in `plugins/` into WebAssembly components, so the
 //! host's tests and benches run real Rust guests and no binary is ever checked in.
 //!
-//! It runs the same command as `make -C plugins` (`cargo build --release --target wasm32-wasip2
-//! --target-dir <repo>/target/plugins`, here with `--locked`), from the plugins folder and with the
-//! same environment, so the two share one cache and neither rebuilds the other's work. Each
-//! component is then copied into `OUT_DIR` and its path exported to the host crate as
-//! `PASSTHRU_PLUGIN_<NAME>`, the package name in upper snake case: `IVR_MENU`, `VIP_CALLER` and
-//! `HOSTILE` (they export `decide-lean`), `HOOK_PROBE` (a plain `decide` and every hook),
-//! `CALL_LOGGER` and `ASYNC_PROBE` (they export `record`):
+//! It runs the same commands as `make -C plugins`, from the plugins folder and with the same
+//! environment, so the two share one cache and neither rebuilds the other's work: `cargo build
+//! --release --locked --target <target> --target-dir <repo>/target/plugins -p ...` once per target.
+//! Plugins that need nothing of WASI are built for `wasm32-unknown-unknown` (linked into
+//! components by `wasm-component-ld`, as `plugins/.cargo/config.toml` says): they import only
+//! passthru's interfaces, which makes each call cheaper. Those that send HTTP requests or read
+//! WASI's clocks, randomness or stdio are built for `wasm32-wasip2`. Each component is then
+//! copied into `OUT_DIR` and its path exported to the host crate as `PASSTHRU_PLUGIN_<NAME>`, the
+//! package name in upper snake case: `IVR_MENU`, `VIP_CALLER` and `HOSTILE` (they export
+//! `decide-lean`), `HOOK_PROBE` (a plain `decide` and every hook), `CALL_LOGGER` and
+//! `ASYNC_PROBE` (they export `record`):
 //!
 //! ```ignore
 //! const IVR_MENU: &[u8] = include_bytes!(env!("PASSTHRU_PLUGIN_IVR_MENU"));
@@ -23,27 +27,36 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The guest target: rustc emits a component for it, no adapter or post-processing needed.
-const WASM_TARGET: &str = "wasm32-wasip2";
+/// The target of plugins that need nothing of WASI: their components import only passthru's
+/// interfaces. rustc links them with `wasm-component-ld` (`plugins/.cargo/config.toml`).
+const BARE: &str = "wasm32-unknown-unknown";
+/// The target of plugins that use WASI (outbound HTTP, clocks, randomness, stdio): rustc emits a
+/// component for it, no adapter or post-processing needed.
+const WASI: &str = "wasm32-wasip2";
+/// Both, in the order they are built.
+const TARGETS: [&str; 2] = [BARE, WASI];
 
-/// Each plugin's crate folder under `plugins/` and its package name.
-const PLUGINS: &[(&str, &str)] = &[
-    ("ivr-menu", "ivr-menu"),
-    ("vip-caller", "vip-caller"),
-    ("call-logger", "call-logger"),
-    ("geo-router", "geo-router"),
-    ("agent-dialer", "agent-dialer"),
-    ("greeting", "greeting"),
-    ("sticky-agent", "sticky-agent"),
-    ("sms-reply", "sms-reply"),
-    ("ivr-gather", "ivr-gather"),
-    ("testing/hostile", "hostile"),
-    ("testing/async-probe", "async-probe"),
-    ("testing/hook-probe", "hook-probe"),
-    ("crm-push", "crm-push"),
-    ("testing/outbound-probe", "outbound-probe"),
-    ("testing/coin-flip", "coin-flip"),
-    ("testing/lean-probe", "lean-probe"),
+/// Each plugin's crate folder under `plugins/`, its package name and its target.
+const PLUGINS: &[(&str, &str, &str)] = &[
+    ("ivr-menu", "ivr-menu", BARE),
+    ("vip-caller", "vip-caller", BARE),
+    ("call-logger", "call-logger", BARE),
+    ("geo-router", "geo-router", BARE),
+    ("agent-dialer", "agent-dialer", BARE),
+    ("greeting", "greeting", BARE),
+    ("sticky-agent", "sticky-agent", BARE),
+    ("sms-reply", "sms-reply", BARE),
+    ("ivr-gather", "ivr-gather", BARE),
+    ("testing/async-probe", "async-probe", BARE),
+    ("testing/hook-probe", "hook-probe", BARE),
+    ("testing/lean-probe", "lean-probe", BARE),
+    // Writes to stdout and stderr, and reads clocks, on purpose.
+    ("testing/hostile", "hostile", WASI),
+    // Outbound HTTP.
+    ("crm-push", "crm-push", WASI),
+    ("testing/outbound-probe", "outbound-probe", WASI),
+    // WASI's clocks and randomness.
+    ("testing/coin-flip", "coin-flip", WASI),
 ];
 
 /// Library crates of the plugins workspace that the plugins build on (`passthru-sdk`): not
@@ -89,14 +102,16 @@ fn run() -> Result<(), String> {
     }
 
     watch_inputs(&root, &plugins_dir);
-    ensure_wasm_target(&root)?;
-    build_plugins(&plugins_dir, &target_dir)?;
+    for target in TARGETS {
+        ensure_wasm_target(&root, target)?;
+        build_plugins(&plugins_dir, &target_dir, target)?;
+    }
 
-    let built = target_dir.join(WASM_TARGET).join("release");
     let copies = out_dir.join("plugins");
     fs::create_dir_all(&copies).map_err(|e| format!("cannot create {}: {e}", copies.display()))?;
-    for (_, package) in PLUGINS {
+    for (_, package, target) in PLUGINS {
         // cargo names a cdylib after its package, with `-` turned into `_`.
+        let built = target_dir.join(target).join("release");
         let wasm = built.join(format!("{}.wasm", package.replace('-', "_")));
         let copy = copies.join(format!("{package}.wasm"));
         fs::copy(&wasm, &copy)
@@ -128,10 +143,11 @@ fn watch_inputs(root: &Path, plugins_dir: &Path) {
         root.join("wit"),
         plugins_dir.join("Cargo.toml"),
         plugins_dir.join("Cargo.lock"),
+        plugins_dir.join(".cargo").join("config.toml"),
     ];
     for dir in PLUGINS
         .iter()
-        .map(|(dir, _)| *dir)
+        .map(|(dir, _, _)| *dir)
         .chain(LIBRARIES.iter().copied())
     {
         inputs.push(plugins_dir.join(dir).join("Cargo.toml"));
@@ -142,8 +158,8 @@ fn watch_inputs(root: &Path, plugins_dir: &Path) {
     }
 }
 
-/// Installs the wasm32-wasip2 standard library with rustup when the toolchain lacks it.
-fn ensure_wasm_target(root: &Path) -> Result<(), String> {
+/// Installs `target`'s standard library with rustup when the toolchain lacks it.
+fn ensure_wasm_target(root: &Path, target: &str) -> Result<(), String> {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let output = Command::new(&rustc)
         .args(["--print", "sysroot"])
@@ -157,37 +173,37 @@ fn ensure_wasm_target(root: &Path) -> Result<(), String> {
         ));
     }
     let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    let target_std = Path::new(&sysroot).join("lib/rustlib").join(WASM_TARGET);
+    let target_std = Path::new(&sysroot).join("lib/rustlib").join(target);
     if target_std.is_dir() {
         return Ok(());
     }
 
-    let install = format!("rustup target add {WASM_TARGET}");
+    let install = format!("rustup target add {target}");
     println!(
-        "cargo::warning=the {WASM_TARGET} target is not installed (needed to build the plugins): \
+        "cargo::warning=the {target} target is not installed (needed to build the plugins): \
          running `{install}`"
     );
     // From the repository root, so rustup picks the toolchain of `rust-toolchain.toml` (or the
     // one in RUSTUP_TOOLCHAIN, set when this build itself runs through rustup).
     let status = Command::new("rustup")
-        .args(["target", "add", WASM_TARGET])
+        .args(["target", "add", target])
         .current_dir(root)
         .status();
     match status {
         Ok(status) if status.success() => Ok(()),
         Ok(status) => Err(format!(
-            "`{install}` failed ({status}); the plugins need the {WASM_TARGET} target: run \
+            "`{install}` failed ({status}); the plugins need the {target} target: run \
              `{install}` and build again"
         )),
         Err(e) => Err(format!(
-            "the plugins need the {WASM_TARGET} target and rustup could not be run ({e}): \
+            "the plugins need the {target} target and rustup could not be run ({e}): \
              run `{install}` (or install the target for your toolchain) and build again"
         )),
     }
 }
 
-/// `cargo build` of the whole plugins workspace, exactly as `plugins/Makefile` runs it.
-fn build_plugins(plugins_dir: &Path, target_dir: &Path) -> Result<(), String> {
+/// `cargo build` of the plugins built for `target`, exactly as `plugins/Makefile` runs it.
+fn build_plugins(plugins_dir: &Path, target_dir: &Path, target: &str) -> Result<(), String> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(&cargo);
     command
@@ -196,11 +212,14 @@ fn build_plugins(plugins_dir: &Path, target_dir: &Path) -> Result<(), String> {
             "--release",
             "--locked",
             "--target",
-            WASM_TARGET,
+            target,
             "--target-dir",
         ])
         .arg(target_dir)
         .current_dir(plugins_dir);
+    for (_, package, _) in PLUGINS.iter().filter(|(_, _, t)| *t == target) {
+        command.args(["-p", package]);
+    }
     for (key, _) in env::vars_os() {
         let Some(key) = key.to_str() else { continue };
         if REMOVED_ENV.contains(&key) || REMOVED_ENV_PREFIXES.iter().any(|p| key.starts_with(p)) {

@@ -308,3 +308,73 @@ fn a_component_with_neither_export_is_refused() {
 fn grants(config: FlowConfig) -> Arc<Grants> {
     Arc::new(Grants::config(config))
 }
+
+/// The plugins that need nothing of WASI are built for `wasm32-unknown-unknown` (host/build.rs):
+/// their components import passthru's interfaces alone, which is what makes their calls cheaper.
+/// Those that use WASI import it.
+#[test]
+fn plugins_built_without_wasi_import_only_passthru() {
+    let engine = wasmtime::Engine::new(wasmtime::Config::new().wasm_component_model(true)).unwrap();
+    let imports = |path: &str| -> Vec<String> {
+        let component = wasmtime::component::Component::from_file(&engine, path).unwrap();
+        component
+            .component_type()
+            .imports(&engine)
+            .map(|(name, _)| name.to_owned())
+            .collect()
+    };
+    for (name, path) in [
+        ("ivr-menu", common::IVR_MENU),
+        ("vip-caller", common::VIP_CALLER),
+        ("geo-router", common::GEO_ROUTER),
+        ("async-probe", common::ASYNC_PROBE),
+    ] {
+        let imports = imports(path);
+        assert!(
+            imports.iter().all(|i| i.starts_with("passthru:plugin/")),
+            "{name} imports {imports:?}"
+        );
+    }
+    let hostile = imports(common::HOSTILE);
+    assert!(
+        hostile.iter().any(|i| i.starts_with("wasi:cli/stderr")),
+        "{hostile:?}"
+    );
+}
+
+/// A Rust plugin built without WASI has no stderr: the SDK's panic hook logs the message at
+/// `error`, and the trap's message carries it as the plugin's last words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_without_stderr_is_heard_through_the_log() {
+    let sb = sandbox(1);
+    let probe = sb
+        .compile(&std::fs::read(common::ASYNC_PROBE).unwrap())
+        .unwrap();
+    let event = Event {
+        id: 7,
+        attempt: 2,
+        accepted_at_ms: 1,
+    };
+    let trap: Arc<Grants> = grants([("trap".to_owned(), "true".to_owned())].into());
+    let report = sb
+        .record(
+            &probe,
+            &TenantShare::unlimited(),
+            event,
+            call::parse("CallSid=abc"),
+            &Limits::default(),
+            trap,
+        )
+        .await;
+    let message = match report.outcome {
+        Err(SandboxError::Trap { message }) => message,
+        other => panic!("expected a trap, got {other:?}"),
+    };
+    assert!(
+        message.contains("the plugin said: panicked at testing/async-probe/src/lib.rs:")
+            && message.ends_with(" / async-probe: deliberate trap on attempt 2"),
+        "{message}"
+    );
+    let logged = report.log.last().expect("the panic's line");
+    assert_eq!(logged.level, passthru::sandbox::LogLevel::Error);
+}

@@ -396,8 +396,9 @@ pub fn check_header(bytes: &[u8]) -> Result<(), SandboxError> {
     }
     if bytes[4..8] == CORE_VERSION {
         return Err(SandboxError::invalid(
-            "this is a core WebAssembly module, not a component: build for wasm32-wasip2, or \
-             turn the module into a component with `wasm-tools component new`",
+            "this is a core WebAssembly module, not a component: build for wasm32-wasip2, link \
+             with wasm-component-ld (wasm32-unknown-unknown), or turn the module into a \
+             component with `wasm-tools component new`",
         ));
     }
     if bytes[6..8] != COMPONENT_LAYER {

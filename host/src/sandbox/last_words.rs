@@ -18,27 +18,41 @@ const PYTHON_TRACEBACK: &str = "Traceback (most recent call last):";
 /// How StarlingMonkey (componentize-js) starts the stack under an uncaught exception's message.
 const JS_STACK: &str = "Stack:";
 
-/// What the guest said before it trapped, or `None` when it wrote nothing to stderr.
+/// What the guest said before it trapped, or `None` when it said nothing.
 ///
 /// A Python traceback becomes its exception and the frame it was raised in
 /// (`KeyError: '9' (at File "/app.py", line 21, in decide)`), a JavaScript exception its message
-/// and the frame it was thrown in; otherwise the last stderr lines, joined by ` / `. Capped at
-/// [`MAX_LAST_WORDS_BYTES`].
+/// and the frame it was thrown in; otherwise the last stderr lines, joined by ` / `. A guest that
+/// wrote nothing to stderr is heard through the last line it logged at `error`, its lines joined
+/// the same way: a plugin built for `wasm32-unknown-unknown` has no stderr, and the Rust SDK's
+/// panic hook logs the panic's message there. Capped at [`MAX_LAST_WORDS_BYTES`].
 pub fn last_words(log: &[LogLine]) -> Option<String> {
+    let said = stderr_words(log).or_else(|| {
+        let line = log
+            .iter()
+            .rev()
+            .find(|line| line.level == LogLevel::Error)?;
+        let said = joined(line.message.lines().filter(|l| !l.trim().is_empty()));
+        (!said.is_empty()).then_some(said)
+    })?;
+    Some(truncate(&said, MAX_LAST_WORDS_BYTES).to_owned())
+}
+
+/// What the guest wrote to stderr, boiled down (see [`last_words`]).
+fn stderr_words(log: &[LogLine]) -> Option<String> {
     let lines: Vec<&str> = log
         .iter()
         .filter(|line| line.level == LogLevel::Stderr)
         .map(|line| line.message.trim_end())
         .filter(|line| !is_runtime_noise(line))
         .collect();
-    let said = python_exception(&lines)
+    python_exception(&lines)
         .or_else(|| javascript_exception(&lines))
         .or_else(|| {
             let said: Vec<&str> = lines.iter().filter(|l| !l.is_empty()).copied().collect();
             let tail = &said[said.len().saturating_sub(MAX_TAIL_LINES)..];
             (!tail.is_empty()).then(|| joined(tail.iter().copied()))
-        })?;
-    Some(truncate(&said, MAX_LAST_WORDS_BYTES).to_owned())
+        })
 }
 
 /// The exception of the last Python traceback, and where it was raised.
@@ -203,6 +217,40 @@ mod tests {
         );
         assert_eq!(last_words(&stderr(&["   ", ""])), None);
         assert_eq!(last_words(&[]), None);
+    }
+
+    /// A plugin without a stderr (built for `wasm32-unknown-unknown`): the Rust SDK's panic hook
+    /// logs the message at `error`, in one line of several.
+    #[test]
+    fn without_stderr_the_last_error_logged_is_heard() {
+        let line = |level, message: &str| LogLine {
+            level,
+            message: message.to_owned(),
+        };
+        let mut log = vec![
+            line(LogLevel::Error, "an earlier error"),
+            line(
+                LogLevel::Error,
+                "panicked at src/lib.rs:13:37:\nnine is not on the menu",
+            ),
+            line(LogLevel::Warn, "a warning after it"),
+        ];
+        assert_eq!(
+            last_words(&log).as_deref(),
+            Some("panicked at src/lib.rs:13:37: / nine is not on the menu")
+        );
+        // Stderr, when there is some, is what the guest said last: an error logged earlier is not.
+        log.push(line(
+            LogLevel::Stderr,
+            "thread '<unnamed>' panicked at src/lib.rs:2:1:",
+        ));
+        assert_eq!(
+            last_words(&log).as_deref(),
+            Some("thread '<unnamed>' panicked at src/lib.rs:2:1:")
+        );
+        // Lines at other levels, or an empty error, say nothing.
+        let quiet = [line(LogLevel::Info, "fine"), line(LogLevel::Error, " \n ")];
+        assert_eq!(last_words(&quiet), None);
     }
 
     #[test]

@@ -50,10 +50,15 @@
 //! `decider` by hand: implement [`bindings::Guest`], wrapping its argument with [`Call::new`],
 //! and pass the type to `passthru_sdk::bindings::__export_decider!`.
 //!
-//! Build it as a `cdylib` for `wasm32-wasip2`. [`Call`] reads the call as Exotel sent it, through
-//! `Option<&str>` accessors and helpers for Exotel's quirks ([`Call::caller`], [`Call::param`]);
-//! [`config`], [`config_entries`] and the [`log`] functions are what the host offers. The
-//! generated WIT bindings are in [`bindings`], for anything this crate does not wrap.
+//! Build it as a `cdylib`: for `wasm32-unknown-unknown`, linked by `wasm-component-ld`, when it
+//! needs nothing of WASI (its component imports only passthru's interfaces, and each call costs
+//! less: see [`bare`]), or for `wasm32-wasip2` when it sends HTTP requests (`passthru_sdk::http`,
+//! feature `http`) or reads WASI's clocks, randomness or stdio.
+//!
+//! [`Call`] reads the call as Exotel sent it, through `Option<&str>` accessors and helpers for
+//! Exotel's quirks ([`Call::caller`], [`Call::param`]); [`config`], [`config_entries`] and the
+//! [`log`] functions are what the host offers. The generated WIT bindings are in [`bindings`], for
+//! anything this crate does not wrap.
 
 /// The bindings `wit-bindgen` generates from `wit/passthru.wit`, for anything this crate does not
 /// wrap.
@@ -869,11 +874,13 @@ pub mod kv {
     }
 }
 
-/// Lines in this call's log, at each level. The log is capped; lines past the cap are counted and
-/// dropped, never an error. `println!` and `eprintln!` also land in the log.
+pub mod bare;
 #[cfg(feature = "http")]
 pub mod http;
 
+/// Lines in this call's log, at each level. The log is capped; lines past the cap are counted and
+/// dropped, never an error. `println!` and `eprintln!` also land in the log, on `wasm32-wasip2`
+/// (a plugin built for `wasm32-unknown-unknown` has no stdout or stderr: see [`bare`]).
 pub mod log {
     use super::{Level, host};
 
@@ -935,6 +942,7 @@ macro_rules! plugin {
 
         impl $crate::bindings::lean_decider::Guest for __PassthruPlugin {
             fn decide_lean() -> $crate::bindings::lean_decider::Decision {
+                $crate::bare::enter();
                 $crate::__private::decide_lean($decide)
             }
         }
@@ -952,6 +960,7 @@ macro_rules! plugin {
                 event: $crate::bindings::recorder::Event,
                 call: $crate::bindings::recorder::CallDetails,
             ) -> ::core::result::Result<(), ::std::string::String> {
+                $crate::bare::enter();
                 $crate::__private::record($record, event, call)
             }
         }
@@ -966,6 +975,7 @@ macro_rules! plugin {
 
         impl $crate::bindings::plugin::Guest for __PassthruPlugin {
             fn decide(call: $crate::bindings::plugin::CallDetails) -> $crate::bindings::plugin::Decision {
+                $crate::bare::enter();
                 $crate::__private::decide($decide, call)
             }
 
@@ -973,6 +983,7 @@ macro_rules! plugin {
                 event: $crate::bindings::plugin::Event,
                 call: $crate::bindings::plugin::CallDetails,
             ) -> ::core::result::Result<(), ::std::string::String> {
+                $crate::bare::enter();
                 $crate::__private::record($record, event, call)
             }
         }
@@ -987,6 +998,7 @@ macro_rules! plugin {
 
         impl $crate::bindings::switcher::Guest for __PassthruPlugin {
             fn select(call: $crate::bindings::switcher::CallDetails) -> $crate::bindings::switcher::Selection {
+                $crate::bare::enter();
                 $crate::__private::select($select, call)
             }
         }
@@ -1001,6 +1013,7 @@ macro_rules! plugin {
 
         impl $crate::bindings::greeter::Guest for __PassthruPlugin {
             fn greeting(call: $crate::bindings::greeter::CallDetails) -> $crate::bindings::greeter::TextReply {
+                $crate::bare::enter();
                 $crate::__private::reply($greeting, call)
             }
         }
@@ -1015,6 +1028,7 @@ macro_rules! plugin {
 
         impl $crate::bindings::texter::Guest for __PassthruPlugin {
             fn sms(call: $crate::bindings::texter::CallDetails) -> $crate::bindings::texter::TextReply {
+                $crate::bare::enter();
                 $crate::__private::reply($sms, call)
             }
         }
@@ -1029,6 +1043,7 @@ macro_rules! plugin {
 
         impl $crate::bindings::connector::Guest for __PassthruPlugin {
             fn connect(call: $crate::bindings::connector::CallDetails) -> $crate::ConnectPlan {
+                $crate::bare::enter();
                 $connect(&$crate::Call::new(call))
             }
         }
@@ -1043,6 +1058,7 @@ macro_rules! plugin {
 
         impl $crate::bindings::gatherer::Guest for __PassthruPlugin {
             fn gather(call: $crate::bindings::gatherer::CallDetails) -> $crate::GatherPlan {
+                $crate::bare::enter();
                 $gather(&$crate::Call::new(call))
             }
         }

@@ -16,8 +16,10 @@
 //! - `spin = "true"`: loops forever, burning fuel until the host's fuel budget or deadline stops
 //!   it (a failed attempt). For fairness tests: one tenant's spinning plugin must not starve the
 //!   others.
-//! - `trap = "true"`: panics with `async-probe: deliberate trap on attempt <n>`. The message goes
-//!   to stderr, so into the run's log, and the guest aborts: a trap, a failed attempt.
+//! - `trap = "true"`: panics with `async-probe: deliberate trap on attempt <n>`. The SDK's panic
+//!   hook logs the message at `error` (built for `wasm32-unknown-unknown`, the plugin has no
+//!   stderr), so it is in the run's log and the trap's message, and the guest aborts: a trap, a
+//!   failed attempt.
 //! - `fail_attempts = "N"`: returns `Err("failing on purpose: attempt <n> of <N>")` while the
 //!   attempt is at most `N`, then `Ok`. `N = 2` fails twice and succeeds on attempt 3; a huge `N`
 //!   (past `u64::MAX` included) always fails; `0` never does. A value that is not a whole number
