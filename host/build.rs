@@ -3,7 +3,8 @@
 //!
 //! It runs the same commands as `make -C plugins`, from the plugins folder and with the same
 //! environment, so the two share one cache and neither rebuilds the other's work: `cargo build
-//! --release --locked --target <target> --target-dir <repo>/target/plugins -p ...` once per target.
+//! --release --target <target> --target-dir <repo>/target/plugins -p ...` once per target (here
+//! with `--locked`).
 //! Plugins that need nothing of WASI are built for `wasm32-unknown-unknown` (linked into
 //! components by `wasm-component-ld`, as `plugins/.cargo/config.toml` says): they import only
 //! passthru's interfaces, which makes each call cheaper. Those that send HTTP requests or read

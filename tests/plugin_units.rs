@@ -1,6 +1,6 @@
 //! The unit tests of the Rust SDK and the example plugins (`plugins/` is a cargo workspace of its
-//! own, built for wasm32-unknown-unknown and wasm32-wasip2 by the host's build script): run here natively, so that the
-//! README's test command runs them too.
+//! own, built for wasm32-unknown-unknown and wasm32-wasip2 by the host's build script): run here
+//! natively, so that the README's test command runs them too.
 
 use std::path::PathBuf;
 use std::process::Command;

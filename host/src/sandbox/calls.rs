@@ -349,7 +349,8 @@ impl Sandbox {
     }
 
     /// Ends a call: what it cost, its log, and a trap's message completed with the plugin's last
-    /// words (what it wrote to stderr just before: a panic's message, a Python exception).
+    /// words (what it wrote to stderr just before: a panic's message, a Python exception; or the
+    /// Rust SDK's logged panic, see `last_words`).
     fn finish<T: Reasoned>(
         &self,
         plugin: &Plugin,

@@ -23,19 +23,25 @@ const JS_STACK: &str = "Stack:";
 /// A Python traceback becomes its exception and the frame it was raised in
 /// (`KeyError: '9' (at File "/app.py", line 21, in decide)`), a JavaScript exception its message
 /// and the frame it was thrown in; otherwise the last stderr lines, joined by ` / `. A guest that
-/// wrote nothing to stderr is heard through the last line it logged at `error`, its lines joined
-/// the same way: a plugin built for `wasm32-unknown-unknown` has no stderr, and the Rust SDK's
-/// panic hook logs the panic's message there. Capped at [`MAX_LAST_WORDS_BYTES`].
+/// wrote nothing to stderr is heard through a Rust panic's message logged as its last line (at
+/// `error`, starting `panicked at `), its lines joined the same way: a plugin built for
+/// `wasm32-unknown-unknown` has no stderr, and the Rust SDK's panic hook logs the message so. Any
+/// other line, an error the plugin logged before it trapped for another reason say, is not taken
+/// for its last words. Capped at [`MAX_LAST_WORDS_BYTES`].
 pub fn last_words(log: &[LogLine]) -> Option<String> {
-    let said = stderr_words(log).or_else(|| {
-        let line = log
-            .iter()
-            .rev()
-            .find(|line| line.level == LogLevel::Error)?;
-        let said = joined(line.message.lines().filter(|l| !l.trim().is_empty()));
-        (!said.is_empty()).then_some(said)
-    })?;
+    let said = stderr_words(log).or_else(|| logged_panic(log))?;
     Some(truncate(&said, MAX_LAST_WORDS_BYTES).to_owned())
+}
+
+/// How Rust's panic message starts (`PanicHookInfo`'s `Display`).
+const RUST_PANIC: &str = "panicked at ";
+
+/// The Rust SDK's panic line, when it is the last line of the log (see [`last_words`]).
+fn logged_panic(log: &[LogLine]) -> Option<String> {
+    let line = log
+        .last()
+        .filter(|line| line.level == LogLevel::Error && line.message.starts_with(RUST_PANIC))?;
+    Some(joined(line.message.lines().filter(|l| !l.trim().is_empty())))
 }
 
 /// What the guest wrote to stderr, boiled down (see [`last_words`]).
@@ -220,37 +226,35 @@ mod tests {
     }
 
     /// A plugin without a stderr (built for `wasm32-unknown-unknown`): the Rust SDK's panic hook
-    /// logs the message at `error`, in one line of several.
+    /// logs the message at `error`, one line of several, as the last thing the plugin does.
     #[test]
-    fn without_stderr_the_last_error_logged_is_heard() {
+    fn without_stderr_a_panic_logged_last_is_heard() {
         let line = |level, message: &str| LogLine {
             level,
             message: message.to_owned(),
         };
+        let panic = "panicked at src/lib.rs:13:37:\nnine is not on the menu";
         let mut log = vec![
-            line(LogLevel::Error, "an earlier error"),
-            line(
-                LogLevel::Error,
-                "panicked at src/lib.rs:13:37:\nnine is not on the menu",
-            ),
-            line(LogLevel::Warn, "a warning after it"),
+            line(LogLevel::Error, "the CRM answered 500"),
+            line(LogLevel::Error, panic),
         ];
         assert_eq!(
             last_words(&log).as_deref(),
             Some("panicked at src/lib.rs:13:37: / nine is not on the menu")
         );
-        // Stderr, when there is some, is what the guest said last: an error logged earlier is not.
-        log.push(line(
-            LogLevel::Stderr,
-            "thread '<unnamed>' panicked at src/lib.rs:2:1:",
-        ));
-        assert_eq!(
-            last_words(&log).as_deref(),
-            Some("thread '<unnamed>' panicked at src/lib.rs:2:1:")
-        );
-        // Lines at other levels, or an empty error, say nothing.
-        let quiet = [line(LogLevel::Info, "fine"), line(LogLevel::Error, " \n ")];
-        assert_eq!(last_words(&quiet), None);
+        // Stderr, when there is some, is what the guest said last.
+        let wasi = "thread '<unnamed>' panicked at src/lib.rs:2:1:";
+        log.push(line(LogLevel::Stderr, wasi));
+        assert_eq!(last_words(&log).as_deref(), Some(wasi));
+        // An error the plugin logged is not its last words: not a panic's, or not the last line
+        // (a trap of another kind came after it), or not at `error`.
+        for quiet in [
+            vec![line(LogLevel::Error, "the CRM answered 500")],
+            vec![line(LogLevel::Error, panic), line(LogLevel::Info, "after")],
+            vec![line(LogLevel::Warn, panic)],
+        ] {
+            assert_eq!(last_words(&quiet), None, "{quiet:?}");
+        }
     }
 
     #[test]

@@ -167,6 +167,10 @@ mod allocator {
                 ARENA.bump.set(bump);
                 return ptr;
             }
+            // A block that is not the latest shrinks where it is (the rest stays unused).
+            if new_size <= layout.size() {
+                return ptr;
+            }
             // SAFETY: the caller guarantees `new_size`, rounded up to `align`, fits an `isize`.
             let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
             // SAFETY: `new_size` is not zero (the caller's contract).
