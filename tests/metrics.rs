@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{Api, IVR_MENU, TestServer, VIP_CALLER, flow};
+use common::{Api, IVR_MENU, ServeProcess, TempDir, TestServer, VIP_CALLER, flow};
 
 fn two_flows() -> String {
     [
@@ -137,6 +137,13 @@ async fn per_flow_series_count_calls_and_unknown_names_add_none() -> anyhow::Res
         assert!(value(&text, name).is_some(), "{name} missing:\n{text}");
     }
     assert_eq!(value(&text, "passthru_live_flows"), Some(2.0));
+    // The allocator this process runs on (the library sets it, so the test's server too); the
+    // compile worker runs on malloc instead (tests/compile_bounds.rs would fail otherwise).
+    assert_eq!(
+        value(&text, "passthru_allocator_info{allocator=\"mimalloc\"}"),
+        Some(1.0),
+        "{text}"
+    );
 
     // Unknown tenants and flows: answered 404, and not a single new series.
     let before = series(&text);
@@ -195,4 +202,38 @@ async fn every_answer_carries_a_request_id() -> anyhow::Result<()> {
         .await?;
     assert_eq!(id(&mine).as_deref(), Some("exotel-42"));
     server.stop().await
+}
+
+/// `PASSTHRU_ALLOCATOR=system` runs the program on the C library's `malloc` (the compile worker
+/// always does), and `/metrics` says so; without it, on mimalloc.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_allocator_is_chosen_by_the_environment_and_shown() -> anyhow::Result<()> {
+    let dir = TempDir::new("allocator");
+    let config = dir.0.join("passthru.toml");
+    std::fs::write(&config, flow("demo", "ivr", "builtin:ivr-menu", ""))?;
+    for (env, allocator) in [(Some("system"), "system"), (None, "mimalloc")] {
+        let vars: Vec<(&str, &str)> = env.map(|v| ("PASSTHRU_ALLOCATOR", v)).into_iter().collect();
+        let process = ServeProcess::start_with_env(&config, &dir.0.join("data"), "info", &vars)?;
+        let text = reqwest::get(format!("http://{}/metrics", process.addr))
+            .await?
+            .text()
+            .await?;
+        let decided = reqwest::get(format!(
+            "http://{}/passthru/demo/ivr?CallSid=a&digits=%221%22",
+            process.addr
+        ))
+        .await?
+        .status();
+        process.kill()?;
+        assert_eq!(
+            value(
+                &text,
+                &format!("passthru_allocator_info{{allocator=\"{allocator}\"}}")
+            ),
+            Some(1.0),
+            "{env:?}:\n{text}"
+        );
+        assert_eq!(decided, 200, "{env:?}");
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! passthru: runs tenants' WebAssembly plugins to decide, per Exotel Passthru request, which
 //! branch a live call takes.
 
+pub mod allocator;
 pub mod answer;
 pub mod api;
 pub mod auth;
@@ -20,3 +21,8 @@ pub mod sandbox;
 pub mod secrets;
 pub mod server;
 pub mod store;
+
+/// The global allocator of every program built on this crate: mimalloc, or `malloc` under
+/// `PASSTHRU_ALLOCATOR=system` (see [`allocator`]).
+#[global_allocator]
+pub static ALLOCATOR: allocator::Allocator = allocator::Allocator::new();

@@ -358,6 +358,16 @@ impl ServeProcess {
     /// Starts `passthru serve --listen 127.0.0.1:0` on `config` and `data_dir`, with
     /// `RUST_LOG=rust_log` and the test operator token, and waits until it listens.
     pub fn start(config: &Path, data_dir: &Path, rust_log: &str) -> anyhow::Result<Self> {
+        Self::start_with_env(config, data_dir, rust_log, &[])
+    }
+
+    /// The same, with these environment variables set too.
+    pub fn start_with_env(
+        config: &Path,
+        data_dir: &Path,
+        rust_log: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
 
@@ -368,6 +378,7 @@ impl ServeProcess {
             .arg(data_dir)
             .env("RUST_LOG", rust_log)
             .env("PASSTHRU_OPERATOR_TOKEN", OPERATOR)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -15,6 +15,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry as MetricRegistry;
 
 use super::AppState;
@@ -103,6 +104,14 @@ impl Metrics {
             "passthru_http_connections_refused",
             "Connections closed as soon as they were accepted, because max_connections were open",
             connections_refused.clone(),
+        );
+        metrics.register(
+            "passthru_allocator",
+            "The global allocator: mimalloc, or system when PASSTHRU_ALLOCATOR=system",
+            Info::new(vec![(
+                "allocator".to_owned(),
+                crate::ALLOCATOR.name().to_owned(),
+            )]),
         );
         metrics.register_collector(Box::new(ServerStats {
             registry,

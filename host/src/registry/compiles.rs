@@ -112,8 +112,12 @@ impl CompileWorker {
             // Nothing of the server's environment (its operator token, say) is the worker's
             // business.
             .env_clear()
-            // One malloc arena: each further one reserves 64 MiB of address space up front, which
-            // would count against the worker's limit without holding anything.
+            // The C library's malloc, not mimalloc (`crate::allocator`): mimalloc reserves address
+            // space ahead of use, which counts against the worker's limit without holding
+            // anything; under a small limit the worker could not start its compiler threads.
+            .env(crate::allocator::ALLOCATOR_ENV, "system")
+            // One malloc arena: each further one reserves 64 MiB of address space up front, for
+            // the same reason.
             .env("MALLOC_ARENA_MAX", "1")
             // An allocation that fails aborts; a backtrace would only fill the stderr we read.
             .env("RUST_BACKTRACE", "0")

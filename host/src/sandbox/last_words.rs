@@ -41,7 +41,9 @@ fn logged_panic(log: &[LogLine]) -> Option<String> {
     let line = log
         .last()
         .filter(|line| line.level == LogLevel::Error && line.message.starts_with(RUST_PANIC))?;
-    Some(joined(line.message.lines().filter(|l| !l.trim().is_empty())))
+    Some(joined(
+        line.message.lines().filter(|l| !l.trim().is_empty()),
+    ))
 }
 
 /// What the guest wrote to stderr, boiled down (see [`last_words`]).
