@@ -223,6 +223,7 @@ async fn a_compile_killed_at_its_budget_frees_its_place_for_the_next_upload_at_o
 fn the_compile_worker_refuses_a_core_module_with_the_invalid_exit_code() -> anyhow::Result<()> {
     let mut child = Command::new(PASSTHRU)
         .args(["compile-worker", "--memory-mb", "256"])
+        .env(passthru::allocator::ALLOCATOR_ENV, "system")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

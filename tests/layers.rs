@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Leaves: formatting errors, escaping guest text for the log; the Exotel query parser (pure);
     // tenants' key-value data in memory (its disk is a trait the store implements); sealing
-    // flows' secrets.
-    &["error", "logsafe", "call", "kv", "secrets"],
+    // flows' secrets; the global allocator.
+    &["error", "logsafe", "call", "kv", "secrets", "allocator"],
     // What a hook answers besides a branch, and how Exotel reads it.
     &["answer"],
     // wasmtime: limits, calls, failures.

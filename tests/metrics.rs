@@ -137,10 +137,14 @@ async fn per_flow_series_count_calls_and_unknown_names_add_none() -> anyhow::Res
         assert!(value(&text, name).is_some(), "{name} missing:\n{text}");
     }
     assert_eq!(value(&text, "passthru_live_flows"), Some(2.0));
-    // The allocator this process runs on (the library sets it, so the test's server too); the
-    // compile worker runs on malloc instead (tests/compile_bounds.rs would fail otherwise).
+    // The allocator this process runs on (the library sets it, so the test's server too: mimalloc
+    // unless PASSTHRU_ALLOCATOR=system); the compile worker runs on malloc.
+    let allocator = passthru::allocator::ALLOCATOR.name();
     assert_eq!(
-        value(&text, "passthru_allocator_info{allocator=\"mimalloc\"}"),
+        value(
+            &text,
+            &format!("passthru_allocator_info{{allocator=\"{allocator}\"}}")
+        ),
         Some(1.0),
         "{text}"
     );

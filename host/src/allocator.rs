@@ -3,8 +3,10 @@
 //!
 //! A sync call allocates and frees the same few dozen small blocks on every request (the parsed
 //! query, the store and instance, the record), across two worker threads and the record writer.
-//! mimalloc serves that load in less CPU than glibc's `malloc`: with records off, 36.1 to 36.8 µs
-//! a request against 37.8 to 39.4 µs (BENCHMARKS.md, issue 14).
+//! mimalloc serves that load in less CPU than glibc's `malloc`: the Rust `ivr-menu`'s sandbox call
+//! took 8.58 to 8.81 µs against 8.92 to 9.60 µs, and with records on the record writer kept up,
+//! writing a quarter to nearly half more records for less CPU a request (BENCHMARKS.md, issue 14,
+//! "Round 4, second part").
 //!
 //! The compile worker (`passthru compile-worker`, the same program) runs under an address-space
 //! limit (`RLIMIT_AS`), and mimalloc reserves address space ahead of use, so under a small limit
@@ -12,9 +14,11 @@
 //! out of memory. The server starts the worker with `PASSTHRU_ALLOCATOR=system`; an operator may
 //! set the same to run the server on `malloc`.
 //!
-//! The choice is made once, at the program's first allocation (before `main`, on the only thread
-//! there is), from the environment read through `getenv`, which allocates nothing; it never
-//! changes after, so every block is freed by the allocator that gave it.
+//! The choice is made once, at the program's first allocation (on the only thread there is: a
+//! thread is not started without allocating first), from the environment read through `getenv`,
+//! which allocates nothing and which nothing in this program changes; it never changes after, so
+//! every block is freed by the allocator that gave it. Any other value than `system` is mimalloc;
+//! `passthru serve` warns of one.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -31,6 +35,11 @@ const UNDECIDED: u8 = 0;
 const MIMALLOC: u8 = 1;
 const SYSTEM: u8 = 2;
 
+/// The global allocator of every program built on this crate (the server, its tests and
+/// benches): mimalloc, or `malloc` under `PASSTHRU_ALLOCATOR=system`.
+#[global_allocator]
+pub static ALLOCATOR: Allocator = Allocator::new();
+
 /// mimalloc, or `malloc` when [`ALLOCATOR_ENV`] says `system`.
 #[derive(Debug)]
 pub struct Allocator {
@@ -45,12 +54,11 @@ impl Allocator {
         }
     }
 
-    /// The allocator in use: `"mimalloc"` or `"system"` (`"undecided"` before any allocation).
+    /// The allocator in use: `"mimalloc"` or `"system"`.
     pub fn name(&self) -> &'static str {
-        match self.choice.load(Ordering::Relaxed) {
-            MIMALLOC => "mimalloc",
-            SYSTEM => "system",
-            _ => "undecided",
+        match self.system() {
+            true => "system",
+            false => "mimalloc",
         }
     }
 
@@ -67,8 +75,8 @@ impl Allocator {
     fn decide(&self) -> bool {
         let system = system_wanted();
         let choice = if system { SYSTEM } else { MIMALLOC };
-        // Two threads deciding at once (there are none before `main`) would read the same
-        // environment and store the same choice.
+        // Two threads deciding at once (there is one thread until something has allocated)
+        // would read the same environment and store the same choice.
         self.choice.store(choice, Ordering::Relaxed);
         system
     }
@@ -83,9 +91,9 @@ impl Default for Allocator {
 /// Whether the environment asks for `malloc`, read without allocating.
 #[allow(unsafe_code)]
 fn system_wanted() -> bool {
-    // SAFETY: `getenv` reads the environment, which nothing changes before `main`, and this
-    // program never sets this variable; the pointer it returns is a NUL-terminated string that
-    // lives as long as the environment, read here at once.
+    // SAFETY: `getenv` reads the environment, which nothing in this program changes (no
+    // `set_var`, `remove_var` or `setenv` anywhere); the pointer it returns is a NUL-terminated
+    // string that lives as long as the environment, read here at once.
     unsafe {
         let value = libc::getenv(ALLOCATOR_ENV_C.as_ptr());
         !value.is_null() && std::ffi::CStr::from_ptr(value).to_bytes() == b"system"

@@ -21,8 +21,3 @@ pub mod sandbox;
 pub mod secrets;
 pub mod server;
 pub mod store;
-
-/// The global allocator of every program built on this crate: mimalloc, or `malloc` under
-/// `PASSTHRU_ALLOCATOR=system` (see [`allocator`]).
-#[global_allocator]
-pub static ALLOCATOR: allocator::Allocator = allocator::Allocator::new();

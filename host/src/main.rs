@@ -175,6 +175,20 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `PASSTHRU_ALLOCATOR` set to anything but `system` runs on mimalloc, as if unset: likely a typo.
+fn warn_of_an_unknown_allocator() {
+    let name = passthru::allocator::ALLOCATOR_ENV;
+    if let Some(value) = std::env::var_os(name)
+        && value != "system"
+    {
+        tracing::warn!(
+            value = %value.to_string_lossy(),
+            allocator = passthru::allocator::ALLOCATOR.name(),
+            "{name} is not `system`, the only value it takes: running on mimalloc"
+        );
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     // What the server writes (the data directory, the operator token, the queue of callers'
     // numbers) is its own: files 0600, folders 0700.
@@ -191,6 +205,7 @@ fn main() -> anyhow::Result<()> {
             database,
         } => {
             init_tracing("info");
+            warn_of_an_unknown_allocator();
             let database = database.or_else(|| {
                 std::env::var(DATABASE_URL_ENV)
                     .ok()

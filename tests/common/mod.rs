@@ -378,6 +378,7 @@ impl ServeProcess {
             .arg(data_dir)
             .env("RUST_LOG", rust_log)
             .env("PASSTHRU_OPERATOR_TOKEN", OPERATOR)
+            .env_remove(passthru::allocator::ALLOCATOR_ENV)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

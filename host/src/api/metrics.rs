@@ -110,7 +110,7 @@ impl Metrics {
             "The global allocator: mimalloc, or system when PASSTHRU_ALLOCATOR=system",
             Info::new(vec![(
                 "allocator".to_owned(),
-                crate::ALLOCATOR.name().to_owned(),
+                crate::allocator::ALLOCATOR.name().to_owned(),
             )]),
         );
         metrics.register_collector(Box::new(ServerStats {

@@ -40,6 +40,18 @@ pub struct WorkerArgs {
 
 /// Runs the worker; returns its exit code.
 pub fn run(args: WorkerArgs) -> i32 {
+    // mimalloc reserves address space ahead of use, which the limit below counts: under a small
+    // limit the worker would fail in ways that do not read as running out of memory.
+    if crate::allocator::ALLOCATOR.name() != "system" {
+        return fail(
+            exit::HOST,
+            &format!(
+                "the compile worker runs on the C library's malloc: start it with {}=system (the \
+                 server does)",
+                crate::allocator::ALLOCATOR_ENV
+            ),
+        );
+    }
     if let Err(error) = limit_process(args.memory_mb) {
         return fail(
             exit::HOST,
