@@ -25,11 +25,16 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use mimalloc::MiMalloc;
 
-/// The environment variable that chooses: `system` for the C library's `malloc`, anything else
-/// (or nothing) for mimalloc.
-pub const ALLOCATOR_ENV: &str = "PASSTHRU_ALLOCATOR";
+/// The environment variable that chooses: [`SYSTEM_VALUE`] for the C library's `malloc`,
+/// anything else (or nothing) for mimalloc.
+pub const ALLOCATOR_ENV: &str = match ALLOCATOR_ENV_C.to_str() {
+    Ok(name) => name,
+    Err(_) => panic!("the variable's name is ASCII"),
+};
 /// The same, as C's `getenv` takes it.
 const ALLOCATOR_ENV_C: &std::ffi::CStr = c"PASSTHRU_ALLOCATOR";
+/// The one value of [`ALLOCATOR_ENV`] that picks `malloc`, and what [`Allocator::name`] says then.
+pub const SYSTEM_VALUE: &str = "system";
 
 const UNDECIDED: u8 = 0;
 const MIMALLOC: u8 = 1;
@@ -54,12 +59,17 @@ impl Allocator {
         }
     }
 
-    /// The allocator in use: `"mimalloc"` or `"system"`.
+    /// The allocator in use: `"mimalloc"` or [`SYSTEM_VALUE`].
     pub fn name(&self) -> &'static str {
         match self.system() {
-            true => "system",
+            true => SYSTEM_VALUE,
             false => "mimalloc",
         }
+    }
+
+    /// Whether the C library's `malloc` is in use.
+    pub fn is_system(&self) -> bool {
+        self.system()
     }
 
     #[inline]
@@ -96,7 +106,7 @@ fn system_wanted() -> bool {
     // string that lives as long as the environment, read here at once.
     unsafe {
         let value = libc::getenv(ALLOCATOR_ENV_C.as_ptr());
-        !value.is_null() && std::ffi::CStr::from_ptr(value).to_bytes() == b"system"
+        !value.is_null() && std::ffi::CStr::from_ptr(value).to_bytes() == SYSTEM_VALUE.as_bytes()
     }
 }
 

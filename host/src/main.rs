@@ -177,14 +177,14 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 
 /// `PASSTHRU_ALLOCATOR` set to anything but `system` runs on mimalloc, as if unset: likely a typo.
 fn warn_of_an_unknown_allocator() {
-    let name = passthru::allocator::ALLOCATOR_ENV;
-    if let Some(value) = std::env::var_os(name)
-        && value != "system"
+    use passthru::allocator::{ALLOCATOR, ALLOCATOR_ENV, SYSTEM_VALUE};
+    if let Some(value) = std::env::var_os(ALLOCATOR_ENV)
+        && value != SYSTEM_VALUE
     {
         tracing::warn!(
             value = %value.to_string_lossy(),
-            allocator = passthru::allocator::ALLOCATOR.name(),
-            "{name} is not `system`, the only value it takes: running on mimalloc"
+            allocator = ALLOCATOR.name(),
+            "{ALLOCATOR_ENV} is not `{SYSTEM_VALUE}`, the only value it takes: running on mimalloc"
         );
     }
 }

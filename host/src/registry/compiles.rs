@@ -115,7 +115,10 @@ impl CompileWorker {
             // The C library's malloc, not mimalloc (`crate::allocator`): mimalloc reserves address
             // space ahead of use, which counts against the worker's limit without holding
             // anything; under a small limit the worker could not start its compiler threads.
-            .env(crate::allocator::ALLOCATOR_ENV, "system")
+            .env(
+                crate::allocator::ALLOCATOR_ENV,
+                crate::allocator::SYSTEM_VALUE,
+            )
             // One malloc arena: each further one reserves 64 MiB of address space up front, for
             // the same reason.
             .env("MALLOC_ARENA_MAX", "1")

@@ -42,13 +42,14 @@ pub struct WorkerArgs {
 pub fn run(args: WorkerArgs) -> i32 {
     // mimalloc reserves address space ahead of use, which the limit below counts: under a small
     // limit the worker would fail in ways that do not read as running out of memory.
-    if crate::allocator::ALLOCATOR.name() != "system" {
+    if !crate::allocator::ALLOCATOR.is_system() {
         return fail(
             exit::HOST,
             &format!(
-                "the compile worker runs on the C library's malloc: start it with {}=system (the \
+                "the compile worker runs on the C library's malloc: start it with {}={} (the \
                  server does)",
-                crate::allocator::ALLOCATOR_ENV
+                crate::allocator::ALLOCATOR_ENV,
+                crate::allocator::SYSTEM_VALUE
             ),
         );
     }
