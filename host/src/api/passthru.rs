@@ -259,8 +259,10 @@ async fn answer(
     if flow.mode == FlowMode::Async {
         return enqueue(&state, &flow, query).await;
     }
-    let call = call::parse(&query);
-    let call_sid = call.call_sid.clone();
+    // Decoded only into its parameters: the typed call is built for the plugins that take it
+    // whole, and a `decide-lean` plugin reads just the fields it asks for.
+    let params = call::params(&query);
+    let call_sid = call::field::text(&params, call::name::CALL_SID);
     // The request's span, with every field at once (the trace layer that gives the other routes
     // theirs does not wrap this one: it cost the hot path more than the span).
     let id = headers
@@ -283,7 +285,7 @@ async fn answer(
     if let Some(export) = flow.hook.export() {
         let hook = super::hooks::HookCall {
             export,
-            call,
+            call: call::CallDetails::from_params(params),
             call_sid,
             query,
             exotel_version: headers
@@ -305,7 +307,7 @@ async fn answer(
         .decide_seeded(
             plugin,
             &flow.share,
-            call,
+            params,
             &flow.limits,
             flow.grants.clone(),
             seed,

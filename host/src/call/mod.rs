@@ -53,22 +53,32 @@ const PARAMS_RESERVED: usize = 64;
 /// ```
 #[must_use]
 pub fn parse(query: &str) -> CallDetails {
+    CallDetails::from_params(params(query))
+}
+
+/// Decodes a query string into its parameters and nothing more: the first half of [`parse`],
+/// which the request path stops at. A plugin that reads the call field by field (`decide-lean`)
+/// gets each typed field read from them on demand ([`field`]), so a call whose plugin reads one
+/// field never builds the others.
+///
+/// ```
+/// let params = passthru::call::params("CallSid=abc&digits=%221%22&x=1&x=2");
+/// assert_eq!(params.len(), 4);
+/// assert_eq!(params.last("x"), Some("2"));
+/// assert_eq!(passthru::call::parse("CallSid=abc&digits=%221%22&x=1&x=2").params, params);
+/// ```
+#[must_use]
+pub fn params(query: &str) -> Params {
     // Room at once for the text (decoded text is never longer than the query) and for as many
     // parameters as there may be (one more than there are `&`), up to what a real Exotel query
     // has. Past that the list grows as pairs arrive: reserving one per `&` whatever their number
     // would let a query of `&&&…` reserve 16 bytes for each of its bytes.
     let segments = query.bytes().filter(|&b| b == b'&').count() + 1;
-    let mut call = CallDetails {
-        params: Params::with_capacity(segments.min(PARAMS_RESERVED), query.len()),
-        ..CallDetails::default()
-    };
-    let mut legs = legs::Legs::default();
+    let mut params = Params::with_capacity(segments.min(PARAMS_RESERVED), query.len());
     for (key, value) in decode::pairs(query) {
-        call.set(&key, &value, &mut legs);
-        call.params.push(&key, &value);
+        params.push(&key, &value);
     }
-    call.legs = legs.into_vec();
-    call
+    params
 }
 
 /// The call's `CallSid`, read as [`parse`] reads it (the last one wins; empty is `None`),
@@ -82,11 +92,54 @@ pub fn parse(query: &str) -> CallDetails {
 pub fn call_sid(query: &str) -> Option<String> {
     let mut sid = None;
     for (key, value) in decode::pairs(query) {
-        if key == "CallSid" {
+        if key == name::CALL_SID {
             sid = text(&value);
         }
     }
     sid
+}
+
+/// A call as the sandbox takes it: typed, or only decoded into its parameters.
+///
+/// The request path hands over [`Params`]: a `decide-lean` plugin then reads each field from
+/// them when it asks ([`field`]), and the typed [`CallDetails`] is built only for a plugin that
+/// takes the whole call as its argument. Both give a plugin the same values.
+#[derive(Debug, Clone)]
+pub enum CallInput {
+    Details(CallDetails),
+    Params(Params),
+}
+
+impl CallInput {
+    /// The parameters (a typed call keeps them).
+    #[must_use]
+    pub fn into_params(self) -> Params {
+        match self {
+            Self::Details(details) => details.params,
+            Self::Params(params) => params,
+        }
+    }
+
+    /// The typed call, built from the parameters if it was not yet.
+    #[must_use]
+    pub fn into_details(self) -> CallDetails {
+        match self {
+            Self::Details(details) => details,
+            Self::Params(params) => CallDetails::from_params(params),
+        }
+    }
+}
+
+impl From<CallDetails> for CallInput {
+    fn from(details: CallDetails) -> Self {
+        Self::Details(details)
+    }
+}
+
+impl From<Params> for CallInput {
+    fn from(params: Params) -> Self {
+        Self::Params(params)
+    }
 }
 
 /// What Exotel told us about one call, typed where Exotel's format is known.
@@ -148,33 +201,140 @@ pub struct CallDetails {
 }
 
 impl CallDetails {
-    /// Applies one decoded parameter to the typed fields (not to `params`).
+    /// The typed fields read from `params` (which the details keep): the second half of
+    /// [`parse`].
+    #[must_use]
+    pub fn from_params(params: Params) -> Self {
+        let mut call = CallDetails::default();
+        let mut legs = legs::Legs::default();
+        for (key, value) in &params {
+            call.set(key, value, &mut legs);
+        }
+        call.legs = legs.into_vec();
+        call.params = params;
+        call
+    }
+
+    /// Applies one decoded parameter to the typed fields (not to `params`). Each typed field
+    /// reads one parameter, named in [`name`], through the reader [`field`] has for it.
     fn set(&mut self, key: &str, value: &str, legs: &mut legs::Legs) {
+        use name::*;
         match key {
-            "CallSid" => self.call_sid = text(value),
-            "CallFrom" => self.call_from = text(value),
-            "CallTo" => self.call_to = text(value),
-            "From" => self.from = text(value),
-            "To" => self.to = text(value),
-            "Direction" => self.direction = text(value).map(Direction::from_wire),
-            "CallType" => self.call_type = text(value).map(CallType::from_wire),
-            "Created" => self.created = Timestamp::from_wire(value),
-            "StartTime" => self.start_time = Timestamp::from_wire(value),
-            "EndTime" => self.end_time = Timestamp::from_wire(value),
-            "CurrentTime" => self.current_time = Timestamp::from_wire(value),
-            "DialCallDuration" => self.dial_call_duration = number(value),
-            "DialCallStatus" => self.dial_call_status = text(value).map(DialCallStatus::from_wire),
-            "DialWhomNumber" => self.dial_whom_number = text(value),
-            "digits" => self.digits = digits(value),
-            "CustomField" => self.custom_field = text(value),
-            "RecordingUrl" => self.recording_url = text(value),
-            "RecordingAvailableBy" => self.recording_available_by = Timestamp::from_wire(value),
-            "OutgoingPhoneNumber" => self.outgoing_phone_number = text(value),
-            "flow_id" => self.flow_id = text(value),
-            "tenant_id" => self.tenant_id = text(value),
+            CALL_SID => self.call_sid = text(value),
+            CALL_FROM => self.call_from = text(value),
+            CALL_TO => self.call_to = text(value),
+            FROM => self.from = text(value),
+            TO => self.to = text(value),
+            DIRECTION => self.direction = direction(value),
+            CALL_TYPE => self.call_type = call_type(value),
+            CREATED => self.created = Timestamp::from_wire(value),
+            START_TIME => self.start_time = Timestamp::from_wire(value),
+            END_TIME => self.end_time = Timestamp::from_wire(value),
+            CURRENT_TIME => self.current_time = Timestamp::from_wire(value),
+            DIAL_CALL_DURATION => self.dial_call_duration = number(value),
+            DIAL_CALL_STATUS => self.dial_call_status = dial_call_status(value),
+            DIAL_WHOM_NUMBER => self.dial_whom_number = text(value),
+            DIGITS => self.digits = digits(value),
+            CUSTOM_FIELD => self.custom_field = text(value),
+            RECORDING_URL => self.recording_url = text(value),
+            RECORDING_AVAILABLE_BY => self.recording_available_by = Timestamp::from_wire(value),
+            OUTGOING_PHONE_NUMBER => self.outgoing_phone_number = text(value),
+            FLOW_ID => self.flow_id = text(value),
+            TENANT_ID => self.tenant_id = text(value),
             _ => legs.set(key, value),
         }
     }
+}
+
+/// The parameter each typed field of [`CallDetails`] is read from.
+pub mod name {
+    pub const CALL_SID: &str = "CallSid";
+    pub const CALL_FROM: &str = "CallFrom";
+    pub const CALL_TO: &str = "CallTo";
+    pub const FROM: &str = "From";
+    pub const TO: &str = "To";
+    pub const DIRECTION: &str = "Direction";
+    pub const CALL_TYPE: &str = "CallType";
+    pub const CREATED: &str = "Created";
+    pub const START_TIME: &str = "StartTime";
+    pub const END_TIME: &str = "EndTime";
+    pub const CURRENT_TIME: &str = "CurrentTime";
+    pub const DIAL_CALL_DURATION: &str = "DialCallDuration";
+    pub const DIAL_CALL_STATUS: &str = "DialCallStatus";
+    pub const DIAL_WHOM_NUMBER: &str = "DialWhomNumber";
+    pub const DIGITS: &str = "digits";
+    pub const CUSTOM_FIELD: &str = "CustomField";
+    pub const RECORDING_URL: &str = "RecordingUrl";
+    pub const RECORDING_AVAILABLE_BY: &str = "RecordingAvailableBy";
+    pub const OUTGOING_PHONE_NUMBER: &str = "OutgoingPhoneNumber";
+    pub const FLOW_ID: &str = "flow_id";
+    pub const TENANT_ID: &str = "tenant_id";
+}
+
+/// One typed field of a call, read from its parameters alone, exactly as
+/// [`CallDetails::from_params`] reads it (the last value sent counts): what a `decide-lean`
+/// plugin's `call` imports answer without the whole typed call being built. `name` says which
+/// parameter holds which field; [`legs`](CallDetails::legs) need the whole call.
+pub mod field {
+    use super::{CallType, DialCallStatus, Direction, Params, Timestamp};
+
+    /// A free-text field (`call-sid`, `call-from`, ...): the parameter named `name`.
+    #[must_use]
+    pub fn text(params: &Params, name: &str) -> Option<String> {
+        params.last(name).and_then(super::text)
+    }
+
+    /// `digits`, with Exotel's quotes removed.
+    #[must_use]
+    pub fn digits(params: &Params) -> Option<String> {
+        params.last(super::name::DIGITS).and_then(super::digits)
+    }
+
+    #[must_use]
+    pub fn direction(params: &Params) -> Option<Direction> {
+        params
+            .last(super::name::DIRECTION)
+            .and_then(super::direction)
+    }
+
+    #[must_use]
+    pub fn call_type(params: &Params) -> Option<CallType> {
+        params
+            .last(super::name::CALL_TYPE)
+            .and_then(super::call_type)
+    }
+
+    #[must_use]
+    pub fn dial_call_status(params: &Params) -> Option<DialCallStatus> {
+        params
+            .last(super::name::DIAL_CALL_STATUS)
+            .and_then(super::dial_call_status)
+    }
+
+    #[must_use]
+    pub fn dial_call_duration(params: &Params) -> Option<u32> {
+        params
+            .last(super::name::DIAL_CALL_DURATION)
+            .and_then(super::number)
+    }
+
+    /// A time field (`created`, `start-time`, ...): the parameter named `name`.
+    #[must_use]
+    pub fn time(params: &Params, name: &str) -> Option<Timestamp> {
+        params.last(name).and_then(Timestamp::from_wire)
+    }
+}
+
+fn direction(value: &str) -> Option<Direction> {
+    text(value).map(Direction::from_wire)
+}
+
+fn call_type(value: &str) -> Option<CallType> {
+    text(value).map(CallType::from_wire)
+}
+
+fn dial_call_status(value: &str) -> Option<DialCallStatus> {
+    text(value).map(DialCallStatus::from_wire)
 }
 
 /// A time as Exotel sent it, and as Unix seconds.

@@ -176,6 +176,8 @@ fn parses_every_sample() {
         // The files end with a newline; a query string does not.
         let query = raw.trim_end();
         let got = parse(query);
+        super::tests::check_fields_read_alone(query)
+            .unwrap_or_else(|e| panic!("fields of {file} read alone: {e}"));
 
         let typed = CallDetails {
             params: Params::default(),

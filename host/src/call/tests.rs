@@ -5,7 +5,8 @@
 use proptest::prelude::*;
 
 use super::{
-    CallDetails, CallType, DialCallStatus, Direction, Leg, Params, Timestamp, call_sid, parse,
+    CallDetails, CallType, DialCallStatus, Direction, Leg, Params, Timestamp, call_sid, field,
+    name, params, parse,
 };
 
 pub(super) fn s(value: &str) -> Option<String> {
@@ -364,7 +365,71 @@ fn segments(query: &str) -> usize {
         .count()
 }
 
+/// Each field read from the parameters alone (`field`, what a `decide-lean` plugin's imports
+/// answer) is the typed field `parse` gives, and `params` decodes as `parse` does.
+pub(super) fn check_fields_read_alone(query: &str) -> Result<(), TestCaseError> {
+    let call = parse(query);
+    let p = params(query);
+    prop_assert_eq!(&p, &call.params);
+    let texts = [
+        (name::CALL_SID, &call.call_sid),
+        (name::CALL_FROM, &call.call_from),
+        (name::CALL_TO, &call.call_to),
+        (name::FROM, &call.from),
+        (name::TO, &call.to),
+        (name::DIAL_WHOM_NUMBER, &call.dial_whom_number),
+        (name::CUSTOM_FIELD, &call.custom_field),
+        (name::RECORDING_URL, &call.recording_url),
+        (name::OUTGOING_PHONE_NUMBER, &call.outgoing_phone_number),
+        (name::FLOW_ID, &call.flow_id),
+        (name::TENANT_ID, &call.tenant_id),
+    ];
+    for (name, typed) in texts {
+        prop_assert_eq!(&field::text(&p, name), typed, "{}", name);
+    }
+    let times = [
+        (name::CREATED, &call.created),
+        (name::START_TIME, &call.start_time),
+        (name::END_TIME, &call.end_time),
+        (name::CURRENT_TIME, &call.current_time),
+        (name::RECORDING_AVAILABLE_BY, &call.recording_available_by),
+    ];
+    for (name, typed) in times {
+        prop_assert_eq!(&field::time(&p, name), typed, "{}", name);
+    }
+    prop_assert_eq!(field::digits(&p), call.digits);
+    prop_assert_eq!(field::direction(&p), call.direction);
+    prop_assert_eq!(field::call_type(&p), call.call_type);
+    prop_assert_eq!(field::dial_call_status(&p), call.dial_call_status);
+    prop_assert_eq!(field::dial_call_duration(&p), call.dial_call_duration);
+    prop_assert_eq!(CallDetails::from_params(p), parse(query));
+    Ok(())
+}
+
+/// Fields read alone on the edge cases of each rule: repeats (the last wins, even empty), empty
+/// values, quotes and spaces around `digits`, unknown enum spellings, a time that is not one.
+#[test]
+fn fields_read_alone_agree_with_parse_on_each_rule() {
+    for query in [
+        "",
+        "CallSid=a&CallSid=b",
+        "CallSid=a&CallSid=",
+        "digits=%22%22",
+        "digits=+%22+12+%22+",
+        "digits=%2212&digits=3",
+        "Direction=inbound&CallType=call&DialCallStatus=no-answer",
+        "Direction=&CallType=completed&DialCallStatus=weird",
+        "DialCallDuration=+42+&DialCallDuration=-1",
+        "Created=0000-00-00+00%3A00%3A00&StartTime=Wed%2C+31+Jul+2024+16%3A42%3A56",
+        "EndTime=&CurrentTime=2024-07-31+16%3A43%3A02&RecordingAvailableBy=soon",
+        "callsid=lower&CALLSID=upper&flow_id=1&tenant_id=2&flow_id=",
+    ] {
+        check_fields_read_alone(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+    }
+}
+
 fn check_invariants(query: &str) -> Result<(), TestCaseError> {
+    check_fields_read_alone(query)?;
     let call = parse(query);
     prop_assert_eq!(call.params.len(), segments(query));
     prop_assert!(call.legs.len() <= call.params.len());

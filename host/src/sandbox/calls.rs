@@ -22,7 +22,7 @@ use super::outbound::OutboundRecord;
 use super::output::{self, LogLine};
 use super::seed::CallSeed;
 use super::state::{CallState, Grants};
-use crate::call::CallDetails;
+use crate::call::{CallDetails, CallInput};
 
 /// The longest a reason from a plugin is kept; longer ones are cut.
 pub const MAX_REASON_BYTES: usize = 1024;
@@ -146,7 +146,7 @@ impl Sandbox {
         &self,
         plugin: &Plugin,
         share: &TenantShare,
-        call: CallDetails,
+        call: impl Into<CallInput>,
         limits: &Limits,
         grants: Arc<Grants>,
     ) -> CallReport {
@@ -156,17 +156,24 @@ impl Sandbox {
 
     /// [`decide`](Self::decide) with the call's clocks and randomness drawn from `seed` (a live
     /// call's fresh one, kept with its record, or a recorded one to replay the call).
+    ///
+    /// `call` may be typed or only its parameters ([`CallInput`]): a `decide-lean` plugin reads
+    /// each field from the parameters when it asks, and the typed call is built only for a
+    /// plugin whose `decide` takes it whole.
     pub async fn decide_seeded(
         &self,
         plugin: &Plugin,
         share: &TenantShare,
-        call: CallDetails,
+        call: impl Into<CallInput>,
         limits: &Limits,
         grants: Arc<Grants>,
         seed: CallSeed,
     ) -> CallReport {
+        let call = call.into();
         if let Some(lean) = &plugin.lean_decider {
-            // The call waits in the store, where the `call` imports read it field by field.
+            // The call's parameters wait in the store, where the `call` imports read them field
+            // by field.
+            let call = call.into_params();
             let export = Export {
                 name: "decide-lean",
                 pre: Some(lean),
@@ -200,7 +207,7 @@ impl Sandbox {
             grants,
             &seed,
             async move |pre, store| {
-                let call = wit::CallDetails::from(call);
+                let call = wit::CallDetails::from(call.into_details());
                 let instance = pre.instantiate_async(&mut *store).await?;
                 let decision = instance.call_decide(&mut *store, &call).await?;
                 Ok(Ok(Decision::from(decision)))

@@ -12,51 +12,51 @@ use wasmtime::bail;
 use super::bindings::lean_decider::passthru::plugin::call;
 use super::bindings::passthru::plugin::types as wit;
 use super::state::CallState;
-use crate::call::{CallDetails, Timestamp};
+use crate::call::{CallDetails, Leg, Params, field, name};
 
 /// What each import costs the call's host budget besides the bytes it copies: a few fields'
 /// worth of work.
 const CALL_IMPORT_BYTES: usize = 16;
 
 impl CallState {
-    /// The call `decide-lean` reads, with `bytes(call)` charged to the call.
+    /// What `value` reads of the call `decide-lean` decides, with `bytes(value)` charged to the
+    /// call. The call is kept as its parameters; each field is read from them as
+    /// [`CallDetails::from_params`] reads it, so it is what `decide`'s `call-details` would hold.
     ///
     /// # Errors
     /// A trap: the call's host budget is spent, or the export being called takes the call as its
     /// argument (only `decide-lean` reads it here).
     fn read<T>(
         &mut self,
-        bytes: impl FnOnce(&CallDetails) -> usize,
-        value: impl FnOnce(&CallDetails) -> T,
+        value: impl FnOnce(&Params) -> T,
+        bytes: impl FnOnce(&T) -> usize,
     ) -> wasmtime::Result<T> {
-        let Some(details) = &self.call else {
+        let Some(params) = &self.call else {
             bail!(
                 "the plugin read the `call` interface outside `decide-lean` (the other exports \
                  take the call as their argument)"
             );
         };
-        let cost = CALL_IMPORT_BYTES.saturating_add(bytes(details));
+        // Reading a field costs no more than copying it, and the query is bounded: the charge
+        // comes after, on what was read.
+        let value = value(params);
+        let cost = CALL_IMPORT_BYTES.saturating_add(bytes(&value));
         self.log.lock().budget.charge(cost)?;
-        Ok(value(details))
+        Ok(value)
     }
 
-    /// One text field, charged by its length.
-    fn text(
-        &mut self,
-        field: fn(&CallDetails) -> &Option<String>,
-    ) -> wasmtime::Result<Option<String>> {
-        self.read(|c| text_len(field(c)), |c| field(c).clone())
+    /// A free-text field: the parameter `name`.
+    fn text(&mut self, name: &str) -> wasmtime::Result<Option<String>> {
+        self.read(|p| field::text(p, name), text_len)
     }
 
-    /// One time field, charged by its raw text's length.
-    fn time(
-        &mut self,
-        field: fn(&CallDetails) -> &Option<Timestamp>,
-    ) -> wasmtime::Result<Option<wit::Timestamp>> {
-        self.read(
-            |c| field(c).as_ref().map_or(0, |t| t.raw.len()),
-            |c| field(c).clone().map(Into::into),
-        )
+    /// A time field: the parameter `name`.
+    fn time(&mut self, name: &str) -> wasmtime::Result<Option<wit::Timestamp>> {
+        let time = self.read(
+            |p| field::time(p, name),
+            |t| t.as_ref().map_or(0, |t| t.raw.len()),
+        )?;
+        Ok(time.map(Into::into))
     }
 }
 
@@ -64,16 +64,8 @@ fn text_len(text: &Option<String>) -> usize {
     text.as_ref().map_or(0, String::len)
 }
 
-/// The bytes of every parameter's name and value.
-fn params_len(details: &CallDetails) -> usize {
-    details.params.text_len()
-}
-
-/// The bytes of every leg's text.
-fn legs_len(details: &CallDetails) -> usize {
-    details
-        .legs
-        .iter()
+fn legs_len(legs: &[Leg]) -> usize {
+    legs.iter()
         .map(|leg| {
             [
                 &leg.number,
@@ -90,136 +82,137 @@ fn legs_len(details: &CallDetails) -> usize {
         .sum()
 }
 
-/// About the bytes `details` copies: every typed field is a parameter too, so twice the
-/// parameters' bytes, plus the legs'.
+/// A whole call's bytes: its parameters, once raw and once in the typed fields, and its legs.
 fn details_len(details: &CallDetails) -> usize {
-    params_len(details)
+    details
+        .params
+        .text_len()
         .saturating_mul(2)
-        .saturating_add(legs_len(details))
+        .saturating_add(legs_len(&details.legs))
 }
 
 impl call::Host for CallState {
     fn details(&mut self) -> wasmtime::Result<wit::CallDetails> {
-        self.read(details_len, |c| c.clone().into())
+        let details = self.read(|p| CallDetails::from_params(p.clone()), details_len)?;
+        Ok(details.into())
     }
 
     fn param(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+        // The name was copied in as well.
         self.read(
-            |c| name.len() + c.params.last(&name).map_or(0, str::len),
-            |c| c.params.last(&name).map(str::to_owned),
+            |p| p.last(&name).map(str::to_owned),
+            |v| name.len() + text_len(v),
         )
     }
 
     fn params(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
-        self.read(params_len, |c| c.params.to_vec())
-    }
-
-    fn call_sid(&mut self) -> wasmtime::Result<Option<String>> {
-        self.text(|c| &c.call_sid)
-    }
-
-    fn call_from(&mut self) -> wasmtime::Result<Option<String>> {
-        self.text(|c| &c.call_from)
-    }
-
-    fn call_to(&mut self) -> wasmtime::Result<Option<String>> {
-        self.text(|c| &c.call_to)
-    }
-
-    fn from(&mut self) -> wasmtime::Result<Option<String>> {
-        self.text(|c| &c.from)
-    }
-
-    fn to(&mut self) -> wasmtime::Result<Option<String>> {
-        self.text(|c| &c.to)
-    }
-
-    fn direction(&mut self) -> wasmtime::Result<Option<wit::Direction>> {
-        self.read(
-            |c| match &c.direction {
-                Some(crate::call::Direction::Other(s)) => s.len(),
-                _ => 0,
-            },
-            |c| c.direction.clone().map(Into::into),
-        )
-    }
-
-    fn call_type(&mut self) -> wasmtime::Result<Option<wit::CallType>> {
-        self.read(
-            |c| match &c.call_type {
-                Some(crate::call::CallType::Other(s)) => s.len(),
-                _ => 0,
-            },
-            |c| c.call_type.clone().map(Into::into),
-        )
-    }
-
-    fn created(&mut self) -> wasmtime::Result<Option<wit::Timestamp>> {
-        self.time(|c| &c.created)
-    }
-
-    fn start_time(&mut self) -> wasmtime::Result<Option<wit::Timestamp>> {
-        self.time(|c| &c.start_time)
-    }
-
-    fn end_time(&mut self) -> wasmtime::Result<Option<wit::Timestamp>> {
-        self.time(|c| &c.end_time)
-    }
-
-    fn current_time(&mut self) -> wasmtime::Result<Option<wit::Timestamp>> {
-        self.time(|c| &c.current_time)
-    }
-
-    fn dial_call_duration(&mut self) -> wasmtime::Result<Option<u32>> {
-        self.read(|_| 0, |c| c.dial_call_duration)
-    }
-
-    fn dial_call_status(&mut self) -> wasmtime::Result<Option<wit::DialCallStatus>> {
-        self.read(
-            |c| match &c.dial_call_status {
-                Some(crate::call::DialCallStatus::Other(s)) => s.len(),
-                _ => 0,
-            },
-            |c| c.dial_call_status.clone().map(Into::into),
-        )
-    }
-
-    fn dial_whom_number(&mut self) -> wasmtime::Result<Option<String>> {
-        self.text(|c| &c.dial_whom_number)
-    }
-
-    fn legs(&mut self) -> wasmtime::Result<Vec<wit::Leg>> {
-        self.read(legs_len, |c| {
-            c.legs.iter().cloned().map(Into::into).collect()
+        self.read(Params::to_vec, |pairs| {
+            pairs.iter().map(|(k, v)| k.len() + v.len()).sum()
         })
     }
 
+    fn call_sid(&mut self) -> wasmtime::Result<Option<String>> {
+        self.text(name::CALL_SID)
+    }
+
+    fn call_from(&mut self) -> wasmtime::Result<Option<String>> {
+        self.text(name::CALL_FROM)
+    }
+
+    fn call_to(&mut self) -> wasmtime::Result<Option<String>> {
+        self.text(name::CALL_TO)
+    }
+
+    fn from(&mut self) -> wasmtime::Result<Option<String>> {
+        self.text(name::FROM)
+    }
+
+    fn to(&mut self) -> wasmtime::Result<Option<String>> {
+        self.text(name::TO)
+    }
+
+    fn direction(&mut self) -> wasmtime::Result<Option<wit::Direction>> {
+        let direction = self.read(field::direction, |d| match d {
+            Some(crate::call::Direction::Other(other)) => other.len(),
+            _ => 0,
+        })?;
+        Ok(direction.map(Into::into))
+    }
+
+    fn call_type(&mut self) -> wasmtime::Result<Option<wit::CallType>> {
+        let call_type = self.read(field::call_type, |t| match t {
+            Some(crate::call::CallType::Other(other)) => other.len(),
+            _ => 0,
+        })?;
+        Ok(call_type.map(Into::into))
+    }
+
+    fn created(&mut self) -> wasmtime::Result<Option<wit::Timestamp>> {
+        self.time(name::CREATED)
+    }
+
+    fn start_time(&mut self) -> wasmtime::Result<Option<wit::Timestamp>> {
+        self.time(name::START_TIME)
+    }
+
+    fn end_time(&mut self) -> wasmtime::Result<Option<wit::Timestamp>> {
+        self.time(name::END_TIME)
+    }
+
+    fn current_time(&mut self) -> wasmtime::Result<Option<wit::Timestamp>> {
+        self.time(name::CURRENT_TIME)
+    }
+
+    fn dial_call_duration(&mut self) -> wasmtime::Result<Option<u32>> {
+        self.read(field::dial_call_duration, |_| 0)
+    }
+
+    fn dial_call_status(&mut self) -> wasmtime::Result<Option<wit::DialCallStatus>> {
+        let status = self.read(field::dial_call_status, |s| match s {
+            Some(crate::call::DialCallStatus::Other(other)) => other.len(),
+            _ => 0,
+        })?;
+        Ok(status.map(Into::into))
+    }
+
+    fn dial_whom_number(&mut self) -> wasmtime::Result<Option<String>> {
+        self.text(name::DIAL_WHOM_NUMBER)
+    }
+
+    fn legs(&mut self) -> wasmtime::Result<Vec<wit::Leg>> {
+        let legs = self.read(
+            |p| CallDetails::from_params(p.clone()).legs,
+            |legs| legs_len(legs),
+        )?;
+        Ok(legs.into_iter().map(Into::into).collect())
+    }
+
     fn digits(&mut self) -> wasmtime::Result<Option<String>> {
-        self.text(|c| &c.digits)
+        self.read(field::digits, text_len)
     }
 
     fn custom_field(&mut self) -> wasmtime::Result<Option<String>> {
-        self.text(|c| &c.custom_field)
+        self.text(name::CUSTOM_FIELD)
     }
 
     fn recording_url(&mut self) -> wasmtime::Result<Option<String>> {
-        self.text(|c| &c.recording_url)
+        self.text(name::RECORDING_URL)
     }
 
     fn recording_available_by(&mut self) -> wasmtime::Result<Option<wit::Timestamp>> {
-        self.time(|c| &c.recording_available_by)
+        self.time(name::RECORDING_AVAILABLE_BY)
     }
 
     fn outgoing_phone_number(&mut self) -> wasmtime::Result<Option<String>> {
-        self.text(|c| &c.outgoing_phone_number)
+        self.text(name::OUTGOING_PHONE_NUMBER)
     }
 
     fn flow_id(&mut self) -> wasmtime::Result<Option<String>> {
-        self.text(|c| &c.flow_id)
+        self.text(name::FLOW_ID)
     }
 
     fn tenant_id(&mut self) -> wasmtime::Result<Option<String>> {
-        self.text(|c| &c.tenant_id)
+        self.text(name::TENANT_ID)
     }
 }
 
@@ -235,7 +228,7 @@ mod tests {
     fn state(fuel: u64, query: Option<&str>) -> CallState {
         let later = Instant::now() + Duration::from_secs(60);
         let mut state = CallState::new(1 << 20, Arc::new(Grants::default()), fuel, later);
-        state.call = query.map(crate::call::parse);
+        state.call = query.map(crate::call::params);
         state
     }
 

@@ -90,9 +90,10 @@ pub struct CallState {
     deadline: Instant,
     /// A dry run's key-value writes (see [`Grants::scratch_kv`]).
     scratch: Option<KvScratch>,
-    /// The call `decide-lean` reads through the `call` interface (see `lean`); `None` for the
-    /// exports that take it as their argument.
-    pub(super) call: Option<crate::call::CallDetails>,
+    /// The parameters of the call `decide-lean` reads through the `call` interface, each field
+    /// read from them when asked (see `lean`); `None` for the exports that take the call as
+    /// their argument.
+    pub(super) call: Option<crate::call::Params>,
 }
 
 impl CallState {
