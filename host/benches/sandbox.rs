@@ -106,6 +106,10 @@ fn bench(c: &mut Criterion) {
     c.bench_function("parse/connect-completed", |b| {
         b.iter(|| call::parse(std::hint::black_box(SAMPLE)))
     });
+    // What the request path decodes: the parameters alone.
+    c.bench_function("params/connect-completed", |b| {
+        b.iter(|| call::params(std::hint::black_box(SAMPLE)))
+    });
 
     let gather = gather_call();
     let mut group = c.benchmark_group("sandbox-call");
@@ -141,9 +145,11 @@ fn bench(c: &mut Criterion) {
             report
         })
     });
+    // The query string to the decision as the request path makes it: decoded into parameters,
+    // which `ivr-menu` (a `decide-lean` plugin) reads a field of.
     group.bench_function("ivr-menu incl. parse", |b| {
         b.iter(|| {
-            let call = call::parse(std::hint::black_box(GATHER));
+            let call = call::params(std::hint::black_box(GATHER));
             runtime.block_on(sandbox.decide(&ivr_menu, &share, call, &limits, no_config.clone()))
         })
     });

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::Metrics;
-use crate::api::{AppState, HttpLimits};
+use crate::api::{AppState, HttpLimits, Shared};
 use crate::auth;
 use crate::config::{DEFAULT_DATA_DIR, ServerConfig};
 use crate::kv::KvSpace;
@@ -204,7 +204,7 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
             source,
         })?;
     Ok(Started {
-        state: AppState {
+        state: AppState::new(Shared {
             registry,
             recorder,
             queue,
@@ -220,7 +220,7 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
             },
             public_url: config.public_url.as_deref().map(Arc::from),
             backtests: crate::rollout::backtest::Backtests::default(),
-        },
+        }),
         data_dir,
         operator_token_file,
         imported,

@@ -61,9 +61,27 @@ pub use metrics::Metrics;
 /// The largest JSON body the admin API reads.
 const MAX_JSON_BYTES: usize = 1 << 20;
 
-/// What every handler shares. Cheap to clone.
+/// What every handler shares: one shared [`Shared`], so the clone each request's handler takes
+/// is one reference count, not one per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub registry: Arc<Registry>,
     pub recorder: Recorder,
     pub queue: Queue,
