@@ -5,6 +5,11 @@
 //! [`CallDetails`]: the parameters whose format Exotel documents get typed fields, and every
 //! parameter, known or not, is also kept decoded in [`CallDetails::params`].
 //!
+//! The request path stops halfway: [`params`] decodes the parameters into one buffer, and the
+//! typed fields are read from them only when a plugin asks ([`field`], for `decide-lean`'s `call`
+//! imports) or takes the call whole ([`CallDetails::from_params`]). Both read a field the same
+//! way, so a plugin sees the same values either way.
+//!
 //! The module is pure: no I/O, no clock, no global state. Parsing never fails and
 //! never panics, because a Passthru request must be answered whatever Exotel sends; a parameter
 //! that is absent, empty or malformed is simply `None` in its typed field. These rules are part of
