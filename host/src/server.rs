@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::Metrics;
-use crate::api::{AppState, HttpLimits, Shared};
+use crate::api::{AppShared, AppState, HttpLimits};
 use crate::auth;
 use crate::config::{DEFAULT_DATA_DIR, ServerConfig};
 use crate::kv::KvSpace;
@@ -204,7 +204,7 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
             source,
         })?;
     Ok(Started {
-        state: AppState::new(Shared {
+        state: AppState::new(AppShared {
             registry,
             recorder,
             queue,

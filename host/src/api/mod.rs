@@ -61,27 +61,27 @@ pub use metrics::Metrics;
 /// The largest JSON body the admin API reads.
 const MAX_JSON_BYTES: usize = 1 << 20;
 
-/// What every handler shares: one shared [`Shared`], so the clone each request's handler takes
+/// What every handler shares: one shared [`AppShared`], so the clone each request's handler takes
 /// is one reference count, not one per part.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState(Arc<AppShared>);
 
 impl AppState {
-    pub fn new(shared: Shared) -> Self {
+    pub fn new(shared: AppShared) -> Self {
         Self(Arc::new(shared))
     }
 }
 
 impl std::ops::Deref for AppState {
-    type Target = Shared;
+    type Target = AppShared;
 
-    fn deref(&self) -> &Shared {
+    fn deref(&self) -> &AppShared {
         &self.0
     }
 }
 
 /// The parts of [`AppState`].
-pub struct Shared {
+pub struct AppShared {
     pub registry: Arc<Registry>,
     pub recorder: Recorder,
     pub queue: Queue,

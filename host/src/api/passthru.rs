@@ -1,6 +1,7 @@
 //! `GET /passthru/{tenant}/{flow}`: the request Exotel's Passthru applet sends.
 //!
-//! Sync flows: parse the query, run the flow's plugin, answer the branch's status. A failing
+//! Sync flows: decode the query's parameters, run the flow's plugin (which reads the typed fields
+//! it wants from them, or gets the whole typed call), answer the branch's status. A failing
 //! plugin gets the flow's fallback branch, within its deadline; the failure is logged with its
 //! kind. Every call leaves a decision record through the recorder's channel (never waiting on the
 //! store).

@@ -26,7 +26,7 @@ use serde::{Serialize, Serializer};
 pub use legs::Leg;
 pub use params::Params;
 
-/// The most parameters `parse` makes room for before it reads any (a real Exotel query has 16
+/// The most parameters `params` (and so `parse`) makes room for before it reads any (a real Exotel query has 16
 /// to about 40).
 const PARAMS_RESERVED: usize = 64;
 
@@ -108,7 +108,10 @@ pub fn call_sid(query: &str) -> Option<String> {
 ///
 /// The request path hands over [`Params`]: a `decide-lean` plugin then reads each field from
 /// them when it asks ([`field`]), and the typed [`CallDetails`] is built only for a plugin that
-/// takes the whole call as its argument. Both give a plugin the same values.
+/// takes the whole call as its argument. Both give a plugin the same values, for details made by
+/// [`parse`] or [`CallDetails::from_params`]: a `decide-lean` plugin reads a typed call's fields
+/// from its [`params`](CallDetails::params), so typed fields set by hand to disagree with them
+/// are not what it sees.
 #[derive(Debug, Clone)]
 pub enum CallInput {
     /// Boxed: the other variant is a tenth of its size, and calls wait in futures.
@@ -284,7 +287,9 @@ pub mod name {
 pub mod field {
     use super::{CallType, DialCallStatus, Direction, Params, Timestamp};
 
-    /// A free-text field (`call-sid`, `call-from`, ...): the parameter named `name`.
+    /// A free-text field (`call-sid`, `call-from`, ...): the parameter named `name`, one of
+    /// [`name`](super::name)'s free-text fields (`digits` and the enums and times have readers
+    /// of their own, which this one would skip).
     #[must_use]
     pub fn text(params: &Params, name: &str) -> Option<String> {
         params.last(name).and_then(super::text)
@@ -324,7 +329,8 @@ pub mod field {
             .and_then(super::number)
     }
 
-    /// A time field (`created`, `start-time`, ...): the parameter named `name`.
+    /// A time field (`created`, `start-time`, ...): the parameter named `name`, one of
+    /// [`name`](super::name)'s time fields.
     #[must_use]
     pub fn time(params: &Params, name: &str) -> Option<Timestamp> {
         params.last(name).and_then(Timestamp::from_wire)

@@ -423,6 +423,13 @@ fn fields_read_alone_agree_with_parse_on_each_rule() {
         "Created=0000-00-00+00%3A00%3A00&StartTime=Wed%2C+31+Jul+2024+16%3A42%3A56",
         "EndTime=&CurrentTime=2024-07-31+16%3A43%3A02&RecordingAvailableBy=soon",
         "callsid=lower&CALLSID=upper&flow_id=1&tenant_id=2&flow_id=",
+        // Keys arrive decoded: an escaped letter or a `+` in a key is the key it spells.
+        "Call%53id=escaped&digit%73=%2212%22",
+        "CallSid=a&Call%53id=",
+        "Call+Sid=space&+digits=1",
+        // A key without `=`, and a good value after a bad one.
+        "CallSid&digits",
+        "DialCallDuration=x&DialCallDuration=5&Direction=%69ncoming",
     ] {
         check_fields_read_alone(query).unwrap_or_else(|e| panic!("{query}: {e}"));
     }

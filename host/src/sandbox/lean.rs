@@ -7,8 +7,6 @@
 //! exactly what the field of the same name in `decide`'s `call-details` holds, and charges the
 //! bytes it copies to the call's host budget, as `config` does.
 
-use wasmtime::bail;
-
 use super::bindings::lean_decider::passthru::plugin::call;
 use super::bindings::passthru::plugin::types as wit;
 use super::state::CallState;
@@ -18,10 +16,22 @@ use crate::call::{CallDetails, Leg, Params, field, name};
 /// worth of work.
 const CALL_IMPORT_BYTES: usize = 16;
 
+/// The trap of a `call` import made outside `decide-lean`.
+fn outside_decide_lean() -> wasmtime::Error {
+    wasmtime::Error::msg(
+        "the plugin read the `call` interface outside `decide-lean` (the other exports take the \
+         call as their argument)",
+    )
+}
+
 impl CallState {
-    /// What `value` reads of the call `decide-lean` decides, with `bytes(value)` charged to the
-    /// call. The call is kept as its parameters; each field is read from them as
-    /// [`CallDetails::from_params`] reads it, so it is what `decide`'s `call-details` would hold.
+    /// What `value` reads of the call `decide-lean` decides. The call is kept as its parameters;
+    /// each field is read from them as [`CallDetails::from_params`] reads it, so it is what
+    /// `decide`'s `call-details` would hold.
+    ///
+    /// Charged to the call's host budget: before the read, the walk over the parameters (one
+    /// unit a parameter, besides the import's own [`CALL_IMPORT_BYTES`]); after it, `bytes(value)`,
+    /// what is copied into the guest (one parameter's value at most, for a field).
     ///
     /// # Errors
     /// A trap: the call's host budget is spent, or the export being called takes the call as its
@@ -31,18 +41,27 @@ impl CallState {
         value: impl FnOnce(&Params) -> T,
         bytes: impl FnOnce(&T) -> usize,
     ) -> wasmtime::Result<T> {
-        let Some(params) = &self.call else {
-            bail!(
-                "the plugin read the `call` interface outside `decide-lean` (the other exports \
-                 take the call as their argument)"
-            );
-        };
-        // Reading a field costs no more than copying it, and the query is bounded: the charge
-        // comes after, on what was read.
+        let params = self.call.as_ref().ok_or_else(outside_decide_lean)?;
+        let mut log = self.log.lock();
+        log.budget
+            .charge(CALL_IMPORT_BYTES.saturating_add(params.len()))?;
         let value = value(params);
-        let cost = CALL_IMPORT_BYTES.saturating_add(bytes(&value));
-        self.log.lock().budget.charge(cost)?;
+        log.budget.charge(bytes(&value))?;
         Ok(value)
+    }
+
+    /// The whole typed call, for `details` and `legs`: built on the first of them and kept for
+    /// the rest of the call, its building charged first (its parameters' bytes and count).
+    fn typed(&mut self) -> wasmtime::Result<&CallDetails> {
+        if self.typed_call.is_none() {
+            let params = self.call.as_ref().ok_or_else(outside_decide_lean)?;
+            let cost = CALL_IMPORT_BYTES
+                .saturating_add(params.text_len())
+                .saturating_add(params.len());
+            self.log.lock().budget.charge(cost)?;
+            self.typed_call = Some(CallDetails::from_params(params.clone()));
+        }
+        Ok(self.typed_call.as_ref().expect("built above"))
     }
 
     /// A free-text field: the parameter `name`.
@@ -93,8 +112,11 @@ fn details_len(details: &CallDetails) -> usize {
 
 impl call::Host for CallState {
     fn details(&mut self) -> wasmtime::Result<wit::CallDetails> {
-        let details = self.read(|p| CallDetails::from_params(p.clone()), details_len)?;
-        Ok(details.into())
+        self.typed()?;
+        let typed = self.typed_call.as_ref().expect("built by typed()");
+        let cost = CALL_IMPORT_BYTES.saturating_add(details_len(typed));
+        self.log.lock().budget.charge(cost)?;
+        Ok(typed.clone().into())
     }
 
     fn param(&mut self, name: String) -> wasmtime::Result<Option<String>> {
@@ -106,9 +128,10 @@ impl call::Host for CallState {
     }
 
     fn params(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
-        self.read(Params::to_vec, |pairs| {
-            pairs.iter().map(|(k, v)| k.len() + v.len()).sum()
-        })
+        // Every byte is copied: charged before the copy, the walk by `read`.
+        let bytes = self.call.as_ref().map_or(0, Params::text_len);
+        self.log.lock().budget.charge(bytes)?;
+        self.read(Params::to_vec, |_| 0)
     }
 
     fn call_sid(&mut self) -> wasmtime::Result<Option<String>> {
@@ -180,11 +203,11 @@ impl call::Host for CallState {
     }
 
     fn legs(&mut self) -> wasmtime::Result<Vec<wit::Leg>> {
-        let legs = self.read(
-            |p| CallDetails::from_params(p.clone()).legs,
-            |legs| legs_len(legs),
-        )?;
-        Ok(legs.into_iter().map(Into::into).collect())
+        self.typed()?;
+        let typed = self.typed_call.as_ref().expect("built by typed()");
+        let cost = CALL_IMPORT_BYTES.saturating_add(legs_len(&typed.legs));
+        self.log.lock().budget.charge(cost)?;
+        Ok(typed.legs.iter().cloned().map(Into::into).collect())
     }
 
     fn digits(&mut self) -> wasmtime::Result<Option<String>> {
@@ -263,6 +286,43 @@ mod tests {
         assert!(used >= 2 + CALL_IMPORT_BYTES as u64, "charged {used}");
         let error = state.params().expect_err("4 KiB is past the fuel left");
         assert!(error.to_string().contains("fuel"), "{error}");
+    }
+
+    /// A field's read walks the parameters: it is charged for each of them, so a query of many
+    /// empty parameters cannot buy host work at the price of a short value.
+    #[test]
+    fn a_read_is_charged_for_the_parameters_it_walks() {
+        let few = "CallSid=s1&digits=1";
+        let many = format!("{}CallSid=s1&digits=1", "=&".repeat(8_000));
+        let used = |query: &str| {
+            let mut state = state(1_000_000, Some(query));
+            assert_eq!(state.call_sid().unwrap().as_deref(), Some("s1"));
+            state.log.lock().budget.fuel_used()
+        };
+        let (few, many) = (used(few), used(&many));
+        assert!(
+            many >= few + 8_000,
+            "{few} with 2 parameters, {many} with 8,002"
+        );
+    }
+
+    /// `details` and `legs` share one typed call, built on the first and charged once.
+    #[test]
+    fn the_whole_call_is_built_once_and_charged_once() {
+        let query = "CallSid=s1&Legs%5B0%5D%5BNumber%5D=0980&Legs%5B1%5D%5BNumber%5D=0981";
+        let mut state = state(1_000_000, Some(query));
+        let fuel = |state: &CallState| state.log.lock().budget.fuel_used();
+        assert_eq!(state.legs().unwrap().len(), 2);
+        let first = fuel(&state);
+        assert_eq!(state.legs().unwrap().len(), 2);
+        let second = fuel(&state) - first;
+        assert!(
+            first > second,
+            "the first read built the call: {first} against {second}"
+        );
+        let whole = crate::call::parse(query);
+        let details = format!("{:?}", state.details().unwrap());
+        assert_eq!(details, format!("{:?}", wit::CallDetails::from(whole)));
     }
 
     #[test]

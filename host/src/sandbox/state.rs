@@ -94,6 +94,8 @@ pub struct CallState {
     /// read from them when asked (see `lean`); `None` for the exports that take the call as
     /// their argument.
     pub(super) call: Option<crate::call::Params>,
+    /// The whole typed call, built from `call` on its first `details` or `legs` read (see `lean`).
+    pub(super) typed_call: Option<crate::call::CallDetails>,
 }
 
 impl CallState {
@@ -132,6 +134,7 @@ impl CallState {
             deadline,
             scratch,
             call: None,
+            typed_call: None,
         }
     }
 
