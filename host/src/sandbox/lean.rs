@@ -59,7 +59,7 @@ impl CallState {
                 .saturating_add(params.text_len())
                 .saturating_add(params.len());
             self.log.lock().budget.charge(cost)?;
-            self.typed_call = Some(CallDetails::from_params(params.clone()));
+            self.typed_call = Some(Box::new(CallDetails::from_params(params.clone())));
         }
         Ok(self.typed_call.as_ref().expect("built above"))
     }
@@ -116,7 +116,7 @@ impl call::Host for CallState {
         let typed = self.typed_call.as_ref().expect("built by typed()");
         let cost = CALL_IMPORT_BYTES.saturating_add(details_len(typed));
         self.log.lock().budget.charge(cost)?;
-        Ok(typed.clone().into())
+        Ok(CallDetails::clone(typed).into())
     }
 
     fn param(&mut self, name: String) -> wasmtime::Result<Option<String>> {

@@ -95,7 +95,7 @@ pub struct CallState {
     /// their argument.
     pub(super) call: Option<crate::call::Params>,
     /// The whole typed call, built from `call` on its first `details` or `legs` read (see `lean`).
-    pub(super) typed_call: Option<crate::call::CallDetails>,
+    pub(super) typed_call: Option<Box<crate::call::CallDetails>>,
 }
 
 impl CallState {
