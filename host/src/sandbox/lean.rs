@@ -5,7 +5,8 @@
 //! the guest's allocator per string: some fifty for a typical Exotel query, about a third of a
 //! small plugin's call. Through these imports a plugin pays for the fields it reads. Each answers
 //! exactly what the field of the same name in `decide`'s `call-details` holds, and charges the
-//! bytes it copies to the call's host budget, as `config` does.
+//! call's host budget, as `config` does, for the parameters it walks to find its field and for
+//! the bytes it copies.
 
 use super::bindings::lean_decider::passthru::plugin::call;
 use super::bindings::passthru::plugin::types as wit;
@@ -50,9 +51,10 @@ impl CallState {
         Ok(value)
     }
 
-    /// The whole typed call, for `details` and `legs`: built on the first of them and kept for
-    /// the rest of the call, its building charged first (its parameters' bytes and count).
-    fn typed(&mut self) -> wasmtime::Result<&CallDetails> {
+    /// Builds the whole typed call into `typed_call`, for `details` and `legs`: on the first of
+    /// them, kept for the rest of the call, its building charged first (its parameters' bytes and
+    /// count).
+    fn build_typed(&mut self) -> wasmtime::Result<()> {
         if self.typed_call.is_none() {
             let params = self.call.as_ref().ok_or_else(outside_decide_lean)?;
             let cost = CALL_IMPORT_BYTES
@@ -61,7 +63,7 @@ impl CallState {
             self.log.lock().budget.charge(cost)?;
             self.typed_call = Some(Box::new(CallDetails::from_params(params.clone())));
         }
-        Ok(self.typed_call.as_ref().expect("built above"))
+        Ok(())
     }
 
     /// A free-text field: the parameter `name`.
@@ -83,6 +85,7 @@ fn text_len(text: &Option<String>) -> usize {
     text.as_ref().map_or(0, String::len)
 }
 
+/// The bytes of every leg's text.
 fn legs_len(legs: &[Leg]) -> usize {
     legs.iter()
         .map(|leg| {
@@ -112,8 +115,8 @@ fn details_len(details: &CallDetails) -> usize {
 
 impl call::Host for CallState {
     fn details(&mut self) -> wasmtime::Result<wit::CallDetails> {
-        self.typed()?;
-        let typed = self.typed_call.as_ref().expect("built by typed()");
+        self.build_typed()?;
+        let typed = self.typed_call.as_ref().expect("built by build_typed()");
         let cost = CALL_IMPORT_BYTES.saturating_add(details_len(typed));
         self.log.lock().budget.charge(cost)?;
         Ok(CallDetails::clone(typed).into())
@@ -203,8 +206,8 @@ impl call::Host for CallState {
     }
 
     fn legs(&mut self) -> wasmtime::Result<Vec<wit::Leg>> {
-        self.typed()?;
-        let typed = self.typed_call.as_ref().expect("built by typed()");
+        self.build_typed()?;
+        let typed = self.typed_call.as_ref().expect("built by build_typed()");
         let cost = CALL_IMPORT_BYTES.saturating_add(legs_len(&typed.legs));
         self.log.lock().budget.charge(cost)?;
         Ok(typed.legs.iter().cloned().map(Into::into).collect())
