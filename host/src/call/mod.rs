@@ -26,8 +26,8 @@ use serde::{Serialize, Serializer};
 pub use legs::Leg;
 pub use params::Params;
 
-/// The most parameters `params` (and so `parse`) makes room for before it reads any (a real Exotel query has 16
-/// to about 40).
+/// The most parameters `params` (and so `parse`) makes room for before it reads any (a real
+/// Exotel query has 16 to about 40).
 const PARAMS_RESERVED: usize = 64;
 
 /// Reads an Exotel Passthru query string (the part after `?`, without the `?`).
