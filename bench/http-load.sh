@@ -15,6 +15,11 @@
 #                                                  request committed to the queue (fsync included);
 #                                                  prints the queue's metrics after
 #
+# After the load, it prints the server's CPU time (user and system, from /proc) per request
+# answered 200 over the measured run, in all and by thread: tokio's (its workers, and its blocking
+# pool's, which share their name), the decision-record writer, the epoch ticker, and the rest (a
+# thread that ended during the run counts in the rest).
+#
 # Needs wrk (Debian: apt-get install wrk), or with RATE, oha (cargo install oha --locked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,13 +69,45 @@ url="http://127.0.0.1:$port/passthru/demo/$flow?${query}&digits=%221%22"
 status=$(curl -s -o /dev/null -w '%{http_code}' "$url")
 [ "$status" = 200 ] || { echo "expected 200 from the demo flow, got $status" >&2; exit 1; }
 
+# The server's CPU time in clock ticks: the process's in all (`all`, which keeps the time of
+# threads that have ended), then each live thread's, summed by thread name.
+cpu_ticks() {
+  # In `stat`, the fields after the name's closing parenthesis: utime and stime are the 12th and
+  # 13th of them.
+  echo "all $(sed 's/^.*) //' "/proc/$server/stat" | awk '{print $12 + $13}')"
+  for task in /proc/"$server"/task/*; do
+    echo "$(tr ' ' '_' < "$task/comm") $(sed 's/^.*) //' "$task/stat" 2>/dev/null | awk '{print $12 + $13}')"
+  done | awk 'NF == 2 {sum[$1] += $2} END {for (name in sum) print name, sum[name]}'
+}
+
+out=$(mktemp)
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; rm -rf "$data" "$out"' EXIT
+before=$(cpu_ticks)
 if [ -n "$rate" ]; then
   echo "== $(nproc) cores, $(uname -r), records $records, oha -c$connections -q$rate -z${duration}s, GET /passthru/demo/$flow (sample gather-single-key, digits 1)"
-  oha --no-tui --latency-correction -c "$connections" -q "$rate" -z "${duration}s" "$url"
+  oha --no-tui --latency-correction -c "$connections" -q "$rate" -z "${duration}s" "$url" | tee "$out"
+  answered=$(awk '$1 == "[200]" {print $2}' "$out")
 else
   echo "== $(nproc) cores, $(uname -r), records $records, wrk -t2 -c$connections -d${duration}s, GET /passthru/demo/$flow (sample gather-single-key, digits 1)"
-  wrk -t2 -c"$connections" -d"${duration}s" --latency "$url"
+  wrk -t2 -c"$connections" -d"${duration}s" --latency "$url" | tee "$out"
+  # wrk counts every response; a non-2xx one is reported on a line of its own.
+  answered=$(awk '/requests in/ {n = $1} /Non-2xx or 3xx responses/ {bad = $NF} END {print n - bad}' "$out")
 fi
+after=$(cpu_ticks)
+printf '%s\n%s\n' "$before" "$after" | awk -v n="${answered:-0}" -v hz="$(getconf CLK_TCK)" '
+  { if (seen[$1]++) delta[$1] = $2 - first[$1]; else first[$1] = $2 }
+  END {
+    if (n <= 0) { print "== no request answered 200: no CPU per request"; exit }
+    us = 1e6 / hz / n
+    printf "== server CPU per request answered 200 (%d of them): %.1f µs", n, delta["all"] * us
+    named = 0
+    split("tokio-rt-worker passthru-record passthru-epoch", names, " ")
+    for (i = 1; i <= 3; i++) {
+      printf "; %s %.1f µs", names[i], delta[names[i]] * us
+      named += delta[names[i]]
+    }
+    printf "; the rest %.1f µs\n", (delta["all"] - named) * us
+  }'
 if [ "$flow" != ivr ]; then
   # Let the workers finish the backlog, so the start delays cover every request.
   for _ in $(seq 1 600); do
