@@ -176,6 +176,7 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
             } else {
                 WriterPriority::Normal
             },
+            records::MAX_WAIT,
         )
     } else {
         Recorder::disabled()
