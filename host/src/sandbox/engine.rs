@@ -28,14 +28,8 @@ use super::meter;
 use super::outbound::OutboundOptions;
 use super::state::CallState;
 
-/// How often the epoch advances while calls run; a deadline is honoured to within one tick.
+/// How often the epoch advances; a deadline is honoured to within one tick.
 pub(super) const EPOCH_TICK: Duration = Duration::from_millis(1);
-/// How often it advances while none runs, and so how soon the ticker sees a call that started
-/// then: such a call's epochs may start counting up to this late. Its deadline still holds, through
-/// the async runtime's timer and the fuel-paced yields (see `Sandbox::decide`); the epoch is the
-/// second line. An idle server then wakes for the epoch 100 times a second, not 1,000: on a VM
-/// each wake-up of a sleeping CPU is a trip through the hypervisor.
-const IDLE_TICK: Duration = Duration::from_millis(10);
 
 /// Bytes of a linear memory (and of a table) the pool keeps resident between calls when the
 /// kernel can tell dirty pages apart (`PAGEMAP_SCAN`, Linux 6.7+); without it, resetting a large
@@ -145,8 +139,7 @@ pub struct Sandbox {
     linker: Linker<CallState>,
     pub(super) max_calls: usize,
     calls_per_tenant: u32,
-    /// Calls holding a slot; the epoch ticker reads it too.
-    pub(super) in_flight: Arc<AtomicUsize>,
+    pub(super) in_flight: AtomicUsize,
     pub(super) memory: MemoryBudget,
     /// Instances waiting for their reset after their call's answer.
     pub(super) resets_pending: Arc<AtomicUsize>,
@@ -179,15 +172,7 @@ impl Sandbox {
             .map_err(host_setup)?;
         lean_call::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
             .map_err(host_setup)?;
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let weak = engine.weak();
-        let ticker = EpochTicker::start(in_flight.clone(), move || match weak.upgrade() {
-            Some(engine) => {
-                engine.increment_epoch();
-                true
-            }
-            None => false,
-        });
+        let ticker = EpochTicker::start(&engine);
         Ok(Self {
             engine,
             linker,
@@ -195,7 +180,7 @@ impl Sandbox {
             calls_per_tenant: options
                 .max_calls_per_tenant
                 .clamp(1, options.max_concurrent_calls.max(1)),
-            in_flight,
+            in_flight: AtomicUsize::new(0),
             memory: MemoryBudget::new(options.memory_budget_mb),
             resets_pending: Arc::default(),
             resets_deferred: AtomicU64::new(0),
@@ -424,44 +409,37 @@ pub fn check_header(bytes: &[u8]) -> Result<(), SandboxError> {
     Ok(())
 }
 
-/// Advances the engine's epoch, on a plain thread, until dropped: every [`EPOCH_TICK`] while
-/// calls run (`in_flight` above zero), every [`IDLE_TICK`] while none does.
+/// Advances the engine's epoch every [`EPOCH_TICK`], on a plain thread, until dropped.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
 }
 
 impl EpochTicker {
-    /// `tick` advances the epoch, and says whether there is still an engine to tick for.
-    fn start(in_flight: Arc<AtomicUsize>, tick: impl Fn() -> bool + Send + 'static) -> Self {
+    fn start(engine: &Engine) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let engine = engine.weak();
         let flag = stop.clone();
         let spawned = thread::Builder::new()
             .name("passthru-epoch".into())
             .spawn(move || {
                 // Ticks are scheduled from a fixed origin so that sleep overshoot does not add
-                // up: a 50-tick deadline stays close to 50 ms. The origin moves to the end of
-                // each idle tick.
-                let mut origin = Instant::now();
+                // up: a 50-tick deadline stays close to 50 ms.
+                let origin = Instant::now();
                 let tick_ns = EPOCH_TICK.as_nanos() as u64;
                 let mut n: u64 = 0;
                 while !flag.load(Ordering::Relaxed) {
-                    if in_flight.load(Ordering::Relaxed) == 0 {
-                        thread::sleep(IDLE_TICK);
-                        origin = Instant::now();
-                        n = 0;
-                    } else {
-                        n += 1;
-                        let next = origin + Duration::from_nanos(n.saturating_mul(tick_ns));
-                        match next.checked_duration_since(Instant::now()) {
-                            Some(wait) => thread::sleep(wait),
-                            None => {
-                                let elapsed = origin.elapsed().as_nanos() / u128::from(tick_ns);
-                                n = catch_up(n, u64::try_from(elapsed).unwrap_or(u64::MAX));
-                            }
+                    n += 1;
+                    let next = origin + Duration::from_nanos(n.saturating_mul(tick_ns));
+                    match next.checked_duration_since(Instant::now()) {
+                        Some(wait) => thread::sleep(wait),
+                        None => {
+                            let elapsed = origin.elapsed().as_nanos() / u128::from(tick_ns);
+                            n = catch_up(n, u64::try_from(elapsed).unwrap_or(u64::MAX));
                         }
                     }
-                    if !tick() {
-                        break;
+                    match engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
                     }
                 }
             });
@@ -529,56 +507,6 @@ mod tests {
         assert_eq!(weight(&heavy), 4, "8 memories at 2 a slot");
         assert_eq!(weight(light), 1);
         assert_eq!(weight("(component)"), 1, "at least one slot");
-    }
-
-    /// While no call runs, the ticker advances the epoch once per [`IDLE_TICK`]; while one
-    /// runs, once per [`EPOCH_TICK`]. Each figure is counted over a 200 ms window: a loaded
-    /// machine only makes the idle count lower, and the busy one has five times its bound in hand.
-    #[test]
-    fn the_ticker_slows_down_while_no_call_runs() {
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let ticks = Arc::new(AtomicU64::new(0));
-        let counter = ticks.clone();
-        let _ticker = EpochTicker::start(in_flight.clone(), move || {
-            counter.fetch_add(1, Ordering::Relaxed);
-            true
-        });
-        let window = Duration::from_millis(200);
-        let ticks_in_window = || {
-            let before = ticks.load(Ordering::Relaxed);
-            thread::sleep(window);
-            ticks.load(Ordering::Relaxed) - before
-        };
-        let idle = ticks_in_window();
-        assert!(idle <= 22, "{idle} ticks in 200 ms with no call running");
-        in_flight.store(1, Ordering::Relaxed);
-        // The idle tick under way ends first.
-        thread::sleep(IDLE_TICK * 2);
-        let busy = ticks_in_window();
-        assert!(busy >= 40, "{busy} ticks in 200 ms with a call running");
-    }
-
-    /// A ticker that finds no engine any more stops.
-    #[test]
-    fn the_ticker_stops_when_its_engine_is_gone() {
-        let ticks = Arc::new(AtomicU64::new(0));
-        let counter = ticks.clone();
-        let _ticker = EpochTicker::start(Arc::new(AtomicUsize::new(1)), move || {
-            counter.fetch_add(1, Ordering::Relaxed);
-            false
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while ticks.load(Ordering::Relaxed) == 0 {
-            assert!(Instant::now() < deadline, "the ticker never ticked");
-            thread::sleep(EPOCH_TICK);
-        }
-        // Twenty ticks' time: a ticker still running would have ticked again.
-        thread::sleep(EPOCH_TICK * 20);
-        assert_eq!(
-            ticks.load(Ordering::Relaxed),
-            1,
-            "one tick, then it stopped"
-        );
     }
 
     /// A ticker starved for 60 ticks moves the epoch by one, not sixty: a call that began while
