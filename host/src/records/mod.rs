@@ -13,14 +13,14 @@
 //! path checks for room before it builds a record, so a record that would be dropped costs a load
 //! and an increment, nothing more.
 //!
-//! A transaction costs the store a fixed amount besides its rows (its commit rewrites the last
-//! pages of the table and of each index: about 0.35 ms on SQLite, see `benches/records.rs`), so
-//! the writer gathers records until it holds [`GATHER`] of them or the oldest has waited
-//! [`MAX_WAIT`]; a flush writes what it holds at once. At 2,000 calls a second that is a
-//! transaction of 160 records every 80 ms rather than one of 40 every 20 ms. From about 6,400
-//! calls a second up, each poll finds `GATHER` or more and writes them, as before: larger
-//! transactions there would cost less CPU, but lengthened the calls' tail (p99 up by 0.15 – 0.35
-//! ms at 10,000 a second, with transactions of 1,024).
+//! A transaction costs the store a fixed amount besides its rows (about 0.35 ms on SQLite, from
+//! `benches/records.rs` at several transaction sizes), so the writer gathers records until it
+//! holds [`GATHER`] of them or the oldest has waited [`MAX_WAIT`]; a flush has what it holds
+//! written at the next poll. At 2,000 calls a second that is a transaction of 160 records every
+//! 80 ms rather than one of 40 every 20 ms. From about 6,400 calls a second up, each poll finds
+//! `GATHER` or more and writes them, as before: larger transactions there would cost less CPU,
+//! but lengthened the calls' tail (p99 up by 0.07 – 0.35 ms at 10,000 a second, with
+//! transactions of 1,024).
 
 mod build;
 
@@ -46,7 +46,7 @@ fn success_room(room: usize) -> usize {
 pub const DEFAULT_QUEUE: usize = 16 * 1024;
 /// The most records written in one transaction, after which the writer yields its core to any
 /// thread that wants it. Each commit rewrites the pages it touched, those the rows fill and the
-/// tails of the indexes alike: taking a whole tick's records in one transaction (a few ms of work
+/// tails of the indexes alike: taking a whole poll's records in one transaction (a few ms of work
 /// at the highest rates, in the idle class, so preempted by any request) writes each such page
 /// once rather than once per 64 records. See `benches/records.rs` for the figures.
 pub const BATCH: usize = 1024;
@@ -56,7 +56,7 @@ const POLL: Duration = Duration::from_millis(20);
 /// The records the writer gathers before it writes them.
 pub const GATHER: usize = 128;
 /// The longest a record waits in the writer before it is written, unless [`GATHER`] records or a
-/// flush come first (so at most this plus [`POLL`] after its call).
+/// flush come first (so at most this plus `POLL` after its call).
 pub const MAX_WAIT: Duration = Duration::from_millis(250);
 /// How often old records are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -532,6 +532,20 @@ mod tests {
         assert!(recorder.flush(Duration::from_secs(10)));
     }
 
+    /// A writer at normal priority over a fresh sink: a queue of `queue`, records written once
+    /// one has waited `max_wait` (or sooner).
+    fn writer(queue: usize, max_wait: Duration) -> (Arc<Sink>, Recorder) {
+        let sink = Arc::new(Sink::default());
+        let recorder = Recorder::start(
+            sink.clone(),
+            queue,
+            Duration::from_secs(3600),
+            WriterPriority::Normal,
+            max_wait,
+        );
+        (sink, recorder)
+    }
+
     /// Waits (up to 10 s) until `sink` holds at least `n` records.
     fn until_written(sink: &Sink, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -560,14 +574,7 @@ mod tests {
     /// flush is what writes them, since none can wait an hour.
     #[test]
     fn records_taken_over_several_polls_share_one_transaction() {
-        let sink = Arc::new(Sink::default());
-        let recorder = Recorder::start(
-            sink.clone(),
-            64,
-            Duration::from_secs(3600),
-            WriterPriority::Normal,
-            Duration::from_secs(3600),
-        );
+        let (sink, recorder) = writer(64, Duration::from_secs(3600));
         for group in 0..3 {
             for i in 0..4 {
                 assert!(recorder.record(false, || record(group * 4 + i)));
@@ -588,14 +595,7 @@ mod tests {
     /// wait.
     #[test]
     fn gathered_records_are_written_without_waiting() {
-        let sink = Arc::new(Sink::default());
-        let recorder = Recorder::start(
-            sink.clone(),
-            2 * GATHER,
-            Duration::from_secs(3600),
-            WriterPriority::Normal,
-            Duration::from_secs(3600),
-        );
+        let (sink, recorder) = writer(2 * GATHER, Duration::from_secs(3600));
         for i in 0..GATHER {
             assert!(recorder.record(false, || record(i)));
         }
@@ -611,14 +611,7 @@ mod tests {
     /// Without a flush or `GATHER` records, a record is written once it has waited `max_wait`.
     #[test]
     fn a_record_is_written_once_it_has_waited() {
-        let sink = Arc::new(Sink::default());
-        let recorder = Recorder::start(
-            sink.clone(),
-            64,
-            Duration::from_secs(3600),
-            WriterPriority::Normal,
-            Duration::from_millis(30),
-        );
+        let (sink, recorder) = writer(64, Duration::from_millis(30));
         assert!(recorder.record(false, || record(7)));
         until_written(&sink, 1);
         assert_eq!(*sink.written.lock().unwrap(), ["call7"]);
