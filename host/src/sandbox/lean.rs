@@ -51,19 +51,29 @@ impl CallState {
         Ok(value)
     }
 
-    /// Builds the whole typed call into `typed_call`, for `details` and `legs`: on the first of
-    /// them, kept for the rest of the call, its building charged first (its parameters' bytes and
-    /// count).
-    fn build_typed(&mut self) -> wasmtime::Result<()> {
-        if self.typed_call.is_none() {
-            let params = self.call.as_ref().ok_or_else(outside_decide_lean)?;
-            let cost = CALL_IMPORT_BYTES
-                .saturating_add(params.text_len())
-                .saturating_add(params.len());
-            self.log.lock().budget.charge(cost)?;
-            self.typed_call = Some(Box::new(CallDetails::from_params(params.clone())));
-        }
-        Ok(())
+    /// What `value` reads of the whole typed call, for `details` and `legs`, with `bytes(call)`
+    /// (and the import's own [`CALL_IMPORT_BYTES`]) charged before the read. The typed call is
+    /// built on the first of them and kept for the rest of the call, its building charged first
+    /// (its parameters' bytes and count).
+    fn read_typed<T>(
+        &mut self,
+        value: impl FnOnce(&CallDetails) -> T,
+        bytes: impl FnOnce(&CallDetails) -> usize,
+    ) -> wasmtime::Result<T> {
+        let typed = match &mut self.typed_call {
+            Some(typed) => typed,
+            slot @ None => {
+                let params = self.call.as_ref().ok_or_else(outside_decide_lean)?;
+                let cost = CALL_IMPORT_BYTES
+                    .saturating_add(params.text_len())
+                    .saturating_add(params.len());
+                self.log.lock().budget.charge(cost)?;
+                slot.insert(Box::new(CallDetails::from_params(params.clone())))
+            }
+        };
+        let cost = CALL_IMPORT_BYTES.saturating_add(bytes(typed));
+        self.log.lock().budget.charge(cost)?;
+        Ok(value(typed))
     }
 
     /// A free-text field: the parameter `name`.
@@ -115,11 +125,7 @@ fn details_len(details: &CallDetails) -> usize {
 
 impl call::Host for CallState {
     fn details(&mut self) -> wasmtime::Result<wit::CallDetails> {
-        self.build_typed()?;
-        let typed = self.typed_call.as_ref().expect("built by build_typed()");
-        let cost = CALL_IMPORT_BYTES.saturating_add(details_len(typed));
-        self.log.lock().budget.charge(cost)?;
-        Ok(CallDetails::clone(typed).into())
+        self.read_typed(|typed| CallDetails::clone(typed).into(), details_len)
     }
 
     fn param(&mut self, name: String) -> wasmtime::Result<Option<String>> {
@@ -206,11 +212,10 @@ impl call::Host for CallState {
     }
 
     fn legs(&mut self) -> wasmtime::Result<Vec<wit::Leg>> {
-        self.build_typed()?;
-        let typed = self.typed_call.as_ref().expect("built by build_typed()");
-        let cost = CALL_IMPORT_BYTES.saturating_add(legs_len(&typed.legs));
-        self.log.lock().budget.charge(cost)?;
-        Ok(typed.legs.iter().cloned().map(Into::into).collect())
+        self.read_typed(
+            |typed| typed.legs.iter().cloned().map(Into::into).collect(),
+            |typed| legs_len(&typed.legs),
+        )
     }
 
     fn digits(&mut self) -> wasmtime::Result<Option<String>> {
