@@ -132,45 +132,52 @@ async fn a_full_pool_is_a_typed_overload_not_a_hang() {
 
 /// A guest that computes ends at its deadline by the host's clock, read each time the guest yields:
 /// the runtime's clock is paused here, so its timer around the call never fires while the guest
-/// keeps the worker busy. Without the check at each yield the call would run until its fuel ran
-/// out (seconds of work) and end as out of fuel.
+/// keeps the worker busy. Without the check at each yield, each call would run until its fuel ran
+/// out (a second or more of work) and end as out of fuel. `fill` runs bulk memory operations, 8
+/// MiB each: it yields as often only because wasmtime charges them by the byte; at a flat cost per
+/// operator its yields would be tens of seconds apart.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_computing_guest_ends_at_its_deadline_without_the_runtimes_timer() {
     let sb = sandbox(1);
     let plugin = sb
         .compile(&std::fs::read(common::HOSTILE).unwrap())
         .unwrap();
-    let spin: Arc<Grants> = grants([("mode".to_owned(), "loop".to_owned())].into());
     let limits = Limits {
         fuel: 20_000_000_000,
         deadline_ms: 50,
         ..Limits::default()
     };
-    let started = std::time::Instant::now();
-    let report = sb
-        .decide(
-            &plugin,
-            &TenantShare::unlimited(),
-            call::parse("CallSid=spin"),
-            &limits,
-            spin,
-        )
-        .await;
-    let took = started.elapsed();
-    assert_eq!(
-        report.outcome.as_ref().err().map(SandboxError::kind),
-        Some(FailureKind::Deadline),
-        "{report:?}"
-    );
-    assert!(
-        took >= std::time::Duration::from_millis(50),
-        "ended before its deadline: {took:?}"
-    );
-    assert!(
-        report.fuel_used < limits.fuel,
-        "{} fuel used",
-        report.fuel_used
-    );
+    for mode in ["loop", "fill"] {
+        let started = std::time::Instant::now();
+        let report = sb
+            .decide(
+                &plugin,
+                &TenantShare::unlimited(),
+                call::parse("CallSid=spin"),
+                &limits,
+                grants([("mode".to_owned(), mode.to_owned())].into()),
+            )
+            .await;
+        let took = started.elapsed();
+        assert_eq!(
+            report.outcome.as_ref().err().map(SandboxError::kind),
+            Some(FailureKind::Deadline),
+            "{mode}: {report:?}"
+        );
+        assert!(
+            took >= std::time::Duration::from_millis(50),
+            "{mode} ended before its deadline: {took:?}"
+        );
+        assert!(
+            took < std::time::Duration::from_secs(2),
+            "{mode} ran {took:?} past a 50 ms deadline"
+        );
+        assert!(
+            report.fuel_used < limits.fuel,
+            "{mode}: {} fuel used",
+            report.fuel_used
+        );
+    }
 }
 
 /// An instance whose reset is slow (this one dirties 8 MiB) is reset after its call's answer, in a

@@ -32,9 +32,10 @@ pub const MAX_REASON_BYTES: usize = 1024;
 /// capped at [`MAX_LAST_WORDS_BYTES`](super::MAX_LAST_WORDS_BYTES)).
 const MAX_TRAP_BYTES: usize = 512;
 
-/// A guest yields to the executor after this much fuel (some tens of microseconds of its code),
-/// so one call never holds a worker thread for long, and its deadline is checked at each yield. Each yield costs about a microsecond: at
-/// 20,000, a JavaScript decision (3.4 million fuel) spent 15% of its time yielding.
+/// A guest yields to the executor after this much fuel (from a few to some tens of microseconds of
+/// its code), so one call never holds a worker thread for long, and its deadline is checked at
+/// each yield (`until_deadline`). Each yield costs about a microsecond: at 20,000, a JavaScript
+/// decision (3.4 million fuel) spent 15% of its time yielding.
 const FUEL_YIELD_INTERVAL: u64 = 100_000;
 /// A plugin whose instance took at least this long to reset, last time, is reset after the answer.
 /// A Rust or C plugin's reset takes a few microseconds, less than handing it to another task would
@@ -440,7 +441,9 @@ impl Sandbox {
 /// A guest that computes yields to the executor every [`FUEL_YIELD_INTERVAL`] of fuel (tens of
 /// microseconds of its code), and each time it is resumed the clock is read first: past the
 /// deadline, `work` is dropped there, the guest's stack with it, and the call ends as past its
-/// deadline (`HostLimit::Deadline`). A guest waiting in a host call (an outbound request, a WASI
+/// deadline (`HostLimit::Deadline`). No one operator runs long between two yields: wasmtime
+/// charges bulk memory and table operations by the byte or element, and checks the fuel, before
+/// doing them (a test fills 8 MiB at a time against a paused runtime clock). A guest waiting in a host call (an outbound request, a WASI
 /// sleep) is not resumed until its wait ends, so the runtime's timer ends that wait
 /// (`Elapsed`). Neither depends on the other: the clock is read whether or not the runtime's
 /// timers get to run while the guest keeps the worker busy.

@@ -4,6 +4,9 @@
 //! The flow's config key `mode` picks the behaviour:
 //!
 //! - `loop`: spins forever. Ends in out of fuel, or at the deadline when fuel is plentiful.
+//! - `fill`: fills one 8 MiB buffer, over and over, forever: bulk memory operations, each one
+//!   long for one operator. Ends in out of fuel, or at the deadline when fuel is plentiful, as
+//!   long as the host charges such operations by the byte.
 //! - `memory`: allocates 1 MiB blocks and writes into every page of each, forever. Cheap in fuel
 //!   (about 2,000 per MiB), so the memory cap is what stops it under the default limits.
 //! - `recurse`: recurses without end, in a way the optimiser cannot turn into a loop. Ends in a
@@ -52,6 +55,8 @@ use passthru_sdk::{Call, Decision, config, config_entries, kv, log};
 
 /// How many lines (`stdout-flood`) or log calls (`log-flood`) a flood makes.
 const FLOOD_COUNT: usize = 100_000;
+/// The buffer `fill` fills.
+const FILL_BYTES: usize = 8 << 20;
 /// The size of one block that `memory` allocates.
 const BLOCK_BYTES: usize = 1 << 20;
 /// `memory` writes one byte every this many bytes, so the host commits every page it hands out.
@@ -61,6 +66,7 @@ const TOUCH_STRIDE_BYTES: usize = 4 * 1024;
 fn decide(_call: &Call) -> Decision {
     match config("mode").as_deref() {
         Some("loop") => spin(),
+        Some("fill") => fill(),
         Some("memory") => hoard(),
         Some("recurse") => {
             let depth = descend(0);
@@ -175,6 +181,18 @@ fn spin() -> ! {
     let mut counter: u64 = 0;
     loop {
         counter = black_box(counter.wrapping_add(1));
+    }
+}
+
+/// Never returns: fills [`FILL_BYTES`] with a new byte each time (a `memory.fill`: the target
+/// has bulk memory).
+fn fill() -> ! {
+    let mut buffer = vec![0u8; FILL_BYTES];
+    let mut byte: u8 = 0;
+    loop {
+        byte = black_box(byte.wrapping_add(1));
+        buffer.fill(byte);
+        black_box(&mut buffer);
     }
 }
 
