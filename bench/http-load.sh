@@ -17,8 +17,8 @@
 #
 # After the load, it prints the server's CPU time (user and system, from /proc) per request
 # answered 200 over the measured run, in all and by thread: tokio's (its workers, and its blocking
-# pool's, which share their name), the decision-record writer, and the rest (a thread that ended
-# during the run counts in the rest).
+# pool's, which share their name), the decision-record writer, the epoch ticker, and the rest (a
+# thread that ended during the run counts in the rest).
 #
 # Needs wrk (Debian: apt-get install wrk), or with RATE, oha (cargo install oha --locked).
 set -euo pipefail
@@ -101,8 +101,8 @@ printf '%s\n%s\n' "$before" "$after" | awk -v n="${answered:-0}" -v hz="$(getcon
     us = 1e6 / hz / n
     printf "== server CPU per request answered 200 (%d of them): %.1f µs", n, delta["all"] * us
     named = 0
-    split("tokio-rt-worker passthru-record", names, " ")
-    for (i = 1; i <= 2; i++) {
+    split("tokio-rt-worker passthru-record passthru-epoch", names, " ")
+    for (i = 1; i <= 3; i++) {
       printf "; %s %.1f µs", names[i], delta[names[i]] * us
       named += delta[names[i]]
     }

@@ -352,7 +352,7 @@ async fn every_hook_answers_its_fallback_after_a_trap_a_timeout_and_out_of_fuel(
     let failures = [
         ("answer", json!({}), "decided"),
         ("trap", json!({}), "trap"),
-        // The tenant's cap on fuel, a billion, lasts the probe's loop about 50 ms: the deadline
+        // The tenant's cap on fuel, a billion, lasts the probe's loop 50 ms or more: the deadline
         // comes well before.
         (
             "loop",

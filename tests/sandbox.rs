@@ -130,12 +130,11 @@ async fn a_full_pool_is_a_typed_overload_not_a_hang() {
     );
 }
 
-/// A guest that computes ends at its deadline by the host's clock, read each time the guest yields:
-/// the runtime's clock is paused here, so its timer around the call never fires while the guest
-/// keeps the worker busy. Without the check at each yield, each call would run until its fuel ran
-/// out (a second or more of work) and end as out of fuel. `fill` runs bulk memory operations, 8
-/// MiB each: it yields as often only because wasmtime charges them by the byte; at a flat cost per
-/// operator its yields would be tens of seconds apart.
+/// A guest that computes ends at its deadline without the runtime's timer: the runtime's clock is
+/// paused here, so its timer around the call never fires while the guest keeps the worker busy,
+/// and only the epoch deadline (the ticker thread's clock) can end the call before its fuel runs
+/// out (a second or more of work), as out of fuel. `loop` spins; `fill` runs bulk memory
+/// operations, 8 MiB each, which are one operator to fuel's count.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_computing_guest_ends_at_its_deadline_without_the_runtimes_timer() {
     let sb = sandbox(1);

@@ -5,7 +5,6 @@
 use crate::secrets::redact;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -14,11 +13,11 @@ use wasmtime::Store;
 
 use super::admission::{Slot, TenantShare};
 use super::bindings::passthru::plugin::types as wit;
-use super::engine::{DEFERRED_RESETS, Plugin, Sandbox};
+use super::engine::{DEFERRED_RESETS, EPOCH_TICK, Plugin, Sandbox};
 use super::error::{SandboxError, host_setup, missing_export, settle};
 use super::last_words::last_words;
 use super::limits::Limits;
-use super::meter::{HostLimit, MAX_HOSTCALL_BYTES};
+use super::meter::MAX_HOSTCALL_BYTES;
 use super::outbound::OutboundRecord;
 use super::output::{self, LogLine};
 use super::seed::CallSeed;
@@ -32,10 +31,9 @@ pub const MAX_REASON_BYTES: usize = 1024;
 /// capped at [`MAX_LAST_WORDS_BYTES`](super::MAX_LAST_WORDS_BYTES)).
 const MAX_TRAP_BYTES: usize = 512;
 
-/// A guest yields to the executor after this much fuel (from a few to some tens of microseconds of
-/// its code), so one call never holds a worker thread for long, and its deadline is checked at
-/// each yield (`until_deadline`). Each yield costs about a microsecond: at 20,000, a JavaScript
-/// decision (3.4 million fuel) spent 15% of its time yielding.
+/// A guest yields to the executor after this much fuel (some tens of microseconds of its code),
+/// so one call never holds a worker thread for long. Each yield costs about a microsecond: at
+/// 20,000, a JavaScript decision (3.4 million fuel) spent 15% of its time yielding.
 const FUEL_YIELD_INTERVAL: u64 = 100_000;
 /// A plugin whose instance took at least this long to reset, last time, is reset after the answer.
 /// A Rust or C plugin's reset takes a few microseconds, less than handing it to another task would
@@ -328,7 +326,7 @@ impl Sandbox {
             (_, Err(error)) => Err(error),
             (None, Ok(())) => Err(missing_export(export.name)),
             (Some(pre), Ok(())) => {
-                let done = until_deadline(started, limits.deadline(), run(pre, &mut store)).await;
+                let done = tokio::time::timeout(limits.deadline(), run(pre, &mut store)).await;
                 settle(done, store.data(), limits).and_then(|answer| answer)
             }
         };
@@ -436,33 +434,6 @@ impl Sandbox {
     }
 }
 
-/// Runs a call's `work` until it ends or its deadline, `limit` after `started`, passes.
-///
-/// A guest that computes yields to the executor every [`FUEL_YIELD_INTERVAL`] of fuel (tens of
-/// microseconds of its code), and each time it is resumed the clock is read first: past the
-/// deadline, `work` is dropped there, the guest's stack with it, and the call ends as past its
-/// deadline (`HostLimit::Deadline`). No one operator runs long between two yields: wasmtime
-/// charges bulk memory and table operations by the byte or element, and checks the fuel, before
-/// doing them (a test fills 8 MiB at a time against a paused runtime clock). A guest waiting in a host call (an outbound request, a WASI
-/// sleep) is not resumed until its wait ends, so the runtime's timer ends that wait
-/// (`Elapsed`). Neither depends on the other: the clock is read whether or not the runtime's
-/// timers get to run while the guest keeps the worker busy.
-async fn until_deadline<T>(
-    started: Instant,
-    limit: Duration,
-    work: impl Future<Output = wasmtime::Result<T>>,
-) -> Result<wasmtime::Result<T>, tokio::time::error::Elapsed> {
-    let deadline = started + limit;
-    let mut work = std::pin::pin!(work);
-    let checked = std::future::poll_fn(|cx| {
-        if Instant::now() >= deadline {
-            return Poll::Ready(Err(wasmtime::Error::new(HostLimit::Deadline)));
-        }
-        work.as_mut().poll(cx)
-    });
-    tokio::time::timeout_at(deadline.into(), checked).await
-}
-
 /// Drops a finished call's store, which returns its instance to the pool, and notes in `slow`
 /// whether that took [`DEFER_RESET_FROM`] or more.
 fn reset(store: Store<CallState>, slow: &AtomicBool) {
@@ -528,6 +499,9 @@ fn prepare_store(store: &mut Store<CallState>, limits: &Limits) -> Result<(), Sa
         .set_fuel(limits.fuel)
         .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)));
     fuel.map_err(host_setup)?;
+    let ticks = limits.deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
     Ok(())
 }
 

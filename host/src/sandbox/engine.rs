@@ -1,9 +1,11 @@
 //! The engine and its instance pool: one wasmtime `Engine` per process, linked once with WASI
-//! (no capability) and the host imports of `wit/`; compiling a component into a [`Plugin`]; and
-//! the sandbox's counters.
+//! (no capability) and the host imports of `wit/`; compiling a component into a [`Plugin`]; the
+//! thread that advances epochs for deadlines; and the sandbox's counters.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -25,6 +27,9 @@ use super::limits::MAX_MEMORY_MB;
 use super::meter;
 use super::outbound::OutboundOptions;
 use super::state::CallState;
+
+/// How often the epoch advances; a deadline is honoured to within one tick.
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Bytes of a linear memory (and of a table) the pool keeps resident between calls when the
 /// kernel can tell dirty pages apart (`PAGEMAP_SCAN`, Linux 6.7+); without it, resetting a large
@@ -128,7 +133,7 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
-/// The process's one engine and its linker.
+/// The process's one engine, its linker, and the thread that drives deadlines.
 pub struct Sandbox {
     pub(super) engine: Engine,
     linker: Linker<CallState>,
@@ -144,10 +149,11 @@ pub struct Sandbox {
     pub(super) compiles: AtomicU64,
     /// The operator's bounds on plugins' outbound requests.
     pub(super) outbound: Arc<OutboundOptions>,
+    _ticker: EpochTicker,
 }
 
 impl Sandbox {
-    /// Builds the engine (component model, fuel, pooling allocator) and links WASI and
+    /// Builds the engine (component model, fuel, epochs, pooling allocator) and links WASI and
     /// the host imports.
     ///
     /// # Errors
@@ -166,6 +172,7 @@ impl Sandbox {
             .map_err(host_setup)?;
         lean_call::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
             .map_err(host_setup)?;
+        let ticker = EpochTicker::start(&engine);
         Ok(Self {
             engine,
             linker,
@@ -180,6 +187,7 @@ impl Sandbox {
             defer_resets: true,
             compiles: AtomicU64::new(0),
             outbound: Arc::default(),
+            _ticker: ticker,
         })
     }
 
@@ -365,14 +373,11 @@ fn engine_config(options: SandboxOptions) -> Config {
 /// covers the compiler settings, tunables and features; a test checks both engines agree).
 pub(super) fn codegen_config() -> Config {
     let mut config = Config::new();
-    // No epoch interruption: a guest that computes yields every `FUEL_YIELD_INTERVAL` of fuel,
-    // and the call reads the clock each time it resumes (`calls::until_deadline`). Epochs would
-    // need a thread waking every tick, on every node, calls or not, and a check in the guest's
-    // every loop and function besides fuel's.
     config
         .wasm_component_model(true)
         .concurrency_support(false)
-        .consume_fuel(true);
+        .consume_fuel(true)
+        .epoch_interruption(true);
     config
 }
 
@@ -402,6 +407,64 @@ pub fn check_header(bytes: &[u8]) -> Result<(), SandboxError> {
         ));
     }
     Ok(())
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`], on a plain thread, until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: &Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let engine = engine.weak();
+        let flag = stop.clone();
+        let spawned = thread::Builder::new()
+            .name("passthru-epoch".into())
+            .spawn(move || {
+                // Ticks are scheduled from a fixed origin so that sleep overshoot does not add
+                // up: a 50-tick deadline stays close to 50 ms.
+                let origin = Instant::now();
+                let tick_ns = EPOCH_TICK.as_nanos() as u64;
+                let mut n: u64 = 0;
+                while !flag.load(Ordering::Relaxed) {
+                    n += 1;
+                    let next = origin + Duration::from_nanos(n.saturating_mul(tick_ns));
+                    match next.checked_duration_since(Instant::now()) {
+                        Some(wait) => thread::sleep(wait),
+                        None => {
+                            let elapsed = origin.elapsed().as_nanos() / u128::from(tick_ns);
+                            n = catch_up(n, u64::try_from(elapsed).unwrap_or(u64::MAX));
+                        }
+                    }
+                    match engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            });
+        if let Err(error) = spawned {
+            // Without the ticker, deadlines still hold through the async timeout in `decide`;
+            // only a guest that never yields could overrun, and fuel bounds that.
+            tracing::error!(%error, "could not start the epoch ticker thread");
+        }
+        Self { stop }
+    }
+}
+
+/// The tick the ticker counts from when it woke up late, at `due` ticks since its origin: the
+/// ticks it missed are skipped, and the epoch moves by one. Making them up at once would end
+/// calls that had only just begun: a store's epoch deadline counts from the epoch when the store
+/// was made, which is stale by the ticks missed. (The deadline itself still holds: every call is
+/// also under a timer of the async runtime, and its host work checks the clock.)
+fn catch_up(n: u64, due: u64) -> u64 {
+    n.max(due)
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]
@@ -444,5 +507,14 @@ mod tests {
         assert_eq!(weight(&heavy), 4, "8 memories at 2 a slot");
         assert_eq!(weight(light), 1);
         assert_eq!(weight("(component)"), 1, "at least one slot");
+    }
+
+    /// A ticker starved for 60 ticks moves the epoch by one, not sixty: a call that began while
+    /// it was starved keeps its whole deadline.
+    #[test]
+    fn a_late_ticker_skips_the_ticks_it_missed() {
+        assert_eq!(catch_up(5, 65), 65, "60 ticks late: count from now");
+        assert_eq!(catch_up(5, 5), 5, "on time: the next tick");
+        assert_eq!(catch_up(7, 6), 7, "never backwards");
     }
 }

@@ -86,9 +86,9 @@ impl SandboxError {
 
 /// The outcome of a call that ran: its value, or the failure named.
 ///
-/// A guest that computes is stopped at a yield past its deadline (`HostLimit::Deadline`, from
-/// `calls::until_deadline`); the timer around the call (`done` is its result) stops one that
-/// waits in a host call (a WASI sleep, say).
+/// The epoch deadline stops a guest that computes; the timeout around the call (`done` is its
+/// result) also stops one that waits in a host call (a WASI sleep, say), which epochs cannot
+/// interrupt.
 pub(super) fn settle<T>(
     done: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
     state: &CallState,

@@ -1,6 +1,6 @@
 //! The work a call's imports do for the guest, bounded and charged to the call.
 //!
-//! Fuel and deadlines interrupt only wasm code: a host function runs to its end, on a worker thread
+//! Fuel and epochs interrupt only wasm code: a host function runs to its end, on a worker thread
 //! that other requests wait for. So every import a plugin can reach is bounded in size (see the
 //! caps below, set on each call's store and WASI context), and the work it does in proportion to
 //! the bytes it handles (writing to stdout or stderr, drawing random bytes, logging, reading

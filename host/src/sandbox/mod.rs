@@ -10,7 +10,7 @@
 //! - `admission`: a tenant's share of the pool, and the memory budget of the calls in flight;
 //! - `limits`: what a flow allows one call ([`Limits`]) and the range the host accepts;
 //! - `error`: the failure kinds, the errors and their classification;
-//! - `engine`: the engine and its pool, compiling plugins, the counters;
+//! - `engine`: the engine and its pool, compiling plugins, the epoch ticker, the counters;
 //! - `compiler`: the compile worker's engine, the same code generation without the pool;
 //! - `calls`: `decide` and `record`, and what a call reports;
 //! - `hooks`: the exports of Exotel's other URL hooks (`select`, `greeting`, `sms`, `connect`,

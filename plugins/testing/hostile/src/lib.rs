@@ -5,8 +5,7 @@
 //!
 //! - `loop`: spins forever. Ends in out of fuel, or at the deadline when fuel is plentiful.
 //! - `fill`: fills one 8 MiB buffer, over and over, forever: bulk memory operations, each one
-//!   long for one operator. Ends in out of fuel, or at the deadline when fuel is plentiful, as
-//!   long as the host charges such operations by the byte.
+//!   long for one operator. Ends in out of fuel, or at the deadline when fuel is plentiful.
 //! - `memory`: allocates 1 MiB blocks and writes into every page of each, forever. Cheap in fuel
 //!   (about 2,000 per MiB), so the memory cap is what stops it under the default limits.
 //! - `recurse`: recurses without end, in a way the optimiser cannot turn into a loop. Ends in a
