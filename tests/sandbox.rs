@@ -134,7 +134,7 @@ async fn a_full_pool_is_a_typed_overload_not_a_hang() {
 /// paused here, so its timer around the call never fires while the guest keeps the worker busy,
 /// and only the epoch deadline (the ticker thread's clock) can end the call before its fuel runs
 /// out (a second or more of work), as out of fuel. `loop` spins; `fill` runs bulk memory
-/// operations, 8 MiB each, which are one operator to fuel's count.
+/// operations, 8 MiB each: long for one operator, and charged to fuel by the byte.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_computing_guest_ends_at_its_deadline_without_the_runtimes_timer() {
     let sb = sandbox(1);
@@ -163,9 +163,11 @@ async fn a_computing_guest_ends_at_its_deadline_without_the_runtimes_timer() {
             Some(FailureKind::Deadline),
             "{mode}: {report:?}"
         );
+        // The epoch counts its ticks from the ticker's start, not the call's, so a call may end
+        // up to a tick early; a late ticker skips ticks, which only makes it later.
         assert!(
-            took >= std::time::Duration::from_millis(50),
-            "{mode} ended before its deadline: {took:?}"
+            took >= std::time::Duration::from_millis(45),
+            "{mode} ended well before its deadline: {took:?}"
         );
         assert!(
             took < std::time::Duration::from_secs(2),
