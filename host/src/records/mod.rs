@@ -445,14 +445,7 @@ mod tests {
 
     #[test]
     fn a_writer_that_falls_behind_costs_records_not_time() {
-        let sink = Arc::new(Sink::default());
-        let recorder = Recorder::start(
-            sink.clone(),
-            8,
-            Duration::from_secs(3600),
-            WriterPriority::Normal,
-            MAX_WAIT,
-        );
+        let (sink, recorder) = writer(8, MAX_WAIT);
         let held = sink.gate.lock().unwrap();
         // The writer takes one batch and blocks on the gate; the queue then fills. Were
         // `record` to wait for room, this loop would never end while the gate is held.
@@ -466,14 +459,7 @@ mod tests {
         );
         // Once the writer is stuck at the gate, eight more records fill the channel for sure;
         // then a record that would be dropped is not even built.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !sink.entered.load(Ordering::Relaxed) {
-            assert!(
-                Instant::now() < deadline,
-                "the writer never reached the sink"
-            );
-            std::thread::yield_now();
-        }
+        until_entered(&sink);
         for i in 1000..1008 {
             recorder.record(true, || record(i));
         }
@@ -497,25 +483,11 @@ mod tests {
     /// room after them, until the queue itself is full.
     #[test]
     fn under_pressure_failures_are_kept_after_successes_are_dropped() {
-        let sink = Arc::new(Sink::default());
-        let recorder = Recorder::start(
-            sink.clone(),
-            8,
-            Duration::from_secs(3600),
-            WriterPriority::Normal,
-            MAX_WAIT,
-        );
+        let (sink, recorder) = writer(8, MAX_WAIT);
         let held = sink.gate.lock().unwrap();
         // One record takes the writer to the gate, where it stays.
         assert!(recorder.record(true, || record(0)));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !sink.entered.load(Ordering::Relaxed) {
-            assert!(
-                Instant::now() < deadline,
-                "the writer never reached the sink"
-            );
-            std::thread::yield_now();
-        }
+        until_entered(&sink);
         let successes = (1..100)
             .filter(|&i| recorder.record(false, || record(i)))
             .count();
@@ -544,6 +516,19 @@ mod tests {
             max_wait,
         );
         (sink, recorder)
+    }
+
+    /// Waits (up to 10 s) until the writer has begun a write to `sink` (and may be waiting at its
+    /// gate).
+    fn until_entered(sink: &Sink) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sink.entered.load(Ordering::Relaxed) {
+            assert!(
+                Instant::now() < deadline,
+                "the writer never reached the sink"
+            );
+            std::thread::yield_now();
+        }
     }
 
     /// Waits (up to 10 s) until `sink` holds at least `n` records.
