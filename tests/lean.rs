@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use passthru::call;
 use passthru::sandbox::{
-    Branch, CallReport, Compiled, FlowConfig, Grants, Limits, Plugin, Sandbox, SandboxOptions,
-    TenantShare,
+    Branch, CallReport, Compiled, FailureKind, FlowConfig, Grants, Limits, Plugin, Sandbox,
+    SandboxOptions, TenantShare,
 };
 use proptest::prelude::*;
 
@@ -96,6 +96,24 @@ async fn a_parameter_is_read_back_by_its_name_the_last_one_when_repeated() {
         let said = verdict(decide(&sb, &probe, query, echo(name)).await).expect("echoed");
         assert_eq!(said, expected, "param({name:?})");
     }
+}
+
+/// The examples are linked with a 64 KiB stack (plugins/.cargo/config.toml), which sits below
+/// their data: a plugin that nests 16 KiB of frames decides, and one that nests 200 KiB traps,
+/// with nothing of its memory overwritten on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_overflows_its_small_stack_traps() {
+    let sb = sandbox();
+    let probe = compile(&sb, common::LEAN_PROBE);
+    let stack = |kib: u32| FlowConfig::from([("stack".to_owned(), kib.to_string())]);
+    let said = verdict(decide(&sb, &probe, "CallSid=x", stack(16)).await);
+    assert_eq!(said.as_deref(), Ok("nested 16 KiB"));
+    let report = decide(&sb, &probe, "CallSid=x", stack(200)).await;
+    let error = report
+        .outcome
+        .expect_err("200 KiB of frames on a 64 KiB stack");
+    assert_eq!(error.kind(), FailureKind::Trap, "{error}");
+    assert!(error.to_string().contains("out of bounds"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

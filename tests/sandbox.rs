@@ -393,6 +393,31 @@ fn plugins_built_without_wasi_import_only_passthru() {
     );
 }
 
+/// The Rust examples are linked with a 64 KiB stack instead of Rust's 1 MiB
+/// (plugins/.cargo/config.toml): the stack sets the size of their memory, which the host scans
+/// after every call. `hostile`, built for `wasm32-wasip2` with Rust's default, shows the
+/// difference.
+#[test]
+fn the_examples_start_with_a_small_memory() {
+    let engine = wasmtime::Engine::new(wasmtime::Config::new().wasm_component_model(true)).unwrap();
+    let pages = |path: &str| {
+        let component = wasmtime::component::Component::from_file(&engine, path).unwrap();
+        let needs = component.resources_required().expect("no imported modules");
+        needs.max_initial_memory_size.expect("a memory")
+    };
+    for (name, path) in [
+        ("ivr-menu", common::IVR_MENU),
+        ("vip-caller", common::VIP_CALLER),
+        ("geo-router", common::GEO_ROUTER),
+        ("async-probe", common::ASYNC_PROBE),
+    ] {
+        let pages = pages(path);
+        assert!(pages <= 4, "{name} starts with {pages} pages of 64 KiB");
+    }
+    let hostile = pages(common::HOSTILE);
+    assert!(hostile >= 17, "hostile starts with {hostile} pages");
+}
+
 /// A Rust plugin built without WASI has no stderr: the SDK's panic hook logs the message at
 /// `error`, and the trap's message carries it as the plugin's last words.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

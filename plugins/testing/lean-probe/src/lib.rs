@@ -17,6 +17,10 @@
 //! of `param(<echo's value>)`, or `none` when the query did not send that parameter: a host test
 //! reads a parameter back that way.
 //!
+//! When the config has the key `stack`, it first nests that many calls of a function that keeps
+//! 1 KiB on the stack, then answers `success`, reason `nested N KiB`: a host test overflows the
+//! plugin's stack that way (the examples are linked with a 64 KiB stack, plugins/.cargo/config.toml).
+//!
 //! It also exports an eager `decide`, which answers `failure`, reason `the eager decide was
 //! called`: a host must call `decide-lean` when a component has both.
 //!
@@ -63,6 +67,11 @@ impl Guest for Probe {
     }
 
     fn decide_lean() -> Decision {
+        if let Some(depth) = host::config("stack") {
+            let depth: u32 = depth.parse().unwrap_or(0);
+            let reached = nest(depth);
+            return answer(Branch::Success, format!("nested {reached} KiB"));
+        }
         if let Some(name) = host::config("echo") {
             let value = call::param(&name).unwrap_or_else(|| "none".into());
             return answer(Branch::Success, value);
@@ -79,6 +88,19 @@ fn answer(branch: Branch, reason: String) -> Decision {
         branch,
         reason: Some(reason),
     }
+}
+
+/// Nests `depth` calls, each with 1 KiB on the stack that the optimiser cannot remove; answers how
+/// many were nested.
+#[inline(never)]
+fn nest(depth: u32) -> u32 {
+    let frame = std::hint::black_box([depth as u8; 1024]);
+    if depth == 0 {
+        return 0;
+    }
+    let below = nest(depth - 1);
+    // Read after the call, so the frame stays on the stack across it (the term is always 0).
+    below + 1 + u32::from(std::hint::black_box(&frame)[1023] != depth as u8)
 }
 
 /// Compares every function of `call` with `details`: how many comparisons agreed, or the first
