@@ -1,6 +1,8 @@
 //! Passthru URL authentication end to end, through real HTTP on 127.0.0.1:0: `key` and `basic`
 //! flows answer with their secret and, without it, exactly like an unknown flow; rotation,
-//! restarts, the flow as read back, the refusal counter, async flows, and the log.
+//! restarts, the flow as read back, the refusal counter, async flows, and the log. And the server
+//! answers its Passthru routes without the router (`api::serve`): every answer there is the one
+//! the router gives.
 
 mod common;
 
@@ -39,7 +41,10 @@ async fn see(
     if let Some((user, password)) = credentials {
         request = request.basic_auth(user, Some(password));
     }
-    let response = request.send().await?;
+    seen(request.send().await?).await
+}
+
+async fn seen(response: reqwest::Response) -> anyhow::Result<Seen> {
     let status = response.status().as_u16();
     let mut headers: Vec<(String, Vec<u8>)> = response
         .headers()
@@ -54,6 +59,24 @@ async fn see(
         headers,
         body,
     })
+}
+
+/// The same as [`see`], from a server at `addr` (on the same state).
+async fn see_at(
+    server: &TestServer,
+    addr: std::net::SocketAddr,
+    method: Method,
+    path: &str,
+    credentials: Option<(&str, &str)>,
+) -> anyhow::Result<Seen> {
+    let mut request = server
+        .client
+        .request(method, format!("http://{addr}{path}"))
+        .header("x-request-id", "probe-1");
+    if let Some((user, password)) = credentials {
+        request = request.basic_auth(user, Some(password));
+    }
+    seen(request.send().await?).await
 }
 
 async fn get(server: &TestServer, path: &str) -> anyhow::Result<Seen> {
@@ -542,4 +565,125 @@ async fn secrets_never_reach_the_log_and_spans_name_the_route_template() -> anyh
         assert!(!text.contains(secret), "{secret} is in the log:\n{text}");
     }
     Ok(())
+}
+
+/// Basic credentials, or none.
+type Credentials<'a> = Option<(&'a str, &'a str)>;
+
+/// `api::serve` answers the Passthru routes itself, without the router: the router still has them,
+/// and a second server on the same state serves the router alone. Every request here, the odd
+/// ones included (encoded, trailing slash, extra segment, bad UTF-8, other methods, a query over
+/// the limit, wrong secrets), gets the same answer from both, byte for byte but the `Date`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_passthru_routes_answer_as_the_router_would() -> anyhow::Result<()> {
+    let server = TestServer::start(CONFIG).await?;
+    let acme = tenant_with_flows(&server, "acme", &["ivr", "keyed", "basic"]).await?;
+    let key = secret(&set_auth(&acme, "keyed", "key").await?);
+    let password = secret(&set_auth(&acme, "basic", "basic").await?);
+    // A hook with a body: a HEAD's answer has the GET's length and no body.
+    let uploaded = acme
+        .upload("hello", std::fs::read(common::GREETING)?)
+        .await?;
+    assert_eq!(uploaded.status(), 201);
+    let greeting = json!({ "plugin": "hello", "hook": "greeting", "fallback_text": "Hi." });
+    put_flow(&acme, "hello", greeting).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let routed = listener.local_addr()?;
+    let router = passthru::api::router(server.state.clone());
+    let task = tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let long = format!("?CallSid={}", "x".repeat(server.state.max_query_bytes));
+    let cases: Vec<(Method, String, Credentials)> = vec![
+        (Method::GET, format!("/passthru/acme/ivr{QUERY}"), None),
+        (
+            Method::GET,
+            "/passthru/acme/ivr?digits=%222%22".into(),
+            None,
+        ),
+        (Method::GET, "/passthru/acme/ivr".into(), None),
+        (Method::HEAD, format!("/passthru/acme/ivr{QUERY}"), None),
+        (Method::GET, format!("/passthru/%61cme/i%76r{QUERY}"), None),
+        (Method::GET, format!("/passthru/acme/nope{QUERY}"), None),
+        (Method::GET, format!("/passthru/acme/ivr/{QUERY}"), None),
+        (Method::GET, format!("/passthru/acme/ivr/x/y{QUERY}"), None),
+        (Method::GET, format!("/passthru//ivr{QUERY}"), None),
+        (Method::GET, format!("/passthru/ac%FFme/ivr{QUERY}"), None),
+        (Method::GET, format!("/passthru/acme/ivr{long}"), None),
+        (Method::POST, format!("/passthru/acme/ivr{QUERY}"), None),
+        (
+            Method::PUT,
+            format!("/passthru/acme/keyed/{key}{QUERY}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/passthru/acme/keyed/{key}{QUERY}"),
+            None,
+        ),
+        (
+            Method::HEAD,
+            format!("/passthru/acme/keyed/{key}{QUERY}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/passthru/acme/keyed/wrong{QUERY}"),
+            None,
+        ),
+        (Method::GET, format!("/passthru/acme/keyed{QUERY}"), None),
+        (
+            Method::GET,
+            format!("/passthru/acme/ivr/{key}{QUERY}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/passthru/acme/basic{QUERY}"),
+            Some(("acme", password.as_str())),
+        ),
+        (
+            Method::GET,
+            format!("/passthru/acme/basic{QUERY}"),
+            Some(("acme", "wrong")),
+        ),
+        (Method::GET, format!("/passthru/acme/basic{QUERY}"), None),
+        (Method::GET, format!("/passthru/acme/hello{QUERY}"), None),
+        (Method::HEAD, format!("/passthru/acme/hello{QUERY}"), None),
+    ];
+    let mut statuses = Vec::new();
+    for (method, path, credentials) in cases {
+        let direct = see(&server, method.clone(), &path, credentials).await?;
+        let router = see_at(&server, routed, method.clone(), &path, credentials).await?;
+        assert_eq!(direct, router, "{method} {path}");
+        statuses.push(direct.status);
+    }
+    // The cases reach every kind of answer, so the comparison is not of one kind alone.
+    for status in [200, 302, 400, 404, 405, 414] {
+        assert!(statuses.contains(&status), "no {status} among {statuses:?}");
+    }
+    let head = see(
+        &server,
+        Method::HEAD,
+        &format!("/passthru/acme/hello{QUERY}"),
+        None,
+    )
+    .await?;
+    let length = head
+        .headers
+        .iter()
+        .find(|(name, _)| name == "content-length");
+    assert!(
+        head.body.is_empty() && length.is_some_and(|(_, value)| value != b"0"),
+        "{head:?}"
+    );
+
+    // Without an x-request-id, each server makes one and answers it.
+    for addr in [server.addr, routed] {
+        let url = format!("http://{addr}/passthru/acme/ivr{QUERY}");
+        let response = server.client.get(url).send().await?;
+        let id = response.headers().get("x-request-id").expect("an id");
+        assert!(!id.is_empty(), "{addr}");
+    }
+    task.abort();
+    server.stop().await
 }

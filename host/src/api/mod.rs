@@ -266,29 +266,32 @@ struct NextRequestId;
 
 impl MakeRequestId for NextRequestId {
     fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
-        static PREFIX: OnceLock<u32> = OnceLock::new();
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let prefix = *PREFIX.get_or_init(|| {
-            let mut bytes = [0u8; 4];
-            let _ = getrandom::fill(&mut bytes);
-            u32::from_le_bytes(bytes)
-        });
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        // `PREFIX-COUNTER` in lower-case hex, written on the stack (no `format!` per request).
-        let mut id = [0u8; 8 + 1 + 16];
-        let hex = |value: u64, out: &mut [u8]| {
-            for (i, byte) in out.iter_mut().rev().enumerate() {
-                *byte = b"0123456789abcdef"[((value >> (4 * i)) & 0xf) as usize];
-            }
-        };
-        hex(u64::from(prefix), &mut id[..8]);
-        id[8] = b'-';
-        let digits = (16 - n.leading_zeros() as usize / 4).max(1);
-        hex(n, &mut id[9..9 + digits]);
-        HeaderValue::from_bytes(&id[..9 + digits])
-            .ok()
-            .map(RequestId::new)
+        Some(RequestId::new(next_request_id()))
     }
+}
+
+/// The next request id (see [`NextRequestId`]).
+pub(super) fn next_request_id() -> HeaderValue {
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 4];
+        let _ = getrandom::fill(&mut bytes);
+        u32::from_le_bytes(bytes)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // `PREFIX-COUNTER` in lower-case hex, written on the stack (no `format!` per request).
+    let mut id = [0u8; 8 + 1 + 16];
+    let hex = |value: u64, out: &mut [u8]| {
+        for (i, byte) in out.iter_mut().rev().enumerate() {
+            *byte = b"0123456789abcdef"[((value >> (4 * i)) & 0xf) as usize];
+        }
+    };
+    hex(u64::from(prefix), &mut id[..8]);
+    id[8] = b'-';
+    let digits = (16 - n.leading_zeros() as usize / 4).max(1);
+    hex(n, &mut id[9..9 + digits]);
+    HeaderValue::from_bytes(&id[..9 + digits]).expect("hex digits and a hyphen")
 }
 
 /// The timeout layer answers a bare `408`: give it a problem body like every other error.
@@ -330,7 +333,19 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limits = state.http;
     let refused = state.metrics.connections_refused();
-    let service = TowerToHyperService::new(router(state));
+    // The Passthru routes are answered without the router (`passthru::direct`); every other
+    // request goes through it.
+    let routes = TowerToHyperService::new(router(state.clone()));
+    let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+        let answer = passthru::direct(&state, request)
+            .map_err(|request| hyper::service::Service::call(&routes, request));
+        async move {
+            match answer {
+                Ok(direct) => Ok(direct.await),
+                Err(routed) => routed.await,
+            }
+        }
+    });
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);

@@ -10,6 +10,9 @@
 //! credentials (`basic`), checked against the digest in its live snapshot: a missing or wrong
 //! secret is answered exactly like an unknown flow (docs/url-auth.md).
 //!
+//! The server answers these routes before its router ([`direct`]), which has them too: for the
+//! requests `direct` leaves to it and for the OpenAPI document.
+//!
 //! Async flows: hand the request to the queue and answer `200` once it is committed, or `503`
 //! (with a problem body) when the queue is full or cannot commit: Exotel then takes the call
 //! flow's error path, and the request is counted, never silently lost.
@@ -184,6 +187,95 @@ pub(super) async fn get_passthru_with_key(
         route: PASSTHRU_KEY_ROUTE,
     };
     answer(state, request, query, method, headers).await
+}
+
+/// A Passthru request, answered without the router: `GET` or `HEAD` of
+/// `/passthru/{tenant}/{flow}` or `/passthru/{tenant}/{flow}/{key}`, each segment non-empty and
+/// percent-decoded to UTF-8. Anything else is handed back (`Err`) for the router to answer as it
+/// always has: another method (405), another shape (404), a segment that does not decode (400).
+///
+/// The router has both routes too, with their OpenAPI documents; `api::serve` calls this first
+/// because routing, the extractors and the request-id layers cost the hot path about as much as
+/// the rest of its HTTP handling (BENCHMARKS.md, issue 14, round 8). The answer is the router's,
+/// byte for byte (tests/url_auth.rs compares them): the request's id is made when missing and
+/// echoed, and a body's length is set even for a `HEAD`, as axum does.
+// The request goes back by value, moved once, rather than boxed on every request the router
+// answers.
+#[allow(clippy::result_large_err)]
+pub(super) fn direct<B>(
+    state: &AppState,
+    request: axum::http::Request<B>,
+) -> Result<impl Future<Output = Response> + Send + use<B>, axum::http::Request<B>> {
+    let Some(path) = parse_path(&request) else {
+        return Err(request);
+    };
+    let headers = request.headers();
+    let request_id = match headers.get(&REQUEST_ID) {
+        Some(id) => id.clone(),
+        None => super::next_request_id(),
+    };
+    let call_headers = CallHeaders {
+        authorization: headers.get(header::AUTHORIZATION).cloned(),
+        request_id: Some(request_id.clone()),
+        exotel_version: headers.get(&EXOTEL_VERSION).cloned(),
+    };
+    let query = request.uri().query().map(str::to_owned);
+    let method = request.method().clone();
+    let state = state.clone();
+    Ok(async move {
+        let mut response = answer(state, path, query, method, call_headers)
+            .await
+            .into_response();
+        // What the router's layers add: the request's id (`PropagateRequestIdLayer`), and the
+        // length of a body whose size is known, which axum sets for a `HEAD` too (hyper, which
+        // sends no body to a `HEAD`, would not).
+        let length = http_body::Body::size_hint(response.body()).exact();
+        let headers = response.headers_mut();
+        headers.entry(&REQUEST_ID).or_insert(request_id);
+        if let Some(length) = length
+            && !headers.contains_key(header::CONTENT_LENGTH)
+        {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
+        response
+    })
+}
+
+/// The tenant, flow and key of a `GET` or `HEAD` the router would send to one of the Passthru
+/// routes and whose segments its `Path` extractor would decode; `None` for any other request.
+fn parse_path<B>(request: &axum::http::Request<B>) -> Option<Request> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return None;
+    }
+    let mut segments = request.uri().path().strip_prefix("/passthru/")?.split('/');
+    // `Some(None)` past the last segment; `None` for an empty segment or one that does not
+    // decode (which the router answers).
+    let mut next = || -> Option<Option<String>> {
+        match segments.next() {
+            None => Some(None),
+            Some("") => None,
+            Some(segment) => percent_encoding::percent_decode_str(segment)
+                .decode_utf8()
+                .ok()
+                .map(|decoded| Some(decoded.into_owned())),
+        }
+    };
+    let tenant = next()??;
+    let flow = next()??;
+    let key = next()?;
+    if next()?.is_some() {
+        return None;
+    }
+    let route = match key {
+        Some(_) => PASSTHRU_KEY_ROUTE,
+        None => PASSTHRU_ROUTE,
+    };
+    Some(Request {
+        tenant,
+        flow,
+        key,
+        route,
+    })
 }
 
 /// The headers a Passthru request is answered with: taken from the request one by one, rather
