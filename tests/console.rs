@@ -82,7 +82,7 @@ async fn flow_stats_count_calls_per_minute_version_and_outcome_with_their_percen
             "/v1/flows/ivr",
             // A long deadline: this test counts calls by outcome, and a debug build's call beside
             // the browser tests can take longer than the default 50 ms.
-            json!({"plugin": "menu", "version": 1, "limits": {"deadline_ms": 5000}}),
+            json!({"plugin": "menu", "version": 1, "limits": {"deadline_ms": 1000}}),
         )
         .await?;
     assert_eq!(put.status(), 201);

@@ -360,6 +360,14 @@ fn grants(config: FlowConfig) -> Arc<Grants> {
     Arc::new(Grants::config(config))
 }
 
+/// Some of the Rust plugins built for `wasm32-unknown-unknown`.
+const WITHOUT_WASI: [(&str, &str); 4] = [
+    ("ivr-menu", common::IVR_MENU),
+    ("vip-caller", common::VIP_CALLER),
+    ("geo-router", common::GEO_ROUTER),
+    ("async-probe", common::ASYNC_PROBE),
+];
+
 /// The plugins that need nothing of WASI are built for `wasm32-unknown-unknown` (host/build.rs):
 /// their components import passthru's interfaces alone, which is what makes their calls cheaper.
 /// Those that use WASI import it.
@@ -374,12 +382,7 @@ fn plugins_built_without_wasi_import_only_passthru() {
             .map(|(name, _)| name.to_owned())
             .collect()
     };
-    for (name, path) in [
-        ("ivr-menu", common::IVR_MENU),
-        ("vip-caller", common::VIP_CALLER),
-        ("geo-router", common::GEO_ROUTER),
-        ("async-probe", common::ASYNC_PROBE),
-    ] {
+    for (name, path) in WITHOUT_WASI {
         let imports = imports(path);
         assert!(
             imports.iter().all(|i| i.starts_with("passthru:plugin/")),
@@ -405,12 +408,7 @@ fn the_examples_start_with_a_small_memory() {
         let needs = component.resources_required().expect("no imported modules");
         needs.max_initial_memory_size.expect("a memory")
     };
-    for (name, path) in [
-        ("ivr-menu", common::IVR_MENU),
-        ("vip-caller", common::VIP_CALLER),
-        ("geo-router", common::GEO_ROUTER),
-        ("async-probe", common::ASYNC_PROBE),
-    ] {
+    for (name, path) in WITHOUT_WASI {
         let pages = pages(path);
         assert!(pages <= 4, "{name} starts with {pages} pages of 64 KiB");
     }

@@ -34,34 +34,10 @@ async fn see(
     path: &str,
     credentials: Option<(&str, &str)>,
 ) -> anyhow::Result<Seen> {
-    let mut request = server
-        .client
-        .request(method, server.url(path))
-        .header("x-request-id", "probe-1");
-    if let Some((user, password)) = credentials {
-        request = request.basic_auth(user, Some(password));
-    }
-    seen(request.send().await?).await
+    see_at(server, server.addr, method, path, credentials).await
 }
 
-async fn seen(response: reqwest::Response) -> anyhow::Result<Seen> {
-    let status = response.status().as_u16();
-    let mut headers: Vec<(String, Vec<u8>)> = response
-        .headers()
-        .iter()
-        .filter(|(name, _)| *name != "date")
-        .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
-        .collect();
-    headers.sort();
-    let body = response.bytes().await?.to_vec();
-    Ok(Seen {
-        status,
-        headers,
-        body,
-    })
-}
-
-/// The same as [`see`], from a server at `addr` (on the same state).
+/// The same as [`see`], from a server at `addr` (another server on the same state).
 async fn see_at(
     server: &TestServer,
     addr: std::net::SocketAddr,
@@ -76,7 +52,21 @@ async fn see_at(
     if let Some((user, password)) = credentials {
         request = request.basic_auth(user, Some(password));
     }
-    seen(request.send().await?).await
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let mut headers: Vec<(String, Vec<u8>)> = response
+        .headers()
+        .iter()
+        .filter(|(name, _)| *name != "date")
+        .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+        .collect();
+    headers.sort();
+    let body = response.bytes().await?.to_vec();
+    Ok(Seen {
+        status,
+        headers,
+        body,
+    })
 }
 
 async fn get(server: &TestServer, path: &str) -> anyhow::Result<Seen> {
