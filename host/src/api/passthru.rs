@@ -394,19 +394,17 @@ async fn answer(
     // and randomness replayable, and goes to its record.
     let (version, plugin) = flow.pick(call_sid.as_deref());
     let seed = CallSeed::fresh();
-    let report = state
-        .registry
-        .sandbox()
-        .decide_seeded(
-            plugin,
-            &flow.share,
-            params,
-            &flow.limits,
-            flow.grants.clone(),
-            seed,
-        )
-        .instrument(span.for_call(call_sid.as_deref()))
-        .await;
+    // Boxed: the call's future is large, and every future that holds it inline (this one, the
+    // server's, hyper's) would be copied whole each time it moves.
+    let call = Box::pin(state.registry.sandbox().decide_seeded(
+        plugin,
+        &flow.share,
+        params,
+        &flow.limits,
+        flow.grants.clone(),
+        seed,
+    ));
+    let report = call.instrument(span.for_call(call_sid.as_deref())).await;
     if let Some(span) = span.for_log(report.outcome.is_err(), call_sid.as_deref()) {
         let _entered = span.enter();
         log_report(&report);
