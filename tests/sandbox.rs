@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use passthru::call;
 use passthru::sandbox::{
-    Event, FailureKind, FlowConfig, Grants, Limits, Sandbox, SandboxError, SandboxOptions,
-    TenantShare,
+    CallReport, Event, FailureKind, FlowConfig, Grants, Limits, Plugin, Sandbox, SandboxError,
+    SandboxOptions, TenantShare,
 };
 
 fn sandbox(slots: u32) -> Sandbox {
@@ -18,7 +18,25 @@ fn sandbox(slots: u32) -> Sandbox {
     .expect("sandbox")
 }
 
-fn invalid_message(result: Result<passthru::sandbox::Plugin, SandboxError>) -> String {
+/// One `decide` of `query`, with no share of its tenant's to respect.
+async fn decide(
+    sb: &Sandbox,
+    plugin: &Plugin,
+    query: &str,
+    limits: &Limits,
+    grants: Arc<Grants>,
+) -> CallReport {
+    sb.decide(
+        plugin,
+        &TenantShare::unlimited(),
+        call::parse(query),
+        limits,
+        grants,
+    )
+    .await
+}
+
+fn invalid_message(result: Result<Plugin, SandboxError>) -> String {
     match result {
         Err(SandboxError::InvalidComponent { message }) => message,
         other => panic!("expected invalid_component, got {other:?}"),
@@ -84,16 +102,7 @@ async fn a_full_pool_is_a_typed_overload_not_a_hang() {
     };
     let busy = {
         let (sb, plugin, config) = (sb.clone(), plugin.clone(), config.clone());
-        tokio::spawn(async move {
-            sb.decide(
-                &plugin,
-                &TenantShare::unlimited(),
-                call::parse("CallSid=busy"),
-                &slow,
-                config,
-            )
-            .await
-        })
+        tokio::spawn(async move { decide(&sb, &plugin, "CallSid=busy", &slow, config).await })
     };
     while sb.calls_in_flight() == 0 {
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
@@ -102,15 +111,14 @@ async fn a_full_pool_is_a_typed_overload_not_a_hang() {
     // for the second call to fail rather than assume).
     let mut kinds = Vec::new();
     for _ in 0..200 {
-        let report = sb
-            .decide(
-                &plugin,
-                &TenantShare::unlimited(),
-                call::parse("CallSid=second"),
-                &Limits::default(),
-                config.clone(),
-            )
-            .await;
+        let report = decide(
+            &sb,
+            &plugin,
+            "CallSid=second",
+            &Limits::default(),
+            config.clone(),
+        )
+        .await;
         let kind = report.outcome.as_ref().err().map(SandboxError::kind);
         kinds.push(kind);
         if kind == Some(FailureKind::Overloaded) {
@@ -148,15 +156,14 @@ async fn a_computing_guest_ends_at_its_deadline_without_the_runtimes_timer() {
     };
     for mode in ["loop", "fill"] {
         let started = std::time::Instant::now();
-        let report = sb
-            .decide(
-                &plugin,
-                &TenantShare::unlimited(),
-                call::parse("CallSid=spin"),
-                &limits,
-                grants([("mode".to_owned(), mode.to_owned())].into()),
-            )
-            .await;
+        let report = decide(
+            &sb,
+            &plugin,
+            "CallSid=spin",
+            &limits,
+            grants([("mode".to_owned(), mode.to_owned())].into()),
+        )
+        .await;
         let took = started.elapsed();
         assert_eq!(
             report.outcome.as_ref().err().map(SandboxError::kind),
@@ -196,15 +203,7 @@ async fn a_slow_reset_waits_for_after_the_answer_without_taking_a_calls_slot() {
         ..Limits::default()
     };
     for i in 0..30 {
-        let report = sb
-            .decide(
-                &hostile,
-                &TenantShare::unlimited(),
-                call::parse("CallSid=hoard"),
-                &small,
-                hoard.clone(),
-            )
-            .await;
+        let report = decide(&sb, &hostile, "CallSid=hoard", &small, hoard.clone()).await;
         let kind = report.outcome.as_ref().err().map(SandboxError::kind);
         assert_eq!(kind, Some(FailureKind::MemoryLimit), "call {i}: {report:?}");
     }
@@ -250,15 +249,7 @@ async fn plugins_built_against_packages_0_1_0_to_0_1_3_still_run() {
         let sb = sandbox(1);
         let plugin = sb.compile(&old).expect("an older plugin is accepted");
         let config: Arc<Grants> = grants([("vip_numbers".to_owned(), "0980".to_owned())].into());
-        let report = sb
-            .decide(
-                &plugin,
-                &TenantShare::unlimited(),
-                call::parse("CallFrom=0980"),
-                &Limits::default(),
-                config,
-            )
-            .await;
+        let report = decide(&sb, &plugin, "CallFrom=0980", &Limits::default(), config).await;
         let decision = report.outcome.unwrap();
         assert_eq!(decision.branch, passthru::sandbox::Branch::Success);
         // It reached the host's `config` and `log` through the older names.
@@ -318,15 +309,7 @@ async fn each_export_is_found_once_and_a_missing_one_is_a_typed_failure() {
         other => panic!("expected plugin_error, got {other:?}"),
     }
 
-    let report = sb
-        .decide(
-            &probe,
-            &TenantShare::unlimited(),
-            call::parse(""),
-            &limits,
-            Arc::default(),
-        )
-        .await;
+    let report = decide(&sb, &probe, "", &limits, Arc::default()).await;
     let message = invalid_message(report.outcome.map(|_| unreachable!()));
     assert!(message.contains("does not export `decide`"), "{message}");
     let report = sb
