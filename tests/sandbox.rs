@@ -149,43 +149,71 @@ async fn a_computing_guest_ends_at_its_deadline_without_the_runtimes_timer() {
     let plugin = sb
         .compile(&std::fs::read(common::HOSTILE).unwrap())
         .unwrap();
+    for mode in ["loop", "fill"] {
+        ends_at_its_deadline(&sb, &plugin, mode).await;
+    }
+}
+
+/// The epoch ticker parks once no call has run for a few ticks, and the next call wakes it: a
+/// computing guest that begins while it sleeps still ends at its deadline (the runtime's clock is
+/// paused, as above, so only the epoch can end it), and the ticker parks again after it.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_epoch_ticker_sleeps_while_idle_and_a_call_wakes_it() {
+    let sb = sandbox(1);
+    let plugin = sb
+        .compile(&std::fs::read(common::HOSTILE).unwrap())
+        .unwrap();
+    for mode in ["loop", "fill"] {
+        let waited = std::time::Instant::now();
+        while !sb.epoch_ticker_asleep() {
+            assert!(
+                waited.elapsed() < std::time::Duration::from_secs(10),
+                "the ticker never parked while no call ran"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        ends_at_its_deadline(&sb, &plugin, mode).await;
+    }
+}
+
+/// Runs the hostile plugin's computing `mode` under a 50 ms deadline and more fuel than a second
+/// of work, and checks that the deadline ended it, on time.
+async fn ends_at_its_deadline(sb: &Sandbox, plugin: &Plugin, mode: &str) {
     let limits = Limits {
         fuel: 20_000_000_000,
         deadline_ms: 50,
         ..Limits::default()
     };
-    for mode in ["loop", "fill"] {
-        let started = std::time::Instant::now();
-        let report = decide(
-            &sb,
-            &plugin,
-            "CallSid=spin",
-            &limits,
-            grants([("mode".to_owned(), mode.to_owned())].into()),
-        )
-        .await;
-        let took = started.elapsed();
-        assert_eq!(
-            report.outcome.as_ref().err().map(SandboxError::kind),
-            Some(FailureKind::Deadline),
-            "{mode}: {report:?}"
-        );
-        // The epoch counts its ticks from the ticker's start, not the call's, so a call may end
-        // up to a tick early; a late ticker skips ticks, which only makes it later.
-        assert!(
-            took >= std::time::Duration::from_millis(45),
-            "{mode} ended well before its deadline: {took:?}"
-        );
-        assert!(
-            took < std::time::Duration::from_secs(2),
-            "{mode} ran {took:?} past a 50 ms deadline"
-        );
-        assert!(
-            report.fuel_used < limits.fuel,
-            "{mode}: {} fuel used",
-            report.fuel_used
-        );
-    }
+    let started = std::time::Instant::now();
+    let report = decide(
+        sb,
+        plugin,
+        "CallSid=spin",
+        &limits,
+        grants([("mode".to_owned(), mode.to_owned())].into()),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(
+        report.outcome.as_ref().err().map(SandboxError::kind),
+        Some(FailureKind::Deadline),
+        "{mode}: {report:?}"
+    );
+    // The epoch counts its ticks from the ticker's start (or its waking), not the call's, so a
+    // call may end up to a tick early; a late ticker skips ticks, which only makes it later.
+    assert!(
+        took >= std::time::Duration::from_millis(45),
+        "{mode} ended well before its deadline: {took:?}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "{mode} ran {took:?} past a 50 ms deadline"
+    );
+    assert!(
+        report.fuel_used < limits.fuel,
+        "{mode}: {} fuel used",
+        report.fuel_used
+    );
 }
 
 /// An instance whose reset is slow (this one dirties 8 MiB) is reset after its call's answer, in a

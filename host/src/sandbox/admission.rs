@@ -72,9 +72,11 @@ impl<'a> Slot<'a> {
     /// component), so it is slow to get in, never refused for ever.
     pub(super) fn enter(counter: &'a AtomicUsize, max: usize, weight: u32) -> Option<Self> {
         let weight = to_usize(weight.max(1));
-        let before = counter.fetch_add(weight, Ordering::Relaxed);
+        // Sequentially consistent, for the epoch ticker reads the sandbox's count to decide
+        // whether it may park (see `ticker`); on x86 this is the same instruction as relaxed.
+        let before = counter.fetch_add(weight, Ordering::SeqCst);
         if before != 0 && before.saturating_add(weight) > max {
-            counter.fetch_sub(weight, Ordering::Relaxed);
+            counter.fetch_sub(weight, Ordering::SeqCst);
             return None;
         }
         Some(Self { counter, weight })
@@ -83,7 +85,7 @@ impl<'a> Slot<'a> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.counter.fetch_sub(self.weight, Ordering::Relaxed);
+        self.counter.fetch_sub(self.weight, Ordering::SeqCst);
     }
 }
 

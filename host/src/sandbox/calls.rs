@@ -13,7 +13,7 @@ use wasmtime::Store;
 
 use super::admission::{Slot, TenantShare};
 use super::bindings::passthru::plugin::types as wit;
-use super::engine::{DEFERRED_RESETS, EPOCH_TICK, Plugin, Sandbox};
+use super::engine::{DEFERRED_RESETS, Plugin, Sandbox};
 use super::error::{SandboxError, host_setup, missing_export, settle};
 use super::last_words::last_words;
 use super::limits::Limits;
@@ -22,6 +22,7 @@ use super::outbound::OutboundRecord;
 use super::output::{self, LogLine};
 use super::seed::CallSeed;
 use super::state::{CallState, Grants};
+use super::ticker::EPOCH_TICK;
 use crate::call::{CallDetails, CallInput};
 
 /// The longest a reason from a plugin is kept; longer ones are cut.
@@ -312,6 +313,8 @@ impl Sandbox {
                 self.max_calls
             ));
         };
+        // Counted in first, then the ticker woken if it sleeps: see `ticker` for the handshake.
+        self.ticker.call_began();
         let Some(_memory) = self.memory.reserve(limits.memory_mb) else {
             return refused(format!(
                 "the calls in flight may use {} MiB of the {} MiB this server lets calls use, \

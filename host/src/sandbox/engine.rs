@@ -1,11 +1,9 @@
 //! The engine and its instance pool: one wasmtime `Engine` per process, linked once with WASI
-//! (no capability) and the host imports of `wit/`; compiling a component into a [`Plugin`]; the
-//! thread that advances epochs for deadlines; and the sandbox's counters.
+//! (no capability) and the host imports of `wit/`; compiling a component into a [`Plugin`]; and
+//! the sandbox's counters. The thread that advances epochs for deadlines is `ticker`'s.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::thread;
-use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -27,9 +25,7 @@ use super::limits::MAX_MEMORY_MB;
 use super::meter;
 use super::outbound::OutboundOptions;
 use super::state::CallState;
-
-/// How often the epoch advances; a deadline is honoured to within one tick.
-pub(super) const EPOCH_TICK: Duration = Duration::from_millis(1);
+use super::ticker::EpochTicker;
 
 /// Bytes of a linear memory (and of a table) the pool keeps resident between calls when the
 /// kernel can tell dirty pages apart (`PAGEMAP_SCAN`, Linux 6.7+); without it, resetting a large
@@ -139,7 +135,8 @@ pub struct Sandbox {
     linker: Linker<CallState>,
     pub(super) max_calls: usize,
     calls_per_tenant: u32,
-    pub(super) in_flight: AtomicUsize,
+    /// Calls running, by weight: shared with the epoch ticker, which parks when it is zero.
+    pub(super) in_flight: Arc<AtomicUsize>,
     pub(super) memory: MemoryBudget,
     /// Instances waiting for their reset after their call's answer.
     pub(super) resets_pending: Arc<AtomicUsize>,
@@ -149,7 +146,7 @@ pub struct Sandbox {
     pub(super) compiles: AtomicU64,
     /// The operator's bounds on plugins' outbound requests.
     pub(super) outbound: Arc<OutboundOptions>,
-    _ticker: EpochTicker,
+    pub(super) ticker: EpochTicker,
 }
 
 impl Sandbox {
@@ -172,7 +169,8 @@ impl Sandbox {
             .map_err(host_setup)?;
         lean_call::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
             .map_err(host_setup)?;
-        let ticker = EpochTicker::start(&engine);
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let ticker = EpochTicker::start(&engine, in_flight.clone());
         Ok(Self {
             engine,
             linker,
@@ -180,14 +178,14 @@ impl Sandbox {
             calls_per_tenant: options
                 .max_calls_per_tenant
                 .clamp(1, options.max_concurrent_calls.max(1)),
-            in_flight: AtomicUsize::new(0),
+            in_flight,
             memory: MemoryBudget::new(options.memory_budget_mb),
             resets_pending: Arc::default(),
             resets_deferred: AtomicU64::new(0),
             defer_resets: true,
             compiles: AtomicU64::new(0),
             outbound: Arc::default(),
-            _ticker: ticker,
+            ticker,
         })
     }
 
@@ -214,6 +212,11 @@ impl Sandbox {
     /// Calls running right now.
     pub fn calls_in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether the thread that advances epochs is parked: no call has run for a few ticks.
+    pub fn epoch_ticker_asleep(&self) -> bool {
+        self.ticker.is_asleep()
     }
 
     /// How many instances have been reset after their call's answer rather than before it.
@@ -409,64 +412,6 @@ pub fn check_header(bytes: &[u8]) -> Result<(), SandboxError> {
     Ok(())
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`], on a plain thread, until dropped.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
-}
-
-impl EpochTicker {
-    fn start(engine: &Engine) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let engine = engine.weak();
-        let flag = stop.clone();
-        let spawned = thread::Builder::new()
-            .name("passthru-epoch".into())
-            .spawn(move || {
-                // Ticks are scheduled from a fixed origin so that sleep overshoot does not add
-                // up: a 50-tick deadline stays close to 50 ms.
-                let origin = Instant::now();
-                let tick_ns = EPOCH_TICK.as_nanos() as u64;
-                let mut n: u64 = 0;
-                while !flag.load(Ordering::Relaxed) {
-                    n += 1;
-                    let next = origin + Duration::from_nanos(n.saturating_mul(tick_ns));
-                    match next.checked_duration_since(Instant::now()) {
-                        Some(wait) => thread::sleep(wait),
-                        None => {
-                            let elapsed = origin.elapsed().as_nanos() / u128::from(tick_ns);
-                            n = catch_up(n, u64::try_from(elapsed).unwrap_or(u64::MAX));
-                        }
-                    }
-                    match engine.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
-                    }
-                }
-            });
-        if let Err(error) = spawned {
-            // Without the ticker, deadlines still hold through the async timeout in `decide`;
-            // only a guest that never yields could overrun, and fuel bounds that.
-            tracing::error!(%error, "could not start the epoch ticker thread");
-        }
-        Self { stop }
-    }
-}
-
-/// The tick the ticker counts from when it woke up late, at `due` ticks since its origin: the
-/// ticks it missed are skipped, and the epoch moves by one. Making them up at once would end
-/// calls that had only just begun: a store's epoch deadline counts from the epoch when the store
-/// was made, which is stale by the ticks missed. (The deadline itself still holds: every call is
-/// also under a timer of the async runtime, and its host work checks the clock.)
-fn catch_up(n: u64, due: u64) -> u64 {
-    n.max(due)
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,14 +452,5 @@ mod tests {
         assert_eq!(weight(&heavy), 4, "8 memories at 2 a slot");
         assert_eq!(weight(light), 1);
         assert_eq!(weight("(component)"), 1, "at least one slot");
-    }
-
-    /// A ticker starved for 60 ticks moves the epoch by one, not sixty: a call that began while
-    /// it was starved keeps its whole deadline.
-    #[test]
-    fn a_late_ticker_skips_the_ticks_it_missed() {
-        assert_eq!(catch_up(5, 65), 65, "60 ticks late: count from now");
-        assert_eq!(catch_up(5, 5), 5, "on time: the next tick");
-        assert_eq!(catch_up(7, 6), 7, "never backwards");
     }
 }

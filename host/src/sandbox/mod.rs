@@ -10,7 +10,8 @@
 //! - `admission`: a tenant's share of the pool, and the memory budget of the calls in flight;
 //! - `limits`: what a flow allows one call ([`Limits`]) and the range the host accepts;
 //! - `error`: the failure kinds, the errors and their classification;
-//! - `engine`: the engine and its pool, compiling plugins, the epoch ticker, the counters;
+//! - `engine`: the engine and its pool, compiling plugins, the counters;
+//! - `ticker`: the thread that advances epochs for deadlines while calls run;
 //! - `compiler`: the compile worker's engine, the same code generation without the pool;
 //! - `calls`: `decide` and `record`, and what a call reports;
 //! - `hooks`: the exports of Exotel's other URL hooks (`select`, `greeting`, `sms`, `connect`,
@@ -38,6 +39,7 @@ mod precompiled;
 mod scratch;
 mod seed;
 mod state;
+mod ticker;
 
 pub use admission::{TenantShare, default_memory_budget_mb};
 pub use calls::{Branch, CallReport, Decision, Event, MAX_REASON_BYTES, RecordReport, Report};
