@@ -1,15 +1,16 @@
 //! The thread that advances the engine's epoch, which is what ends a guest at its deadline when
 //! its own code never gives the runtime's timer a chance (see `prepare_store` in `calls`).
 //!
-//! It ticks every [`EPOCH_TICK`] while calls run. Once no call has run for [`IDLE_TICKS`] ticks
-//! it parks, and the next call to begin wakes it: an idle server costs no CPU for deadlines, where
-//! a ticker that never stops wakes a thousand times a second (19 ms of CPU a second on a 2-core
-//! VM, measured in `BENCHMARKS.md`). Under load calls overlap or follow each other within a few
-//! ticks, so the ticker never parks and a call pays only a load of a flag nobody writes.
+//! It ticks every [`EPOCH_TICK`] while calls run. After a tick in which no call began and at whose
+//! end none is running, it parks, and the next call to begin wakes it. A ticker that never stops
+//! wakes a thousand times a second whatever the load: on a 2-core VM that was 25 – 31 ms of CPU a
+//! second for an idle server, and half the server's CPU per request at 50 requests a second
+//! (`BENCHMARKS.md`, round 9). Under steady load a call begins within nearly every tick, so the
+//! ticker runs as before, and a call pays a load of a flag and, once per tick, a store to it.
 //!
 //! The handshake between a call that begins and a ticker that is about to park cannot lose a
 //! wake-up: the call counts itself in (`Slot::enter`, sequentially consistent) and then reads
-//! [`TickerShared::asleep`]; the ticker sets `asleep` and then reads the count. Whichever goes
+//! `TickerShared::asleep`; the ticker sets `asleep` and then reads the count. Whichever goes
 //! second sees the other's write, so either the ticker finds the call and stays awake or the
 //! call finds the ticker asleep and wakes it.
 
@@ -24,10 +25,10 @@ use wasmtime::Engine;
 /// How often the epoch advances while calls run; a deadline is honoured to within one tick.
 pub(super) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// Ticks without a call in flight after which the ticker parks until the next call. Ten (10 ms)
-/// keeps it awake under any steady load (at 100 calls a second the gaps are rarely longer), and
-/// a wake-up costs the call that makes it a few microseconds, far less than ten ticks.
-pub(super) const IDLE_TICKS: u32 = 10;
+/// Quiet ticks (no call began, none is running) after which the ticker parks. One: a wake-up
+/// costs the call that makes it about what one more tick costs the ticker, and at 500 and 2,000
+/// calls a second one, two and ten measured the same (`BENCHMARKS.md`, round 9).
+pub(super) const IDLE_TICKS: u32 = 1;
 
 /// Advances the engine's epoch while calls run, until dropped.
 pub(super) struct EpochTicker {
@@ -39,6 +40,9 @@ struct TickerShared {
     stop: AtomicBool,
     /// Set by the ticker just before it parks, cleared by whoever wakes it.
     asleep: AtomicBool,
+    /// Set by a call that begins while the ticker is awake, cleared by the ticker at each tick:
+    /// whether the tick just ended saw a call begin.
+    began: AtomicBool,
     /// The ticker thread, once it has started.
     thread: OnceLock<Thread>,
 }
@@ -63,6 +67,7 @@ impl EpochTicker {
         let shared = Arc::new(TickerShared {
             stop: AtomicBool::new(false),
             asleep: AtomicBool::new(false),
+            began: AtomicBool::new(false),
             thread: OnceLock::new(),
         });
         let ours = shared.clone();
@@ -80,14 +85,17 @@ impl EpochTicker {
         Self { shared }
     }
 
-    /// Wakes the ticker if it is parked. Called by each call once it is counted in flight.
+    /// Wakes the ticker if it is parked, or tells it a call began. Called by each call once it
+    /// is counted in flight.
     pub(super) fn call_began(&self) {
-        // A plain load first: under load the ticker is awake and nothing is written.
-        if self.shared.asleep.load(Ordering::SeqCst)
-            && self.shared.asleep.swap(false, Ordering::SeqCst)
-            && let Some(thread) = self.shared.thread.get()
-        {
-            thread.unpark();
+        let shared = &self.shared;
+        // Plain loads first: under load the ticker is awake, and the flag already set.
+        if shared.asleep.load(Ordering::SeqCst) && shared.asleep.swap(false, Ordering::SeqCst) {
+            if let Some(thread) = shared.thread.get() {
+                thread.unpark();
+            }
+        } else if !shared.began.load(Ordering::Relaxed) {
+            shared.began.store(true, Ordering::Relaxed);
         }
     }
 
@@ -128,9 +136,11 @@ fn tick(shared: &TickerShared, in_flight: &AtomicUsize, mut advance: impl FnMut(
             if !advance() {
                 break 'run;
             }
-            idle = match in_flight.load(Ordering::SeqCst) {
-                0 => idle.saturating_add(1),
-                _ => 0,
+            // Quiet: no call began during the tick, and none is running now.
+            let began = shared.began.swap(false, Ordering::Relaxed);
+            idle = match began || in_flight.load(Ordering::SeqCst) != 0 {
+                true => 0,
+                false => idle.saturating_add(1),
             };
             if idle >= IDLE_TICKS {
                 park(shared, in_flight);
