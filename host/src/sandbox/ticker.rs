@@ -1,12 +1,12 @@
 //! The thread that advances the engine's epoch, which is what ends a guest at its deadline when
 //! its own code never gives the runtime's timer a chance (see `prepare_store` in `calls`).
 //!
-//! It ticks every [`EPOCH_TICK`] while calls run. After a tick in which no call began and at whose
-//! end none is running, it parks, and the next call to begin wakes it. A ticker that never stops
-//! wakes a thousand times a second whatever the load: on a 2-core VM that was 25 – 31 ms of CPU a
-//! second for an idle server, and half the server's CPU per request at 50 requests a second
-//! (`BENCHMARKS.md`, round 9). Under steady load a call begins within nearly every tick, so the
-//! ticker runs as before, and a call pays a load of a flag and, once per tick, a store to it.
+//! It ticks every [`EPOCH_TICK`] while calls run. After [`IDLE_TICKS`] quiet ticks in a row (no
+//! call began during one, none is running at its end) it parks, and the next call to begin wakes
+//! it. A ticker that never stops wakes a thousand times a second whatever the load: on a 2-core VM
+//! that was 26 – 28 ms of CPU a second for an idle server (`BENCHMARKS.md`, round 9). Under load a
+//! call begins within nearly every tick, so the ticker runs as before, and a call pays a load of a
+//! flag and, once per tick, a store to it.
 //!
 //! The handshake between a call that begins and a ticker that is about to park cannot lose a
 //! wake-up: the call counts itself in (`Slot::enter`, sequentially consistent) and then reads
@@ -25,10 +25,12 @@ use wasmtime::Engine;
 /// How often the epoch advances while calls run; a deadline is honoured to within one tick.
 pub(super) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// Quiet ticks (no call began, none is running) after which the ticker parks. One: a wake-up
-/// costs the call that makes it about what one more tick costs the ticker, and at 500 and 2,000
-/// calls a second one, two and ten measured the same (`BENCHMARKS.md`, round 9).
-pub(super) const IDLE_TICKS: u32 = 1;
+/// Quiet ticks (no call began, none is running) after which the ticker parks: 100 ms. Waking it
+/// costs the call that does so: about 0.1 ms of its latency at 50 calls a second on a 2-core VM,
+/// where a thread woken on an idle core waits for the hypervisor (`BENCHMARKS.md`, round 9). After
+/// 100 quiet ticks only a call that follows a pause of a tenth of a second pays it, at most ten
+/// calls a second, while an idle server saves the thousand wake-ups a second.
+pub(super) const IDLE_TICKS: u32 = 100;
 
 /// Advances the engine's epoch while calls run, until dropped.
 pub(super) struct EpochTicker {
@@ -52,7 +54,7 @@ impl EpochTicker {
     /// running, kept by `Slot`) to know when it may park.
     pub(super) fn start(engine: &Engine, in_flight: Arc<AtomicUsize>) -> Self {
         let engine = engine.weak();
-        Self::spawn(in_flight, move || match engine.upgrade() {
+        Self::spawn(in_flight, IDLE_TICKS, move || match engine.upgrade() {
             Some(engine) => {
                 engine.increment_epoch();
                 true
@@ -62,8 +64,12 @@ impl EpochTicker {
     }
 
     /// Starts a ticker that calls `advance` each tick, until it returns false or the ticker is
-    /// dropped.
-    fn spawn(in_flight: Arc<AtomicUsize>, advance: impl FnMut() -> bool + Send + 'static) -> Self {
+    /// dropped, and parks after `idle_ticks` quiet ones.
+    fn spawn(
+        in_flight: Arc<AtomicUsize>,
+        idle_ticks: u32,
+        advance: impl FnMut() -> bool + Send + 'static,
+    ) -> Self {
         let shared = Arc::new(TickerShared {
             stop: AtomicBool::new(false),
             asleep: AtomicBool::new(false),
@@ -75,7 +81,7 @@ impl EpochTicker {
             .name("passthru-epoch".into())
             .spawn(move || {
                 let _ = ours.thread.set(thread::current());
-                tick(&ours, &in_flight, advance);
+                tick(&ours, &in_flight, idle_ticks, advance);
             });
         if let Err(error) = spawned {
             // Without the ticker, deadlines still hold through the async timeout in `decide`;
@@ -115,7 +121,12 @@ impl Drop for EpochTicker {
 }
 
 /// The ticker's loop: `advance` moves the epoch (false once the engine is gone).
-fn tick(shared: &TickerShared, in_flight: &AtomicUsize, mut advance: impl FnMut() -> bool) {
+fn tick(
+    shared: &TickerShared,
+    in_flight: &AtomicUsize,
+    idle_ticks: u32,
+    mut advance: impl FnMut() -> bool,
+) {
     let tick_ns = EPOCH_TICK.as_nanos() as u64;
     'run: while !shared.stop.load(Ordering::SeqCst) {
         // Ticks are scheduled from a fixed origin so that sleep overshoot does not add up: a
@@ -142,7 +153,7 @@ fn tick(shared: &TickerShared, in_flight: &AtomicUsize, mut advance: impl FnMut(
                 true => 0,
                 false => idle.saturating_add(1),
             };
-            if idle >= IDLE_TICKS {
+            if idle >= idle_ticks {
                 park(shared, in_flight);
                 continue 'run;
             }
@@ -197,7 +208,7 @@ mod tests {
         let in_flight = Arc::new(AtomicUsize::new(0));
         let ticks = Arc::new(AtomicU64::new(0));
         let counted = ticks.clone();
-        let ticker = EpochTicker::spawn(in_flight.clone(), move || {
+        let ticker = EpochTicker::spawn(in_flight.clone(), 1, move || {
             counted.fetch_add(1, Ordering::SeqCst);
             true
         });
