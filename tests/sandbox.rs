@@ -154,7 +154,7 @@ async fn a_computing_guest_ends_at_its_deadline_without_the_runtimes_timer() {
     }
 }
 
-/// The epoch ticker parks once no call has run for a few ticks, and the next call wakes it: a
+/// The epoch ticker parks once no call has begun for 100 ms, and the next call wakes it: a
 /// computing guest that begins while it sleeps still ends at its deadline (the runtime's clock is
 /// paused, as above, so only the epoch can end it), and the ticker parks again after it.
 #[tokio::test(flavor = "current_thread", start_paused = true)]

@@ -214,7 +214,7 @@ impl Sandbox {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Whether the thread that advances epochs is parked: no call has run for a few ticks.
+    /// Whether the thread that advances epochs is parked: no call has begun for 100 ms.
     pub fn epoch_ticker_asleep(&self) -> bool {
         self.ticker.is_asleep()
     }
