@@ -18,6 +18,12 @@ fn sandbox(slots: u32) -> Sandbox {
     .expect("sandbox")
 }
 
+/// The hostile plugin, compiled for `sb`.
+fn hostile(sb: &Sandbox) -> Plugin {
+    sb.compile(&std::fs::read(common::HOSTILE).unwrap())
+        .unwrap()
+}
+
 /// One `decide` of `query`, with no share of its tenant's to respect.
 async fn decide(
     sb: &Sandbox,
@@ -90,10 +96,7 @@ fn truncated_and_corrupt_components_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_pool_is_a_typed_overload_not_a_hang() {
     let sb = Arc::new(sandbox(1));
-    let plugin = Arc::new(
-        sb.compile(&std::fs::read(common::HOSTILE).unwrap())
-            .unwrap(),
-    );
+    let plugin = Arc::new(hostile(&sb));
     let config: Arc<Grants> = grants([("mode".to_owned(), "loop".to_owned())].into());
     let slow = Limits {
         fuel: u64::MAX / 2,
@@ -146,9 +149,7 @@ async fn a_full_pool_is_a_typed_overload_not_a_hang() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_computing_guest_ends_at_its_deadline_without_the_runtimes_timer() {
     let sb = sandbox(1);
-    let plugin = sb
-        .compile(&std::fs::read(common::HOSTILE).unwrap())
-        .unwrap();
+    let plugin = hostile(&sb);
     for mode in ["loop", "fill"] {
         ends_at_its_deadline(&sb, &plugin, mode).await;
     }
@@ -160,9 +161,7 @@ async fn a_computing_guest_ends_at_its_deadline_without_the_runtimes_timer() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_epoch_ticker_sleeps_while_idle_and_a_call_wakes_it() {
     let sb = sandbox(1);
-    let plugin = sb
-        .compile(&std::fs::read(common::HOSTILE).unwrap())
-        .unwrap();
+    let plugin = hostile(&sb);
     for mode in ["loop", "fill"] {
         let waited = std::time::Instant::now();
         while !sb.epoch_ticker_asleep() {
@@ -222,9 +221,7 @@ async fn ends_at_its_deadline(sb: &Sandbox, plugin: &Plugin, mode: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reset_waits_for_after_the_answer_without_taking_a_calls_slot() {
     let sb = sandbox(1);
-    let hostile = sb
-        .compile(&std::fs::read(common::HOSTILE).unwrap())
-        .unwrap();
+    let hostile = hostile(&sb);
     let hoard: Arc<Grants> = grants([("mode".to_owned(), "memory".to_owned())].into());
     let small = Limits {
         memory_mb: 8,
