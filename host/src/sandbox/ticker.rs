@@ -4,7 +4,7 @@
 //! It ticks every [`EPOCH_TICK`] while calls run. After [`IDLE_TICKS`] quiet ticks in a row (no
 //! call began during one, none is running at its end) it parks, and the next call to begin wakes
 //! it. A ticker that never stops wakes a thousand times a second whatever the load: on a 2-core VM
-//! that was 26 – 28 ms of CPU a second for an idle server (`BENCHMARKS.md`, round 9). Under load a
+//! that was 22 – 31 ms of CPU a second for an idle server (`BENCHMARKS.md`, round 9). Under load a
 //! call begins within nearly every tick, so the ticker runs as before, and a call pays a load of a
 //! flag and, once per tick, a store to it.
 //!
