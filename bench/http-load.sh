@@ -18,7 +18,11 @@
 # After the load, it prints the server's CPU time (user and system, from /proc) per request
 # answered 200 over the measured run, in all and by thread: tokio's (its workers, and its blocking
 # pool's, which share their name), the decision-record writer, the epoch ticker, and the rest (a
-# thread that ended during the run counts in the rest).
+# thread that ended during the run counts in the rest). It prints, too, the machine's reschedule
+# and function-call interrupts per request (all CPUs, from /proc/interrupts): each is one CPU
+# making another run something now, such as a thread just woken, which on a VM is the costliest
+# part of a wake-up. Runs of the same build that differ by a third in throughput mostly differ
+# there (BENCHMARKS.md, issue 14, round 10).
 #
 # Needs wrk (Debian: apt-get install wrk), or with RATE, oha (cargo install oha --locked).
 set -euo pipefail
@@ -80,9 +84,17 @@ cpu_ticks() {
   done | awk 'NF == 2 {sum[$1] += $2} END {for (name in sum) print name, sum[name]}'
 }
 
+# Reschedule and function-call interrupts so far, summed over every CPU; empty where the kernel
+# does not list them.
+ipis() {
+  awk '$1 == "RES:" || $1 == "CAL:" { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) sum += $i; seen = 1 }
+       END { if (seen) print sum }' /proc/interrupts 2>/dev/null || true
+}
+
 out=$(mktemp)
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; rm -rf "$data" "$out"' EXIT
 before=$(cpu_ticks)
+ipis_before=$(ipis)
 if [ -n "$rate" ]; then
   echo "== $(nproc) cores, $(uname -r), records $records, oha -c$connections -q$rate -z${duration}s, GET /passthru/demo/$flow (sample gather-single-key, digits 1)"
   oha --no-tui --latency-correction -c "$connections" -q "$rate" -z "${duration}s" "$url" | tee "$out"
@@ -94,6 +106,7 @@ else
   answered=$(awk '/requests in/ {n = $1} /Non-2xx or 3xx responses/ {bad = $NF} END {print n - bad}' "$out")
 fi
 after=$(cpu_ticks)
+ipis_after=$(ipis)
 printf '%s\n%s\n' "$before" "$after" | awk -v n="${answered:-0}" -v hz="$(getconf CLK_TCK)" '
   { if (seen[$1]++) delta[$1] = $2 - first[$1]; else first[$1] = $2 }
   END {
@@ -108,6 +121,10 @@ printf '%s\n%s\n' "$before" "$after" | awk -v n="${answered:-0}" -v hz="$(getcon
     }
     printf "; the rest %.1f µs\n", (delta["all"] - named) * us
   }'
+if [ -n "$ipis_before" ] && [ -n "$ipis_after" ] && [ "${answered:-0}" -gt 0 ]; then
+  awk -v a="$ipis_before" -v b="$ipis_after" -v n="$answered" \
+    'BEGIN { printf "== reschedule and function-call interrupts (all CPUs) per request: %.3f\n", (b - a) / n }'
+fi
 if [ "$flow" != ivr ]; then
   # Let the workers finish the backlog, so the start delays cover every request.
   for _ in $(seq 1 600); do
