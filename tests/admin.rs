@@ -603,6 +603,37 @@ async fn config_file_flows_are_imported_and_kept_in_step() -> anyhow::Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_the_file_creates_gets_caps_for_all_of_its_flows() -> anyhow::Result<()> {
+    // The second flow needs more than the default caps allow, and more than the first: the
+    // tenant is created while the first is imported, with caps for both.
+    let config = [
+        common::flow("filed", "ivr", IVR_MENU, ""),
+        common::flow(
+            "filed",
+            "vip",
+            VIP_CALLER,
+            "[flow.limits]\ndeadline_ms = 5000\nmemory_mb = 512",
+        ),
+    ]
+    .concat();
+    let server = TestServer::start(&config).await?;
+    for flow in ["ivr", "vip"] {
+        let answer = server
+            .get(&format!("/passthru/filed/{flow}?digits=%221%22"))
+            .await?;
+        assert_eq!(answer.headers()["x-passthru-outcome"], "decided", "{flow}");
+    }
+    let op = Api::operator(&server);
+    let (status, tenant) = body(op.get("/v1/tenants/filed").await?).await?;
+    assert_eq!(status, 200, "{tenant}");
+    assert_eq!(tenant["caps"]["max_deadline_ms"], 5000);
+    assert_eq!(tenant["caps"]["max_memory_mb"], 512);
+    let stored = read(IVR_MENU).len() + read(VIP_CALLER).len();
+    assert!(tenant["caps"]["max_stored_bytes"].as_u64().unwrap() >= stored as u64);
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_bytes_uploaded_at_once_make_one_version() -> anyhow::Result<()> {
     let server = TestServer::start("").await?;
     let acme = Api::operator(&server).tenant("acme", None).await?;

@@ -24,22 +24,30 @@ impl Registry {
     /// The first flow whose plugin cannot be read or is invalid, or whose tenant's caps refuse
     /// its limits.
     pub async fn import(self: &Arc<Self>, specs: &[FlowSpec]) -> Result<usize, ImportError> {
-        let mut per_tenant = std::collections::HashMap::<&str, u32>::new();
+        let fail = |spec: &FlowSpec, source| ImportError {
+            tenant: spec.tenant.clone(),
+            flow: spec.name.clone(),
+            plugin: spec.plugin.to_string(),
+            source: Box::new(source),
+        };
+        // A tenant the file creates gets caps that fit all of its flows in the file, not only
+        // the first one imported. The plugins are read one at a time, as each is imported.
+        let mut needs = std::collections::HashMap::<&str, Needs>::new();
         for spec in specs {
-            *per_tenant.entry(spec.tenant.as_str()).or_default() += 1;
+            let len = plugin_len(spec).map_err(|e| fail(spec, e))?;
+            needs
+                .entry(spec.tenant.as_str())
+                .or_default()
+                .add(spec, len);
         }
+        let caps: std::collections::HashMap<&str, TenantCaps> =
+            needs.iter().map(|(&t, n)| (t, n.caps())).collect();
         let mut changed = 0;
         for spec in specs {
-            let fail = |source| ImportError {
-                tenant: spec.tenant.clone(),
-                flow: spec.name.clone(),
-                plugin: spec.plugin.to_string(),
-                source: Box::new(source),
-            };
             if self
-                .import_one(spec, per_tenant[spec.tenant.as_str()])
+                .import_one(spec, &caps[spec.tenant.as_str()])
                 .await
-                .map_err(fail)?
+                .map_err(|e| fail(spec, e))?
             {
                 changed += 1;
             }
@@ -50,58 +58,17 @@ impl Registry {
     async fn import_one(
         self: &Arc<Self>,
         spec: &FlowSpec,
-        flows_in_file: u32,
+        caps: &TenantCaps,
     ) -> Result<bool, RegistryError> {
-        let (plugin, bytes): (String, Vec<u8>) = match &spec.plugin {
-            PluginSource::Builtin(name) => match builtin(name) {
-                Some(bytes) => (name.clone(), bytes.to_vec()),
-                None => {
-                    return Err(RegistryError::BadRequest(format!(
-                        "no built-in plugin is called {name:?} (there are: {})",
-                        super::BUILTIN_NAMES.join(", ")
-                    )));
-                }
-            },
-            PluginSource::File(path) => {
-                let bytes = std::fs::read(path).map_err(|source| RegistryError::Io {
-                    action: "read",
-                    path: path.clone(),
-                    source,
-                })?;
-                (plugin_name_for(path), bytes)
-            }
-        };
+        let (plugin, bytes) = read_plugin(spec)?;
         let this = self.clone();
         let spec_for_task = spec.clone();
+        let caps = caps.clone();
         let (version, unchanged) = blocking(move || {
             let spec = spec_for_task;
-            let needed = TenantCaps {
-                max_fuel: spec.settings.limits.fuel,
-                max_deadline_ms: spec.settings.limits.deadline_ms,
-                max_memory_mb: spec.settings.limits.memory_mb,
-                max_plugin_bytes: bytes.len() as u64,
-                max_flows: flows_in_file,
-                max_versions: 1,
-                max_stored_bytes: bytes.len() as u64,
-                max_concurrent_calls: 0,
-                ..TenantCaps::default()
-            };
             match this.store.get_tenant(&spec.tenant) {
                 Ok(_) => {}
                 Err(StoreError::NotFound { .. }) => {
-                    // The file is the operator's: its tenants get caps that fit its flows.
-                    let d = TenantCaps::default();
-                    let caps = TenantCaps {
-                        max_plugin_bytes: d.max_plugin_bytes.max(needed.max_plugin_bytes),
-                        max_fuel: d.max_fuel.max(needed.max_fuel),
-                        max_deadline_ms: d.max_deadline_ms.max(needed.max_deadline_ms),
-                        max_memory_mb: d.max_memory_mb.max(needed.max_memory_mb),
-                        max_flows: d.max_flows.max(needed.max_flows),
-                        max_versions: d.max_versions,
-                        max_stored_bytes: d.max_stored_bytes.max(needed.max_stored_bytes),
-                        max_concurrent_calls: d.max_concurrent_calls,
-                        ..d
-                    };
                     this.store.create_tenant(&spec.tenant, &caps)?;
                     this.kv.set_caps(&spec.tenant, caps.kv());
                 }
@@ -137,6 +104,85 @@ impl Registry {
         })
         .await?;
         Ok(true)
+    }
+}
+
+/// A built-in plugin's bytes, or why there are none.
+fn builtin_bytes(name: &str) -> Result<&'static [u8], RegistryError> {
+    builtin(name).ok_or_else(|| {
+        RegistryError::BadRequest(format!(
+            "no built-in plugin is called {name:?} (there are: {})",
+            super::BUILTIN_NAMES.join(", ")
+        ))
+    })
+}
+
+fn read_error(path: &std::path::Path, source: std::io::Error) -> RegistryError {
+    RegistryError::Io {
+        action: "read",
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The size of a flow's plugin, without reading it.
+fn plugin_len(spec: &FlowSpec) -> Result<u64, RegistryError> {
+    match &spec.plugin {
+        PluginSource::Builtin(name) => Ok(builtin_bytes(name)?.len() as u64),
+        PluginSource::File(path) => std::fs::metadata(path)
+            .map(|m| m.len())
+            .map_err(|e| read_error(path, e)),
+    }
+}
+
+/// The name a flow's plugin is uploaded under and its bytes: a built-in's or the file's.
+fn read_plugin(spec: &FlowSpec) -> Result<(String, Vec<u8>), RegistryError> {
+    match &spec.plugin {
+        PluginSource::Builtin(name) => Ok((name.clone(), builtin_bytes(name)?.to_vec())),
+        PluginSource::File(path) => {
+            let bytes = std::fs::read(path).map_err(|e| read_error(path, e))?;
+            Ok((plugin_name_for(path), bytes))
+        }
+    }
+}
+
+/// What one tenant's flows in the file need of its caps.
+#[derive(Default)]
+struct Needs {
+    flows: u32,
+    fuel: u64,
+    deadline_ms: u64,
+    memory_mb: u64,
+    plugin_bytes: u64,
+    stored_bytes: u64,
+}
+
+impl Needs {
+    fn add(&mut self, spec: &FlowSpec, plugin_bytes: u64) {
+        let limits = &spec.settings.limits;
+        self.flows += 1;
+        self.fuel = self.fuel.max(limits.fuel);
+        self.deadline_ms = self.deadline_ms.max(limits.deadline_ms);
+        self.memory_mb = self.memory_mb.max(limits.memory_mb);
+        self.plugin_bytes = self.plugin_bytes.max(plugin_bytes);
+        // Each flow may name a plugin of its own, so a version of its own.
+        self.stored_bytes += plugin_bytes;
+    }
+
+    /// The defaults, raised where the flows need more: the file is the operator's, so its
+    /// tenants get room for all of its flows.
+    fn caps(&self) -> TenantCaps {
+        let d = TenantCaps::default();
+        TenantCaps {
+            max_plugin_bytes: d.max_plugin_bytes.max(self.plugin_bytes),
+            max_fuel: d.max_fuel.max(self.fuel),
+            max_deadline_ms: d.max_deadline_ms.max(self.deadline_ms),
+            max_memory_mb: d.max_memory_mb.max(self.memory_mb),
+            max_flows: d.max_flows.max(self.flows),
+            max_versions: d.max_versions.max(self.flows),
+            max_stored_bytes: d.max_stored_bytes.max(self.stored_bytes),
+            ..d
+        }
     }
 }
 
