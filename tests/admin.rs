@@ -490,6 +490,13 @@ async fn tokens_names_limits_and_json_are_checked(db: Db) -> anyhow::Result<()> 
     )
     .await?;
     assert_eq!(status, 409, "max_flows is 1: {problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("has 1 flows and its max_flows is 1"),
+        "{problem}"
+    );
 
     // Unknown JSON fields and malformed JSON are refused, naming the field.
     let (status, problem) = body(

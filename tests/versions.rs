@@ -152,7 +152,13 @@ async fn a_tenant_at_its_version_caps_gets_409_until_it_deletes() -> anyhow::Res
     assert_eq!(acme.upload("p", vip.clone()).await?.status(), 201);
     let (status, problem) = body(acme.upload("p", read(HOSTILE)).await?).await?;
     assert_eq!(status, 409, "{problem}");
-    assert!(problem["detail"].as_str().unwrap().contains("max_versions"));
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("keeps 2 plugin versions and its max_versions is 2"),
+        "{problem}"
+    );
     let deleted = acme
         .request(Method::DELETE, "/v1/plugins/p/versions/1")
         .send()

@@ -451,8 +451,10 @@ impl Registry {
         let (count, bytes) = self.store.version_usage(tenant)?;
         if count >= caps.max_versions {
             return Err(RegistryError::Conflict(format!(
-                "this tenant keeps {count} plugin versions, its max_versions; delete versions no \
-                 flow uses (DELETE /v1/plugins/{{plugin}}/versions/{{version}}) to upload more"
+                "this tenant keeps {count} plugin versions and its max_versions is {}; delete \
+                 versions no flow uses (DELETE /v1/plugins/{{plugin}}/versions/{{version}}) to \
+                 upload more",
+                caps.max_versions
             )));
         }
         if bytes.saturating_add(size) > caps.max_stored_bytes {
@@ -515,7 +517,9 @@ impl Registry {
                 let count = this.store.list_flows(&record.tenant)?.len();
                 if count >= tenant.caps.max_flows as usize {
                     return Err(RegistryError::Conflict(format!(
-                        "this tenant already has {count} flows, its cap"
+                        "this tenant has {count} flows and its max_flows is {}; delete one \
+                         (DELETE /v1/flows/{{flow}}) to make another",
+                        tenant.caps.max_flows
                     )));
                 }
             }
