@@ -338,6 +338,17 @@ async fn the_openapi_document_is_served_and_matches_the_routes() -> anyhow::Resu
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().expect("paths");
     assert!(paths.contains_key("/passthru/{tenant}/{flow}"));
+    // The admin and upload routes' timeouts answer 408; the upload's caps on versions, 409.
+    for (path, item) in paths.iter().filter(|(p, _)| p.starts_with("/v1/")) {
+        for (method, operation) in item.as_object().unwrap() {
+            assert!(
+                operation["responses"].get("408").is_some(),
+                "{method} {path} does not document its 408"
+            );
+        }
+    }
+    let upload = &paths["/v1/plugins/{plugin}/versions"]["post"];
+    assert!(upload["responses"].get("409").is_some(), "{upload}");
     for path in paths.keys() {
         let concrete = path
             .replace("{tenant}", "demo")

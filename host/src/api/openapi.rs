@@ -92,9 +92,9 @@ This document is generated from the server's code."
     ),
     components(
         schemas(crate::flow::Name, crate::sandbox::FailureKind),
-        responses(BadRequest, Unauthorized, Forbidden, NotFound, Internal),
+        responses(BadRequest, Unauthorized, Forbidden, NotFound, RequestTimeout, Internal),
     ),
-    modifiers(&BearerTokens),
+    modifiers(&BearerTokens, &AdminTimeouts),
 )]
 pub struct ApiDoc;
 
@@ -139,6 +139,34 @@ impl Modify for BearerTokens {
                  tenant's tokens answer 403.",
             ),
         );
+    }
+}
+
+/// Every operation under `/v1` may answer `408`: the admin and upload routes run under the
+/// server's `admin_timeout_ms` and `upload_timeout_ms`.
+struct AdminTimeouts;
+
+impl Modify for AdminTimeouts {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in &mut openapi.paths.paths {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                operation
+                    .responses
+                    .responses
+                    .entry("408".to_owned())
+                    .or_insert_with(|| Ref::from_response_name("RequestTimeout").into());
+            }
+        }
     }
 }
 
@@ -192,5 +220,8 @@ shared_problems! {
                    not the operator's, nor the other way round).",
     Forbidden: "A valid token of a disabled tenant.",
     NotFound: "No such object (another tenant's objects do not exist for you).",
+    RequestTimeout: "The request, its body included, took longer than the server allows \
+                     (admin_timeout_ms, or upload_timeout_ms for an upload or a key-value \
+                     import): urn:passthru:problem:timeout.",
     Internal: "The server failed; the failure is in its log, not in the answer.",
 }

@@ -47,9 +47,10 @@ pub(super) struct Uploaded {
 /// Upload a plugin version
 ///
 /// The body is the component's raw bytes (the Content-Type is not checked). The component is
-/// validated (a component exporting `decide`, `record` or both as package
-/// `passthru:plugin@0.1.1` defines them, importing only what the host provides; components built
-/// against 0.1.0 are accepted) and compiled before the answer. A plugin is created by its first
+/// validated (a component of one of package `passthru:plugin@0.1.4`'s worlds, exporting
+/// `decide`, `decide-lean`, `record` or an Exotel hook's function, importing only what the host
+/// provides; components built against earlier 0.1 versions are accepted) and compiled before the
+/// answer. A plugin is created by its first
 /// upload; versions are numbered 1, 2, ... per plugin. The upload limit is the smaller of the
 /// tenant's `max_plugin_bytes` and the server's `max_upload_bytes`: a declared Content-Length
 /// above it is refused before the body is read, and an undeclared length is read no further than
@@ -75,6 +76,10 @@ pub(super) struct Uploaded {
             body = Problem, content_type = "application/problem+json"),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
+        (status = 409, description = "The tenant keeps max_versions versions, or these bytes \
+                                      would take its versions past max_stored_bytes; delete \
+                                      versions no flow uses to make room.",
+            body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Over the upload limit.",
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a valid plugin; the detail says why (not \
