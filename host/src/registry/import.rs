@@ -45,7 +45,7 @@ impl Registry {
         let mut changed = 0;
         for spec in specs {
             if self
-                .import_one(spec, &caps[spec.tenant.as_str()])
+                .import_one(spec, caps[spec.tenant.as_str()])
                 .await
                 .map_err(|e| fail(spec, e))?
             {
@@ -58,12 +58,11 @@ impl Registry {
     async fn import_one(
         self: &Arc<Self>,
         spec: &FlowSpec,
-        caps: &TenantCaps,
+        caps: TenantCaps,
     ) -> Result<bool, RegistryError> {
         let (plugin, bytes) = read_plugin(spec)?;
         let this = self.clone();
         let spec_for_task = spec.clone();
-        let caps = caps.clone();
         let (version, unchanged) = blocking(move || {
             let spec = spec_for_task;
             match this.store.get_tenant(&spec.tenant) {
