@@ -7,9 +7,9 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{Api, Db, HOSTILE, IVR_MENU, TempDir, TestServer, VIP_CALLER, body};
+use common::{ASYNC_PROBE, Api, Db, HOSTILE, IVR_MENU, TempDir, TestServer, VIP_CALLER, body};
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// The status of a plain GET, for Passthru requests whose answer is all in the status.
 async fn status_of(server: &TestServer, path: &str) -> anyhow::Result<u16> {
@@ -792,7 +792,94 @@ async fn a_flow_whose_plugin_is_lost_does_not_keep_the_others_offline() -> anyho
     server.stop().await
 }
 
+/// A CallSid of `%00` is U+0000, which PostgreSQL's `text` cannot hold: it must not fail the
+/// batch of records, nor the async accept, that other tenants' calls share with it.
+async fn a_nul_in_one_call_loses_no_one_elses_records_or_events(db: Db) -> anyhow::Result<()> {
+    let server = TestServer::start_on("", &db).await?;
+    let op = Api::operator(&server);
+    let victim = op.tenant("victim", None).await?;
+    let prober = op.tenant("prober", None).await?;
+    for api in [&victim, &prober] {
+        assert_eq!(api.upload("menu", read(IVR_MENU)).await?.status(), 201);
+        let put = api
+            .json(
+                Method::PUT,
+                "/v1/flows/ivr",
+                json!({ "plugin": "menu", "version": 1 }),
+            )
+            .await?;
+        assert_eq!(put.status(), 201);
+    }
+    assert_eq!(
+        prober.upload("probe", read(ASYNC_PROBE)).await?.status(),
+        201
+    );
+    let put = prober
+        .json(
+            Method::PUT,
+            "/v1/flows/log",
+            json!({ "plugin": "probe", "version": 1, "mode": "async" }),
+        )
+        .await?;
+    assert_eq!(put.status(), 201);
+
+    let call = |tenant: &str, flow: &str, sid: &str| {
+        format!("/passthru/{tenant}/{flow}?CallSid={sid}&digits=%221%22")
+    };
+    assert_eq!(
+        status_of(&server, &call("victim", "ivr", "v-a")).await?,
+        200
+    );
+    assert_eq!(
+        status_of(&server, &call("prober", "ivr", "%00")).await?,
+        200
+    );
+    assert_eq!(
+        status_of(&server, &call("victim", "ivr", "v-b")).await?,
+        200
+    );
+    // The async accept commits before it answers: a failed commit would answer 503.
+    assert_eq!(
+        status_of(&server, &call("prober", "log", "%00")).await?,
+        200
+    );
+    assert_eq!(
+        status_of(&server, &call("prober", "log", "p-ok")).await?,
+        200
+    );
+    server
+        .state
+        .recorder
+        .flush(std::time::Duration::from_secs(5));
+    for sid in ["v-a", "v-b"] {
+        let (status, found) = body(victim.get(&format!("/v1/calls/{sid}")).await?).await?;
+        assert_eq!(status, 200, "{sid}: {found}");
+    }
+    // The odd call is kept too, and found by the CallSid it came with.
+    let (status, found) = body(prober.get("/v1/calls/%00").await?).await?;
+    assert_eq!(status, 200, "{found}");
+    let flows: Vec<&Value> = found["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["flow"])
+        .collect();
+    assert!(flows.contains(&&json!("ivr")), "{found}");
+    let (status, found) = body(prober.get("/v1/decisions?flow=ivr").await?).await?;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["items"].as_array().unwrap().len(), 1, "{found}");
+    let records = server
+        .state
+        .recorder
+        .stats()
+        .failed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(records, 0, "no batch of records failed");
+    server.stop().await
+}
+
 crate::on_both_stores!(
     the_whole_lifecycle_survives_a_restart_without_compiling,
     tokens_names_limits_and_json_are_checked,
+    a_nul_in_one_call_loses_no_one_elses_records_or_events,
 );

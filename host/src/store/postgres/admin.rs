@@ -4,7 +4,7 @@
 
 use postgres::{GenericClient, Row};
 
-use super::{PgStore, announce, big, decision, in_tx, small};
+use super::{PgStore, announce, big, decision, in_tx, pg_text, small};
 use crate::flow::{FlowSettings, StatusMap, UrlAuth};
 use crate::store::sqlite::rows::{FlowRow, HookColumn, parse_branch, to_flow};
 use crate::store::sqlite::{MAX_PAGE, from_json, json, not_found};
@@ -607,8 +607,8 @@ impl Store for PgStore {
                 &[
                     &tenant,
                     &filter.flow,
-                    &filter.call_sid,
-                    &filter.outcome,
+                    &filter.call_sid.as_deref().map(pg_text),
+                    &filter.outcome.as_deref().map(pg_text),
                     &filter.since_ms,
                     &filter.until_ms,
                     &filter.before_id,

@@ -308,6 +308,19 @@ pub(super) fn small<T: TryFrom<i64>>(row: &Row, idx: usize) -> StoreResult<T> {
     })
 }
 
+/// Text as a PostgreSQL `text` value can hold it. Rust strings may hold U+0000 (a CallSid sent
+/// as `%00`, a plugin's reason) and PostgreSQL refuses it, failing the whole statement: one such
+/// row would take down a batch of other tenants' records or events with it. It is stored as
+/// U+FFFD, and text looked up is changed the same way, so such a row is still found. (The
+/// embedded store keeps U+0000 as it is.)
+pub(super) fn pg_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}").into()
+    } else {
+        text.into()
+    }
+}
+
 /// Runs `f` in a transaction that commits when it returns `Ok`.
 pub(super) fn in_tx<T>(
     conn: &mut impl GenericClient,
@@ -347,18 +360,18 @@ impl RecordSink for PgStore {
             flow.push(r.flow.as_str());
             plugin.push(r.plugin.as_str());
             version.push(big(r.version));
-            call_sid.push(r.call_sid.as_deref());
+            call_sid.push(r.call_sid.as_deref().map(pg_text));
             branch.push(r.branch.as_str());
             outcome.push(r.outcome.as_str());
-            reason.push(r.reason.as_deref());
-            error.push(r.error.as_deref());
+            reason.push(r.reason.as_deref().map(pg_text));
+            error.push(r.error.as_deref().map(pg_text));
             fuel.push(big(r.fuel_used));
             elapsed.push(big(r.elapsed_us));
             log.push(log_column(r)?.into_owned());
             dropped.push(big(r.log_dropped));
             at.push(r.at_ms);
-            answer.push(r.answer.as_deref());
-            query.push(r.query.as_deref());
+            answer.push(r.answer.as_deref().map(pg_text));
+            query.push(r.query.as_deref().map(pg_text));
             replay.push(r.replay.as_ref().map(json).transpose()?);
         }
         self.conn()?.execute(

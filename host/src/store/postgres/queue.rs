@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use postgres::Row;
 
-use super::{PgStore, big, in_tx, small};
+use super::{PgStore, big, in_tx, pg_text, small};
 use crate::store::queue::{Completion, DeadLetter, Failure, NewEvent, QueueStore, StoredEvent};
 use crate::store::{StoreError, StoreResult};
 
@@ -117,9 +117,11 @@ impl QueueStore for PgQueue {
             if !accepts.is_empty() {
                 let tenants: Vec<&str> = accepts.iter().map(|e| e.tenant.as_str()).collect();
                 let flows: Vec<&str> = accepts.iter().map(|e| e.flow.as_str()).collect();
-                let sids: Vec<Option<&str>> =
-                    accepts.iter().map(|e| e.call_sid.as_deref()).collect();
-                let queries: Vec<&str> = accepts.iter().map(|e| e.query.as_str()).collect();
+                let sids: Vec<_> = accepts
+                    .iter()
+                    .map(|e| e.call_sid.as_deref().map(pg_text))
+                    .collect();
+                let queries: Vec<_> = accepts.iter().map(|e| pg_text(&e.query)).collect();
                 let at: Vec<i64> = accepts.iter().map(|e| e.accepted_at_ms).collect();
                 // One statement for the batch; the ids come back in the order given.
                 let rows = tx.query(
