@@ -878,8 +878,65 @@ async fn a_nul_in_one_call_loses_no_one_elses_records_or_events(db: Db) -> anyho
     server.stop().await
 }
 
+/// Dead letters leave the queue's depth, and anyone who can reach an async flow's URL can make
+/// its plugin fail: a flow keeps at most `max_dead_letters_per_flow`, its newest.
+async fn a_flow_keeps_its_newest_dead_letters_within_the_bound(db: Db) -> anyhow::Result<()> {
+    let server = TestServer::start_on("[async]\nmax_dead_letters_per_flow = 3\n", &db).await?;
+    let api = Api::operator(&server).tenant("acme", None).await?;
+    assert_eq!(api.upload("probe", read(ASYNC_PROBE)).await?.status(), 201);
+    let flow = json!({
+        "plugin": "probe", "version": 1, "mode": "async",
+        "retry": { "max_attempts": 1 }, "config": { "fail_attempts": "1000" },
+    });
+    assert_eq!(
+        api.json(Method::PUT, "/v1/flows/doomed", flow)
+            .await?
+            .status(),
+        201
+    );
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let answer = server
+            .get(&format!("/passthru/acme/doomed?CallSid=d{i}"))
+            .await?;
+        assert_eq!(answer.status(), 200);
+        ids.push(
+            answer.headers()["x-passthru-event"]
+                .to_str()?
+                .parse::<u64>()?,
+        );
+        // One at a time: each dead letter is kept, and the bound applied, before the next.
+        let id = *ids.last().unwrap();
+        let want = (i + 1).min(3);
+        common::eventually("the dead letter, within the bound", || async {
+            let (_, list) = body(api.get("/v1/flows/doomed/dead-letters").await?).await?;
+            let items = list["items"].as_array().unwrap();
+            Ok((items.len() == want && items[0]["id"] == id).then_some(()))
+        })
+        .await?;
+    }
+    let (_, queue) = body(api.get("/v1/flows/doomed/queue").await?).await?;
+    assert_eq!(queue["dead"], 3, "{queue}");
+    let (_, list) = body(api.get("/v1/flows/doomed/dead-letters").await?).await?;
+    let kept: Vec<u64> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_u64().unwrap())
+        .collect();
+    ids.reverse();
+    assert_eq!(kept, ids[..3], "the newest three, newest first");
+    let metrics = server.get("/metrics").await?.text().await?;
+    assert!(
+        metrics.contains("passthru_async_dead_letters_trimmed_total 5"),
+        "{metrics}"
+    );
+    server.stop().await
+}
+
 crate::on_both_stores!(
     the_whole_lifecycle_survives_a_restart_without_compiling,
     tokens_names_limits_and_json_are_checked,
     a_nul_in_one_call_loses_no_one_elses_records_or_events,
+    a_flow_keeps_its_newest_dead_letters_within_the_bound,
 );

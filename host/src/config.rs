@@ -242,6 +242,7 @@ fn default_record_retention_hours() -> u64 {
 /// max_depth = 100000              # events held in all; past it requests get 503
 /// max_depth_per_tenant = 20000    # events one tenant may hold
 /// max_in_flight_per_tenant = 2    # workers one tenant may hold at once
+/// max_dead_letters_per_flow = 10000  # dead letters a flow keeps; past it the oldest go
 /// lease_ms = 10000                # with a shared database: how long a node that stopped
 ///                                 # keeps its events before other nodes take them over
 /// ```
@@ -253,6 +254,9 @@ pub struct AsyncSettings {
     pub max_depth_per_tenant: usize,
     /// Default: half the workers, rounded up, so a tenant never holds them all.
     pub max_in_flight_per_tenant: Option<usize>,
+    /// The dead letters one flow keeps (they leave the queue's depth): past it, its oldest are
+    /// deleted as new ones come.
+    pub max_dead_letters_per_flow: usize,
     /// With a shared database (`database`): each node holds the events it accepted under a
     /// lease it renews every quarter of this; the events of a node that stops renewing are
     /// taken over by the others this long after its last renewal. 200 to 600000.
@@ -266,6 +270,7 @@ impl Default for AsyncSettings {
             max_depth: 100_000,
             max_depth_per_tenant: 20_000,
             max_in_flight_per_tenant: None,
+            max_dead_letters_per_flow: 10_000,
             lease_ms: DEFAULT_LEASE_MS,
         }
     }
@@ -291,6 +296,7 @@ impl AsyncSettings {
                     .max_in_flight_per_tenant
                     .unwrap_or(self.workers.div_ceil(2)),
             },
+            max_dead_letters_per_flow: self.max_dead_letters_per_flow as u64,
         }
     }
 
@@ -302,6 +308,10 @@ impl AsyncSettings {
             (
                 "async.max_in_flight_per_tenant",
                 self.max_in_flight_per_tenant.unwrap_or(1),
+            ),
+            (
+                "async.max_dead_letters_per_flow",
+                self.max_dead_letters_per_flow,
             ),
         ];
         for (name, value) in at_least_one {

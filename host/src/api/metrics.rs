@@ -266,6 +266,12 @@ impl Collector for ServerStats {
                 &queue.dead_expired,
             ),
             (
+                "passthru_async_dead_letters_trimmed",
+                "Oldest dead letters deleted because their flow held [async] \
+                 max_dead_letters_per_flow.",
+                &queue.dead_trimmed,
+            ),
+            (
                 "passthru_async_replayed",
                 "Dead letters replayed.",
                 &queue.replayed,

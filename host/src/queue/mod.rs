@@ -48,6 +48,8 @@ pub struct QueueOptions {
     /// Attempts that may run at once.
     pub workers: usize,
     pub bounds: Bounds,
+    /// The dead letters one flow keeps: past it, the oldest are deleted as new ones come.
+    pub max_dead_letters_per_flow: u64,
 }
 
 /// Why an async request was not accepted. Both are answered `503`, so that the call flow takes
@@ -87,6 +89,8 @@ struct Shared {
     wake: Notify,
     closing: AtomicBool,
     stats: QueueStats,
+    /// [`QueueOptions::max_dead_letters_per_flow`].
+    max_dead_per_flow: u64,
 }
 
 impl Shared {
@@ -98,7 +102,9 @@ impl Shared {
 
 enum Message {
     Accept(NewEvent, Instant, oneshot::Sender<Result<u64, String>>),
-    Complete(Completion),
+    /// An outcome; for a dead letter, its tenant and flow, whose dead letters are then kept
+    /// within their bound.
+    Complete(Completion, Option<(Arc<str>, Arc<str>)>),
 }
 
 impl Queue {
@@ -135,6 +141,7 @@ impl Queue {
             wake: Notify::new(),
             closing: AtomicBool::new(false),
             stats: QueueStats::default(),
+            max_dead_per_flow: options.max_dead_letters_per_flow.max(1),
         });
         let (sender, receiver) = mpsc::channel();
         let writer_thread = {
@@ -370,12 +377,16 @@ fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Messa
         let mut accepts = Vec::new();
         let mut replies = Vec::new();
         let mut completions = Vec::new();
+        let mut dead_in = Vec::new();
         let mut take = |message| match message {
             Message::Accept(event, at, reply) => {
                 accepts.push(event);
                 replies.push((at, reply));
             }
-            Message::Complete(completion) => completions.push(completion),
+            Message::Complete(completion, dead) => {
+                completions.push(completion);
+                dead_in.extend(dead);
+            }
         };
         take(first);
         for message in receiver.try_iter().take(MAX_BATCH - 1) {
@@ -409,6 +420,7 @@ fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Messa
                     // A client that went away still had its request stored; nothing to undo.
                     let _ = reply.send(Ok(id));
                 }
+                trim_dead_letters(store, shared, dead_in);
             }
             Err(error) => {
                 // Requests are refused (503) and nothing of them is kept. Outcomes that were
@@ -425,6 +437,32 @@ fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Messa
                     let _ = reply.send(Err(format!("the commit failed: {error}")));
                 }
             }
+        }
+    }
+}
+
+/// Keeps each flow that just got dead letters within `max_dead_per_flow` of them, deleting its
+/// oldest: whoever can reach an async flow's URL can make its plugin fail, and dead letters are
+/// not counted in the queue's depth, so without this bound they could fill the disk until their
+/// retention.
+fn trim_dead_letters(store: &dyn QueueStore, shared: &Shared, mut flows: Vec<(Arc<str>, Arc<str>)>) {
+    flows.sort_unstable();
+    flows.dedup();
+    for (tenant, flow) in flows {
+        match store.trim_dead(&tenant, &flow, shared.max_dead_per_flow) {
+            Ok(0) => {}
+            Ok(deleted) => {
+                shared
+                    .stats
+                    .dead_trimmed
+                    .fetch_add(deleted, Ordering::Relaxed);
+                tracing::warn!(tenant = %tenant, flow = %flow, deleted,
+                    kept = shared.max_dead_per_flow,
+                    "the flow's oldest dead letters deleted: it holds as many as it may keep");
+            }
+            // Tried again with the flow's next dead letter.
+            Err(error) => tracing::error!(%error, tenant = %tenant, flow = %flow,
+                "cannot keep the flow's dead letters within their bound"),
         }
     }
 }
@@ -548,7 +586,9 @@ impl Worker {
         }
         // If the writer is gone (shutdown), the outcome is not written: the event runs again at
         // the next start.
-        let _ = self.writer.send(Message::Complete(completion));
+        let dead = matches!(completion, Completion::Dead { .. })
+            .then(|| (job.tenant.clone(), job.flow.clone()));
+        let _ = self.writer.send(Message::Complete(completion, dead));
         self.shared.scheduler().finish(job, finish);
         if matches!(finish, Finish::Retry { .. }) {
             // Idle workers may be sleeping past the new retry's time.

@@ -14,6 +14,8 @@ pub struct QueueStats {
     pub dead_lettered: AtomicU64,
     /// Dead letters deleted past their flow's retention.
     pub dead_expired: AtomicU64,
+    /// Dead letters deleted because their flow held `max_dead_letters_per_flow`.
+    pub dead_trimmed: AtomicU64,
     pub replayed: AtomicU64,
     pub commits: AtomicU64,
     /// From accepting a request to starting its first attempt.

@@ -122,6 +122,8 @@ pub trait QueueStore: Send + Sync + 'static {
     fn dead_flows(&self) -> StoreResult<Vec<(String, String)>>;
     /// Deletes a flow's dead letters whose last attempt was before `before_ms`; how many.
     fn prune_dead(&self, tenant: &str, flow: &str, before_ms: i64) -> StoreResult<u64>;
+    /// Deletes a flow's oldest dead letters (by id) beyond the newest `keep`; how many.
+    fn trim_dead(&self, tenant: &str, flow: &str, keep: u64) -> StoreResult<u64>;
 
     /// How long this node's hold on its events lasts unless renewed: `Some` when several nodes
     /// share the queue (and each must renew, and claim the events of nodes that stopped).
@@ -406,6 +408,17 @@ impl QueueStore for SqliteQueue {
         let deleted = self.writer().execute(
             "DELETE FROM events WHERE tenant = ?1 AND flow = ?2 AND dead = 1 AND next_at_ms < ?3",
             params![tenant, flow, before_ms],
+        )?;
+        Ok(deleted as u64)
+    }
+
+    fn trim_dead(&self, tenant: &str, flow: &str, keep: u64) -> StoreResult<u64> {
+        // The newest dead letter past `keep` and every older one; none when there are fewer.
+        let deleted = self.writer().execute(
+            "DELETE FROM events WHERE tenant = ?1 AND flow = ?2 AND dead = 1 AND id <= \
+             (SELECT id FROM events WHERE tenant = ?1 AND flow = ?2 AND dead = 1 \
+             ORDER BY id DESC LIMIT 1 OFFSET ?3)",
+            params![tenant, flow, i64::try_from(keep).unwrap_or(i64::MAX)],
         )?;
         Ok(deleted as u64)
     }

@@ -289,6 +289,16 @@ impl QueueStore for PgQueue {
         )?)
     }
 
+    fn trim_dead(&self, tenant: &str, flow: &str, keep: u64) -> StoreResult<u64> {
+        // As in the embedded store: the newest dead letter past `keep` and every older one.
+        Ok(self.store.conn()?.execute(
+            "DELETE FROM events WHERE tenant = $1 AND flow = $2 AND dead AND id <= \
+             (SELECT id FROM events WHERE tenant = $1 AND flow = $2 AND dead \
+             ORDER BY id DESC LIMIT 1 OFFSET $3)",
+            &[&tenant, &flow, &big(keep)],
+        )?)
+    }
+
     fn lease(&self) -> Option<Duration> {
         Some(self.lease)
     }
