@@ -578,6 +578,96 @@ async fn dead_letters_are_deleted_after_their_flows_retention() -> anyhow::Resul
     server.stop().await
 }
 
+/// `HEAD` of an async flow answers `200` and queues nothing: no event, so no `record` runs and
+/// no id is answered; the `GET` after it is queued as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_on_an_async_flow_answers_200_and_queues_nothing() -> anyhow::Result<()> {
+    let server = TestServer::start("").await?;
+    let api = tenant_with_flows(&server, "acme", &[("log", json!({}))]).await?;
+    let head = server
+        .client
+        .head(server.url("/passthru/acme/log?CallSid=head-1&digits=%221%22"))
+        .send()
+        .await?;
+    assert_eq!(head.status(), 200);
+    assert!(head.headers().get("x-passthru-event").is_none());
+    assert!(head.headers().get("x-passthru-outcome").is_none());
+    assert_eq!(head.text().await?, "");
+    let metrics = server.get("/metrics").await?.text().await?;
+    assert!(
+        metrics.contains("passthru_async_accepted_total 0\n"),
+        "a HEAD is not accepted into the queue: {metrics}"
+    );
+
+    let (status, id) = send(&server, "acme", "log", "get-1").await?;
+    assert_eq!((status, id.is_some()), (200, true));
+    eventually("the GET's record", || async {
+        Ok((!attempts_of(&api, "get-1").await?.is_empty()).then_some(()))
+    })
+    .await?;
+    assert_eq!(attempts_of(&api, "head-1").await?, Vec::<Value>::new());
+    let queue = queue_of(&api, "log").await?;
+    assert_eq!(
+        pending(&queue) + queue["dead"].as_u64().unwrap(),
+        0,
+        "{queue}"
+    );
+    let metrics = server.get("/metrics").await?.text().await?;
+    assert!(
+        metrics.contains("passthru_async_accepted_total 1\n"),
+        "{metrics}"
+    );
+    server.stop().await
+}
+
+/// The dead letters of a flow the tenant does not have are not found, as its queue is not; a
+/// deleted flow's leftovers stay listed until dealt with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_of_a_flow_the_tenant_does_not_have_are_not_found() -> anyhow::Result<()> {
+    let server = TestServer::start("").await?;
+    let dies = json!({ "retry": { "max_attempts": 1 }, "config": { "fail_attempts": "1000" } });
+    let api = tenant_with_flows(&server, "acme", &[("log", json!({})), ("dies", dies)]).await?;
+    let other = Api::operator(&server).tenant("other", None).await?;
+
+    for (who, flow) in [(&api, "nonexist"), (&other, "log")] {
+        let response = who.get(&format!("/v1/flows/{flow}/dead-letters")).await?;
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let (status, problem) = body(response).await?;
+        assert_eq!(status, 404, "{flow}: {problem}");
+        assert_eq!(problem["type"], "urn:passthru:problem:not-found");
+        // The same answer as its queue's.
+        assert_eq!(
+            who.get(&format!("/v1/flows/{flow}/queue")).await?.status(),
+            404
+        );
+    }
+    // A flow of the tenant's without dead letters: an empty page.
+    let (status, list) = body(api.get("/v1/flows/log/dead-letters").await?).await?;
+    assert_eq!((status, list), (200, json!({ "items": [] })));
+
+    // A deleted flow's dead letter is still listed.
+    let (status, _) = send(&server, "acme", "dies", "dies-1").await?;
+    assert_eq!(status, 200);
+    eventually("dies-1 to die", || async {
+        Ok((queue_of(&api, "dies").await?["dead"] == 1).then_some(()))
+    })
+    .await?;
+    assert_eq!(
+        api.request(Method::DELETE, "/v1/flows/dies")
+            .send()
+            .await?
+            .status(),
+        204
+    );
+    let (status, list) = body(api.get("/v1/flows/dies/dead-letters").await?).await?;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    server.stop().await
+}
+
 crate::on_both_stores!(
     requests_are_answered_at_once_and_each_reaches_the_plugin_with_its_event_id,
     failures_are_retried_with_backoff_then_kept_as_dead_letters_and_replayed,

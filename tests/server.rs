@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{HOSTILE, IVR_MENU, TestServer, VIP_CALLER, flow, samples};
+use common::{Api, HOSTILE, IVR_MENU, TestServer, VIP_CALLER, body, flow, samples};
 
 /// Callers the `vip` flow treats as VIPs; the samples use some of them.
 const VIPS: &str = "09800000001, 09800000003,09800000011";
@@ -518,5 +518,154 @@ async fn every_route_is_documented_with_its_method() -> anyhow::Result<()> {
         documented, routed,
         "documented operations and routes differ"
     );
+    server.stop().await
+}
+
+/// A client of the admin API holding a token of the config's tenant `demo`.
+async fn demo_tenant(server: &TestServer) -> anyhow::Result<Api<'_>> {
+    let issued = Api::operator(server)
+        .request(reqwest::Method::POST, "/v1/tenants/demo/tokens")
+        .send()
+        .await?;
+    let (status, issued) = body(issued).await?;
+    assert_eq!(status, 201, "{issued}");
+    Ok(Api {
+        server,
+        token: issued["token"].as_str().unwrap().to_owned(),
+    })
+}
+
+/// `HEAD` of a sync flow: the plugin runs, so the status and headers are the `GET`'s, but it
+/// leaves no decision record (the `GET` that follows is the call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_on_a_sync_flow_answers_the_gets_status_and_headers_and_leaves_no_record()
+-> anyhow::Result<()> {
+    let server = TestServer::start(&demo_config()).await?;
+    let demo = demo_tenant(&server).await?;
+    for (digit, status) in [(1, 200), (2, 302)] {
+        let get = server
+            .get(&format!(
+                "/passthru/demo/ivr?CallSid=get-{digit}&digits=%22{digit}%22"
+            ))
+            .await?;
+        let head = server
+            .client
+            .head(server.url(&format!(
+                "/passthru/demo/ivr?CallSid=head-{digit}&digits=%22{digit}%22"
+            )))
+            .send()
+            .await?;
+        assert_eq!(get.status(), status);
+        assert_eq!(head.status(), get.status(), "digit {digit}");
+        for name in ["x-passthru-branch", "x-passthru-outcome", "content-length"] {
+            assert_eq!(
+                head.headers().get(name),
+                get.headers().get(name),
+                "digit {digit}: {name}"
+            );
+        }
+        assert_eq!(head.text().await?, "");
+    }
+    server
+        .state
+        .recorder
+        .flush(std::time::Duration::from_secs(5));
+    for digit in [1, 2] {
+        let (status, got) = body(demo.get(&format!("/v1/calls/get-{digit}")).await?).await?;
+        assert_eq!(status, 200, "the GET is recorded: {got}");
+        let (status, got) = body(demo.get(&format!("/v1/calls/head-{digit}")).await?).await?;
+        assert_eq!(status, 404, "a HEAD leaves no record: {got}");
+    }
+    let (_, all) = body(demo.get("/v1/decisions?flow=ivr").await?).await?;
+    assert_eq!(all["items"].as_array().map(Vec::len), Some(2), "{all}");
+    server.stop().await
+}
+
+/// Whether the OpenAPI document lists `status` among the answers of `method path`.
+fn documented(doc: &serde_json::Value, method: &str, path: &str, status: u16) -> bool {
+    doc["paths"][path][method]["responses"]
+        .get(status.to_string())
+        .is_some()
+}
+
+/// A path segment that does not decode is a 400 problem, and the operation documents its 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_segment_that_does_not_decode_is_a_documented_400() -> anyhow::Result<()> {
+    let server = TestServer::start(&demo_config()).await?;
+    let demo = demo_tenant(&server).await?;
+    let doc: serde_json::Value = server.get("/openapi.json").await?.json().await?;
+    let cases = [
+        ("/passthru/demo/%ff", "/passthru/{tenant}/{flow}"),
+        ("/passthru/%ff/ivr", "/passthru/{tenant}/{flow}"),
+        ("/passthru/demo/ivr/%ff", "/passthru/{tenant}/{flow}/{key}"),
+        ("/v1/calls/%ff", "/v1/calls/{call_sid}"),
+    ];
+    for (concrete, path) in cases {
+        let response = demo.get(concrete).await?;
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{concrete}"
+        );
+        let (status, problem) = body(response).await?;
+        assert_eq!(status, 400, "{concrete}: {problem}");
+        assert_eq!(problem["type"], "urn:passthru:problem:bad-request");
+        assert!(
+            documented(&doc, "get", path, status),
+            "GET {path} answers {status} ({concrete}) but does not document it"
+        );
+    }
+    server.stop().await
+}
+
+/// A method a path is not routed for is a 405 problem like every other error, with `Allow`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_the_path_does_not_have_is_a_405_problem_with_allow() -> anyhow::Result<()> {
+    let server = TestServer::start(&demo_config()).await?;
+    let demo = demo_tenant(&server).await?;
+    let cases = [
+        (reqwest::Method::POST, "/v1/flows", "GET,HEAD"),
+        (reqwest::Method::POST, "/v1/flows/ivr/queue", "GET,HEAD"),
+        (
+            reqwest::Method::PATCH,
+            "/v1/flows/ivr",
+            "GET,HEAD,PUT,DELETE",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/plugins/menu/versions/1",
+            "GET,HEAD,DELETE",
+        ),
+        (reqwest::Method::POST, "/passthru/demo/ivr", "GET,HEAD"),
+        (
+            reqwest::Method::DELETE,
+            "/passthru/demo/ivr/key",
+            "GET,HEAD",
+        ),
+        (reqwest::Method::POST, "/healthz", "GET,HEAD"),
+        (reqwest::Method::PUT, "/console", "GET,HEAD"),
+    ];
+    for (method, path, allow) in cases {
+        let response = demo.request(method.clone(), path).send().await?;
+        assert_eq!(response.status(), 405, "{method} {path}");
+        let allowed: std::collections::BTreeSet<String> = response.headers()["allow"]
+            .to_str()?
+            .split(',')
+            .map(|m| m.trim().to_owned())
+            .collect();
+        let expected = allow.split(',').map(str::to_owned).collect();
+        assert_eq!(allowed, expected, "{method} {path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{method} {path}"
+        );
+        let (_, problem) = body(response).await?;
+        assert_eq!(
+            problem["type"], "urn:passthru:problem:method-not-allowed",
+            "{method} {path}: {problem}"
+        );
+        assert_eq!(problem["status"], 405);
+    }
     server.stop().await
 }

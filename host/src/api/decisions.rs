@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{Path, TenantAuth, check_name};
-use super::openapi::{Forbidden, Internal, Unauthorized};
+use super::openapi::{BadRequest, Forbidden, Internal, Unauthorized};
 use super::operator::with_store as store_task;
 use super::problem::Problem;
 use super::{ApiError, AppState};
@@ -114,6 +114,7 @@ pub(super) async fn list_decisions(
     params(("call_sid" = String, Path, description = "Exotel's CallSid.")),
     responses(
         (status = 200, description = "The call's records.", body = DecisionList),
+        (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, description = "No record of that call for this tenant.",

@@ -230,6 +230,8 @@ pub fn router(state: AppState) -> Router {
         )
         // The Passthru route makes its own span (see `passthru::get_passthru`).
         .merge(hot)
+        // Every route's (and the fallback's): a method a path is not routed for.
+        .layer(middleware::map_response(method_problem))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(NextRequestId))
         .with_state(state)
@@ -302,6 +304,22 @@ async fn timeout_problem(response: Response) -> Response {
         return ApiError::Timeout.into_response();
     }
     response
+}
+
+/// The router answers a method a path does not have with a bare `405`: give it a problem body
+/// like every other error. Its `Allow` header is kept (axum adds it outside this layer, and it
+/// is copied over in case it is already there).
+async fn method_problem(response: Response) -> Response {
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let mut problem = ApiError::MethodNotAllowed.into_response();
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        problem.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    problem
 }
 
 /// What the HTTP server allows a client (the config file's defaults: 4096 connections, 10 s to

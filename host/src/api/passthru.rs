@@ -3,8 +3,8 @@
 //! Sync flows: decode the query's parameters, run the flow's plugin (which reads the typed fields
 //! it wants from them, or gets the whole typed call), answer the branch's status. A failing
 //! plugin gets the flow's fallback branch, within its deadline; the failure is logged with its
-//! kind. Every call leaves a decision record through the recorder's channel (never waiting on the
-//! store).
+//! kind. Every `GET` leaves a decision record through the recorder's channel (never waiting on
+//! the store).
 //!
 //! A flow may require a secret in its URL (`key`, the last path segment) or HTTP Basic
 //! credentials (`basic`), checked against the digest in its live snapshot: a missing or wrong
@@ -16,6 +16,10 @@
 //! Async flows: hand the request to the queue and answer `200` once it is committed, or `503`
 //! (with a problem body) when the queue is full or cannot commit: Exotel then takes the call
 //! flow's error path, and the request is counted, never silently lost.
+//!
+//! `HEAD` leaves nothing behind in the server: on a sync flow it runs the plugin, so that its
+//! status and headers are exactly the `GET`'s, but leaves no decision record (as the other hooks
+//! do); on an async flow it answers `200` and queues nothing, so no `record` runs.
 
 use axum::extract::FromRequestParts;
 use axum::extract::{RawQuery, State};
@@ -63,8 +67,12 @@ static EVENT_HEADER: HeaderName = HeaderName::from_static("x-passthru-event");
 /// A flow may serve another of Exotel's URL hooks (its `hook`, docs/hooks.md): `switch` answers
 /// the branch's status with the text/plain body {"select":"CASE"} when the plugin names a case;
 /// `greeting` and `sms` answer 200 with a text/plain body; `connect` and `gather` answer 200 with
-/// an application/json plan, shaped by the request's Exotel-Version header. HEAD runs the plugin
-/// and answers the GET's headers, without a body and without a decision record.
+/// an application/json plan, shaped by the request's Exotel-Version header.
+///
+/// HEAD answers without a body, and the server keeps and queues nothing for it. On a sync flow it
+/// runs the plugin and answers the GET's status and headers, but writes no decision record. On an
+/// async flow it answers 200 and queues nothing (so the plugin's record does not run, and neither
+/// x-passthru-outcome nor x-passthru-event is sent).
 #[utoipa::path(
     get,
     path = "/passthru/{tenant}/{flow}",
@@ -93,11 +101,12 @@ static EVENT_HEADER: HeaderName = HeaderName::from_static("x-passthru-event");
                            other statuses), with the hook's body for flows whose hook is not \
                            passthru (text/plain or application/json, docs/hooks.md). Async \
                            flows: the request is committed to the queue (x-passthru-outcome is \
-                           queued, x-passthru-event its id).",
+                           queued, x-passthru-event its id); a HEAD queues nothing and sends \
+                           neither header.",
             headers(
                 ("x-passthru-branch" = Branch, description = "Sync flows: the branch answered."),
-                ("x-passthru-outcome" = String, description = "Sync flows: decided, or the failure kind (FailureKind) when the fallback branch was answered. Async flows: queued."),
-                ("x-passthru-event" = u64, description = "Async flows: the queue's id of the request, the id record receives on every attempt."),
+                ("x-passthru-outcome" = String, description = "Sync flows: decided, or the failure kind (FailureKind) when the fallback branch was answered. Async flows: queued (not sent for a HEAD)."),
+                ("x-passthru-event" = u64, description = "Async flows: the queue's id of the request, the id record receives on every attempt (not sent for a HEAD)."),
             )),
         (status = 302,
             description = "The failure branch (the default mapping). Not a redirect: there is no \
@@ -106,6 +115,8 @@ static EVENT_HEADER: HeaderName = HeaderName::from_static("x-passthru-event");
                 ("x-passthru-branch" = Branch, description = "The branch answered."),
                 ("x-passthru-outcome" = String, description = "Sync flows: decided, or the failure kind (FailureKind) when the fallback branch was answered. Async flows: queued."),
             )),
+        (status = 400, description = "A path segment that does not percent-decode to UTF-8.",
+            body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant or flow (or the tenant is disabled), or a \
                                       flow whose URL auth is key or basic called without its \
                                       secret: the same answer byte for byte.",
@@ -162,6 +173,8 @@ pub(super) async fn get_passthru(
     responses(
         (status = 200, description = "As for /passthru/{tenant}/{flow}."),
         (status = 302, description = "As for /passthru/{tenant}/{flow}."),
+        (status = 400, description = "A path segment that does not percent-decode to UTF-8.",
+            body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant or flow, or a missing or wrong key: the \
                                       same answer byte for byte.",
             body = Problem, content_type = "application/problem+json"),
@@ -350,6 +363,10 @@ async fn answer(
     }
     let flow = live;
     if flow.mode == FlowMode::Async {
+        if method == Method::HEAD {
+            // Nothing is queued, so there is no event (and no id) to tell of.
+            return Ok(StatusCode::OK.into_response());
+        }
         return enqueue(&state, &flow, query).await;
     }
     // Decoded only into its parameters: the typed call is built for the plugins that take it
@@ -425,6 +442,10 @@ async fn answer(
         HeaderValue::from_static(branch.as_str()),
     );
     headers.insert(OUTCOME_HEADER.clone(), HeaderValue::from_static(outcome));
+    if method == Method::HEAD {
+        // The GET's status and headers, without its record (as the other hooks answer a HEAD).
+        return Ok(response);
+    }
     let failed = report.outcome.is_err();
     let kept = state.recorder.record(failed, || {
         let mut record = decision_record(&flow, version, call_sid, branch, outcome, report);

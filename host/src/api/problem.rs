@@ -53,6 +53,9 @@ pub enum ApiError {
     Busy(String),
     /// An admin API request that took longer than its timeout.
     Timeout,
+    /// A method the path is not routed for (the router's bare `405`; its `Allow` header is
+    /// kept).
+    MethodNotAllowed,
     Internal,
 }
 
@@ -81,6 +84,8 @@ pub(super) struct Problem<'a> {
             "urn:passthru:problem:kv-unavailable",
             "urn:passthru:problem:not-ready",
             "urn:passthru:problem:busy",
+            "urn:passthru:problem:timeout",
+            "urn:passthru:problem:method-not-allowed",
             "urn:passthru:problem:internal"
         )
     )]
@@ -190,6 +195,13 @@ impl ApiError {
                  take effect"
                     .to_owned(),
             ),
+            ApiError::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this path does not answer this method; the Allow header lists those it does"
+                    .to_owned(),
+            ),
             ApiError::Internal => (
                 S::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -295,6 +307,8 @@ mod tests {
             ApiError::KvUnavailable(s()),
             ApiError::NotReady(s()),
             ApiError::Busy(s()),
+            ApiError::Timeout,
+            ApiError::MethodNotAllowed,
             ApiError::Internal,
         ] {
             let kind = format!("urn:passthru:problem:{}", error.parts().1);

@@ -30,6 +30,17 @@ async fn with_queue<T: Send + 'static>(
         .map_err(|_| ApiError::Internal)?
 }
 
+/// Whether the tenant has the flow (in the store, whatever its mode).
+async fn flow_exists(state: &AppState, tenant: &str, flow: &str) -> Result<bool, ApiError> {
+    let (t, f) = (tenant.to_owned(), flow.to_owned());
+    with_store(state, move |s| match s.get_flow(&t, &f) {
+        Ok(_) => Ok(true),
+        Err(StoreError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    })
+    .await
+}
+
 /// Checks the flow name of a dead letter's path and reads its id.
 fn dead_letter_id(flow: &str, id: &str) -> Result<u64, ApiError> {
     check_name("flow", flow)?;
@@ -63,13 +74,7 @@ pub(super) async fn get_queue(
     Path(flow): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_name("flow", &flow)?;
-    let (t, f) = (tenant.clone(), flow.clone());
-    let exists = with_store(&state, move |s| match s.get_flow(&t, &f) {
-        Ok(_) => Ok(true),
-        Err(StoreError::NotFound { .. }) => Ok(false),
-        Err(e) => Err(e.into()),
-    })
-    .await?;
+    let exists = flow_exists(&state, &tenant, &flow).await?;
     let (t, f) = (tenant, flow.clone());
     let (depth, dead) = with_queue(&state, move |q| Ok(q.flow_depth(&t, &f)?)).await?;
     let holds = depth.ready + depth.retrying + depth.in_flight + dead > 0;
@@ -111,6 +116,9 @@ pub(super) struct DeadLetterList {
 }
 
 /// List an async flow's dead letters, newest first
+///
+/// A deleted flow's leftovers stay visible until dealt with; a flow the tenant does not have and
+/// of which the queue holds nothing is not found, as for its queue.
 #[utoipa::path(
     get,
     path = "/v1/flows/{flow}/dead-letters",
@@ -136,10 +144,20 @@ pub(super) async fn list_dead_letters(
     check_name("flow", &flow)?;
     let Query(page) = page.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = page.limit.unwrap_or(DEFAULT_PAGE).clamp(1, 1000);
+    let (t, f) = (tenant.clone(), flow.clone());
     let items = with_queue(&state, move |q| {
-        Ok(q.store().dead_letters(&tenant, &flow, page.cursor, limit)?)
+        Ok(q.store().dead_letters(&t, &f, page.cursor, limit)?)
     })
     .await?;
+    // An empty page of a flow the tenant does not have: found only if the queue still holds
+    // something of it (the rule of `get_queue`).
+    if items.is_empty() && !flow_exists(&state, &tenant, &flow).await? {
+        let f = flow.clone();
+        let (depth, dead) = with_queue(&state, move |q| Ok(q.flow_depth(&tenant, &f)?)).await?;
+        if depth.ready + depth.retrying + depth.in_flight + dead == 0 {
+            return Err(ApiError::Missing(format!("flow {flow:?}")));
+        }
+    }
     let next_cursor = (items.len() == limit as usize)
         .then(|| items.last().map(|d| d.id))
         .flatten();
