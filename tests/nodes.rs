@@ -397,6 +397,14 @@ async fn a_node_is_ready_only_while_it_reaches_its_database() -> anyhow::Result<
     assert_eq!(gone.status(), 503);
     let problem: Value = gone.json().await?;
     assert_eq!(problem["type"], "urn:passthru:problem:not-ready");
+    // Anyone may ask: what the database said (its name, host, user) is for the log only. (A
+    // dropped database is seen as the timeout here; either answer names nothing of it.)
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail == "the database failed (the server's log says why)"
+            || detail.starts_with("the database did not answer within"),
+        "{detail}"
+    );
     // Still alive: liveness is not readiness.
     assert_eq!(http.get(node.url("/healthz")).send().await?.status(), 200);
     Ok(())

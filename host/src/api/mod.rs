@@ -478,10 +478,13 @@ async fn get_readyz(
                 "embedded"
             },
         })),
-        Ok(Ok(Err(error))) => Err(ApiError::NotReady(format!(
-            "the database failed: {}",
-            crate::error::Chain(&error)
-        ))),
+        Ok(Ok(Err(error))) => {
+            // Anyone may ask: the database's own words (its host, its user) go to the log only.
+            tracing::warn!(error = %crate::error::Chain(&error), "not ready: the database failed");
+            Err(ApiError::NotReady(
+                "the database failed (the server's log says why)".into(),
+            ))
+        }
         Ok(Err(_)) => Err(ApiError::Internal),
         Err(_) => Err(ApiError::NotReady(format!(
             "the database did not answer within {} ms",
