@@ -52,10 +52,11 @@ if [ -z "$bin" ]; then
   cargo build --release -p passthru -j 2 >&2
   bin=${CARGO_TARGET_DIR:-target}/release/passthru
 fi
+# /metrics, read below, wants the operator's token.
+export PASSTHRU_OPERATOR_TOKEN=${PASSTHRU_OPERATOR_TOKEN:-bench-operator-token}
 database_args=()
 if [ -n "${DATABASE:-}" ]; then
   database_args=(--database "$DATABASE")
-  export PASSTHRU_OPERATOR_TOKEN=${PASSTHRU_OPERATOR_TOKEN:-bench-operator-token}
 fi
 "$bin" serve --config "$config" --data-dir "$data" --listen "127.0.0.1:$port" \
   "${database_args[@]}" 2>/tmp/passthru-load.log &
@@ -128,11 +129,11 @@ fi
 if [ "$flow" != ivr ]; then
   # Let the workers finish the backlog, so the start delays cover every request.
   for _ in $(seq 1 600); do
-    depth=$(curl -fsS "http://127.0.0.1:$port/metrics" | awk '/^passthru_async_queue_depth /{print $2}')
+    depth=$(curl -fsS -H "authorization: Bearer $PASSTHRU_OPERATOR_TOKEN" "http://127.0.0.1:$port/metrics" | awk '/^passthru_async_queue_depth /{print $2}')
     [ "$depth" = 0 ] && break
     sleep 0.1
   done
-  curl -fsS "http://127.0.0.1:$port/metrics" | grep -E '^passthru_async_'
+  curl -fsS -H "authorization: Bearer $PASSTHRU_OPERATOR_TOKEN" "http://127.0.0.1:$port/metrics" | grep -E '^passthru_async_'
 fi
-curl -fsS "http://127.0.0.1:$port/metrics" | grep -E '^passthru_records_(written|dropped)_total'
+curl -fsS -H "authorization: Bearer $PASSTHRU_OPERATOR_TOKEN" "http://127.0.0.1:$port/metrics" | grep -E '^passthru_records_(written|dropped)_total'
 

@@ -46,6 +46,8 @@ config="$data/passthru.toml"
   done
 } > "$config"
 
+# /metrics, read below, wants the operator's token.
+export PASSTHRU_OPERATOR_TOKEN=${PASSTHRU_OPERATOR_TOKEN:-bench-operator-token}
 "$bin" serve --config "$config" --data-dir "$data" --listen "127.0.0.1:$port" \
   2>/tmp/passthru-noisy.log &
 server=$!
@@ -60,7 +62,7 @@ quiet="http://127.0.0.1:$port/passthru/quiet/ivr?${query}&digits=%221%22"
 
 # quiet's calls that did not answer `decided`, so far.
 undecided() {
-  curl -fsS "http://127.0.0.1:$port/metrics" |
+  curl -fsS -H "authorization: Bearer $PASSTHRU_OPERATOR_TOKEN" "http://127.0.0.1:$port/metrics" |
     awk '/^passthru_decisions_total\{/ && /tenant="quiet"/ && !/outcome="decided"/ {n += $2} END {print n + 0}'
 }
 
@@ -85,4 +87,4 @@ echo "== $(nproc) cores, $(uname -r), max_concurrent_calls 256, max_calls_per_te
 phase "quiet alone" ""
 phase "quiet, noisy sleeping" sleep
 phase "quiet, noisy spinning" loop
-curl -fsS "http://127.0.0.1:$port/metrics" | grep -E '^passthru_decisions_total\{.*tenant="noisy"' || true
+curl -fsS -H "authorization: Bearer $PASSTHRU_OPERATOR_TOKEN" "http://127.0.0.1:$port/metrics" | grep -E '^passthru_decisions_total\{.*tenant="noisy"' || true

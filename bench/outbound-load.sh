@@ -60,6 +60,8 @@ asyncio.run(main())
 PY
 upstream=$!
 
+# /metrics, read below, wants the operator's token.
+export PASSTHRU_OPERATOR_TOKEN=${PASSTHRU_OPERATOR_TOKEN:-bench-operator-token}
 "$bin" serve --config "$config" --data-dir "$data" --listen "127.0.0.1:$port" \
   2>/tmp/passthru-outbound-load.log &
 server=$!
@@ -75,4 +77,4 @@ branch=$(curl -s -D - -o /dev/null "$url" | tr -d '\r' | awk -F': ' 'tolower($1)
 [ "$branch" = success ] || { echo "expected the success branch (a 200 from upstream), got '$branch'" >&2; exit 1; }
 
 wrk -t2 -c"$connections" -d"${duration}s" --latency "$url"
-curl -s "http://127.0.0.1:$port/metrics" | grep -E '^passthru_decisions_total.*outcome="(decided|deadline|overloaded|trap)"' || true
+curl -s -H "authorization: Bearer $PASSTHRU_OPERATOR_TOKEN" "http://127.0.0.1:$port/metrics" | grep -E '^passthru_decisions_total.*outcome="(decided|deadline|overloaded|trap)"' || true

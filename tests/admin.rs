@@ -139,7 +139,7 @@ async fn the_whole_lifecycle_survives_a_restart_without_compiling(db: Db) -> any
         "first request after restart"
     );
     assert_eq!(server.sandbox.compile_count(), 0);
-    let metrics = server.get("/metrics").await?.text().await?;
+    let metrics = server.metrics().await?;
     assert!(
         metrics.contains("passthru_plugin_compiles_total 0"),
         "{metrics}"
@@ -926,7 +926,7 @@ async fn a_flow_keeps_its_newest_dead_letters_within_the_bound(db: Db) -> anyhow
         .collect();
     ids.reverse();
     assert_eq!(kept, ids[..3], "the newest three, newest first");
-    let metrics = server.get("/metrics").await?.text().await?;
+    let metrics = server.metrics().await?;
     assert!(
         metrics.contains("passthru_async_dead_letters_trimmed_total 5"),
         "{metrics}"

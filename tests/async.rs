@@ -424,7 +424,7 @@ async fn past_its_bound_the_queue_answers_503_and_keeps_every_request_it_answere
         Some(accepted),
         "none refused is kept: {queue}"
     );
-    let metrics = server.get("/metrics").await?.text().await?;
+    let metrics = server.metrics().await?;
     assert!(
         metrics.contains(&format!("passthru_async_refused_full_total {refused}\n")),
         "{metrics}"
@@ -564,7 +564,7 @@ async fn dead_letters_are_deleted_after_their_flows_retention() -> anyhow::Resul
     assert_eq!(expire(at(49)).await??, 1);
     assert_eq!(queue_of(&api, "long").await?["dead"], 0);
 
-    let metrics = server.get("/metrics").await?.text().await?;
+    let metrics = server.metrics().await?;
     assert!(
         metrics.contains("passthru_async_dead_letters_expired_total 2"),
         "the expiries are counted"
@@ -593,7 +593,7 @@ async fn head_on_an_async_flow_answers_200_and_queues_nothing() -> anyhow::Resul
     assert!(head.headers().get("x-passthru-event").is_none());
     assert!(head.headers().get("x-passthru-outcome").is_none());
     assert_eq!(head.text().await?, "");
-    let metrics = server.get("/metrics").await?.text().await?;
+    let metrics = server.metrics().await?;
     assert!(
         metrics.contains("passthru_async_accepted_total 0\n"),
         "a HEAD is not accepted into the queue: {metrics}"
@@ -612,7 +612,7 @@ async fn head_on_an_async_flow_answers_200_and_queues_nothing() -> anyhow::Resul
         0,
         "{queue}"
     );
-    let metrics = server.get("/metrics").await?.text().await?;
+    let metrics = server.metrics().await?;
     assert!(
         metrics.contains("passthru_async_accepted_total 1\n"),
         "{metrics}"

@@ -185,7 +185,7 @@ async fn past_max_connections_a_connection_is_closed_at_once_and_counted() -> an
     // The refusals are counted. (This scrape needs a connection too: close the held one first.)
     drop(held);
     let metrics = loop {
-        match server.get("/metrics").await {
+        match server.get_metrics().await {
             Ok(response) if response.status() == 200 => break response.text().await?,
             _ if started.elapsed() < SLACK * 2 => {
                 tokio::time::sleep(Duration::from_millis(10)).await;

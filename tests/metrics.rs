@@ -20,8 +20,23 @@ fn two_flows() -> String {
     .concat()
 }
 
+/// The series name every tenant and flow: only the operator may read them, not the internet (a
+/// flow with URL auth must look like one that does not exist) and not a tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_operator_reads_the_metrics() -> anyhow::Result<()> {
+    let server = TestServer::start(&flow("acme", "ivr", IVR_MENU, "")).await?;
+    let anonymous = server.get("/metrics").await?;
+    assert_eq!(anonymous.status(), 401);
+    let text = anonymous.text().await?;
+    assert!(!text.contains("acme"), "{text}");
+    let tenant = Api::operator(&server).tenant("globex", None).await?;
+    assert_eq!(tenant.get("/metrics").await?.status(), 401);
+    assert!(server.metrics().await?.contains("tenant=\"acme\""));
+    server.stop().await
+}
+
 async fn scrape(server: &TestServer) -> anyhow::Result<String> {
-    let response = server.get("/metrics").await?;
+    let response = server.get_metrics().await?;
     assert_eq!(response.status(), 200);
     Ok(response.text().await?)
 }
@@ -218,7 +233,10 @@ async fn the_allocator_is_chosen_by_the_environment_and_shown() -> anyhow::Resul
     for (env, allocator) in [(Some("system"), "system"), (None, "mimalloc")] {
         let vars: Vec<(&str, &str)> = env.map(|v| ("PASSTHRU_ALLOCATOR", v)).into_iter().collect();
         let process = ServeProcess::start_with_env(&config, &dir.0.join("data"), "info", &vars)?;
-        let text = reqwest::get(format!("http://{}/metrics", process.addr))
+        let text = reqwest::Client::new()
+            .get(format!("http://{}/metrics", process.addr))
+            .bearer_auth(common::OPERATOR)
+            .send()
             .await?
             .text()
             .await?;

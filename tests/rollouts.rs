@@ -490,7 +490,7 @@ async fn a_dry_run_answers_without_a_record_a_metric_or_a_kept_key_value_write()
     )
     .await?;
     let metrics = || async {
-        let text = server.get("/metrics").await?.text().await?;
+        let text = server.metrics().await?;
         anyhow::Ok(
             text.lines()
                 .filter(|l| l.contains("flow=\"sticky\""))

@@ -415,7 +415,7 @@ fn refused_count(metrics: &str, tenant: &str) -> Option<f64> {
 async fn refusals_are_counted_per_tenant_and_unknown_flows_are_not() -> anyhow::Result<()> {
     let server = TestServer::start("").await?;
     let acme = tenant_with_flows(&server, "acme", &["ivr", "open"]).await?;
-    let scrape = || async { anyhow::Ok(server.get("/metrics").await?.text().await?) };
+    let scrape = || async { anyhow::Ok(server.metrics().await?) };
     assert_eq!(refused_count(&scrape().await?, "acme"), Some(0.0));
 
     let key = secret(&set_auth(&acme, "ivr", "key").await?);

@@ -206,6 +206,23 @@ impl TestServer {
         Ok(self.client.get(self.url(path_and_query)).send().await?)
     }
 
+    /// `GET /metrics` with the operator's token.
+    pub async fn get_metrics(&self) -> anyhow::Result<reqwest::Response> {
+        Ok(self
+            .client
+            .get(self.url("/metrics"))
+            .bearer_auth(OPERATOR)
+            .send()
+            .await?)
+    }
+
+    /// The text of `/metrics`, which must answer `200`.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let response = self.get_metrics().await?;
+        anyhow::ensure!(response.status() == 200, "/metrics: {}", response.status());
+        Ok(response.text().await?)
+    }
+
     /// Asks the server to shut down, waits until it has, and flushes its decision records.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {

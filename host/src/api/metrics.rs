@@ -33,19 +33,30 @@ use crate::registry::Registry;
 /// dead letters, replays and queue commits; the async queue's depth and events in flight; live
 /// flows; and the delay from accepting an async request to its first attempt. Each metric's
 /// `# HELP` line says what it counts.
+///
+/// The operator's token is required: the per-flow series name every tenant and flow and their
+/// traffic, which a prober must not learn (a flow with URL auth answers a wrong secret like a
+/// flow that does not exist).
 #[utoipa::path(
     get,
     path = "/metrics",
     operation_id = "getMetrics",
     tag = "ops",
-    responses((
-        status = 200,
-        description = "The metrics.",
-        body = String,
-        content_type = "text/plain; version=0.0.4"
-    ))
+    security(("operatorToken" = [])),
+    responses(
+        (
+            status = 200,
+            description = "The metrics.",
+            body = String,
+            content_type = "text/plain; version=0.0.4"
+        ),
+        (status = 401, response = super::openapi::Unauthorized),
+    )
 )]
-pub(super) async fn get_metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub(super) async fn get_metrics(
+    _: super::extract::Operator,
+    State(state): State<AppState>,
+) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.encode(),
