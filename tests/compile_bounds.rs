@@ -152,6 +152,54 @@ async fn a_flood_of_large_uploads_leaves_live_calls_alone() -> anyhow::Result<()
     server.stop().await
 }
 
+/// An upload holds its body in memory until its compile ends, so uploads are counted from
+/// before their bodies are read: two whose bodies never finish take the one compile place and
+/// the one waiting place, and a third is refused at once, its body unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_take_their_place_before_their_bodies_are_read() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server =
+        TestServer::start("max_concurrent_compiles = 1\nmax_waiting_compiles = 1\n").await?;
+    let tenant = Api::operator(&server).tenant("acme", None).await?;
+    // `expect: 100-continue`: the server says `100 Continue` when it starts reading the body,
+    // that is once the upload has its place.
+    let head = format!(
+        "POST /v1/plugins/slow/versions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
+         content-type: application/wasm\r\ncontent-length: 1000000\r\n\
+         expect: 100-continue\r\n\r\n",
+        tenant.token
+    );
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await?;
+        stream.write_all(head.as_bytes()).await?;
+        let mut answer = [0u8; 25];
+        stream.read_exact(&mut answer).await?;
+        assert_eq!(&answer, b"HTTP/1.1 100 Continue\r\n\r\n");
+        stream.write_all(b"\0asm").await?;
+        held.push(stream);
+    }
+    // Both places are taken: a third upload is refused at once.
+    let (status, problem) = body(tenant.upload("fast", read_ivr_menu()).await?).await?;
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(
+        problem["type"], "urn:passthru:problem:compiles-busy",
+        "{problem}"
+    );
+    // A place comes back when an upload ends (here: its client goes away).
+    drop(held);
+    common::eventually("a place back", || async {
+        let status = tenant.upload("fast", read_ivr_menu()).await?.status();
+        Ok((status == 201).then_some(()))
+    })
+    .await?;
+    server.stop().await
+}
+
+fn read_ivr_menu() -> Vec<u8> {
+    std::fs::read(IVR_MENU).expect("the ivr-menu plugin")
+}
+
 /// A component Cranelift would need some 530 MiB to compile, on a server whose compiles may use
 /// 128: the child stops at its limit, the upload answers `422` naming the memory budget, and a
 /// normal plugin uploaded next compiles and decides.

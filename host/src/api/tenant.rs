@@ -120,6 +120,8 @@ pub(super) async fn post_version(
     {
         return Err(too_large(length.to_string()));
     }
+    // Held until the compile ends: the body is in memory until then.
+    let _place = state.registry.reserve_upload()?;
     let bytes = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
         .await
         .map_err(|_| too_large(format!("more than {limit}")))?;

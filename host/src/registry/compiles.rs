@@ -155,6 +155,10 @@ struct Job {
 pub struct Compiles {
     jobs: SyncSender<Job>,
     limits: CompileLimits,
+    /// Uploads being received or compiled: one for each compile that may run or wait. An upload
+    /// holds its whole body in memory (up to the upload limit), so without this bound a tenant
+    /// sending many at once would hold that many bodies before the compile queue refused them.
+    uploads: Arc<tokio::sync::Semaphore>,
 }
 
 impl Compiles {
@@ -172,7 +176,27 @@ impl Compiles {
                 tracing::error!(%error, "cannot start a compile thread");
             }
         }
-        Self { jobs, limits }
+        let uploads = Arc::new(tokio::sync::Semaphore::new(
+            limits.threads.max(1) + limits.queue,
+        ));
+        Self {
+            jobs,
+            limits,
+            uploads,
+        }
+    }
+
+    /// A place for one upload, to hold from before its body is read until its compile ends.
+    ///
+    /// # Errors
+    /// As many uploads as may compile or wait are already in progress.
+    pub fn reserve_upload(&self) -> Result<tokio::sync::OwnedSemaphorePermit, CompileError> {
+        self.uploads
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| CompileError::Busy {
+                waiting: self.limits.queue,
+            })
     }
 
     /// Compiles `bytes` in a compile worker, waiting at most the time budget for it. Blocking:

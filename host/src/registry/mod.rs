@@ -395,6 +395,15 @@ impl Registry {
         &self.flow_metrics
     }
 
+    /// A place for one upload, held from before its body is read until its compile ends: see
+    /// [`Compiles::reserve_upload`].
+    ///
+    /// # Errors
+    /// As many uploads as may compile or wait are already in progress.
+    pub fn reserve_upload(&self) -> Result<tokio::sync::OwnedSemaphorePermit, RegistryError> {
+        Ok(self.compiles.reserve_upload()?)
+    }
+
     /// Validates, compiles and records a new version of `plugin` for `tenant`. Uploading the
     /// same bytes again returns the existing version (`false`), never a duplicate.
     ///
