@@ -5,9 +5,10 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{Api, STICKY_AGENT, TempDir, TestServer, body};
+use common::{Api, Db, STICKY_AGENT, TempDir, TestServer, body};
+use passthru::kv::MAX_TENANT_STORES;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -505,5 +506,251 @@ async fn a_key_past_its_time_to_live_is_gone_and_bad_imports_are_named() -> anyh
         204
     );
     assert_eq!(get_key(&acme, "s", "a%2Fb").await?.0, 404);
+    server.stop().await
+}
+
+/// A write or import that is refused creates no store: a tenant's 1,000 store slots go only to
+/// stores that hold keys (or that a flow grants), whatever the refusal, and a store whose keys
+/// are all gone gives its slot back.
+async fn refused_writes_and_imports_create_no_store(db: Db) -> anyhow::Result<()> {
+    let server = TestServer::start_on("", &db).await?;
+    let caps = json!({ "max_kv_keys": 2, "max_kv_value_bytes": 8 });
+    let acme = Api::operator(&server).tenant("acme", Some(caps)).await?;
+    for key in ["k0", "k1"] {
+        let (status, put) = put_key(&acme, "agents", key, json!({ "value": "v" })).await?;
+        assert_eq!(status, 200, "{put}");
+    }
+    // As many refused writes as the tenant may have stores, each to a store of its own, each
+    // refused for another reason: a bad key, a bad time to live, a value past its cap, a key
+    // past max_kv_keys (the tenant holds 2), an import with a bad line, an import past a cap.
+    for i in 0..MAX_TENANT_STORES {
+        let store = format!("junk{i}");
+        let (status, answer) = match i % 6 {
+            0 => put_key(&acme, &store, "%01", json!({ "value": "v" })).await?,
+            1 => put_key(&acme, &store, "k", json!({ "value": "v", "ttl_ms": 0 })).await?,
+            2 => put_key(&acme, &store, "k", json!({ "value": "123456789" })).await?,
+            3 => put_key(&acme, &store, "k", json!({ "value": "v" })).await?,
+            4 => {
+                import(
+                    &acme,
+                    &store,
+                    "application/x-ndjson",
+                    "{\"key\":\"k\"}".into(),
+                )
+                .await?
+            }
+            _ => import(&acme, &store, "text/csv", "key,value\nk,v\n".into()).await?,
+        };
+        let expected = if i % 6 == 4 { 400 } else { 422 };
+        assert_eq!(status, expected, "{store}: {answer}");
+    }
+    let kv = server.state.registry.kv();
+    for i in 0..MAX_TENANT_STORES {
+        assert!(
+            kv.existing("acme", &format!("junk{i}")).is_none(),
+            "junk{i}"
+        );
+    }
+    // So a write to a new store is not refused for the number of stores.
+    let deleted = acme
+        .request(Method::DELETE, "/v1/kv/agents/keys/k1")
+        .send()
+        .await?;
+    assert_eq!(deleted.status(), 204);
+    let (status, put) = put_key(&acme, "fresh", "k1", json!({ "value": "v" })).await?;
+    assert_eq!(status, 200, "{put}");
+    assert_eq!(
+        usage(&acme).await?["items"].as_array().map(Vec::len),
+        Some(2)
+    );
+
+    // Stores whose every key was deleted do not hold their slots either.
+    let deleted = acme
+        .request(Method::DELETE, "/v1/kv/fresh/keys/k1")
+        .send()
+        .await?;
+    assert_eq!(deleted.status(), 204);
+    for i in 0..MAX_TENANT_STORES - 2 {
+        let bucket = kv.create("acme", &format!("emptied{i}"))?;
+        bucket.put("k", "v".into(), None)?;
+        assert!(bucket.delete("k", common::now_ms())?);
+    }
+    kv.barrier()
+        .wait()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (status, put) = put_key(&acme, "another", "k1", json!({ "value": "v" })).await?;
+    assert_eq!(status, 200, "{put}");
+
+    // A tenant that truly holds as many stores as it may is still refused a new one, naming
+    // why, and the refusal creates nothing.
+    let caps = json!({ "caps": { "max_kv_keys": 10_000 } });
+    let raised = Api::operator(&server)
+        .json(Method::PATCH, "/v1/tenants/acme", caps)
+        .await?;
+    assert_eq!(raised.status(), 200);
+    for i in 0..MAX_TENANT_STORES - 2 {
+        kv.create("acme", &format!("full{i}"))?
+            .put("k", "v".into(), None)?;
+    }
+    let (status, refused) = put_key(&acme, "one-more", "k", json!({ "value": "v" })).await?;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("key-value stores"),
+        "{refused}"
+    );
+    assert!(kv.existing("acme", "one-more").is_none());
+    server.stop().await
+}
+
+/// A value holding U+0000 (NUL), which PostgreSQL's `text` cannot hold, is refused where it
+/// comes in, the same on both stores, and holds up no one else's writes.
+async fn a_value_holding_nul_is_refused_where_it_comes_in(db: Db) -> anyhow::Result<()> {
+    let server = TestServer::start_on("", &db).await?;
+    let operator = Api::operator(&server);
+    let acme = operator.tenant("acme", None).await?;
+    let rival = operator.tenant("rival", None).await?;
+    let names_nul = |answer: &Value| {
+        let detail = answer["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("U+0000"), "{answer}");
+    };
+
+    // The admin API: 422 naming it, and another tenant's write at the same moment goes through
+    // at once.
+    let started = Instant::now();
+    let (nul, other) = tokio::join!(
+        put_key(&acme, "s", "k", json!({ "value": "a\u{0}b" })),
+        put_key(&rival, "s", "k", json!({ "value": "v" })),
+    );
+    let ((status, refused), (other_status, other)) = (nul?, other?);
+    assert_eq!(status, 422, "{refused}");
+    names_nul(&refused);
+    assert_eq!(other_status, 200, "{other}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(get_key(&acme, "s", "k").await?.0, 404);
+    assert!(server.state.registry.kv().existing("acme", "s").is_none());
+
+    // A bulk import: refused, naming the line, in either format.
+    let jsonl = "{\"key\":\"a\",\"value\":\"1\"}\n\n{\"key\":\"b\",\"value\":\"x\\u0000y\"}\n";
+    let (status, refused) = import(&acme, "s", "application/x-ndjson", jsonl.into()).await?;
+    assert_eq!(status, 400, "{refused}");
+    names_nul(&refused);
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("line 3"),
+        "{refused}"
+    );
+    let csv = "key,value\na,1\nb,x\0y\n";
+    let (status, refused) = import(&acme, "s", "text/csv", csv.into()).await?;
+    assert_eq!(status, 400, "{refused}");
+    names_nul(&refused);
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("line 3"),
+        "{refused}"
+    );
+    assert_eq!(get_key(&acme, "s", "a").await?.0, 404);
+
+    // A plugin's `set`: refused to the plugin (sticky-agent answers failure), nothing kept.
+    assert_eq!(
+        acme.upload("sticky", std::fs::read(STICKY_AGENT)?)
+            .await?
+            .status(),
+        201
+    );
+    sticky_flow(&acme, "sticky", &["agents"], json!({})).await?;
+    assert_eq!(
+        passthru(
+            &server,
+            "acme",
+            "sticky",
+            &after_connect(CALLER, "0981%00", "completed")
+        )
+        .await?,
+        302
+    );
+    assert_eq!(get_key(&acme, "agents", CALLER).await?.0, 404);
+    assert_eq!(
+        passthru(
+            &server,
+            "acme",
+            "sticky",
+            &after_connect(CALLER, AGENT, "completed")
+        )
+        .await?,
+        200
+    );
+    let (status, put) = put_key(&rival, "s", "k2", json!({ "value": "v" })).await?;
+    assert_eq!(status, 200, "{put}");
+    assert_eq!(get_key(&acme, "agents", CALLER).await?.1["value"], AGENT);
+    server.stop().await
+}
+
+crate::on_both_stores!(
+    refused_writes_and_imports_create_no_store,
+    a_value_holding_nul_is_refused_where_it_comes_in,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_counts_the_keys_it_sets() -> anyhow::Result<()> {
+    let server = TestServer::start("").await?;
+    let acme = Api::operator(&server).tenant("acme", None).await?;
+    let body = "{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"a\",\"value\":\"2\"}\n\
+                {\"key\":\"b\",\"value\":\"3\"}\n";
+    let (status, done) = import(&acme, "s", "application/x-ndjson", body.into()).await?;
+    assert_eq!((status, &done["imported"]), (200, &json!(2)), "{done}");
+    assert_eq!(usage(&acme).await?["keys"], 2);
+    assert_eq!(get_key(&acme, "s", "a").await?.1["value"], "2");
+    server.stop().await
+}
+
+/// A flow's `kv_stores` creates the stores it grants that do not exist yet: they must fit in
+/// the tenant's 1,000 stores too, or the flow's `PUT` is refused naming why. Stores that exist
+/// may always be granted, and a flow already stored still loads (at start) whatever it grants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_cannot_grant_stores_past_the_tenants_number_of_stores() -> anyhow::Result<()> {
+    let server = TestServer::start("").await?;
+    let acme = Api::operator(&server).tenant("acme", None).await?;
+    assert_eq!(
+        acme.upload("sticky", std::fs::read(STICKY_AGENT)?)
+            .await?
+            .status(),
+        201
+    );
+    let kv = server.state.registry.kv();
+    for i in 0..MAX_TENANT_STORES {
+        kv.create("acme", &format!("s{i}"))?
+            .put("k", "v".into(), None)?;
+    }
+    sticky_flow(&acme, "existing", &["s0", "s1"], json!({})).await?;
+    let (status, refused) = body(
+        acme.json(
+            Method::PUT,
+            "/v1/flows/more",
+            json!({ "plugin": "sticky", "version": 1, "kv_stores": ["s0", "agents"] }),
+        )
+        .await?,
+    )
+    .await?;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("key-value stores"),
+        "{refused}"
+    );
+    assert!(kv.existing("acme", "agents").is_none());
     server.stop().await
 }

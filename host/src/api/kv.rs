@@ -130,22 +130,14 @@ pub(super) fn check_put_value(body: &PutValue) -> Result<(), ApiError> {
 /// What an import did.
 #[derive(Serialize, ToSchema)]
 pub(super) struct Imported {
-    /// Entries read (a key given twice counts twice; its last value is kept).
+    /// Keys set: a key given twice counts once (its last value is kept).
     imported: usize,
 }
 
-/// The tenant's store `store`, its name checked.
 /// The tenant's store `store`, its name checked, if it exists.
 fn existing(state: &AppState, tenant: &str, store: &str) -> Result<Option<Arc<Bucket>>, ApiError> {
     check_name("store", store)?;
     Ok(state.registry.kv().existing(tenant, store))
-}
-
-/// The tenant's store `store`, its name checked, created if it does not exist (within the
-/// tenant's number of stores).
-fn bucket(state: &AppState, tenant: &str, store: &str) -> Result<Arc<Bucket>, ApiError> {
-    check_name("store", store)?;
-    Ok(state.registry.kv().create(tenant, store)?)
 }
 
 fn missing_key(store: &str, key: &str) -> ApiError {
@@ -303,8 +295,10 @@ pub(super) async fn get_key(
             body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as application/json.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A key or value the host refuses, or past one of the \
-                                      tenant's caps (the detail names it).",
+        (status = 422, description = "A key or value the host refuses (a value holding U+0000, \
+                                      say), past one of the tenant's caps, or a new store when \
+                                      the tenant has 1,000 (the detail names it). Nothing \
+                                      changed, and no store was created.",
             body = Problem, content_type = "application/problem+json"),
         (status = 500, response = Internal),
         (status = 503, description = "The server's disk writer is too far behind; nothing \
@@ -318,10 +312,15 @@ pub(super) async fn put_key(
     Path((store, key)): Path<(String, String)>,
     Json(body): Json<PutValue>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let bucket = bucket(&state, &tenant, &store)?;
+    // Everything is checked before the store is created: a refused write creates none.
+    check_name("store", &store)?;
     check_put_value(&body)?;
+    let kv = state.registry.kv();
+    kv.check(&tenant, &key, Some(&body.value))?;
     let expires_at_ms = expiry(now_ms(), body.ttl_ms)?;
-    bucket.put(&key, body.value.clone(), expires_at_ms)?;
+    let (bucket, ()) = kv.create_for(&tenant, &store, |bucket| {
+        bucket.put(&key, body.value.clone(), expires_at_ms)
+    })?;
     committed(&bucket).await?;
     Ok(axum::Json(KeyValue {
         key,
@@ -398,8 +397,9 @@ impl From<ImportError> for ApiError {
 /// object per line, `{"key": "...", "value": "...", "ttl_ms": 86400000}`, `ttl_ms` optional) or
 /// CSV (`text/csv`, with the header `key,value` or `key,value,ttl_ms`). Every line is read and
 /// checked, and the caps against the store as it will be, before anything changes: one bad line
-/// or one cap passed refuses the whole import, and the store is as it was. Keys not in the body
-/// are left as they are. At most 64 MiB and 500,000 entries.
+/// or one cap passed refuses the whole import, and the store is as it was (a refused import
+/// creates no store). Keys not in the body are left as they are. A key given twice keeps its last
+/// value; `imported` counts the keys set, each once. At most 64 MiB and 500,000 entries.
 #[utoipa::path(
     post,
     path = "/v1/kv/{store}/import",
@@ -415,8 +415,9 @@ impl From<ImportError> for ApiError {
     ),
     responses(
         (status = 200, description = "Every entry set, and on disk.", body = Imported),
-        (status = 400, description = "A line that cannot be read; the detail names it. Nothing \
-                                      changed.",
+        (status = 400, description = "A line that cannot be read, or whose key or value no \
+                                      store can hold (a value holding U+0000, say); the detail \
+                                      names it. Nothing changed.",
             body = Problem, content_type = "application/problem+json"),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
@@ -439,7 +440,7 @@ pub(super) async fn post_import(
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let format = import_format(&headers)?;
-    let bucket = bucket(&state, &tenant, &store)?;
+    check_name("store", &store)?;
     let too_large =
         || ApiError::TooLarge(format!("an import may be at most {MAX_IMPORT_BYTES} bytes"));
     if headers
@@ -453,11 +454,13 @@ pub(super) async fn post_import(
     let bytes = axum::body::to_bytes(body, MAX_IMPORT_BYTES)
         .await
         .map_err(|_| too_large())?;
-    let max_key_bytes = state.registry.kv().tenant(&tenant).caps().max_key_bytes;
+    let kv = state.registry.kv().clone();
+    let max_key_bytes = kv.tenant(&tenant).caps().max_key_bytes;
+    // The body is read and checked before the store is created: a refused import creates none.
     let (imported, barrier) = tokio::task::spawn_blocking(move || {
         let entries = import::parse(format, &bytes, max_key_bytes, now_ms())?;
-        let imported = entries.len();
-        Ok::<_, ApiError>((imported, bucket.import(entries)?))
+        let (_, done) = kv.create_for(&tenant, &store, |bucket| bucket.import_counted(entries))?;
+        Ok::<_, ApiError>(done)
     })
     .await
     .map_err(|_| ApiError::Internal)??;

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{Entry, check_key, expiry};
+use super::{Entry, check_key, check_value, expiry};
 
 /// The most entries one import may hold.
 pub const MAX_IMPORT_ENTRIES: usize = 500_000;
@@ -55,8 +55,9 @@ struct Line {
 }
 
 /// Every entry of `body`, in order, or the first line that cannot be read (its key checked
-/// against `max_key_bytes`, its time to live made an expiry from `now_ms`). The values and the
-/// tenant's caps are checked by the store as it applies them.
+/// against `max_key_bytes`, its value for what no store can hold, its time to live made an expiry
+/// from `now_ms`). The values' sizes and the tenant's caps are checked by the store as it applies
+/// them.
 ///
 /// # Errors
 /// The first bad line, or more than [`MAX_IMPORT_ENTRIES`] entries.
@@ -73,6 +74,7 @@ pub fn parse(
             return Err(ImportError::TooMany);
         }
         check_key(&key, max_key_bytes).map_err(|e| bad(line, e.to_string()))?;
+        check_value(&value, usize::MAX).map_err(|e| bad(line, e.to_string()))?;
         let expires_at_ms = expiry(now_ms, ttl_ms).map_err(|e| bad(line, e.to_string()))?;
         entries.push((
             key,
@@ -162,7 +164,7 @@ mod tests {
 
     #[test]
     fn a_bad_line_is_named() {
-        let cases: [(ImportFormat, &[u8], usize); 6] = [
+        let cases: [(ImportFormat, &[u8], usize); 8] = [
             (
                 ImportFormat::JsonLines,
                 b"{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"b\"}\n",
@@ -181,6 +183,12 @@ mod tests {
             ),
             (ImportFormat::Csv, b"name,value\na,1\n", 1),
             (ImportFormat::Csv, b"key,value,ttl_ms\na,1,soon\n", 2),
+            (
+                ImportFormat::JsonLines,
+                b"{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"b\",\"value\":\"\\u0000\"}\n",
+                2,
+            ),
+            (ImportFormat::Csv, b"key,value\na,1\nb,x\0y\n", 3),
         ];
         for (format, body, line) in cases {
             match parse(format, body, 512, 0) {

@@ -26,8 +26,10 @@ pub use writer::{KvRow, KvSink, KvWrite, Writer};
 pub const MAX_TTL_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
 /// The most stores one flow may grant its plugin.
 pub const MAX_FLOW_STORES: usize = 16;
-/// The most stores the admin API creates for one tenant (stores its flows grant come on top,
-/// bounded by its flows): each costs memory even when empty.
+/// The most stores the admin API creates for one tenant: each costs memory even when empty. A
+/// store that holds no key and that nothing holds (every key deleted or expired, say) gives its
+/// slot back. Stores its flows grant count, but are not refused: they come on top, bounded by its
+/// flows (see [`KvSpace::grant_room`]).
 pub const MAX_TENANT_STORES: usize = 1000;
 
 /// What a tenant may keep, all its stores together.
@@ -152,20 +154,14 @@ impl TenantKv {
         state.bytes = state.bytes.saturating_add_signed(bytes);
     }
 
-    /// Checks a key and a value against the per-key caps.
+    /// Checks a key and a value against the per-key caps, and what no store can hold.
     fn check(&self, key: &str, value: Option<&str>) -> Result<(), KvError> {
         let caps = self.caps();
         check_key(key, caps.max_key_bytes)?;
-        if let Some(value) = value
-            && value.len() > caps.max_value_bytes
-        {
-            return Err(KvError::OverCap(format!(
-                "the value is {} bytes; a value may be at most {} (max_kv_value_bytes)",
-                value.len(),
-                caps.max_value_bytes
-            )));
+        match value {
+            Some(value) => check_value(value, caps.max_value_bytes),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -186,6 +182,28 @@ pub fn check_key(key: &str, max: usize) -> Result<(), KvError> {
     if key.chars().any(char::is_control) {
         return Err(KvError::Invalid(
             "a key must not hold control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A value is at most `max` bytes of text without U+0000 (NUL), which PostgreSQL's `text` cannot
+/// hold: refused here, where every write comes in (the admin API, a plugin's `set`, an import),
+/// the same whichever database the server uses, rather than by the database's commit, which would
+/// fail every write committed with it.
+///
+/// # Errors
+/// What is wrong with it.
+pub fn check_value(value: &str, max: usize) -> Result<(), KvError> {
+    if value.len() > max {
+        return Err(KvError::OverCap(format!(
+            "the value is {} bytes; a value may be at most {max} (max_kv_value_bytes)",
+            value.len()
+        )));
+    }
+    if value.contains('\0') {
+        return Err(KvError::Invalid(
+            "a value must not hold U+0000 (NUL)".into(),
         ));
     }
     Ok(())
@@ -405,6 +423,17 @@ impl Bucket {
     /// # Errors
     /// The first bad entry (by its position), or the cap the import would pass.
     pub fn import(&self, entries: Vec<(String, Entry)>) -> Result<writer::Barrier, KvError> {
+        self.import_counted(entries).map(|(_, barrier)| barrier)
+    }
+
+    /// As [`Bucket::import`], and how many keys were set: a key given twice counts once.
+    ///
+    /// # Errors
+    /// As [`Bucket::import`].
+    pub fn import_counted(
+        &self,
+        entries: Vec<(String, Entry)>,
+    ) -> Result<(usize, writer::Barrier), KvError> {
         for (line, (key, entry)) in entries.iter().enumerate() {
             self.tenant
                 .check(key, Some(&entry.value))
@@ -427,24 +456,27 @@ impl Bucket {
             }
         }
         self.tenant.reserve(keys, bytes)?;
+        let set = unique.len();
         let rows: Vec<KvRow> = unique
             .iter()
             .map(|(key, entry)| self.row(key, entry))
             .collect();
         drop(unique);
         self.writer.send(KvWrite::Import(rows));
-        let barrier = self.writer.barrier();
+        let barrier = self.barrier();
         for (key, entry) in entries {
             let new = size(&key, &entry.value);
             let old = inner.map.insert(key.clone(), entry);
             inner.bytes = inner.bytes + new - old.map_or(0, |e| size(&key, &e.value));
         }
-        Ok(barrier)
+        Ok((set, barrier))
     }
 
-    /// A barrier behind every write queued so far.
+    /// A barrier behind every write queued so far, that fails if a write to this store among them
+    /// is given up (another store's does not fail it).
     pub fn barrier(&self) -> writer::Barrier {
-        self.writer.barrier()
+        self.writer
+            .barrier_for(Some((self.tenant_name.clone(), self.name.clone())))
     }
 
     /// Drops keys expired by `now_ms`, from memory at once and from disk with the writer's next
@@ -549,7 +581,7 @@ fn at_entry(line: usize, error: KvError) -> KvError {
 pub struct KvSpace {
     writer: Arc<Writer>,
     tenants: Mutex<HashMap<String, Arc<TenantKv>>>,
-    buckets: Mutex<HashMap<(String, String), Arc<Bucket>>>,
+    buckets: Mutex<Buckets>,
 }
 
 impl KvSpace {
@@ -628,7 +660,8 @@ impl KvSpace {
             .clone()
     }
 
-    /// The store `tenant/store` if it exists (held keys, or was granted, since the start).
+    /// The store `tenant/store` if it exists (holds keys, is granted, or was written to since the
+    /// start).
     pub fn existing(&self, tenant: &str, store: &str) -> Option<Arc<Bucket>> {
         self.buckets
             .lock()
@@ -637,27 +670,117 @@ impl KvSpace {
             .cloned()
     }
 
+    /// Checks `key` (and `value`, when given) against `tenant`'s caps, as a write to any of its
+    /// stores would, without a store: what a write checks before it creates one.
+    ///
+    /// # Errors
+    /// A bad key or value, or a key or value over its cap.
+    pub fn check(&self, tenant: &str, key: &str, value: Option<&str>) -> Result<(), KvError> {
+        self.tenant(tenant).check(key, value)
+    }
+
     /// The store `tenant/store`, created if the tenant has fewer than [`MAX_TENANT_STORES`].
     ///
     /// # Errors
     /// [`KvError::OverCap`] when the tenant has as many stores as it may.
     pub fn create(&self, tenant: &str, store: &str) -> Result<Arc<Bucket>, KvError> {
-        if let Some(bucket) = self.existing(tenant, store) {
-            return Ok(bucket);
+        self.open_or_create(tenant, store).map(|(bucket, _)| bucket)
+    }
+
+    /// Runs the write `op` on the store `tenant/store`, created for it if need be (as
+    /// [`KvSpace::create`]); a store created for `op` is dropped again when `op` leaves it empty
+    /// (refused by a cap, say), so that a refused write takes none of the tenant's store slots.
+    /// Check what can be checked without the store first ([`KvSpace::check`]).
+    ///
+    /// # Errors
+    /// The tenant has as many stores as it may, or what `op` answers.
+    pub fn create_for<T>(
+        &self,
+        tenant: &str,
+        store: &str,
+        op: impl FnOnce(&Bucket) -> Result<T, KvError>,
+    ) -> Result<(Arc<Bucket>, T), KvError> {
+        let (bucket, created) = self.open_or_create(tenant, store)?;
+        let done = op(&bucket);
+        match done {
+            Ok(done) if !created || bucket.usage().0 > 0 => Ok((bucket, done)),
+            Ok(done) => {
+                self.discard(&bucket);
+                Ok((bucket, done))
+            }
+            Err(error) => {
+                if created {
+                    self.discard(&bucket);
+                }
+                Err(error)
+            }
         }
-        let count = self
-            .buckets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .filter(|(t, _)| t == tenant)
+    }
+
+    /// Drops `bucket` from the stores if it holds no key and nothing but the caller holds it.
+    fn discard(&self, bucket: &Arc<Bucket>) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = (bucket.tenant_name.to_string(), bucket.name.to_string());
+        // Under the lock nobody can take another handle: the map's and the caller's are all.
+        if buckets.get(&id).is_some_and(|held| {
+            Arc::ptr_eq(held, bucket) && Arc::strong_count(bucket) == 2 && bucket.usage().0 == 0
+        }) {
+            buckets.remove(&id);
+        }
+    }
+
+    /// The store `tenant/store` and whether this call created it.
+    fn open_or_create(&self, tenant: &str, store: &str) -> Result<(Arc<Bucket>, bool), KvError> {
+        let owner = self.tenant(tenant);
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = (tenant.to_owned(), store.to_owned());
+        if let Some(bucket) = buckets.get(&id) {
+            return Ok((bucket.clone(), false));
+        }
+        if count(&buckets, tenant) >= MAX_TENANT_STORES {
+            let count = prune(&mut buckets, tenant);
+            if count >= MAX_TENANT_STORES {
+                return Err(KvError::OverCap(format!(
+                    "the tenant has {count} key-value stores, the most it may have \
+                     ({MAX_TENANT_STORES}); a store that holds no key gives its place back"
+                )));
+            }
+        }
+        let bucket = Arc::new(Bucket {
+            tenant_name: Arc::from(tenant),
+            name: Arc::from(store),
+            tenant: owner,
+            writer: self.writer.clone(),
+            inner: RwLock::default(),
+        });
+        buckets.insert(id, bucket.clone());
+        Ok((bucket, true))
+    }
+
+    /// Whether a flow of `tenant` may grant `stores` without taking the tenant past
+    /// [`MAX_TENANT_STORES`]: the stores among them that do not exist yet must fit. What a
+    /// flow's `PUT` should check before its grants create them ([`KvSpace::bucket`] does not
+    /// refuse: a flow already stored must load whatever the tenant holds).
+    ///
+    /// # Errors
+    /// [`KvError::OverCap`] naming how many stores the tenant has and how many the flow adds.
+    pub fn grant_room(&self, tenant: &str, stores: &[String]) -> Result<(), KvError> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let new = stores
+            .iter()
+            .filter(|store| !buckets.contains_key(&(tenant.to_owned(), (*store).clone())))
             .count();
-        if count >= MAX_TENANT_STORES {
+        if new == 0 || count(&buckets, tenant) + new <= MAX_TENANT_STORES {
+            return Ok(());
+        }
+        let held = prune(&mut buckets, tenant);
+        if held + new > MAX_TENANT_STORES {
             return Err(KvError::OverCap(format!(
-                "the tenant has {count} key-value stores, the most it may have"
+                "the tenant has {held} key-value stores and kv_stores would create {new} more: \
+                 at most {MAX_TENANT_STORES}"
             )));
         }
-        Ok(self.bucket(tenant, store))
+        Ok(())
     }
 
     /// The tenant's stores that hold keys, by name.
@@ -701,6 +824,23 @@ impl KvSpace {
     }
 }
 
+type Buckets = HashMap<(String, String), Arc<Bucket>>;
+
+/// How many stores `tenant` has.
+fn count(buckets: &Buckets, tenant: &str) -> usize {
+    buckets.keys().filter(|(t, _)| t == tenant).count()
+}
+
+/// Drops `tenant`'s stores that hold no key and that nothing holds (every key deleted or
+/// expired): they would keep a slot for nothing. Nobody can take a handle to one while the lock
+/// on `buckets` is held. How many stores the tenant has left.
+fn prune(buckets: &mut Buckets, tenant: &str) -> usize {
+    buckets.retain(|(t, _), bucket| {
+        t != tenant || Arc::strong_count(bucket) > 1 || bucket.usage().0 > 0
+    });
+    count(buckets, tenant)
+}
+
 /// The stores a flow grants its plugin, by the names the plugin opens them with. Built when the
 /// flow goes live; a call only looks names up.
 #[derive(Debug, Default, Clone)]
@@ -739,8 +879,10 @@ mod tests {
     fn a_tenant_creates_at_most_its_number_of_stores_and_reads_create_none() {
         let space = KvSpace::in_memory().unwrap();
         assert!(space.existing("acme", "s0").is_none());
+        // Stores that hold keys: an empty one that nothing holds would give its slot back.
         for i in 0..MAX_TENANT_STORES {
-            space.create("acme", &format!("s{i}")).unwrap();
+            let bucket = space.create("acme", &format!("s{i}")).unwrap();
+            bucket.put("k", "v".into(), None).unwrap();
         }
         assert!(matches!(
             space.create("acme", "one-more"),
@@ -750,6 +892,75 @@ mod tests {
         assert!(space.create("acme", "s0").is_ok());
         assert!(space.create("rival", "s0").is_ok());
         assert!(space.existing("acme", "one-more").is_none());
+    }
+
+    #[test]
+    fn emptied_and_refused_stores_give_their_slots_back_and_grants_must_fit() {
+        let space = KvSpace::in_memory().unwrap();
+        let names = |prefix: &str| -> Vec<String> {
+            (0..MAX_TENANT_STORES)
+                .map(|i| format!("{prefix}{i}"))
+                .collect()
+        };
+        // A write refused after its store was created leaves no store behind.
+        space.set_caps(
+            "acme",
+            KvCaps {
+                max_keys: 0,
+                ..KvCaps::default()
+            },
+        );
+        let refused = space.create_for("acme", "s", |b| b.put("k", "v".into(), None));
+        assert!(matches!(refused, Err(KvError::OverCap(_))), "{refused:?}");
+        assert!(space.existing("acme", "s").is_none());
+        space.set_caps("acme", KvCaps::default());
+        let held: Vec<Arc<Bucket>> = names("s")
+            .iter()
+            .map(|name| {
+                let bucket = space.create("acme", name).unwrap();
+                bucket.put("k", "v".into(), None).unwrap();
+                bucket
+            })
+            .collect();
+        assert!(space.grant_room("acme", &["s0".into()]).is_ok());
+        assert!(matches!(
+            space.grant_room("acme", &["s0".into(), "new".into()]),
+            Err(KvError::OverCap(_))
+        ));
+        assert!(space.create("acme", "new").is_err());
+        // Emptied stores that nothing holds give their slots back; held ones do not.
+        for bucket in &held[..2] {
+            assert!(bucket.delete("k", 0).unwrap());
+        }
+        assert!(space.create("acme", "new").is_err());
+        drop(held);
+        assert!(space.grant_room("acme", &["new".into()]).is_ok());
+        assert!(space.create("acme", "new").is_ok());
+        assert!(space.existing("acme", "s0").is_none());
+        assert!(space.existing("acme", "s2").is_some());
+    }
+
+    #[test]
+    fn a_value_holding_nul_is_refused_and_an_import_counts_keys_once() {
+        let space = KvSpace::in_memory().unwrap();
+        let bucket = space.bucket("t", "s");
+        assert!(matches!(
+            bucket.put("k", "a\0b".into(), None),
+            Err(KvError::Invalid(_))
+        ));
+        let entry = |value: &str| Entry {
+            value: value.into(),
+            expires_at_ms: None,
+        };
+        let (set, _) = bucket
+            .import_counted(vec![
+                ("a".into(), entry("1")),
+                ("a".into(), entry("2")),
+                ("b".into(), entry("3")),
+            ])
+            .unwrap();
+        assert_eq!(set, 2);
+        assert_eq!(bucket.get("a", 0).map(|e| e.value), Some("2".into()));
     }
 
     #[test]

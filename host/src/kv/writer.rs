@@ -7,7 +7,13 @@
 //!
 //! A [`Barrier`] is answered once everything queued before it is committed (or failed): the admin
 //! API waits on one, so its `200` means the change is on disk.
+//!
+//! A commit that fails is retried (a disk briefly full, a lock held): later writes wait behind
+//! it. A commit the database refuses for the data it was given ([`Refused`]) is not: retrying
+//! cannot help, so the batch is split and committed in parts, and only the writes the database
+//! refuses are given up; every other write of the batch still reaches the disk.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
@@ -52,6 +58,20 @@ pub enum KvWrite {
 }
 
 impl KvWrite {
+    /// Whether this write changes the store `scope` (a sweep changes no store in particular).
+    fn is_in(&self, (tenant, store): &Scope) -> bool {
+        let (t, s) = match self {
+            KvWrite::Put(row) => (&row.tenant, &row.store),
+            KvWrite::Delete { tenant, store, .. } => (tenant, store),
+            KvWrite::Import(rows) => match rows.first() {
+                Some(row) => (&row.tenant, &row.store),
+                None => return false,
+            },
+            KvWrite::Sweep { .. } => return false,
+        };
+        t == tenant && s == store
+    }
+
     fn bytes(&self) -> usize {
         match self {
             KvWrite::Put(row) => row.key.len() + row.value.len(),
@@ -61,6 +81,16 @@ impl KvWrite {
         }
     }
 }
+
+/// A store, by tenant and name: what a [`Barrier`] may be about.
+pub(super) type Scope = (Arc<str>, Arc<str>);
+
+/// A commit the database refused for the data it was given (a value or key it cannot hold, a
+/// constraint): the same writes would be refused again, so the writer does not retry them. A
+/// [`KvSink`] returns its error wrapped in this when it knows as much.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
 
 /// Where the keys are kept: what the store implements.
 pub trait KvSink: Send + Sync + 'static {
@@ -72,7 +102,7 @@ pub trait KvSink: Send + Sync + 'static {
     /// Applies `writes` in order, in one transaction: all or none.
     ///
     /// # Errors
-    /// The database fails; nothing was applied.
+    /// The database fails; nothing was applied. [`Refused`] when it refuses the data itself.
     fn kv_apply(&self, writes: &[KvWrite]) -> Result<(), SinkError>;
 }
 
@@ -92,7 +122,12 @@ impl KvSink for NoDisk {
 
 enum Message {
     Write(KvWrite),
-    Barrier(tokio::sync::oneshot::Sender<Result<(), String>>),
+    /// Answered when the writes queued before it are committed; with a scope, it fails only for
+    /// a write to that store given up.
+    Barrier(
+        tokio::sync::oneshot::Sender<Result<(), String>>,
+        Option<Scope>,
+    ),
 }
 
 /// Waits for the writes queued before it to be committed.
@@ -186,9 +221,18 @@ impl Writer {
         let _ = self.tx.send(Message::Write(write));
     }
 
+    /// A barrier behind every write queued so far, that fails if any of them is given up.
     pub(super) fn barrier(&self) -> Barrier {
+        self.barrier_for(None)
+    }
+
+    /// A barrier behind every write queued so far, that fails if one of them to the store
+    /// `scope` (any, if `None`) is given up.
+    pub(super) fn barrier_for(&self, scope: Option<Scope>) -> Barrier {
         let (done, wait) = tokio::sync::oneshot::channel();
-        if let Err(mpsc::SendError(Message::Barrier(done))) = self.tx.send(Message::Barrier(done)) {
+        if let Err(mpsc::SendError(Message::Barrier(done, _))) =
+            self.tx.send(Message::Barrier(done, scope))
+        {
             let _ = done.send(Err("the key-value writer has stopped".into()));
         }
         Barrier(wait)
@@ -200,22 +244,110 @@ impl Writer {
 const RETRIES: u32 = 8;
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 
-/// Commits `writes`, retrying a failed commit: later writes wait behind them, so the disk still
-/// sees each key's writes in order.
-fn apply(sink: &dyn KvSink, writes: &[KvWrite]) -> Result<(), String> {
+/// Why a commit failed for good.
+enum Failed {
+    /// The database refused the data ([`Refused`]): at once, without retries.
+    Refused(String),
+    /// Every retry failed.
+    Retried(String),
+}
+
+/// Commits `writes`, retrying a failed commit unless the database refused the data: later writes
+/// wait behind them, so the disk still sees each key's writes in order.
+fn apply(sink: &dyn KvSink, writes: &[KvWrite]) -> Result<(), Failed> {
     let mut wait = FIRST_RETRY;
     let mut attempt = 0;
     loop {
         match sink.kv_apply(writes) {
             Ok(()) => return Ok(()),
+            Err(error) if error.downcast_ref::<Refused>().is_some() => {
+                return Err(Failed::Refused(error.to_string()));
+            }
             Err(error) if attempt < RETRIES => {
                 tracing::warn!(writes = writes.len(), %error, "cannot commit key-value writes; retrying");
                 std::thread::sleep(wait);
                 wait *= 2;
                 attempt += 1;
             }
-            Err(error) => return Err(error.to_string()),
+            Err(error) => return Err(Failed::Retried(error.to_string())),
         }
+    }
+}
+
+/// Writes given up, by their positions in the batch, and why; and whether the database failed
+/// even its retries (the rest of the batch is then given up without trying: its parts would each
+/// wait out the retries again).
+#[derive(Default)]
+struct GivenUp {
+    writes: Vec<(Range<usize>, String)>,
+    down: bool,
+}
+
+/// Commits `writes`, the batch's from `offset` on. A commit the database refuses for its data is
+/// split in halves, each committed on its own, in order, down to the single writes it refuses:
+/// those alone are given up (about twice the batch's rows are sent in all).
+fn commit(sink: &dyn KvSink, writes: &[KvWrite], offset: usize, given_up: &mut GivenUp) {
+    let applied = match given_up.down {
+        true => Err(Failed::Retried(
+            "an earlier part of the batch could not be committed".into(),
+        )),
+        false => apply(sink, writes),
+    };
+    match applied {
+        Ok(()) => {}
+        Err(Failed::Refused(_)) if writes.len() > 1 => {
+            let half = writes.len() / 2;
+            commit(sink, &writes[..half], offset, given_up);
+            commit(sink, &writes[half..], offset + half, given_up);
+        }
+        Err(failed) => {
+            let error = match failed {
+                Failed::Refused(error) => error,
+                Failed::Retried(error) => {
+                    given_up.down = true;
+                    error
+                }
+            };
+            let (tenant, store) = match writes.first() {
+                Some(KvWrite::Put(row)) => (&*row.tenant, &*row.store),
+                Some(KvWrite::Import(rows)) if !rows.is_empty() => {
+                    (&*rows[0].tenant, &*rows[0].store)
+                }
+                Some(KvWrite::Delete { tenant, store, .. }) => (&**tenant, &**store),
+                _ => ("", ""),
+            };
+            tracing::error!(
+                writes = writes.len(),
+                tenant,
+                store,
+                %error,
+                "cannot write key-value changes to the database; they are kept in memory \
+                 only until the server restarts"
+            );
+            given_up.writes.push((offset..offset + writes.len(), error));
+        }
+    }
+}
+
+/// What a barrier queued after the batch's first `position` writes answers: the error of a
+/// write before it given up (to its store, if it has one), else success.
+fn outcome(
+    writes: &[KvWrite],
+    given_up: &GivenUp,
+    position: usize,
+    scope: Option<&Scope>,
+) -> Result<(), String> {
+    let lost = given_up.writes.iter().find(|(lost, _)| {
+        lost.start < position
+            && scope.is_none_or(|scope| {
+                writes[lost.start..lost.end.min(position)]
+                    .iter()
+                    .any(|write| write.is_in(scope))
+            })
+    });
+    match lost {
+        Some((_, error)) => Err(error.clone()),
+        None => Ok(()),
     }
 }
 
@@ -227,34 +359,23 @@ fn run(sink: &dyn KvSink, rx: &mpsc::Receiver<Message>, stats: &WriterStats) {
         for message in std::iter::once(first).chain(rx.try_iter()) {
             match message {
                 Message::Write(write) => writes.push(write),
-                Message::Barrier(done) => barriers.push(done),
+                Message::Barrier(done, scope) => barriers.push((writes.len(), scope, done)),
             }
         }
         let bytes: usize = writes.iter().map(KvWrite::bytes).sum();
-        let result = match writes.is_empty() {
-            true => Ok(()),
-            false => apply(sink, &writes),
-        };
-        match &result {
-            Ok(()) => stats
-                .committed
-                .fetch_add(writes.len() as u64, Ordering::Relaxed),
-            Err(error) => {
-                tracing::error!(
-                    writes = writes.len(),
-                    %error,
-                    "cannot write key-value changes to the database; they are kept in memory \
-                     only until the server restarts"
-                );
-                stats
-                    .failed
-                    .fetch_add(writes.len() as u64, Ordering::Relaxed)
-            }
-        };
+        let mut given_up = GivenUp::default();
+        if !writes.is_empty() {
+            commit(sink, &writes, 0, &mut given_up);
+        }
+        let failed: usize = given_up.writes.iter().map(|(lost, _)| lost.len()).sum();
+        stats
+            .committed
+            .fetch_add((writes.len() - failed) as u64, Ordering::Relaxed);
+        stats.failed.fetch_add(failed as u64, Ordering::Relaxed);
         stats.pending.fetch_sub(writes.len(), Ordering::Relaxed);
         stats.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
-        for done in barriers {
-            let _ = done.send(result.clone());
+        for (position, scope, done) in barriers {
+            let _ = done.send(outcome(&writes, &given_up, position, scope.as_ref()));
         }
     }
 }
@@ -292,13 +413,82 @@ mod tests {
     }
 
     fn put(key: &str) -> KvWrite {
+        put_in("s", key, "v")
+    }
+
+    fn put_in(store: &str, key: &str, value: &str) -> KvWrite {
         KvWrite::Put(KvRow {
             tenant: Arc::from("t"),
-            store: Arc::from("s"),
+            store: Arc::from(store),
             key: key.to_owned(),
-            value: "v".to_owned(),
+            value: value.to_owned(),
             expires_at_ms: None,
         })
+    }
+
+    /// Refuses, as the data's fault, every commit that holds a value `bad`; keeps the others.
+    #[derive(Default)]
+    struct Picky {
+        commits: AtomicU32,
+        kept: Mutex<Vec<KvWrite>>,
+    }
+
+    impl KvSink for Picky {
+        fn kv_rows(&self, _now_ms: i64) -> Result<Vec<KvRow>, SinkError> {
+            Ok(Vec::new())
+        }
+
+        fn kv_apply(&self, writes: &[KvWrite]) -> Result<(), SinkError> {
+            self.commits.fetch_add(1, Ordering::Relaxed);
+            if writes
+                .iter()
+                .any(|w| matches!(w, KvWrite::Put(row) if row.value == "bad"))
+            {
+                return Err(Box::new(Refused("cannot hold \"bad\"".into())));
+            }
+            self.kept.lock().unwrap().extend_from_slice(writes);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_write_the_database_refuses_is_given_up_alone_at_once() {
+        let sink = Arc::new(Picky::default());
+        let writer = Writer::start(sink.clone()).unwrap();
+        let scope = |store: &str| Some((Arc::from("t"), Arc::from(store)));
+        let started = std::time::Instant::now();
+        let before = writer.barrier_for(scope("poison"));
+        let mut sent = Vec::new();
+        for i in 0..50 {
+            let write = match i {
+                20 => put_in("poison", "k", "bad"),
+                _ => put_in("s", &format!("k{i:02}"), "v"),
+            };
+            sent.push(write.clone());
+            writer.send(write);
+        }
+        let poisoned = writer.barrier_for(scope("poison"));
+        let others = writer.barrier_for(scope("s"));
+        let everything = writer.barrier();
+        assert_eq!(before.wait_blocking(), Ok(()));
+        assert_eq!(others.wait_blocking(), Ok(()));
+        assert!(poisoned.wait_blocking().unwrap_err().contains("bad"));
+        assert!(everything.wait_blocking().is_err());
+        // No retries: split in halves down to the one refused write, the rest kept in order.
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        sent.remove(20);
+        assert_eq!(*sink.kept.lock().unwrap(), sent);
+        assert!(sink.commits.load(Ordering::Relaxed) <= 20);
+        assert_eq!(writer.stats().committed.load(Ordering::Relaxed), 49);
+        assert_eq!(writer.stats().failed.load(Ordering::Relaxed), 1);
+        assert_eq!(writer.stats().pending(), 0);
+        // And the writer goes on.
+        writer.send(put("after"));
+        assert_eq!(writer.barrier().wait_blocking(), Ok(()));
     }
 
     #[test]

@@ -445,7 +445,11 @@ fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Messa
 /// oldest: whoever can reach an async flow's URL can make its plugin fail, and dead letters are
 /// not counted in the queue's depth, so without this bound they could fill the disk until their
 /// retention.
-fn trim_dead_letters(store: &dyn QueueStore, shared: &Shared, mut flows: Vec<(Arc<str>, Arc<str>)>) {
+fn trim_dead_letters(
+    store: &dyn QueueStore,
+    shared: &Shared,
+    mut flows: Vec<(Arc<str>, Arc<str>)>,
+) {
     flows.sort_unstable();
     flows.dedup();
     for (tenant, flow) in flows {

@@ -522,6 +522,12 @@ impl Registry {
                 Err(StoreError::NotFound { .. }) => None,
                 Err(e) => return Err(e.into()),
             };
+            // The stores the flow grants are created when it goes live: they must fit the
+            // tenant's number of stores, as a plugin's or the API's writes must. (A flow already
+            // stored loads at start whatever it grants.)
+            this.kv
+                .grant_room(&record.tenant, &record.settings.kv_stores)
+                .map_err(|e| RegistryError::BadRequest(e.to_string()))?;
             if existing.is_none() {
                 let count = this.store.list_flows(&record.tenant)?.len();
                 if count >= tenant.caps.max_flows as usize {

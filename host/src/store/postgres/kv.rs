@@ -7,7 +7,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{KV_CHANNEL, PgStore, StoreResult};
-use crate::kv::{Entry, KvRow, KvSink, KvWrite, writer::SinkError};
+use crate::kv::writer::{Refused, SinkError};
+use crate::kv::{Entry, KvRow, KvSink, KvWrite};
 
 /// A key of a tenant's store: tenant, store, key.
 pub type KvKey = (String, String, String);
@@ -159,6 +160,27 @@ impl KvSink for PgStore {
     }
 
     fn kv_apply(&self, writes: &[KvWrite]) -> Result<(), SinkError> {
+        self.kv_commit(writes).map_err(refused)
+    }
+}
+
+/// `error` as [`Refused`] when PostgreSQL refused the data itself, which a retry would send
+/// again: a data exception (class 22: a value it cannot hold, such as text with U+0000), an
+/// integrity constraint (23), or a program limit (54: a key too long for the primary key's index).
+fn refused(error: SinkError) -> SinkError {
+    let class = error
+        .downcast_ref::<postgres::Error>()
+        .and_then(postgres::Error::code)
+        .map(|state| state.code().get(..2).unwrap_or_default().to_owned());
+    match class.as_deref() {
+        Some("22" | "23" | "54") => Box::new(Refused(format!("the database refused it: {error}"))),
+        _ => error,
+    }
+}
+
+impl PgStore {
+    /// Applies `writes` in one transaction (see [`KvSink::kv_apply`]).
+    fn kv_commit(&self, writes: &[KvWrite]) -> Result<(), SinkError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
         let put = tx.prepare(

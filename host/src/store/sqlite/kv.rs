@@ -6,7 +6,8 @@ use std::sync::Arc;
 use rusqlite::params;
 
 use super::{SqliteStore, write_tx};
-use crate::kv::{KvRow, KvSink, KvWrite, writer::SinkError};
+use crate::kv::writer::{Refused, SinkError};
+use crate::kv::{KvRow, KvSink, KvWrite};
 
 impl KvSink for SqliteStore {
     fn kv_rows(&self, now_ms: i64) -> Result<Vec<KvRow>, SinkError> {
@@ -35,6 +36,27 @@ impl KvSink for SqliteStore {
     }
 
     fn kv_apply(&self, writes: &[KvWrite]) -> Result<(), SinkError> {
+        self.kv_commit(writes).map_err(refused)
+    }
+}
+
+/// `error` as [`Refused`] when SQLite refused the data itself, which a retry would send again: a
+/// constraint, or a value past its length limit.
+fn refused(error: SinkError) -> SinkError {
+    let code = error
+        .downcast_ref::<rusqlite::Error>()
+        .and_then(rusqlite::Error::sqlite_error_code);
+    match code {
+        Some(rusqlite::ErrorCode::ConstraintViolation | rusqlite::ErrorCode::TooBig) => {
+            Box::new(Refused(format!("the database refused it: {error}")))
+        }
+        _ => error,
+    }
+}
+
+impl SqliteStore {
+    /// Applies `writes` in one transaction (see [`KvSink::kv_apply`]).
+    fn kv_commit(&self, writes: &[KvWrite]) -> Result<(), SinkError> {
         let conn = self.kv.lock().unwrap_or_else(|p| p.into_inner());
         let tx = write_tx(&conn)?;
         {
