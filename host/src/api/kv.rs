@@ -21,7 +21,7 @@ use super::problem::Problem;
 use super::{ApiError, AppState};
 use crate::flow::Name;
 use crate::kv::import::{self, ImportError, ImportFormat};
-use crate::kv::{Bucket, Entry, KvError, Page, expiry};
+use crate::kv::{Bucket, Entry, IMPORTS_AT_ONCE, KvError, Page, expiry};
 use crate::store::now_ms;
 
 /// The largest import body, in bytes.
@@ -430,6 +430,11 @@ impl From<ImportError> for ApiError {
                                       changed.",
             body = Problem, content_type = "application/problem+json"),
         (status = 500, response = Internal),
+        (status = 503, description = "As many imports as the server takes at once (2, all \
+                                      tenants together) are under way \
+                                      (urn:passthru:problem:busy); nothing changed, try again \
+                                      shortly.",
+            body = Problem, content_type = "application/problem+json"),
     ),
 )]
 pub(super) async fn post_import(
@@ -451,6 +456,13 @@ pub(super) async fn post_import(
     {
         return Err(too_large());
     }
+    // Held until the import is applied: its body and entries are in memory until then.
+    let Some(_place) = state.registry.kv().reserve_import() else {
+        return Err(ApiError::Busy(format!(
+            "{IMPORTS_AT_ONCE} imports are under way on this server, the most it takes at once; \
+             try again shortly"
+        )));
+    };
     let bytes = axum::body::to_bytes(body, MAX_IMPORT_BYTES)
         .await
         .map_err(|_| too_large())?;

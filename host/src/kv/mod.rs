@@ -582,9 +582,21 @@ pub struct KvSpace {
     writer: Arc<Writer>,
     tenants: Mutex<HashMap<String, Arc<TenantKv>>>,
     buckets: Mutex<Buckets>,
+    /// Bulk imports being read or applied: each holds its whole body (up to the API's 64 MiB)
+    /// and its parsed entries in memory.
+    imports: Arc<tokio::sync::Semaphore>,
 }
 
+/// Bulk imports the server reads and applies at once, all tenants together.
+pub const IMPORTS_AT_ONCE: usize = 2;
+
 impl KvSpace {
+    /// A place for one bulk import, held from before its body is read until it is applied;
+    /// `None` when [`IMPORTS_AT_ONCE`] are under way.
+    pub fn reserve_import(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.imports.clone().try_acquire_owned().ok()
+    }
+
     /// Loads every live key from `sink` and starts the writer thread over it.
     ///
     /// # Errors
@@ -595,6 +607,7 @@ impl KvSpace {
             writer: Arc::new(Writer::start(sink)?),
             tenants: Mutex::default(),
             buckets: Mutex::default(),
+            imports: Arc::new(tokio::sync::Semaphore::new(IMPORTS_AT_ONCE)),
         };
         for row in rows {
             space.bucket(&row.tenant, &row.store).load(
