@@ -28,8 +28,8 @@ pub const MAX_TTL_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
 pub const MAX_FLOW_STORES: usize = 16;
 /// The most stores the admin API creates for one tenant: each costs memory even when empty. A
 /// store that holds no key and that nothing holds (every key deleted or expired, say) gives its
-/// slot back. Stores its flows grant count, but are not refused: they come on top, bounded by its
-/// flows (see [`KvSpace::grant_room`]).
+/// slot back. Stores its flows grant count too: a flow whose grants would pass it is refused
+/// ([`KvSpace::grant_room`]), though a flow already stored still loads whatever it grants.
 pub const MAX_TENANT_STORES: usize = 1000;
 
 /// What a tenant may keep, all its stores together.
