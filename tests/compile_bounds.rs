@@ -157,27 +157,19 @@ async fn a_flood_of_large_uploads_leaves_live_calls_alone() -> anyhow::Result<()
 /// the one waiting place, and a third is refused at once, its body unread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_take_their_place_before_their_bodies_are_read() -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server =
         TestServer::start("max_concurrent_compiles = 1\nmax_waiting_compiles = 1\n").await?;
     let tenant = Api::operator(&server).tenant("acme", None).await?;
-    // `expect: 100-continue`: the server says `100 Continue` when it starts reading the body,
-    // that is once the upload has its place.
-    let head = format!(
-        "POST /v1/plugins/slow/versions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
-         content-type: application/wasm\r\ncontent-length: 1000000\r\n\
-         expect: 100-continue\r\n\r\n",
-        tenant.token
-    );
+    // Each is in once the server starts reading its body, that is once it has its place.
     let mut held = Vec::new();
     for _ in 0..2 {
-        let mut stream = tokio::net::TcpStream::connect(server.addr).await?;
-        stream.write_all(head.as_bytes()).await?;
-        let mut answer = [0u8; 25];
-        stream.read_exact(&mut answer).await?;
-        assert_eq!(&answer, b"HTTP/1.1 100 Continue\r\n\r\n");
-        stream.write_all(b"\0asm").await?;
-        held.push(stream);
+        let path = "/v1/plugins/slow/versions";
+        let wasm = "application/wasm";
+        held.push(
+            server
+                .start_body(path, &tenant.token, wasm, b"\0asm")
+                .await?,
+        );
     }
     // Both places are taken: a third upload is refused at once.
     let (status, problem) = body(tenant.upload("fast", read_ivr_menu()).await?).await?;

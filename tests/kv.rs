@@ -95,29 +95,20 @@ async fn import(
 /// read; a place comes back when one ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imports_take_their_place_before_their_bodies_are_read() -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = TestServer::start("").await?;
     let acme = Api::operator(&server).tenant("acme", None).await?;
-    // `expect: 100-continue`: the server says `100 Continue` when it starts reading the body,
-    // that is once the import has its place.
-    let head = format!(
-        "POST /v1/kv/big/import HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
-         content-type: application/x-ndjson\r\ncontent-length: 1000000\r\n\
-         expect: 100-continue\r\n\r\n",
-        acme.token
-    );
+    let ndjson = "application/x-ndjson";
+    // Each is in once the server starts reading its body, that is once it has its place.
     let mut held = Vec::new();
     for _ in 0..passthru::kv::IMPORTS_AT_ONCE {
-        let mut stream = tokio::net::TcpStream::connect(server.addr).await?;
-        stream.write_all(head.as_bytes()).await?;
-        let mut answer = [0u8; 25];
-        stream.read_exact(&mut answer).await?;
-        assert_eq!(&answer, b"HTTP/1.1 100 Continue\r\n\r\n");
-        stream.write_all(b"{\"key\":").await?;
-        held.push(stream);
+        let path = "/v1/kv/big/import";
+        held.push(
+            server
+                .start_body(path, &acme.token, ndjson, b"{\"key\":")
+                .await?,
+        );
     }
     let line = r#"{"key": "k", "value": "v"}"#.to_owned();
-    let ndjson = "application/x-ndjson";
     let (status, problem) = import(&acme, "small", ndjson, line.clone()).await?;
     assert_eq!(status, 503, "{problem}");
     assert_eq!(problem["type"], "urn:passthru:problem:busy", "{problem}");

@@ -206,6 +206,36 @@ impl TestServer {
         Ok(self.client.get(self.url(path_and_query)).send().await?)
     }
 
+    /// Starts a `POST` to `path` with `token`, a body of `content_type` announced much larger
+    /// than `first` (its first bytes, which are all it gets), and `expect: 100-continue`; returns
+    /// once the server has said `100 Continue`, that is once the handler has started reading the
+    /// body. The request stays open, its body unfinished, until the stream is dropped.
+    pub async fn start_body(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        first: &[u8],
+    ) -> anyhow::Result<tokio::net::TcpStream> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\
+             content-type: {content_type}\r\ncontent-length: 1000000\r\n\
+             expect: 100-continue\r\n\r\n"
+        );
+        let mut stream = tokio::net::TcpStream::connect(self.addr).await?;
+        stream.write_all(head.as_bytes()).await?;
+        let mut answer = [0u8; 25];
+        stream.read_exact(&mut answer).await?;
+        anyhow::ensure!(
+            &answer == b"HTTP/1.1 100 Continue\r\n\r\n",
+            "{path}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        stream.write_all(first).await?;
+        Ok(stream)
+    }
+
     /// `GET /metrics` with the operator's token.
     pub async fn get_metrics(&self) -> anyhow::Result<reqwest::Response> {
         Ok(self
