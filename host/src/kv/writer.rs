@@ -60,16 +60,17 @@ pub enum KvWrite {
 impl KvWrite {
     /// Whether this write changes the store `scope` (a sweep changes no store in particular).
     fn is_in(&self, (tenant, store): &Scope) -> bool {
-        let (t, s) = match self {
-            KvWrite::Put(row) => (&row.tenant, &row.store),
-            KvWrite::Delete { tenant, store, .. } => (tenant, store),
-            KvWrite::Import(rows) => match rows.first() {
-                Some(row) => (&row.tenant, &row.store),
-                None => return false,
-            },
-            KvWrite::Sweep { .. } => return false,
-        };
-        t == tenant && s == store
+        self.scope().is_some_and(|(t, s)| t == tenant && s == store)
+    }
+
+    /// The store this write changes, by tenant and name (none for a sweep, or an empty import).
+    fn scope(&self) -> Option<(&Arc<str>, &Arc<str>)> {
+        match self {
+            KvWrite::Put(row) => Some((&row.tenant, &row.store)),
+            KvWrite::Delete { tenant, store, .. } => Some((tenant, store)),
+            KvWrite::Import(rows) => rows.first().map(|row| (&row.tenant, &row.store)),
+            KvWrite::Sweep { .. } => None,
+        }
     }
 
     fn bytes(&self) -> usize {
@@ -308,14 +309,10 @@ fn commit(sink: &dyn KvSink, writes: &[KvWrite], offset: usize, given_up: &mut G
                     error
                 }
             };
-            let (tenant, store) = match writes.first() {
-                Some(KvWrite::Put(row)) => (&*row.tenant, &*row.store),
-                Some(KvWrite::Import(rows)) if !rows.is_empty() => {
-                    (&*rows[0].tenant, &*rows[0].store)
-                }
-                Some(KvWrite::Delete { tenant, store, .. }) => (&**tenant, &**store),
-                _ => ("", ""),
-            };
+            let (tenant, store) = writes
+                .first()
+                .and_then(KvWrite::scope)
+                .map_or(("", ""), |(t, s)| (&**t, &**s));
             tracing::error!(
                 writes = writes.len(),
                 tenant,
