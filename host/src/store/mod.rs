@@ -40,6 +40,10 @@ pub enum StoreError {
     /// A value the store wrote earlier does not read back (a column holding JSON).
     #[error("a stored JSON value is invalid")]
     Corrupt(#[from] serde_json::Error),
+    /// A page of decision records could not be compressed, or one written earlier does not
+    /// decompress.
+    #[error("a page of decision records could not be written or read back")]
+    Page(#[source] std::io::Error),
     /// The store's files or folders.
     #[error("cannot use {path}")]
     Io {

@@ -3,10 +3,10 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::rows::{
-    FLOW_COLUMNS, HookColumn, VERSION_COLUMNS, branch_str, collect, decision_row, flow_row,
-    tenant_row, to_flow, to_tenant, to_version, version_row,
+    FLOW_COLUMNS, HookColumn, VERSION_COLUMNS, branch_str, collect, flow_row, tenant_row, to_flow,
+    to_tenant, to_version, version_row,
 };
-use super::{MAX_PAGE, SqliteStore, calls, from_json, json, not_found, parse_log_column, write_tx};
+use super::{MAX_PAGE, SqliteStore, json, not_found, pages, write_tx};
 use crate::store::{
     DecisionFilter, DecisionPoint, DecisionRecord, FlowRecord, SealedSecret, SecretInfo, Store,
     StoreError, StoreResult, Tenant, TenantCaps, TokenInfo, VersionRecord, now_ms,
@@ -36,7 +36,7 @@ impl SqliteStore {
 /// How much earlier than the records written after it a decision record may be timed: its call
 /// may have run up to the longest deadline (10 s) and waited in the record writer's queue.
 /// Ten minutes is far beyond both.
-const LATE_RECORD_MS: i64 = 10 * 60_000;
+pub(super) const LATE_RECORD_MS: i64 = 10 * 60_000;
 
 impl Store for SqliteStore {
     fn create_tenant(&self, name: &str, caps: &TenantCaps) -> StoreResult<Tenant> {
@@ -487,31 +487,8 @@ impl Store for SqliteStore {
         tenant: &str,
         filter: &DecisionFilter,
     ) -> StoreResult<Vec<DecisionRecord>> {
-        let conn = self.admin();
-        let mut stmt = conn.prepare_cached(&decisions_query(filter))?;
-        let limit = filter.limit.clamp(1, MAX_PAGE);
-        let mut values: Vec<&dyn rusqlite::ToSql> = vec![
-            &tenant,
-            &filter.flow,
-            &filter.call_sid,
-            &filter.outcome,
-            &filter.since_ms,
-            &filter.until_ms,
-            &filter.before_id,
-            &limit,
-        ];
-        // A call's records: the hash to look up in each run of ids (see `calls.rs`).
-        let hash;
-        if let Some(call_sid) = &filter.call_sid {
-            hash = calls::call_hash(tenant, call_sid);
-            values.push(&hash);
-        }
-        let rows = stmt.query_map(&*values, decision_row)?;
-        collect(rows, |(mut record, log, replay)| {
-            (record.log, record.outbound) = parse_log_column(&log)?;
-            record.replay = replay.as_deref().map(from_json).transpose()?;
-            Ok(record)
-        })
+        let limit = filter.limit.clamp(1, MAX_PAGE) as usize;
+        pages::query(&self.admin(), tenant, filter, limit)
     }
 
     fn decision_points(
@@ -521,29 +498,14 @@ impl Store for SqliteStore {
         since_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<DecisionPoint>> {
-        let conn = self.admin();
-        // Newest first through the (tenant, flow, id) index, so that the limit keeps the newest
-        // points (turned oldest first below). `at_ms` has no index: rather than filter every
-        // record the flow keeps, the scan stops at the first record older than the window by
-        // more than `LATE_RECORD_MS` (ids follow the order records were written in, a few
-        // milliseconds after their call).
-        let mut stmt = conn.prepare_cached(
-            "SELECT at_ms, version, outcome, elapsed_us FROM decisions \
-             WHERE tenant = ?1 AND flow = ?2 ORDER BY id DESC",
-        )?;
-        let mut rows = stmt.query(params![tenant, flow])?;
-        let mut points = Vec::new();
-        while points.len() < limit as usize {
-            let Some(row) = rows.next()? else { break };
-            let point: DecisionPoint = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-            if point.0 >= since_ms {
-                points.push(point);
-            } else if point.0 < since_ms - LATE_RECORD_MS {
-                break;
-            }
-        }
-        points.reverse();
-        Ok(points)
+        pages::points(
+            &self.admin(),
+            tenant,
+            flow,
+            since_ms,
+            limit as usize,
+            LATE_RECORD_MS,
+        )
     }
 
     fn artifact_checksum(&self, key: &str) -> StoreResult<Option<String>> {
@@ -565,63 +527,3 @@ impl Store for SqliteStore {
         Ok(())
     }
 }
-
-/// The statement of `query_decisions` for `filter`: only the conditions it sets, each with its
-/// fixed parameter number. Written out, rather than as `(?N IS NULL OR column = ?N)`, so that
-/// SQLite sees `tenant = ? AND flow = ?` and walks the `decisions_by_flow` index in id order
-/// (no sort of every record of the tenant for each page: a backtest reads ten pages of one flow).
-pub(super) fn decisions_query(filter: &DecisionFilter) -> String {
-    let mut sql = String::new();
-    if filter.call_sid.is_some() {
-        sql.push_str(&call_runs());
-    }
-    sql.push_str(
-        "SELECT id, tenant, flow, plugin, version, call_sid, branch, outcome, reason, error, \
-         fuel_used, elapsed_us, log, log_dropped, at_ms, answer, query, replay FROM decisions",
-    );
-    if filter.call_sid.is_some() {
-        // The call's few records by id (below), never a walk of the tenant's or flow's index.
-        sql.push_str(" NOT INDEXED");
-    }
-    sql.push_str(" WHERE tenant = ?1");
-    for (set, condition) in [
-        (filter.flow.is_some(), " AND flow = ?2"),
-        (filter.call_sid.is_some(), " AND call_sid = ?3"),
-        (filter.outcome.is_some(), " AND outcome = ?4"),
-        (filter.since_ms.is_some(), " AND at_ms >= ?5"),
-        (filter.until_ms.is_some(), " AND at_ms < ?6"),
-        (filter.before_id.is_some(), " AND id < ?7"),
-    ] {
-        if set {
-            sql.push_str(condition);
-        }
-    }
-    if filter.call_sid.is_some() {
-        // Only the ids of the call's records, found through its key in each run (its hash ?9)
-        // or, for records written before keys, through their CallSid.
-        sql.push_str(CALL_IDS);
-    }
-    // ?1 and ?8 are always there, so the statement always has the 8 parameters bound (9 with a
-    // CallSid).
-    sql.push_str(" ORDER BY id DESC LIMIT ?8");
-    sql
-}
-
-/// Every run of ids the table holds records of, from the oldest record's to the newest's (see
-/// `calls.rs`), read in the statement itself so that it sees the records it searches.
-fn call_runs() -> String {
-    let bits = calls::RUN_BITS;
-    format!(
-        "WITH RECURSIVE runs(r) AS (SELECT (SELECT min(id) FROM decisions) >> {bits} \
-         UNION ALL SELECT r + 1 FROM runs WHERE r < (SELECT max(id) FROM decisions) >> {bits}) "
-    )
-}
-
-/// The ids of the records with the CallSid ?3 (and hash ?9): the key of each run, looked up in
-/// `decisions_by_call_key`, and the records from before keys, in `decisions_by_call_before`.
-const CALL_IDS: &str = " AND id IN (\
-    SELECT id FROM decisions INDEXED BY decisions_by_call_key \
-    WHERE call_key IN (SELECT (r << 32) | ?9 FROM runs) \
-    UNION ALL \
-    SELECT id FROM decisions INDEXED BY decisions_by_call_before \
-    WHERE tenant = ?1 AND call_sid = ?3 AND call_key IS NULL)";

@@ -10,12 +10,12 @@ use std::sync::{Mutex, MutexGuard};
 mod admin;
 mod calls;
 mod kv;
+mod pages;
 pub(in crate::store) mod rows;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::{DecisionRecord, RecordSink, StoreError, StoreResult};
-use rows::branch_str;
 
 /// Each entry moves the schema one version up; `PRAGMA user_version` says how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -139,6 +139,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX decisions_by_call_before ON decisions (tenant, call_sid)
         WHERE call_sid IS NOT NULL AND call_key IS NULL;
 "#,
+    // Decision records as compressed pages, a row per flow per transaction (see `pages.rs`). The
+    // rows of `decisions` are turned into pages, and the table dropped, by `pages::convert_rows`.
+    pages::SCHEMA,
 ];
 
 /// The most records one query returns.
@@ -164,6 +167,10 @@ impl SqliteStore {
         let path = dir.join("passthru.db");
         let admin = connect(&path, "NORMAL")?;
         migrate(&admin, MIGRATIONS, "database")?;
+        let converted = pages::convert_rows(&admin)?;
+        if converted > 0 {
+            tracing::info!(records = converted, "decision records turned into pages");
+        }
         let records = connect(&path, "NORMAL")?;
         let kv = connect(&path, "NORMAL")?;
         Ok(Self {
@@ -272,69 +279,14 @@ impl RecordSink for SqliteStore {
     fn insert_decisions(&self, records: &[DecisionRecord]) -> StoreResult<()> {
         let conn = self.records.lock().unwrap_or_else(|p| p.into_inner());
         let tx = write_tx(&conn)?;
-        {
-            // Each record's id is given here, for its `call_key` holds its run of ids. This
-            // connection is the only one that writes records, and under the write lock taken
-            // above: the ids are those AUTOINCREMENT would have given.
-            let mut id: i64 = tx.query_row(
-                "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'decisions'), 0), \
-                 coalesce((SELECT max(id) FROM decisions), 0))",
-                [],
-                |r| r.get(0),
-            )?;
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO decisions (id, tenant, flow, plugin, version, call_sid, branch, \
-                 outcome, reason, error, fuel_used, elapsed_us, log, log_dropped, at_ms, answer, \
-                 query, replay, call_key) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-                 ?17, ?18, ?19)",
-            )?;
-            for r in records {
-                id += 1;
-                stmt.execute(params![
-                    id,
-                    r.tenant,
-                    r.flow,
-                    r.plugin,
-                    r.version,
-                    r.call_sid,
-                    branch_str(r.branch),
-                    r.outcome,
-                    r.reason,
-                    r.error,
-                    r.fuel_used,
-                    r.elapsed_us,
-                    log_column(r)?,
-                    r.log_dropped,
-                    r.at_ms,
-                    r.answer,
-                    r.query,
-                    r.replay.as_ref().map(json).transpose()?,
-                    calls::call_key(id, &r.tenant, r.call_sid.as_deref()),
-                ])?;
-            }
-        }
+        pages::insert(&tx, records)?;
         tx.commit()?;
         Ok(())
     }
 
     fn prune_decisions(&self, before_ms: i64) -> StoreResult<u64> {
         let conn = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        // Ids grow in the order records are written, so the old records are the low ids: find
-        // the first one young enough (a scan that stops there) and delete below it. No index on
-        // the time is needed, which keeps every insert cheaper.
-        let keep_from: Option<i64> = conn
-            .query_row(
-                "SELECT id FROM decisions WHERE at_ms >= ?1 ORDER BY id LIMIT 1",
-                [before_ms],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let deleted = match keep_from {
-            Some(id) => conn.execute("DELETE FROM decisions WHERE id < ?1", [id])?,
-            None => conn.execute("DELETE FROM decisions", [])?,
-        };
-        Ok(deleted as u64)
+        pages::prune(&conn, before_ms, admin::LATE_RECORD_MS)
     }
 }
 
@@ -426,38 +378,76 @@ mod tests {
     }
 
     #[test]
-    fn a_calls_records_are_found_across_runs_and_from_before_call_keys() {
+    fn rows_from_before_pages_become_pages_keeping_their_ids_and_calls() {
         let (s, dir) = store();
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
         std::fs::create_dir_all(&dir).unwrap();
-        // A database as the schema before call keys left it, with two calls' records in it.
+        // A database as the schema before call keys left it, with two calls' records of one
+        // flow and one record of another flow between them.
         let conn = connect(&dir.join("passthru.db"), "NORMAL").unwrap();
         migrate(&conn, &MIGRATIONS[..7], "database").unwrap();
-        for (sid, at_ms) in [("CA1", 1), ("CA2", 2), ("CA1", 3)] {
+        for (flow, sid, at_ms) in [
+            ("ivr", "CA1", 1),
+            ("ivr", "CA2", 2),
+            ("other", "CA9", 3),
+            ("ivr", "CA1", 4),
+        ] {
             conn.execute(
                 "INSERT INTO decisions (tenant, flow, plugin, version, call_sid, branch, outcome, \
-                 fuel_used, elapsed_us, log, log_dropped, at_ms) \
-                 VALUES ('acme', 'ivr', 'p', 1, ?1, 'success', 'decided', 1, 1, '[]', 0, ?2)",
-                params![sid, at_ms],
+                 fuel_used, elapsed_us, log, log_dropped, at_ms, query) \
+                 VALUES ('acme', ?1, 'p', 1, ?2, 'success', 'decided', 1, 1, \
+                 '[{\"level\":\"info\",\"message\":\"hi\"}]', 0, ?3, 'a=b')",
+                rusqlite::params![flow, sid, at_ms],
             )
             .unwrap();
         }
         drop(conn);
 
         let s = SqliteStore::open(&dir).unwrap();
-        s.insert_decisions(&[call_record(Some("CA1"), 4), call_record(Some("CA2"), 5)])
+        let tables: i64 = s
+            .admin()
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'decisions'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0, "the old table is gone once converted");
+        let pages: i64 = s
+            .admin()
+            .query_row("SELECT count(*) FROM decision_pages", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(pages, 3, "a page per run of one flow's consecutive ids");
+        let all = s
+            .query_decisions(
+                "acme",
+                &DecisionFilter {
+                    limit: 100,
+                    ..DecisionFilter::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            all.iter().map(|r| (r.id, r.at_ms)).collect::<Vec<_>>(),
+            [(4, 4), (3, 3), (2, 2), (1, 1)]
+        );
+        assert_eq!(all[0].log[0].message, "hi");
+        assert_eq!(all[0].query.as_deref(), Some("a=b"));
+
+        // New records take the next ids, never one a converted record holds.
+        s.insert_decisions(&[call_record(Some("CA1"), 5), call_record(Some("CA2"), 6)])
             .unwrap();
         // The next records' ids two runs on, as after 32,768 other records.
         s.records
             .lock()
             .unwrap()
             .execute(
-                "UPDATE sqlite_sequence SET seq = seq + ?1 WHERE name = 'decisions'",
+                "UPDATE decision_ids SET last = last + ?1",
                 [2i64 << calls::RUN_BITS],
             )
             .unwrap();
-        s.insert_decisions(&[call_record(Some("CA1"), 6), call_record(None, 7)])
+        s.insert_decisions(&[call_record(Some("CA1"), 7), call_record(None, 8)])
             .unwrap();
         let calls_of = |sid: &str| {
             let filter = DecisionFilter {
@@ -468,31 +458,80 @@ mod tests {
             let found = s.query_decisions("acme", &filter).unwrap();
             found.iter().map(|r| (r.id, r.at_ms)).collect::<Vec<_>>()
         };
-        let later = (2i64 << calls::RUN_BITS) + 6;
-        assert_eq!(calls_of("CA1"), [(later, 6), (4, 4), (3, 3), (1, 1)]);
-        assert_eq!(calls_of("CA2"), [(5, 5), (2, 2)]);
+        let later = (2i64 << calls::RUN_BITS) + 7;
+        assert_eq!(calls_of("CA1"), [(later, 7), (5, 5), (4, 4), (1, 1)]);
+        assert_eq!(calls_of("CA2"), [(6, 6), (2, 2)]);
+        assert_eq!(calls_of("CA9"), [(3, 3)]);
         assert_eq!(calls_of("CA3"), []);
-        // Found by id, never by walking an index of the tenant's or a flow's records.
-        for flow in [None, Some("ivr".to_owned())] {
-            let filter = DecisionFilter {
-                call_sid: Some("CA1".into()),
-                flow,
-                ..DecisionFilter::default()
-            };
-            let sql = format!("EXPLAIN QUERY PLAN {}", admin::decisions_query(&filter));
-            let conn = s.admin();
-            let mut stmt = conn.prepare(&sql).unwrap();
-            let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
-            let plan: Vec<String> = stmt
-                .query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-            assert!(
-                plan[0].contains("INTEGER PRIMARY KEY") && !plan.join("\n").contains("by_flow"),
-                "{plan:#?}"
-            );
-        }
+
+        // Opening again converts nothing more.
+        drop(s);
+        let s = SqliteStore::open(&dir).unwrap();
+        assert_eq!(pages::convert_rows(&s.admin()).unwrap(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn pruning_takes_whole_pages_and_the_older_start_of_others_and_the_calls_follow() {
+        let (s, dir) = store();
+        // Three transactions: (1, 2), (3, 4 and another flow's 3), (5, 6).
+        let at = |sid: &str, at_ms: i64| call_record(Some(sid), at_ms);
+        s.insert_decisions(&[at("CA1", 1), at("CA2", 2)]).unwrap();
+        s.insert_decisions(&[
+            at("CA3", 3),
+            DecisionRecord {
+                flow: "other".into(),
+                ..at("CA3", 3)
+            },
+            at("CA1", 4),
+        ])
+        .unwrap();
+        s.insert_decisions(&[at("CA1", 5), at("CA2", 6)]).unwrap();
+        assert_eq!(s.prune_decisions(4).unwrap(), 4, "1, 2 and both 3s");
+        let left = |filter: DecisionFilter| {
+            s.query_decisions(
+                "acme",
+                &DecisionFilter {
+                    limit: 100,
+                    ..filter
+                },
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.at_ms)
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(left(DecisionFilter::default()), [6, 5, 4]);
+        let call = |sid: &str| DecisionFilter {
+            call_sid: Some(sid.into()),
+            ..DecisionFilter::default()
+        };
+        assert_eq!(
+            left(call("CA1")),
+            [5, 4],
+            "the page pruned in part still found"
+        );
+        assert_eq!(left(call("CA3")), [] as [i64; 0]);
+        assert_eq!(s.prune_decisions(4).unwrap(), 0);
+        assert_eq!(s.prune_decisions(100).unwrap(), 3);
+        assert_eq!(left(DecisionFilter::default()), [] as [i64; 0]);
+        let entries: i64 = s
+            .admin()
+            .query_row("SELECT count(*) FROM decision_calls", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(entries, 0, "no page left, no call entry left");
+        // Ids are never given again, even with every record gone.
+        s.insert_decisions(&[at("CA1", 7)]).unwrap();
+        let again = s
+            .query_decisions(
+                "acme",
+                &DecisionFilter {
+                    limit: 1,
+                    ..DecisionFilter::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(again[0].id, 8);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
