@@ -10,6 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 mod admin;
 mod calls;
 mod kv;
+mod page_format;
 mod pages;
 pub(in crate::store) mod rows;
 
@@ -149,9 +150,15 @@ pub const MAX_PAGE: u32 = 1000;
 
 pub struct SqliteStore {
     admin: Mutex<Connection>,
-    records: Mutex<Connection>,
+    records: Mutex<RecordWriter>,
     /// The key-value writer's own, so its commits never wait behind the admin API's.
     kv: Mutex<Connection>,
+}
+
+/// The record writer's connection, and what encodes its pages.
+struct RecordWriter {
+    conn: Connection,
+    encoder: pages::Encoder,
 }
 
 impl SqliteStore {
@@ -175,7 +182,10 @@ impl SqliteStore {
         let kv = connect(&path, "NORMAL")?;
         Ok(Self {
             admin: Mutex::new(admin),
-            records: Mutex::new(records),
+            records: Mutex::new(RecordWriter {
+                conn: records,
+                encoder: pages::Encoder::new()?,
+            }),
             kv: Mutex::new(kv),
         })
     }
@@ -277,16 +287,23 @@ pub(in crate::store) fn not_found(what: String) -> StoreError {
 
 impl RecordSink for SqliteStore {
     fn insert_decisions(&self, records: &[DecisionRecord]) -> StoreResult<()> {
-        let conn = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = write_tx(&conn)?;
-        pages::insert(&tx, records)?;
-        tx.commit()?;
-        Ok(())
+        let mut writer = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let RecordWriter { conn, encoder } = &mut *writer;
+        // The transaction's statements prepared once, not parsed again for each transaction as
+        // `Transaction` does (8% of the writer's CPU at 10,000 records a second).
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let written = pages::insert(conn, encoder, records)
+            .and_then(|()| Ok(conn.prepare_cached("COMMIT")?.execute([])?));
+        if written.is_err() && !conn.is_autocommit() {
+            conn.prepare_cached("ROLLBACK")?.execute([])?;
+        }
+        written.map(drop)
     }
 
     fn prune_decisions(&self, before_ms: i64) -> StoreResult<u64> {
-        let conn = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        pages::prune(&conn, before_ms, admin::LATE_RECORD_MS)
+        let mut writer = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let RecordWriter { conn, encoder } = &mut *writer;
+        pages::prune(conn, encoder, before_ms, admin::LATE_RECORD_MS)
     }
 }
 
@@ -442,6 +459,7 @@ mod tests {
         s.records
             .lock()
             .unwrap()
+            .conn
             .execute(
                 "UPDATE decision_ids SET last = last + ?1",
                 [2i64 << calls::RUN_BITS],

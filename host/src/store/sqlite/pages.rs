@@ -3,10 +3,10 @@
 //!
 //! A row per record cost SQLite 6.5 – 8 µs of the writer's CPU (`BENCHMARKS.md`, round 11), most
 //! of it SQLite's own work per row whatever its size: at saturation that is CPU taken from the
-//! requests. A page holds the records of one (tenant, flow) written in one transaction, as JSON
-//! lines compressed with zstd (records of a flow are alike: about 40 bytes a record stored,
-//! against 650 for a row), so SQLite's work is per page, and a record costs its encoding and its
-//! entry in the call index (`calls.rs`).
+//! requests. A page holds the records of one (tenant, flow) written in one transaction, encoded
+//! one after the other (`page_format.rs`) and compressed together with zstd (records of a flow
+//! are alike), so SQLite's work is per page, and a record costs its encoding, its share of the
+//! compression and its entry in the call index (`calls.rs`).
 //!
 //! A page's records have consecutive ids, `first_id` to `first_id + records - 1`, and pages are
 //! written in the order of their ids: a page's row id orders them as their records' ids do, and
@@ -19,10 +19,10 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::rows::decision_row;
-use super::{calls, from_json, parse_log_column, write_tx};
+use super::{calls, from_json, page_format, parse_log_column, write_tx};
 use crate::store::{DecisionFilter, DecisionPoint, DecisionRecord, StoreError, StoreResult};
 
 /// The most records one page holds: the writer's transaction ([`crate::records::BATCH`]) and the
@@ -64,9 +64,29 @@ pub(super) const SCHEMA: &str = r#"
         coalesce((SELECT max(id) FROM decisions), 0));
 "#;
 
+/// What encodes pages, kept from one page to the next: zstd's context, allocated once rather
+/// than for each page, and the buffer of the page's bytes.
+pub(super) struct Encoder {
+    zstd: zstd::bulk::Compressor<'static>,
+    bytes: Vec<u8>,
+}
+
+impl Encoder {
+    pub(super) fn new() -> StoreResult<Self> {
+        Ok(Self {
+            zstd: zstd::bulk::Compressor::new(LEVEL).map_err(StoreError::Page)?,
+            bytes: Vec::new(),
+        })
+    }
+}
+
 /// Writes `records` as pages, one per (tenant, flow), in the order each first appears, giving
 /// each page's records the next ids in their order.
-pub(super) fn insert(tx: &Transaction<'_>, records: &[DecisionRecord]) -> StoreResult<()> {
+pub(super) fn insert(
+    tx: &Connection,
+    encoder: &mut Encoder,
+    records: &[DecisionRecord],
+) -> StoreResult<()> {
     let mut groups: Vec<Vec<&DecisionRecord>> = Vec::new();
     let mut by_flow: HashMap<(&str, &str), usize> = HashMap::new();
     for r in records {
@@ -77,14 +97,17 @@ pub(super) fn insert(tx: &Transaction<'_>, records: &[DecisionRecord]) -> StoreR
         }
         groups[group].push(r);
     }
-    let mut last: i64 = tx.query_row("SELECT last FROM decision_ids", [], |r| r.get(0))?;
+    let mut last: i64 = tx
+        .prepare_cached("SELECT last FROM decision_ids")?
+        .query_row([], |r| r.get(0))?;
     for group in groups {
         for chunk in group.chunks(MAX_RECORDS) {
-            write_page(tx, None, last + 1, chunk.iter().copied())?;
+            write_page(tx, encoder, None, last + 1, chunk.iter().copied())?;
             last += chunk.len() as i64;
         }
     }
-    tx.execute("UPDATE decision_ids SET last = ?1", [last])?;
+    tx.prepare_cached("UPDATE decision_ids SET last = ?1")?
+        .execute([last])?;
     Ok(())
 }
 
@@ -92,29 +115,29 @@ pub(super) fn insert(tx: &Transaction<'_>, records: &[DecisionRecord]) -> StoreR
 /// entries in the call index; or, given the `page` id of a page written before, that page again
 /// (its entries in the call index still hold).
 fn write_page<'a>(
-    tx: &Transaction<'_>,
+    tx: &Connection,
+    encoder: &mut Encoder,
     page: Option<i64>,
     first_id: i64,
     records: impl Iterator<Item = &'a DecisionRecord> + Clone,
 ) -> StoreResult<()> {
-    let mut json = Vec::with_capacity(1024);
+    let bytes = &mut encoder.bytes;
+    page_format::start(bytes);
     let (mut count, mut min_at, mut max_at) = (0i64, i64::MAX, i64::MIN);
-    let mut outcomes = String::from(" ");
+    let mut outcomes: Vec<&str> = Vec::new();
     let mut head = None;
     for r in records.clone() {
         head.get_or_insert(r);
-        serde_json::to_writer(&mut json, r)?;
-        json.push(b'\n');
+        page_format::push(bytes, r)?;
         count += 1;
         min_at = min_at.min(r.at_ms);
         max_at = max_at.max(r.at_ms);
-        if !outcomes.contains(&format!(" {} ", r.outcome)) {
-            outcomes.push_str(&r.outcome);
-            outcomes.push(' ');
+        if !outcomes.contains(&r.outcome.as_str()) {
+            outcomes.push(&r.outcome);
         }
     }
     let Some(head) = head else { return Ok(()) };
-    let body = zstd::bulk::compress(&json, LEVEL).map_err(StoreError::Page)?;
+    let body = encoder.zstd.compress(bytes).map_err(StoreError::Page)?;
     tx.prepare_cached(
         "INSERT INTO decision_pages (id, tenant, flow, first_id, records, min_at_ms, max_at_ms, \
          outcomes, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -127,7 +150,7 @@ fn write_page<'a>(
         count,
         min_at,
         max_at,
-        outcomes,
+        format!(" {} ", outcomes.join(" ")),
         body
     ])?;
     if page.is_some() {
@@ -146,16 +169,8 @@ fn write_page<'a>(
 
 /// A page's records, their ids given from `first_id`.
 fn decode(first_id: i64, body: &[u8]) -> StoreResult<Vec<DecisionRecord>> {
-    let json = zstd::bulk::decompress(body, MAX_PAGE_BYTES).map_err(StoreError::Page)?;
-    json.split(|&b| b == b'\n')
-        .filter(|line| !line.is_empty())
-        .enumerate()
-        .map(|(i, line)| {
-            let mut record: DecisionRecord = serde_json::from_slice(line)?;
-            record.id = first_id + i as i64;
-            Ok(record)
-        })
-        .collect()
+    let bytes = zstd::bulk::decompress(body, MAX_PAGE_BYTES).map_err(StoreError::Page)?;
+    page_format::read(first_id, &bytes)
 }
 
 /// Column `i` of `row`, a blob, borrowed.
@@ -336,7 +351,12 @@ pub(super) fn points(
 /// its call). A page whose records are all older goes whole; one that starts with older records
 /// is written again without them. An older record behind a newer one in its page (calls of one
 /// flow that ended out of order) stays until its page goes.
-pub(super) fn prune(conn: &Connection, before_ms: i64, late_ms: i64) -> StoreResult<u64> {
+pub(super) fn prune(
+    conn: &Connection,
+    encoder: &mut Encoder,
+    before_ms: i64,
+    late_ms: i64,
+) -> StoreResult<u64> {
     let tx = write_tx(conn)?;
     // What to delete, found before any change: a statement's results are undefined if its table
     // changes under it. Whole pages by id, and the records of those pruned in part.
@@ -381,7 +401,7 @@ pub(super) fn prune(conn: &Connection, before_ms: i64, late_ms: i64) -> StoreRes
         deleted += old as u64;
         // The rest again under the page's id, so that the call index still finds them.
         let rest = &records[old..];
-        write_page(&tx, Some(page), rest[0].id, rest.iter())?;
+        write_page(&tx, encoder, Some(page), rest[0].id, rest.iter())?;
     }
     drop(delete);
     // The call index's entries of the runs no page holds any more; those of a run pruned in part
@@ -411,6 +431,7 @@ pub(super) fn convert_rows(conn: &Connection) -> StoreResult<u64> {
         return Ok(0);
     }
     let mut converted = 0u64;
+    let mut encoder = Encoder::new()?;
     {
         let mut stmt = tx.prepare(
             "SELECT id, tenant, flow, plugin, version, call_sid, branch, outcome, reason, error, \
@@ -428,7 +449,7 @@ pub(super) fn convert_rows(conn: &Connection) -> StoreResult<u64> {
             });
             if !follows || run.len() == MAX_RECORDS {
                 if let Some(head) = run.first() {
-                    write_page(&tx, None, head.id, run.iter())?;
+                    write_page(&tx, &mut encoder, None, head.id, run.iter())?;
                 }
                 run.clear();
             }
@@ -436,7 +457,7 @@ pub(super) fn convert_rows(conn: &Connection) -> StoreResult<u64> {
             converted += 1;
         }
         if let Some(head) = run.first() {
-            write_page(&tx, None, head.id, run.iter())?;
+            write_page(&tx, &mut encoder, None, head.id, run.iter())?;
         }
     }
     tx.execute_batch("DROP TABLE decisions")?;
