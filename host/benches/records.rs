@@ -4,18 +4,14 @@
 //! `cargo bench -p passthru --bench records` (in transactions of the writer's size,
 //! `passthru::records::BATCH`; `PASSTHRU_BENCH_BATCH=64` measures another size)
 //!
-//! 2026-12-06, a shared 2-core VM with other work running (so upper figures): 28 – 31 µs a
-//! record in transactions of 64 with the `(tenant, call_sid)` index; 6.5 – 7.4 µs in
-//! transactions of 1024 with `call_key` (12 – 14 µs in transactions of 64), and a call's lookup
-//! among the 102,400 records in about 0.1 ms. What is left is mostly the rows' own bytes (about
-//! 650 each, written to the WAL and again by the checkpoint) and the table's and the flow
-//! index's B-tree work: without any call index at all, a record costs about as much.
+//! 2026-12-07, a shared 2-core VM, in transactions of 1,024 over ten flows: 1.93 – 1.96 µs a
+//! record with records as pages (`store/sqlite/pages.rs`), against 7.0 – 7.5 µs with a row per
+//! record before; 2.56 – 2.71 µs with the pages' records in JSON rather than postcard. A call's
+//! lookup among the 102,400 records takes 1.1 – 1.7 ms: it decompresses and decodes the pages that
+//! hold the call's records (about 100 records each here), where a row per record took 0.1 ms.
 //!
-//! The transaction's size matters at low rates (2026-12-06, same machine, two runs each): 14.1 –
-//! 15.6 µs a record in transactions of 40, 7.4 – 8.9 µs in transactions of 200, 6.1 – 6.6 µs in
-//! transactions of 1,000; about 0.35 ms a transaction besides 6 µs a record. Hence the writer's
-//! `GATHER`. A probe of the same table from Python's `sqlite3` put the rows' bytes at 1.4 – 2.6 µs
-//! of a record's 6 – 8: the rest is SQLite's work per row, whatever its size.
+//! The transaction's size matters at low rates: 6.3 – 7.0 µs a record in transactions of 128
+//! over ten flows (pages of about 13 records), with JSON. Hence the writer's `GATHER`.
 //!
 //! The time includes a last checkpoint of what the WAL still holds, which the writer pays for
 //! later, so a longer checkpoint interval cannot look cheaper than it is (`BENCHMARKS.md`, round
