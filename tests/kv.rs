@@ -311,6 +311,28 @@ async fn the_caps_refuse_writes_with_errors_that_name_them() -> anyhow::Result<(
     let server = TestServer::start("").await?;
     let caps = json!({ "max_kv_keys": 3, "max_kv_value_bytes": 11, "max_kv_key_bytes": 16 });
     let acme = Api::operator(&server).tenant("acme", Some(caps)).await?;
+    // No tenant may be allowed a key longer than PostgreSQL's index takes.
+    let longest = passthru::kv::MAX_KEY_BYTES;
+    for (caps, status) in [(longest + 1, 422), (longest, 201)] {
+        let (code, problem) = body(
+            Api::operator(&server)
+                .json(
+                    Method::POST,
+                    "/v1/tenants",
+                    json!({ "name": format!("keys{caps}"), "caps": { "max_kv_key_bytes": caps } }),
+                )
+                .await?,
+        )
+        .await?;
+        assert_eq!(code, status, "{problem}");
+        if status == 422 {
+            let detail = problem["detail"].as_str().unwrap_or_default();
+            assert!(
+                detail.contains("max_kv_key_bytes must be 1 to 2048"),
+                "{detail}"
+            );
+        }
+    }
 
     let refused = |answer: (u16, Value), cap: &str| {
         assert_eq!(answer.0, 422, "{}", answer.1);

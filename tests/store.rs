@@ -514,6 +514,36 @@ fn check_kv(sink: &dyn KvSink) -> anyhow::Result<()> {
         },
     ])
     .map_err(|e| anyhow::anyhow!(e))?;
+    // The longest key a tenant may be allowed, with the longest names, incompressible (an index
+    // may compress what repeats): PostgreSQL's B-tree takes it.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let longest: String = (0..passthru::kv::MAX_KEY_BYTES)
+        .map(|_| {
+            // xorshift64*: no run or period a compressor could find in 2 KiB.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let mixed = state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 58;
+            char::from(
+                b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_"[mixed as usize],
+            )
+        })
+        .collect();
+    let long_names = KvRow {
+        tenant: "t".repeat(64).into(),
+        store: "s".repeat(64).into(),
+        ..row(&longest, "long", None)
+    };
+    sink.kv_apply(&[KvWrite::Put(long_names.clone())])
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let rows = sink.kv_rows(50).map_err(|e| anyhow::anyhow!(e))?;
+    assert!(rows.contains(&long_names), "the longest key reads back");
+    sink.kv_apply(&[KvWrite::Delete {
+        tenant: long_names.tenant.clone(),
+        store: long_names.store.clone(),
+        key: longest,
+    }])
+    .map_err(|e| anyhow::anyhow!(e))?;
     let rows = sink.kv_rows(50).map_err(|e| anyhow::anyhow!(e))?;
     let mut got: Vec<_> = rows
         .iter()

@@ -58,7 +58,7 @@ pub(super) struct CapsChange {
     #[schema(minimum = 1)]
     max_stored_bytes: Option<u64>,
     max_concurrent_calls: Option<u32>,
-    #[schema(minimum = 1, maximum = 16384)]
+    #[schema(minimum = 1, maximum = 2048)]
     max_kv_key_bytes: Option<u32>,
     #[schema(minimum = 1, maximum = 196608)]
     max_kv_value_bytes: Option<u32>,
@@ -120,10 +120,11 @@ pub(super) async fn with_store<T: Send + 'static>(
         .map_err(|_| ApiError::Internal)?
 }
 
-/// The longest key-value key an operator may allow (and [`MAX_KV_VALUE_BYTES`] the largest
-/// value): a plugin's `set` hands the host its store name, key and value in one call, and one
-/// host call lifts at most 256 KiB (`sandbox::meter::MAX_HOSTCALL_BYTES`).
-const MAX_KV_KEY_BYTES: u32 = 16 * 1024;
+/// The longest key-value key an operator may allow (what PostgreSQL's index takes, see
+/// [`crate::kv::MAX_KEY_BYTES`]), and [`MAX_KV_VALUE_BYTES`] the largest value: a plugin's `set`
+/// hands the host its store name, key and value in one call, and one host call lifts at most
+/// 256 KiB (`sandbox::meter::MAX_HOSTCALL_BYTES`).
+const MAX_KV_KEY_BYTES: u32 = crate::kv::MAX_KEY_BYTES as u32;
 const MAX_KV_VALUE_BYTES: u32 = 192 * 1024;
 
 fn check_caps(caps: &TenantCaps) -> Result<(), ApiError> {

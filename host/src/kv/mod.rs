@@ -32,6 +32,12 @@ pub const MAX_FLOW_STORES: usize = 16;
 /// ([`KvSpace::grant_room`]), though a flow already stored still loads whatever it grants.
 pub const MAX_TENANT_STORES: usize = 1000;
 
+/// The longest key any tenant may be allowed (`max_kv_key_bytes`). PostgreSQL's B-tree indexes
+/// take an entry of at most about 2,700 bytes (a third of a page), and a key is indexed with its
+/// tenant's and store's names (64 bytes each at most): a longer key failed the write's commit, and
+/// every write committed with it, rather than being refused where it came in.
+pub const MAX_KEY_BYTES: usize = 2048;
+
 /// What a tenant may keep, all its stores together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KvCaps {

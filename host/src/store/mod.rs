@@ -107,7 +107,7 @@ pub struct TenantCaps {
     /// 0, the default: the server's `max_calls_per_tenant`.
     pub max_concurrent_calls: u32,
     /// The longest key of the tenant's key-value data, in bytes.
-    #[schema(minimum = 1, maximum = 16384)]
+    #[schema(minimum = 1, maximum = 2048)]
     pub max_kv_key_bytes: u32,
     /// The largest value of the tenant's key-value data, in bytes.
     #[schema(minimum = 1, maximum = 196608)]
@@ -142,10 +142,11 @@ impl Default for TenantCaps {
 }
 
 impl TenantCaps {
-    /// The caps of the tenant's key-value data.
+    /// The caps of the tenant's key-value data. A key cap stored before [`crate::kv::MAX_KEY_BYTES`]
+    /// existed counts as that much.
     pub fn kv(&self) -> KvCaps {
         KvCaps {
-            max_key_bytes: self.max_kv_key_bytes as usize,
+            max_key_bytes: (self.max_kv_key_bytes as usize).min(crate::kv::MAX_KEY_BYTES),
             max_value_bytes: self.max_kv_value_bytes as usize,
             max_keys: self.max_kv_keys,
             max_bytes: self.max_kv_bytes,
@@ -565,4 +566,23 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_cap_stored_above_what_postgresql_indexes_counts_as_that() {
+        let stored = TenantCaps {
+            max_kv_key_bytes: 16 * 1024,
+            ..TenantCaps::default()
+        };
+        assert_eq!(stored.kv().max_key_bytes, crate::kv::MAX_KEY_BYTES);
+        let small = TenantCaps {
+            max_kv_key_bytes: 16,
+            ..TenantCaps::default()
+        };
+        assert_eq!(small.kv().max_key_bytes, 16);
+    }
 }
