@@ -36,7 +36,7 @@ impl SqliteStore {
 /// How much earlier than the records written after it a decision record may be timed: its call
 /// may have run up to the longest deadline (10 s) and waited in the record writer's queue.
 /// Ten minutes is far beyond both.
-pub(super) const LATE_RECORD_MS: i64 = 10 * 60_000;
+const LATE_RECORD_MS: i64 = 10 * 60_000;
 
 impl Store for SqliteStore {
     fn create_tenant(&self, name: &str, caps: &TenantCaps) -> StoreResult<Tenant> {

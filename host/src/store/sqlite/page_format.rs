@@ -131,16 +131,27 @@ pub(super) fn push(out: &mut Vec<u8>, r: &DecisionRecord) -> StoreResult<()> {
     Ok(())
 }
 
-/// The records of a page's bytes, their ids given from `first_id`.
-pub(super) fn read(first_id: i64, bytes: &[u8]) -> StoreResult<Vec<DecisionRecord>> {
+fn damaged(what: String) -> StoreError {
+    StoreError::Page(io::Error::new(io::ErrorKind::InvalidData, what))
+}
+
+/// The `expected` records of a page's bytes, their ids given from `first_id`; an error if the
+/// bytes hold another number of them (never decoding more than that).
+pub(super) fn read(
+    first_id: i64,
+    bytes: &[u8],
+    expected: usize,
+) -> StoreResult<Vec<DecisionRecord>> {
     let Some((&FORMAT, mut rest)) = bytes.split_first() else {
-        return Err(StoreError::Page(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("unknown page format {:?}", bytes.first()),
-        )));
+        return Err(damaged(format!("unknown page format {:?}", bytes.first())));
     };
-    let mut records = Vec::new();
+    let mut records = Vec::with_capacity(expected);
     while !rest.is_empty() {
+        if records.len() == expected {
+            return Err(damaged(format!(
+                "a page holds more than its {expected} records"
+            )));
+        }
         let (s, tail): (Stored<'_>, _) = postcard::take_from_bytes(rest).map_err(invalid)?;
         rest = tail;
         let owned = |s: &str| s.to_owned();
@@ -189,6 +200,12 @@ pub(super) fn read(first_id: i64, bytes: &[u8]) -> StoreResult<Vec<DecisionRecor
                 fuel: p.fuel,
             }),
         });
+    }
+    if records.len() != expected {
+        return Err(damaged(format!(
+            "a page holds {} records, not {expected}",
+            records.len()
+        )));
     }
     Ok(records)
 }
@@ -261,7 +278,7 @@ mod tests {
         for r in [&full(), &empty, &full()] {
             push(&mut page, r).unwrap();
         }
-        let read = read(40, &page).unwrap();
+        let read = read(40, &page, 3).unwrap();
         let expected = [
             DecisionRecord { id: 40, ..full() },
             DecisionRecord { id: 41, ..empty },
@@ -281,9 +298,14 @@ mod tests {
             &[2, 0, 0][..],
             &page[..1 + 3],
         ] {
-            assert!(matches!(read(1, bad), Err(StoreError::Page(_))), "{bad:?}");
+            assert!(
+                matches!(read(1, bad, 1), Err(StoreError::Page(_))),
+                "{bad:?}"
+            );
         }
-        // A page of no records is a page (one whose records were all pruned is never written).
-        assert_eq!(read(1, &page[..1]).unwrap(), []);
+        // Another number of records than the page's row counts, more or fewer.
+        assert!(matches!(read(1, &page, 0), Err(StoreError::Page(_))));
+        assert!(matches!(read(1, &page, 2), Err(StoreError::Page(_))));
+        assert_eq!(read(1, &page[..1], 0).unwrap(), []);
     }
 }

@@ -8,11 +8,15 @@
 //! are alike), so SQLite's work is per page, and a record costs its encoding, its share of the
 //! compression and its entry in the call index (`calls.rs`).
 //!
-//! A page's records have consecutive ids, `first_id` to `first_id + records - 1`, and pages are
-//! written in the order of their ids: a page's row id orders them as their records' ids do, and
-//! the indexes on `(tenant, flow)` and `(tenant)` walk them newest first. The records' times are
-//! kept coarsely, the page's smallest and largest, and its outcomes as ` a b `; queries pick pages
-//! by these, then filter the records exactly.
+//! A page's records have consecutive ids, `first_id` to `first_id + records - 1`, and the page's
+//! own id is the id of the first record it was written with (pruning may drop records from its
+//! start, never its id): pages follow each other in the order of their records' ids, so the
+//! indexes on `(tenant, flow)` and `(tenant)`, which hold the page's id, walk them newest first and
+//! go straight to a cursor. The records of one transaction get their ids flow by flow, so across
+//! flows the ids of records written in the same transaction (within about 0.3 s) follow their
+//! flows rather than their calls. The records' times are kept coarsely, the page's smallest and
+//! largest, and its outcomes as ` a b `; queries pick pages by these, then filter the records
+//! exactly.
 //!
 //! The rows of the table before pages (`decisions`) are turned into pages when the store opens
 //! ([`convert_rows`]), their ids kept, in one transaction with the table's removal.
@@ -32,16 +36,19 @@ pub(super) const MAX_RECORDS: usize = 1024;
 /// zstd's level for pages: its fastest but one, which keeps records of one flow at about 40 bytes.
 const LEVEL: i32 = 1;
 
+/// A page is closed once its records' bytes reach this, whatever their number: records are
+/// bounded by the server's `max_query_bytes` and the log's caps, which an operator may raise.
+const PAGE_TARGET_BYTES: usize = 8 << 20;
+
 /// The most bytes a page may hold once decompressed: a bound on what reading a damaged or forged
-/// page can allocate. A record is at most a few KiB (its query string and log are capped), and a
-/// page at most [`MAX_RECORDS`] of them.
-const MAX_PAGE_BYTES: usize = 256 << 20;
+/// page can allocate. A page closes at [`PAGE_TARGET_BYTES`] plus one record.
+const MAX_PAGE_BYTES: u64 = 64 << 20;
 
 /// The schema of pages, and the counter of record ids (the last given; ids are never reused, even
 /// once every record is pruned).
 pub(super) const SCHEMA: &str = r#"
     CREATE TABLE decision_pages (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        id INTEGER PRIMARY KEY,
         tenant TEXT NOT NULL,
         flow TEXT NOT NULL,
         first_id INTEGER NOT NULL,
@@ -101,76 +108,148 @@ pub(super) fn insert(
         .prepare_cached("SELECT last FROM decision_ids")?
         .query_row([], |r| r.get(0))?;
     for group in groups {
-        for chunk in group.chunks(MAX_RECORDS) {
-            write_page(tx, encoder, None, last + 1, chunk.iter().copied())?;
-            last += chunk.len() as i64;
-        }
+        write_pages(tx, encoder, last + 1, &group)?;
+        last += group.len() as i64;
     }
     tx.prepare_cached("UPDATE decision_ids SET last = ?1")?
         .execute([last])?;
     Ok(())
 }
 
-/// Writes one page of records of one (tenant, flow), the first with id `first_id`, and their
-/// entries in the call index; or, given the `page` id of a page written before, that page again
-/// (its entries in the call index still hold).
-fn write_page<'a>(
-    tx: &Connection,
-    encoder: &mut Encoder,
-    page: Option<i64>,
+/// A page as encoded, but for its tenant and flow.
+struct Encoded {
     first_id: i64,
-    records: impl Iterator<Item = &'a DecisionRecord> + Clone,
-) -> StoreResult<()> {
+    records: usize,
+    min_at_ms: i64,
+    max_at_ms: i64,
+    outcomes: String,
+    body: Vec<u8>,
+}
+
+/// Encodes the first of `records` (one flow's, the first with id `first_id`) into a page: at most
+/// [`MAX_RECORDS`], and none past the one that brings the page to [`PAGE_TARGET_BYTES`].
+fn encode(
+    encoder: &mut Encoder,
+    first_id: i64,
+    records: &[&DecisionRecord],
+) -> StoreResult<Encoded> {
     let bytes = &mut encoder.bytes;
     page_format::start(bytes);
-    let (mut count, mut min_at, mut max_at) = (0i64, i64::MAX, i64::MIN);
+    let (mut count, mut min_at_ms, mut max_at_ms) = (0, i64::MAX, i64::MIN);
     let mut outcomes: Vec<&str> = Vec::new();
-    let mut head = None;
-    for r in records.clone() {
-        head.get_or_insert(r);
+    for r in records.iter().take(MAX_RECORDS) {
         page_format::push(bytes, r)?;
         count += 1;
-        min_at = min_at.min(r.at_ms);
-        max_at = max_at.max(r.at_ms);
+        min_at_ms = min_at_ms.min(r.at_ms);
+        max_at_ms = max_at_ms.max(r.at_ms);
         if !outcomes.contains(&r.outcome.as_str()) {
             outcomes.push(&r.outcome);
         }
+        if bytes.len() >= PAGE_TARGET_BYTES {
+            break;
+        }
     }
-    let Some(head) = head else { return Ok(()) };
-    let body = encoder.zstd.compress(bytes).map_err(StoreError::Page)?;
-    tx.prepare_cached(
-        "INSERT INTO decision_pages (id, tenant, flow, first_id, records, min_at_ms, max_at_ms, \
-         outcomes, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        page,
-        head.tenant,
-        head.flow,
+    Ok(Encoded {
         first_id,
-        count,
-        min_at,
-        max_at,
-        format!(" {} ", outcomes.join(" ")),
-        body
-    ])?;
-    if page.is_some() {
-        return Ok(());
-    }
-    let page = tx.last_insert_rowid();
+        records: count,
+        min_at_ms,
+        max_at_ms,
+        outcomes: format!(" {} ", outcomes.join(" ")),
+        body: encoder.zstd.compress(bytes).map_err(StoreError::Page)?,
+    })
+}
+
+/// Writes one flow's `records`, the first with id `first_id`, as pages (one, unless there are
+/// more than a page holds), and their entries in the call index.
+fn write_pages(
+    tx: &Connection,
+    encoder: &mut Encoder,
+    first_id: i64,
+    records: &[&DecisionRecord],
+) -> StoreResult<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO decision_pages (id, tenant, flow, first_id, records, min_at_ms, max_at_ms, \
+         outcomes, body) VALUES (?1, ?2, ?3, ?1, ?4, ?5, ?6, ?7, ?8)",
+    )?;
     let mut call =
         tx.prepare_cached("INSERT OR IGNORE INTO decision_calls (key, page) VALUES (?1, ?2)")?;
-    for (i, r) in records.enumerate() {
-        if let Some(key) = calls::call_key(first_id + i as i64, &r.tenant, r.call_sid.as_deref()) {
-            call.execute([key, page])?;
+    let (mut id, mut rest) = (first_id, records);
+    while let Some(head) = rest.first() {
+        let page = encode(encoder, id, rest)?;
+        insert.execute(params![
+            id,
+            head.tenant,
+            head.flow,
+            page.records,
+            page.min_at_ms,
+            page.max_at_ms,
+            page.outcomes,
+            page.body
+        ])?;
+        let (these, others) = rest.split_at(page.records);
+        for (i, r) in these.iter().enumerate() {
+            if let Some(key) = calls::call_key(id + i as i64, &r.tenant, r.call_sid.as_deref()) {
+                call.execute([key, id])?;
+            }
         }
+        id += page.records as i64;
+        rest = others;
     }
     Ok(())
 }
 
-/// A page's records, their ids given from `first_id`.
-fn decode(first_id: i64, body: &[u8]) -> StoreResult<Vec<DecisionRecord>> {
-    let bytes = zstd::bulk::decompress(body, MAX_PAGE_BYTES).map_err(StoreError::Page)?;
-    page_format::read(first_id, &bytes)
+/// Writes page `page` again with only `rest`, the records its start kept after pruning: its id
+/// stays, so the call index still finds them.
+fn rewrite_page(
+    tx: &Connection,
+    encoder: &mut Encoder,
+    page: i64,
+    rest: &[DecisionRecord],
+) -> StoreResult<()> {
+    let refs: Vec<&DecisionRecord> = rest.iter().collect();
+    let Some(first) = rest.first() else {
+        return Ok(());
+    };
+    let encoded = encode(encoder, first.id, &refs)?;
+    // Fewer records than the page held, so they all fit again.
+    debug_assert_eq!(encoded.records, rest.len());
+    tx.prepare_cached(
+        "UPDATE decision_pages SET first_id = ?2, records = ?3, min_at_ms = ?4, max_at_ms = ?5, \
+         outcomes = ?6, body = ?7 WHERE id = ?1",
+    )?
+    .execute(params![
+        page,
+        encoded.first_id,
+        encoded.records,
+        encoded.min_at_ms,
+        encoded.max_at_ms,
+        encoded.outcomes,
+        encoded.body
+    ])?;
+    Ok(())
+}
+
+/// A page's records, their ids given from `first_id`: exactly `records` of them, or an error.
+fn decode(first_id: i64, records: i64, body: &[u8]) -> StoreResult<Vec<DecisionRecord>> {
+    let damaged = |what: &str| {
+        StoreError::Page(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            what.to_owned(),
+        ))
+    };
+    // The frame says how many bytes it holds (the encoder writes it): allocate that, within
+    // bounds, rather than the bound itself for every page.
+    let size = zstd::zstd_safe::get_frame_content_size(body)
+        .ok()
+        .flatten()
+        .filter(|&size| size <= MAX_PAGE_BYTES)
+        .ok_or_else(|| damaged("a page without a size, or too large"))?;
+    let bytes = zstd::bulk::decompress(body, size as usize).map_err(StoreError::Page)?;
+    let expected = usize::try_from(records)
+        .ok()
+        .filter(|&n| n <= MAX_RECORDS)
+        .ok_or_else(|| damaged("a page's count of records is out of range"))?;
+    page_format::read(first_id, &bytes, expected)
 }
 
 /// Column `i` of `row`, a blob, borrowed.
@@ -193,12 +272,14 @@ fn matches(r: &DecisionRecord, filter: &DecisionFilter) -> bool {
         && filter.before_id.is_none_or(|id| r.id < id)
 }
 
-/// The conditions on a page's outcomes (?3, ` outcome `), times (?4 since, ?5 until) and ids (?6
-/// before), each true when its parameter is null; newest first.
+/// The conditions on a page's outcomes (?3, ` outcome `) and times (?4 since, ?5 until), each
+/// true when its parameter is null, and on its id (?6, below the cursor, or `i64::MAX`): a page's
+/// id is at most its first record's, and the indexes hold it, so the walk starts at the cursor.
+/// Newest first.
 macro_rules! pages_conditions {
     () => {
         " AND (?3 IS NULL OR instr(outcomes, ?3) > 0) AND (?4 IS NULL OR max_at_ms >= ?4) \
-         AND (?5 IS NULL OR min_at_ms < ?5) AND (?6 IS NULL OR first_id < ?6) ORDER BY id DESC"
+         AND (?5 IS NULL OR min_at_ms < ?5) AND id < ?6 ORDER BY id DESC"
     };
 }
 
@@ -219,13 +300,13 @@ pub(super) fn query(
         filter.outcome.as_ref().map(|o| format!(" {o} ")),
         filter.since_ms,
         filter.until_ms,
-        filter.before_id,
+        filter.before_id.unwrap_or(i64::MAX),
     ])?;
     let mut found = Vec::new();
     // Pages come newest first, and their records are newer than every later page's.
     while found.len() < limit {
         let Some(row) = rows.next()? else { break };
-        let records = decode(row.get(0)?, blob(row, 1)?)?;
+        let records = decode(row.get(0)?, row.get(1)?, blob(row, 2)?)?;
         found.extend(
             records
                 .into_iter()
@@ -239,23 +320,24 @@ pub(super) fn query(
 
 /// The statement picking the pages that may hold records passing `filter` (all but its CallSid),
 /// newest first. The flow's condition only when it is set, so that SQLite walks the flow's index
-/// then, the tenant's otherwise; the others are always there (on columns no index has), so that
-/// the statement always has its six parameters.
-fn pages_query(filter: &DecisionFilter) -> &'static str {
+/// then, the tenant's otherwise; the others are always there, so that the statement always has
+/// its six parameters.
+pub(super) fn pages_query(filter: &DecisionFilter) -> &'static str {
     if filter.flow.is_some() {
         concat!(
-            "SELECT first_id, body FROM decision_pages WHERE tenant = ?1 AND flow = ?2",
+            "SELECT first_id, records, body FROM decision_pages WHERE tenant = ?1 AND flow = ?2",
             pages_conditions!()
         )
     } else {
         concat!(
-            "SELECT first_id, body FROM decision_pages WHERE tenant = ?1",
+            "SELECT first_id, records, body FROM decision_pages WHERE tenant = ?1",
             pages_conditions!()
         )
     }
 }
 
-/// A call's records: its key looked up in every run of ids the pages hold (see `calls.rs`).
+/// A call's records: its key looked up in every run of ids the pages hold (see `calls.rs`), in
+/// one read transaction, so that a prune between the statements cannot hide a page.
 fn call_records(
     conn: &Connection,
     tenant: &str,
@@ -263,17 +345,22 @@ fn call_records(
     filter: &DecisionFilter,
     limit: usize,
 ) -> StoreResult<Vec<DecisionRecord>> {
-    let span: Option<(i64, i64)> = conn.query_row(
-        "SELECT min(first_id), max(first_id + records - 1) FROM decision_pages",
-        [],
-        |r| Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<i64>>(1)?)),
-    )?;
+    let read = conn.unchecked_transaction()?;
+    // The oldest page's id is at most its first record's; the newest page holds the last record.
+    let span: Option<(i64, i64)> = read
+        .query_row(
+            "SELECT (SELECT min(id) FROM decision_pages), first_id + records - 1 \
+             FROM decision_pages ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
     let Some((first, last)) = span else {
         return Ok(Vec::new());
     };
     let hash = calls::call_hash(tenant, call_sid);
     let mut pages = Vec::new();
-    let mut lookup = conn.prepare_cached("SELECT page FROM decision_calls WHERE key = ?1")?;
+    let mut lookup = read.prepare_cached("SELECT page FROM decision_calls WHERE key = ?1")?;
     for run in calls::run_of(first)..=calls::run_of(last) {
         for page in lookup.query_map([(run << 32) | hash], |r| r.get::<_, i64>(0))? {
             pages.push(page?);
@@ -281,21 +368,16 @@ fn call_records(
     }
     pages.sort_unstable();
     pages.dedup();
-    let mut read = conn.prepare_cached(
-        "SELECT first_id, body FROM decision_pages WHERE id = ?1 AND tenant = ?2",
+    let mut page_of = read.prepare_cached(
+        "SELECT first_id, records, body FROM decision_pages WHERE id = ?1 AND tenant = ?2",
     )?;
     let mut found = Vec::new();
     for page in pages.into_iter().rev() {
-        let Some((first_id, body)) = read
-            .query_row(params![page, tenant], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })
-            .optional()?
-        else {
-            continue;
-        };
+        let mut rows = page_of.query(params![page, tenant])?;
+        // A page pruned since its entry was written, or another tenant's with the same hash.
+        let Some(row) = rows.next()? else { continue };
         found.extend(
-            decode(first_id, &body)?
+            decode(row.get(0)?, row.get(1)?, blob(row, 2)?)?
                 .into_iter()
                 .rev()
                 .filter(|r| r.tenant == tenant && matches(r, filter)),
@@ -320,17 +402,20 @@ pub(super) fn points(
     late_ms: i64,
 ) -> StoreResult<Vec<DecisionPoint>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT first_id, body, max_at_ms FROM decision_pages WHERE tenant = ?1 AND flow = ?2 \
-         ORDER BY id DESC",
+        "SELECT first_id, records, body, max_at_ms FROM decision_pages \
+         WHERE tenant = ?1 AND flow = ?2 ORDER BY id DESC",
     )?;
     let mut rows = stmt.query(params![tenant, flow])?;
     let mut points = Vec::new();
     'pages: while points.len() < limit {
         let Some(row) = rows.next()? else { break };
-        if row.get::<_, i64>(2)? < since_ms - late_ms {
+        if row.get::<_, i64>(3)? < since_ms - late_ms {
             break;
         }
-        for r in decode(row.get(0)?, blob(row, 1)?)?.into_iter().rev() {
+        for r in decode(row.get(0)?, row.get(1)?, blob(row, 2)?)?
+            .into_iter()
+            .rev()
+        {
             if r.at_ms >= since_ms {
                 points.push((r.at_ms, r.version, r.outcome, r.elapsed_us));
                 if points.len() == limit {
@@ -346,68 +431,78 @@ pub(super) fn points(
 }
 
 /// Deletes the records timed before `before_ms`; returns how many. Pages are read oldest first
-/// (no index on time is needed) until one whose oldest record is more than `late_ms` after
-/// `before_ms`: no later page can hold an older record than that (a record is written soon after
-/// its call). A page whose records are all older goes whole; one that starts with older records
-/// is written again without them. An older record behind a newer one in its page (calls of one
-/// flow that ended out of order) stays until its page goes.
-pub(super) fn prune(
-    conn: &Connection,
-    encoder: &mut Encoder,
-    before_ms: i64,
-    late_ms: i64,
-) -> StoreResult<u64> {
+/// (no index on time is needed) up to the first that starts at or after `before_ms`: a page
+/// whose records are all older goes whole, one that starts with older records is written again
+/// without them. An older record that follows a newer one, in its page or in a later page, stays
+/// until a later prune takes it (records are written in about the order of their calls).
+///
+/// A page that does not read back is deleted whole, with a warning, rather than stop every prune
+/// after it.
+pub(super) fn prune(conn: &Connection, encoder: &mut Encoder, before_ms: i64) -> StoreResult<u64> {
     let tx = write_tx(conn)?;
-    // What to delete, found before any change: a statement's results are undefined if its table
-    // changes under it. Whole pages by id, and the records of those pruned in part.
+    // What to delete, found before any change (a statement's results are undefined if its table
+    // changes under it), from the pages' columns alone: whole pages, and those pruned in part.
     let mut whole = Vec::new();
     let mut part = Vec::new();
     {
         let mut stmt = tx.prepare_cached(
-            "SELECT id, first_id, records, min_at_ms, max_at_ms, body FROM decision_pages \
-             ORDER BY id",
+            "SELECT id, records, min_at_ms, max_at_ms FROM decision_pages ORDER BY id",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let (page, first_id, count): (i64, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
-            let (min_at, max_at): (i64, i64) = (row.get(3)?, row.get(4)?);
+            let (page, count): (i64, i64) = (row.get(0)?, row.get(1)?);
+            let (min_at, max_at): (i64, i64) = (row.get(2)?, row.get(3)?);
             if min_at >= before_ms {
-                if min_at > before_ms.saturating_add(late_ms) {
-                    break;
-                }
-            } else if max_at < before_ms {
-                // Every record of the page is older: no need to read them.
-                whole.push((page, count as u64));
+                break;
+            }
+            if max_at < before_ms {
+                whole.push((page, count));
             } else {
-                let records = decode(first_id, blob(row, 5)?)?;
-                if records.first().is_some_and(|r| r.at_ms < before_ms) {
-                    part.push((page, records));
-                }
+                part.push((page, count));
             }
         }
     }
     let mut deleted = 0u64;
     let mut delete = tx.prepare_cached("DELETE FROM decision_pages WHERE id = ?1")?;
+    let mut read =
+        tx.prepare_cached("SELECT first_id, records, body FROM decision_pages WHERE id = ?1")?;
+    for (page, count) in part {
+        let records = read.query_row([page], |row| {
+            Ok(decode(row.get(0)?, row.get(1)?, blob(row, 2)?))
+        })?;
+        match records {
+            Ok(records) => {
+                let old = records
+                    .iter()
+                    .position(|r| r.at_ms >= before_ms)
+                    .unwrap_or(records.len());
+                deleted += old as u64;
+                if old == records.len() {
+                    delete.execute([page])?;
+                } else if old > 0 {
+                    rewrite_page(&tx, encoder, page, &records[old..])?;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(page, %error, "deleting a page of decision records that does not read back");
+                whole.push((page, count));
+            }
+        }
+    }
     for (page, count) in whole {
         delete.execute([page])?;
-        deleted += count;
+        deleted += count as u64;
     }
-    for (page, records) in part {
-        let old = records
-            .iter()
-            .position(|r| r.at_ms >= before_ms)
-            .unwrap_or(records.len());
-        delete.execute([page])?;
-        deleted += old as u64;
-        // The rest again under the page's id, so that the call index still finds them.
-        let rest = &records[old..];
-        write_page(&tx, encoder, Some(page), rest[0].id, rest.iter())?;
-    }
-    drop(delete);
+    drop((delete, read));
     // The call index's entries of the runs no page holds any more; those of a run pruned in part
     // point at pages or records no longer there, which lookups skip, until a later prune.
-    let oldest: Option<i64> =
-        tx.query_row("SELECT min(first_id) FROM decision_pages", [], |r| r.get(0))?;
+    let oldest: Option<i64> = tx
+        .query_row(
+            "SELECT first_id FROM decision_pages ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
     let below = oldest.map_or(i64::MAX, |id| calls::run_of(id) << 32);
     tx.execute("DELETE FROM decision_calls WHERE key < ?1", [below])?;
     tx.commit()?;
@@ -416,11 +511,12 @@ pub(super) fn prune(
 
 /// Turns the rows of the table before pages into pages, their ids kept, and drops the table: in
 /// one transaction, so that a crash leaves either the rows or the pages. Returns how many records
-/// were converted (none when the table is gone already).
+/// were converted and how many rows were left out because they did not read back (their log or
+/// replay column damaged; logged); both none when the table is gone already.
 ///
 /// A page holds consecutive ids of one flow: flows whose records were written interleaved get
 /// smaller pages, as many as their runs, which pruning removes as they age.
-pub(super) fn convert_rows(conn: &Connection) -> StoreResult<u64> {
+pub(super) fn convert_rows(conn: &Connection) -> StoreResult<(u64, u64)> {
     let tx = write_tx(conn)?;
     let exists: i64 = tx.query_row(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'decisions'",
@@ -428,9 +524,9 @@ pub(super) fn convert_rows(conn: &Connection) -> StoreResult<u64> {
         |r| r.get(0),
     )?;
     if exists == 0 {
-        return Ok(0);
+        return Ok((0, 0));
     }
-    let mut converted = 0u64;
+    let (mut converted, mut left_out) = (0u64, 0u64);
     let mut encoder = Encoder::new()?;
     {
         let mut stmt = tx.prepare(
@@ -440,27 +536,43 @@ pub(super) fn convert_rows(conn: &Connection) -> StoreResult<u64> {
         )?;
         let mut rows = stmt.query([])?;
         let mut run: Vec<DecisionRecord> = Vec::new();
+        let flush = |run: &mut Vec<DecisionRecord>, encoder: &mut Encoder| -> StoreResult<()> {
+            if let Some(head) = run.first() {
+                let refs: Vec<&DecisionRecord> = run.iter().collect();
+                write_pages(&tx, encoder, head.id, &refs)?;
+            }
+            run.clear();
+            Ok(())
+        };
         while let Some(row) = rows.next()? {
-            let (mut record, log, replay) = decision_row(row)?;
-            (record.log, record.outbound) = parse_log_column(&log)?;
-            record.replay = replay.as_deref().map(from_json).transpose()?;
+            let id: i64 = row.get(0)?;
+            let record = decision_row(row).map_err(StoreError::from).and_then(
+                |(mut record, log, replay)| {
+                    (record.log, record.outbound) = parse_log_column(&log)?;
+                    record.replay = replay.as_deref().map(from_json).transpose()?;
+                    Ok(record)
+                },
+            );
+            let record = match record {
+                Ok(record) => record,
+                Err(error) => {
+                    tracing::warn!(id, %error, "leaving out a decision record that does not read back");
+                    left_out += 1;
+                    continue;
+                }
+            };
             let follows = run.last().is_some_and(|last| {
                 last.id + 1 == record.id && last.tenant == record.tenant && last.flow == record.flow
             });
             if !follows || run.len() == MAX_RECORDS {
-                if let Some(head) = run.first() {
-                    write_page(&tx, &mut encoder, None, head.id, run.iter())?;
-                }
-                run.clear();
+                flush(&mut run, &mut encoder)?;
             }
             run.push(record);
             converted += 1;
         }
-        if let Some(head) = run.first() {
-            write_page(&tx, &mut encoder, None, head.id, run.iter())?;
-        }
+        flush(&mut run, &mut encoder)?;
     }
     tx.execute_batch("DROP TABLE decisions")?;
     tx.commit()?;
-    Ok(converted)
+    Ok((converted, left_out))
 }
