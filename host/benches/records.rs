@@ -4,11 +4,11 @@
 //! `cargo bench -p passthru --bench records` (in transactions of the writer's size,
 //! `passthru::records::BATCH`; `PASSTHRU_BENCH_BATCH=64` measures another size)
 //!
-//! 2026-12-07, a shared 2-core VM, in transactions of 1,024 over ten flows: 1.93 – 1.96 µs a
+//! 2026-12-07, a shared 2-core VM, in transactions of 1,024 over ten flows: 1.93 – 2.52 µs a
 //! record with records as pages (`store/sqlite/pages.rs`), against 7.0 – 7.5 µs with a row per
 //! record before; 2.56 – 2.71 µs with the pages' records in JSON rather than postcard. A call's
-//! lookup among the 102,400 records takes 1.1 – 1.7 ms: it decompresses and decodes the pages that
-//! hold the call's records (about 100 records each here), where a row per record took 0.1 ms.
+//! lookup among the 102,400 records takes 82 – 87 µs: it decompresses and decodes the pages that
+//! hold the call's records (about 100 records each here); a row per record took about 0.1 ms.
 //!
 //! The transaction's size matters at low rates: 6.3 – 7.0 µs a record in transactions of 128
 //! over ten flows (pages of about 13 records), with JSON. Hence the writer's `GATHER`.
