@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::sandbox::outbound::OutboundRecord;
 use crate::sandbox::{Branch, LogLevel, LogLine};
-use crate::store::{DecisionRecord, Replay, StoreError, StoreResult};
+use crate::store::{DecisionPoint, DecisionRecord, Replay, StoreError, StoreResult};
 
 /// The first byte of every page written by this version.
 const FORMAT: u8 = 1;
@@ -210,6 +210,32 @@ pub(super) fn read(
     Ok(records)
 }
 
+/// (at_ms, version, outcome, elapsed_us) of each of the `expected` records of a page's bytes,
+/// in their order: what a flow's stats read, without making every record's strings.
+pub(super) fn points(bytes: &[u8], expected: usize) -> StoreResult<Vec<DecisionPoint>> {
+    let Some((&FORMAT, mut rest)) = bytes.split_first() else {
+        return Err(damaged(format!("unknown page format {:?}", bytes.first())));
+    };
+    let mut points = Vec::with_capacity(expected);
+    while !rest.is_empty() {
+        if points.len() == expected {
+            return Err(damaged(format!(
+                "a page holds more than its {expected} records"
+            )));
+        }
+        let (s, tail): (Stored<'_>, _) = postcard::take_from_bytes(rest).map_err(invalid)?;
+        rest = tail;
+        points.push((s.at_ms, s.version, s.outcome.to_owned(), s.elapsed_us));
+    }
+    if points.len() != expected {
+        return Err(damaged(format!(
+            "a page holds {} records, not {expected}",
+            points.len()
+        )));
+    }
+    Ok(points)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,7 +304,14 @@ mod tests {
         for r in [&full(), &empty, &full()] {
             push(&mut page, r).unwrap();
         }
+        let points = points(&page, 3).unwrap();
         let read = read(40, &page, 3).unwrap();
+        assert_eq!(
+            points,
+            read.iter()
+                .map(|r| (r.at_ms, r.version, r.outcome.clone(), r.elapsed_us))
+                .collect::<Vec<_>>()
+        );
         let expected = [
             DecisionRecord { id: 40, ..full() },
             DecisionRecord { id: 41, ..empty },
@@ -307,5 +340,10 @@ mod tests {
         assert!(matches!(read(1, &page, 0), Err(StoreError::Page(_))));
         assert!(matches!(read(1, &page, 2), Err(StoreError::Page(_))));
         assert_eq!(read(1, &page[..1], 0).unwrap(), []);
+        assert!(matches!(points(&page, 2), Err(StoreError::Page(_))));
+        assert!(matches!(
+            points(&page[..page.len() - 1], 1),
+            Err(StoreError::Page(_))
+        ));
     }
 }

@@ -231,6 +231,12 @@ fn rewrite_page(
 
 /// A page's records, their ids given from `first_id`: exactly `records` of them, or an error.
 fn decode(first_id: i64, records: i64, body: &[u8]) -> StoreResult<Vec<DecisionRecord>> {
+    let (bytes, expected) = decompress(records, body)?;
+    page_format::read(first_id, &bytes, expected)
+}
+
+/// A page's bytes and its count of records, checked.
+fn decompress(records: i64, body: &[u8]) -> StoreResult<(Vec<u8>, usize)> {
     let damaged = |what: &str| {
         StoreError::Page(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -249,7 +255,7 @@ fn decode(first_id: i64, records: i64, body: &[u8]) -> StoreResult<Vec<DecisionR
         .ok()
         .filter(|&n| n <= MAX_RECORDS)
         .ok_or_else(|| damaged("a page's count of records is out of range"))?;
-    page_format::read(first_id, &bytes, expected)
+    Ok((bytes, expected))
 }
 
 /// Column `i` of `row`, a blob, borrowed.
@@ -402,26 +408,24 @@ pub(super) fn points(
     late_ms: i64,
 ) -> StoreResult<Vec<DecisionPoint>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT first_id, records, body, max_at_ms FROM decision_pages \
+        "SELECT max_at_ms, records, body FROM decision_pages \
          WHERE tenant = ?1 AND flow = ?2 ORDER BY id DESC",
     )?;
     let mut rows = stmt.query(params![tenant, flow])?;
     let mut points = Vec::new();
     'pages: while points.len() < limit {
         let Some(row) = rows.next()? else { break };
-        if row.get::<_, i64>(3)? < since_ms - late_ms {
+        if row.get::<_, i64>(0)? < since_ms - late_ms {
             break;
         }
-        for r in decode(row.get(0)?, row.get(1)?, blob(row, 2)?)?
-            .into_iter()
-            .rev()
-        {
-            if r.at_ms >= since_ms {
-                points.push((r.at_ms, r.version, r.outcome, r.elapsed_us));
+        let (bytes, expected) = decompress(row.get(1)?, blob(row, 2)?)?;
+        for point in page_format::points(&bytes, expected)?.into_iter().rev() {
+            if point.0 >= since_ms {
+                points.push(point);
                 if points.len() == limit {
                     break 'pages;
                 }
-            } else if r.at_ms < since_ms - late_ms {
+            } else if point.0 < since_ms - late_ms {
                 break 'pages;
             }
         }
