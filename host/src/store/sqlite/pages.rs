@@ -33,7 +33,8 @@ use crate::store::{DecisionFilter, DecisionPoint, DecisionRecord, StoreError, St
 /// conversion of old rows.
 pub(super) const MAX_RECORDS: usize = 1024;
 
-/// zstd's level for pages: its fastest but one, which keeps records of one flow at about 40 bytes.
+/// zstd's level for pages: the fastest of its standard levels (a faster, negative one measured no
+/// cheaper a record: `BENCHMARKS.md`, round 12).
 const LEVEL: i32 = 1;
 
 /// A page is closed once its records' bytes reach this, whatever their number: records are
