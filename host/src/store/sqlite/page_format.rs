@@ -135,105 +135,97 @@ fn damaged(what: String) -> StoreError {
     StoreError::Page(io::Error::new(io::ErrorKind::InvalidData, what))
 }
 
-/// The `expected` records of a page's bytes, their ids given from `first_id`; an error if the
-/// bytes hold another number of them (never decoding more than that).
+/// What `each` makes of each of the `expected` records of a page's bytes, in their order (with
+/// the record's place); an error if the bytes hold another number of them (never decoding more
+/// than that).
+fn each<T>(
+    bytes: &[u8],
+    expected: usize,
+    mut make: impl FnMut(usize, Stored<'_>) -> T,
+) -> StoreResult<Vec<T>> {
+    let Some((&FORMAT, mut rest)) = bytes.split_first() else {
+        return Err(damaged(format!("unknown page format {:?}", bytes.first())));
+    };
+    let mut made = Vec::with_capacity(expected);
+    while !rest.is_empty() {
+        if made.len() == expected {
+            return Err(damaged(format!(
+                "a page holds more than its {expected} records"
+            )));
+        }
+        let (stored, tail): (Stored<'_>, _) = postcard::take_from_bytes(rest).map_err(invalid)?;
+        rest = tail;
+        made.push(make(made.len(), stored));
+    }
+    if made.len() != expected {
+        return Err(damaged(format!(
+            "a page holds {} records, not {expected}",
+            made.len()
+        )));
+    }
+    Ok(made)
+}
+
+/// The `expected` records of a page's bytes, their ids given from `first_id`.
 pub(super) fn read(
     first_id: i64,
     bytes: &[u8],
     expected: usize,
 ) -> StoreResult<Vec<DecisionRecord>> {
-    let Some((&FORMAT, mut rest)) = bytes.split_first() else {
-        return Err(damaged(format!("unknown page format {:?}", bytes.first())));
-    };
-    let mut records = Vec::with_capacity(expected);
-    while !rest.is_empty() {
-        if records.len() == expected {
-            return Err(damaged(format!(
-                "a page holds more than its {expected} records"
-            )));
-        }
-        let (s, tail): (Stored<'_>, _) = postcard::take_from_bytes(rest).map_err(invalid)?;
-        rest = tail;
-        let owned = |s: &str| s.to_owned();
-        records.push(DecisionRecord {
-            id: first_id + records.len() as i64,
-            tenant: s.tenant.into(),
-            flow: s.flow.into(),
-            plugin: s.plugin.into(),
-            version: s.version,
-            call_sid: s.call_sid.map(owned),
-            branch: s.branch,
-            outcome: s.outcome.into(),
-            reason: s.reason.map(owned),
-            answer: s.answer.map(owned),
-            error: s.error.map(owned),
-            fuel_used: s.fuel_used,
-            elapsed_us: s.elapsed_us,
-            log: s
-                .log
-                .into_iter()
-                .map(|l| LogLine {
-                    level: l.level,
-                    message: l.message.into(),
-                })
-                .collect(),
-            log_dropped: s.log_dropped,
-            outbound: s
-                .outbound
-                .into_iter()
-                .map(|o| OutboundRecord {
-                    method: o.method.into(),
-                    host: o.host.into(),
-                    status: o.status,
-                    error: o.error.map(owned),
-                    bytes_out: o.bytes_out,
-                    bytes_in: o.bytes_in,
-                    ms: o.ms,
-                })
-                .collect(),
-            at_ms: s.at_ms,
-            query: s.query.map(owned),
-            replay: s.replay.map(|p| Replay {
-                seed: p.seed.into(),
-                clock_ms: p.clock_ms,
-                export: p.export.into(),
-                fuel: p.fuel,
-            }),
-        });
-    }
-    if records.len() != expected {
-        return Err(damaged(format!(
-            "a page holds {} records, not {expected}",
-            records.len()
-        )));
-    }
-    Ok(records)
+    let owned = |s: &str| s.to_owned();
+    each(bytes, expected, |i, s| DecisionRecord {
+        id: first_id + i as i64,
+        tenant: s.tenant.into(),
+        flow: s.flow.into(),
+        plugin: s.plugin.into(),
+        version: s.version,
+        call_sid: s.call_sid.map(owned),
+        branch: s.branch,
+        outcome: s.outcome.into(),
+        reason: s.reason.map(owned),
+        answer: s.answer.map(owned),
+        error: s.error.map(owned),
+        fuel_used: s.fuel_used,
+        elapsed_us: s.elapsed_us,
+        log: s
+            .log
+            .into_iter()
+            .map(|l| LogLine {
+                level: l.level,
+                message: l.message.into(),
+            })
+            .collect(),
+        log_dropped: s.log_dropped,
+        outbound: s
+            .outbound
+            .into_iter()
+            .map(|o| OutboundRecord {
+                method: o.method.into(),
+                host: o.host.into(),
+                status: o.status,
+                error: o.error.map(owned),
+                bytes_out: o.bytes_out,
+                bytes_in: o.bytes_in,
+                ms: o.ms,
+            })
+            .collect(),
+        at_ms: s.at_ms,
+        query: s.query.map(owned),
+        replay: s.replay.map(|p| Replay {
+            seed: p.seed.into(),
+            clock_ms: p.clock_ms,
+            export: p.export.into(),
+            fuel: p.fuel,
+        }),
+    })
 }
 
 /// (at_ms, version, outcome, elapsed_us) of each of the `expected` records of a page's bytes,
 /// in their order: what a flow's stats read, without making every record's strings.
 pub(super) fn points(bytes: &[u8], expected: usize) -> StoreResult<Vec<DecisionPoint>> {
-    let Some((&FORMAT, mut rest)) = bytes.split_first() else {
-        return Err(damaged(format!("unknown page format {:?}", bytes.first())));
-    };
-    let mut points = Vec::with_capacity(expected);
-    while !rest.is_empty() {
-        if points.len() == expected {
-            return Err(damaged(format!(
-                "a page holds more than its {expected} records"
-            )));
-        }
-        let (s, tail): (Stored<'_>, _) = postcard::take_from_bytes(rest).map_err(invalid)?;
-        rest = tail;
-        points.push((s.at_ms, s.version, s.outcome.to_owned(), s.elapsed_us));
-    }
-    if points.len() != expected {
-        return Err(damaged(format!(
-            "a page holds {} records, not {expected}",
-            points.len()
-        )));
-    }
-    Ok(points)
+    each(bytes, expected, |_, s| {
+        (s.at_ms, s.version, s.outcome.to_owned(), s.elapsed_us)
+    })
 }
 
 #[cfg(test)]
