@@ -131,7 +131,8 @@ pub(super) fn push(out: &mut Vec<u8>, r: &DecisionRecord) -> StoreResult<()> {
     Ok(())
 }
 
-fn damaged(what: String) -> StoreError {
+/// The error of a page whose bytes are not what its row says.
+pub(super) fn damaged(what: String) -> StoreError {
     StoreError::Page(io::Error::new(io::ErrorKind::InvalidData, what))
 }
 

@@ -238,24 +238,18 @@ fn decode(first_id: i64, records: i64, body: &[u8]) -> StoreResult<Vec<DecisionR
 
 /// A page's bytes and its count of records, checked.
 fn decompress(records: i64, body: &[u8]) -> StoreResult<(Vec<u8>, usize)> {
-    let damaged = |what: &str| {
-        StoreError::Page(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            what.to_owned(),
-        ))
-    };
     // The frame says how many bytes it holds (the encoder writes it): allocate that, within
     // bounds, rather than the bound itself for every page.
     let size = zstd::zstd_safe::get_frame_content_size(body)
         .ok()
         .flatten()
         .filter(|&size| size <= MAX_PAGE_BYTES)
-        .ok_or_else(|| damaged("a page without a size, or too large"))?;
+        .ok_or_else(|| page_format::damaged("a page without a size, or too large".into()))?;
     let bytes = zstd::bulk::decompress(body, size as usize).map_err(StoreError::Page)?;
     let expected = usize::try_from(records)
         .ok()
         .filter(|&n| n <= MAX_RECORDS)
-        .ok_or_else(|| damaged("a page's count of records is out of range"))?;
+        .ok_or_else(|| page_format::damaged("a page's count of records is out of range".into()))?;
     Ok((bytes, expected))
 }
 
@@ -266,9 +260,10 @@ fn blob<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<&'r [u8]> {
     })
 }
 
-/// Whether a record passes every condition of `filter` (but its limit).
-fn matches(r: &DecisionRecord, filter: &DecisionFilter) -> bool {
-    filter.flow.as_ref().is_none_or(|f| *f == r.flow)
+/// Whether a record is `tenant`'s and passes every condition of `filter` (but its limit).
+fn matches(r: &DecisionRecord, tenant: &str, filter: &DecisionFilter) -> bool {
+    r.tenant == tenant
+        && filter.flow.as_ref().is_none_or(|f| *f == r.flow)
         && filter
             .call_sid
             .as_ref()
@@ -318,7 +313,7 @@ pub(super) fn query(
             records
                 .into_iter()
                 .rev()
-                .filter(|r| r.tenant == tenant && matches(r, filter))
+                .filter(|r| matches(r, tenant, filter))
                 .take(limit - found.len()),
         );
     }
@@ -387,7 +382,7 @@ fn call_records(
             decode(row.get(0)?, row.get(1)?, blob(row, 2)?)?
                 .into_iter()
                 .rev()
-                .filter(|r| r.tenant == tenant && matches(r, filter)),
+                .filter(|r| matches(r, tenant, filter)),
         );
         if found.len() >= limit {
             break;
