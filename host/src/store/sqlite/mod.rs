@@ -362,6 +362,22 @@ mod tests {
         (SqliteStore::open(&dir).unwrap(), dir)
     }
 
+    /// How many rows `from` (a table, and a condition if any) has.
+    fn count(s: &SqliteStore, from: &str) -> i64 {
+        s.admin()
+            .query_row(&format!("SELECT count(*) FROM {from}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// The tenant `acme`'s records, newest first, at most 100.
+    fn newest(s: &SqliteStore) -> Vec<DecisionRecord> {
+        let filter = DecisionFilter {
+            limit: 100,
+            ..DecisionFilter::default()
+        };
+        s.query_decisions("acme", &filter).unwrap()
+    }
+
     fn rand_suffix() -> i64 {
         let mut b = [0u8; 8];
         getrandom::fill(&mut b).unwrap();
@@ -461,29 +477,17 @@ mod tests {
         drop(conn);
 
         let s = SqliteStore::open(&dir).unwrap();
-        let tables: i64 = s
-            .admin()
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'decisions'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(tables, 0, "the old table is gone once converted");
-        let pages: i64 = s
-            .admin()
-            .query_row("SELECT count(*) FROM decision_pages", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(pages, 3, "a page per run of one flow's consecutive ids");
-        let all = s
-            .query_decisions(
-                "acme",
-                &DecisionFilter {
-                    limit: 100,
-                    ..DecisionFilter::default()
-                },
-            )
-            .unwrap();
+        assert_eq!(
+            count(&s, "sqlite_master WHERE name = 'decisions'"),
+            0,
+            "the old table is gone once converted"
+        );
+        assert_eq!(
+            count(&s, "decision_pages"),
+            3,
+            "a page per run of one flow's consecutive ids"
+        );
+        let all = newest(&s);
         assert_eq!(
             all.iter().map(|r| (r.id, r.at_ms)).collect::<Vec<_>>(),
             [(4, 4), (3, 3), (2, 2), (1, 1)]
@@ -572,23 +576,14 @@ mod tests {
         assert_eq!(s.prune_decisions(4).unwrap(), 0);
         assert_eq!(s.prune_decisions(100).unwrap(), 3);
         assert_eq!(left(DecisionFilter::default()), [] as [i64; 0]);
-        let entries: i64 = s
-            .admin()
-            .query_row("SELECT count(*) FROM decision_calls", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(entries, 0, "no page left, no call entry left");
+        assert_eq!(
+            count(&s, "decision_calls"),
+            0,
+            "no page left, no call entry left"
+        );
         // Ids are never given again, even with every record gone.
         s.insert_decisions(&[at("CA1", 7)]).unwrap();
-        let again = s
-            .query_decisions(
-                "acme",
-                &DecisionFilter {
-                    limit: 1,
-                    ..DecisionFilter::default()
-                },
-            )
-            .unwrap();
-        assert_eq!(again[0].id, 8);
+        assert_eq!(newest(&s)[0].id, 8);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -700,15 +695,7 @@ mod tests {
         assert!(s.records.lock().unwrap().conn.is_autocommit());
         rename("hidden_ids", "decision_ids");
         s.insert_decisions(&[call_record(Some("CA1"), 2)]).unwrap();
-        let written = s
-            .query_decisions(
-                "acme",
-                &DecisionFilter {
-                    limit: 10,
-                    ..DecisionFilter::default()
-                },
-            )
-            .unwrap();
+        let written = newest(&s);
         assert_eq!(written.iter().map(|r| r.at_ms).collect::<Vec<_>>(), [2]);
         std::fs::remove_dir_all(dir).unwrap();
     }
