@@ -86,6 +86,42 @@ fn a_second_run_loads_the_plugin_from_the_cache_and_warm_calls_are_timed() -> an
     Ok(())
 }
 
+/// A plugin that grows its memory in a call is told so: the run here cannot show what that costs
+/// a server on more than one core. One that fits in the memory it declares hears nothing.
+#[test]
+fn a_call_that_grows_memory_is_reported_with_a_word_on_stderr() -> anyhow::Result<()> {
+    let cache = scratch("grow");
+    let args = [
+        HOSTILE,
+        "--config",
+        "mode=grow",
+        "--config",
+        "kib=512",
+        "--repeat",
+        "3",
+    ];
+    let (code, json, stderr) = run_with_cache(&cache, &args)?;
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["reason"], "wrote 512 KiB", "{json}");
+    let memory = &json["timing"]["memory"];
+    let grown = memory["grown_bytes"].as_u64().unwrap();
+    assert!(
+        (512 << 10..=(512 << 10) + (64 << 10)).contains(&grown),
+        "{memory}"
+    );
+    let initial = memory["initial_bytes"].as_u64().unwrap();
+    assert!(initial > 0 && initial % (64 << 10) == 0, "{memory}");
+    assert!(stderr.contains("grew its memory by up to"), "{stderr}");
+
+    let (code, json, stderr) = run_with_cache(&cache, &[IVR_MENU, "--query", "digits=1"])?;
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["timing"]["memory"]["grown_bytes"], 0, "{json}");
+    assert!(json["timing"]["memory"]["initial_bytes"].as_u64().unwrap() > 0);
+    assert!(!stderr.contains("grew"), "{stderr}");
+    std::fs::remove_dir_all(&cache)?;
+    Ok(())
+}
+
 #[test]
 fn the_query_can_come_from_a_file() -> anyhow::Result<()> {
     let fixture = concat!(

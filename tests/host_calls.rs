@@ -60,6 +60,7 @@ async fn run(sandbox: &Sandbox, plugin: &Plugin, mode: &str, limits: &Limits) ->
         log: report.log,
         log_dropped: report.log_dropped,
         outbound: report.outbound,
+        memory: report.memory,
     }
 }
 

@@ -112,6 +112,7 @@ mod tests {
             log: vec![line.clone()],
             log_dropped: 2,
             outbound: Vec::new(),
+            memory: crate::sandbox::MemoryUse::default(),
         };
         let (outcome, usage) = Usage::of(report);
         assert_eq!(outcome.unwrap(), 7);

@@ -26,8 +26,8 @@ use crate::kv::import::{self, ImportFormat};
 use crate::kv::{KvGrants, KvSpace};
 use crate::sandbox::outbound::{OutboundHosts, OutboundOptions, OutboundRecord};
 use crate::sandbox::{
-    Branch, Event, FlowConfig, Grants, HookExport, Limits, LogLine, Plugin, Report, Sandbox,
-    SandboxError, SandboxOptions, TenantShare,
+    Branch, Event, FlowConfig, Grants, HookExport, Limits, LogLine, MemoryUse, Plugin, Report,
+    Sandbox, SandboxError, SandboxOptions, TenantShare,
 };
 use crate::store::now_ms;
 
@@ -112,6 +112,8 @@ pub struct Timing {
     pub plugin: cache::Source,
     /// How long compiling took (0 when cached).
     pub compile_ms: u64,
+    /// The plugin's linear memory: what an instance starts with, and the most any call grew it.
+    pub memory: MemoryUse,
 }
 
 /// The JSON printed when the plugin decided.
@@ -387,23 +389,36 @@ impl Prepared<'_> {
         Fut: Future<Output = Report<T>>,
     {
         let first = call().await;
+        let mut memory = first.memory;
         let mut warm = Vec::new();
         if first.outcome.is_ok() {
             for _ in 1..self.repeat {
                 let report = call().await;
                 warm.push(micros(report.elapsed));
+                memory.grown_bytes = memory.grown_bytes.max(report.memory.grown_bytes);
                 if report.outcome.is_err() {
                     let first_us = micros(first.elapsed);
-                    let timing = self.timing(first_us, warm);
+                    let timing = self.timing(first_us, warm, memory);
                     return (report, timing);
                 }
             }
         }
-        let timing = self.timing(micros(first.elapsed), warm);
+        let timing = self.timing(micros(first.elapsed), warm, memory);
         (first, timing)
     }
 
-    fn timing(&self, first_us: u64, mut warm: Vec<u64>) -> Timing {
+    /// The calls' timing, and on stderr a word about memory the calls grew, which costs a server
+    /// more than a run here shows.
+    fn timing(&self, first_us: u64, mut warm: Vec<u64>, memory: MemoryUse) -> Timing {
+        if memory.grown_bytes > 0 {
+            eprintln!(
+                "passthru: the plugin's calls grew its memory by up to {} KiB, past the {} KiB \
+                 it starts with: in a server, each call that grows it costs tens of microseconds \
+                 more than its run here shows (see the plugin guide's \"Memory\")",
+                memory.grown_bytes.div_ceil(1024),
+                memory.initial_bytes / 1024
+            );
+        }
         warm.sort_unstable();
         Timing {
             calls: 1 + warm.len() as u32,
@@ -413,6 +428,7 @@ impl Prepared<'_> {
             warm_max_us: warm.last().copied(),
             plugin: self.source.clone(),
             compile_ms: self.compile_ms,
+            memory,
         }
     }
 }

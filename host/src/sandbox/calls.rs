@@ -21,7 +21,7 @@ use super::meter::MAX_HOSTCALL_BYTES;
 use super::outbound::OutboundRecord;
 use super::output::{self, LogLine};
 use super::seed::CallSeed;
-use super::state::{CallState, Grants};
+use super::state::{CallState, Grants, MemoryUse};
 use super::ticker::EPOCH_TICK;
 use crate::call::{CallDetails, CallInput};
 
@@ -94,6 +94,8 @@ pub struct Report<T> {
     pub log_dropped: u32,
     /// The outbound requests the call sent (or was refused).
     pub outbound: Vec<OutboundRecord>,
+    /// The call's linear memory: what it started with and what it grew by.
+    pub memory: MemoryUse,
 }
 
 impl<T: Reasoned> Report<T> {
@@ -190,6 +192,7 @@ impl Sandbox {
                     async move |pre, store| {
                         store.data_mut().call = Some(call);
                         let instance = pre.instantiate_async(&mut *store).await?;
+                        store.data_mut().limiter.instantiated();
                         let decision = instance.call_decide_lean(&mut *store).await?;
                         Ok(Ok(Decision::from(decision)))
                     },
@@ -210,6 +213,7 @@ impl Sandbox {
             async move |pre, store| {
                 let call = wit::CallDetails::from(call.into_details());
                 let instance = pre.instantiate_async(&mut *store).await?;
+                store.data_mut().limiter.instantiated();
                 let decision = instance.call_decide(&mut *store, &call).await?;
                 Ok(Ok(Decision::from(decision)))
             },
@@ -267,6 +271,7 @@ impl Sandbox {
                     accepted_at_ms: event.accepted_at_ms,
                 };
                 let instance = pre.instantiate_async(&mut *store).await?;
+                store.data_mut().limiter.instantiated();
                 let said = instance.call_record(&mut *store, event, &call).await?;
                 Ok(said.map_err(|mut message| {
                     message.truncate(output::truncate(&message, MAX_REASON_BYTES).len());
@@ -372,6 +377,7 @@ impl Sandbox {
         let elapsed = started.elapsed();
         let wasm_fuel = limits.fuel - store.get_fuel().unwrap_or(0).min(limits.fuel);
         let log = store.data().log.clone();
+        let memory = store.data().limiter.memory();
         // Only a flow with secrets keeps its grants past the store, to blank them out below.
         let secrets =
             (!store.data().grants().secrets.is_empty()).then(|| store.data().grants().clone());
@@ -402,6 +408,7 @@ impl Sandbox {
             log: std::mem::take(&mut log.lines),
             log_dropped: log.dropped,
             outbound: std::mem::take(&mut log.outbound),
+            memory,
         };
         if let Some(grants) = secrets {
             report.redact(&grants.secrets);
@@ -459,6 +466,7 @@ fn refused<T>(message: String) -> Report<T> {
         log: Vec::new(),
         log_dropped: 0,
         outbound: Vec::new(),
+        memory: MemoryUse::default(),
     }
 }
 

@@ -122,6 +122,7 @@ impl Sandbox {
                     &seed,
                     async move |pre, store| {
                         let instance = pre.instantiate_async(&mut *store).await?;
+                        store.data_mut().limiter.instantiated();
                         Ok($check(instance.$method(&mut *store, &call).await?))
                     },
                 )

@@ -58,4 +58,4 @@ pub use output::{LogLevel, LogLine, MAX_LOG_BYTES, MAX_LOG_LINES, trace_lines};
 pub use precompiled::{Compiled, hex_sha256};
 pub use scratch::MAX_SCRATCH_BYTES;
 pub use seed::CallSeed;
-pub use state::{FlowConfig, Grants, MAX_KV_WRITES_PER_CALL};
+pub use state::{FlowConfig, Grants, MAX_KV_WRITES_PER_CALL, MemoryUse};

@@ -407,6 +407,8 @@ pub struct LimitExceeded;
 pub struct CallLimiter {
     memory_cap: usize,
     memory_used: usize,
+    /// The memories' bytes once the instance was made: what they declare (see [`MemoryUse`]).
+    memory_at_start: Option<usize>,
     table_used: usize,
     pub(crate) hit: Option<LimitHit>,
 }
@@ -416,10 +418,41 @@ impl CallLimiter {
         Self {
             memory_cap,
             memory_used: 0,
+            memory_at_start: None,
             table_used: 0,
             hit: None,
         }
     }
+
+    /// Marks the instance made: growth from here on is the call's own.
+    pub(crate) fn instantiated(&mut self) {
+        self.memory_at_start = Some(self.memory_used);
+    }
+
+    /// The call's linear memory: what the instance started with, and what the call added.
+    pub(crate) fn memory(&self) -> MemoryUse {
+        let start = self.memory_at_start.unwrap_or(self.memory_used);
+        let bytes = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        MemoryUse {
+            initial_bytes: bytes(start),
+            grown_bytes: bytes(self.memory_used - start),
+        }
+    }
+}
+
+/// A call's linear memory, all memories of the instance together.
+///
+/// A call that grows its memory costs the server more than its own work: the pool makes the new
+/// pages accessible, and before the slot's next instance takes it, inaccessible again, which on
+/// a machine with more than one core interrupts the others to flush their address caches (about
+/// 30 µs a call on the two-core machine of `BENCHMARKS.md`, "Round 13"). A plugin that needs more
+/// memory than it declares does better to declare it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MemoryUse {
+    /// The bytes the instance's memories started with: what the component declares.
+    pub initial_bytes: u64,
+    /// The bytes the call's `memory.grow`s added.
+    pub grown_bytes: u64,
 }
 
 impl ResourceLimiter for CallLimiter {
@@ -491,6 +524,26 @@ mod tests {
         let mut l = CallLimiter::new(10 << 20);
         assert!(!l.memory_growing(0, 2 << 20, Some(1 << 20)).unwrap());
         assert_eq!(l.hit, None);
+    }
+
+    #[test]
+    fn growth_counts_as_the_calls_only_once_the_instance_is_made() {
+        let mut l = CallLimiter::new(10 << 20);
+        // Instantiation: two memories at their declared sizes.
+        assert!(l.memory_growing(0, 128 << 10, None).unwrap());
+        assert!(l.memory_growing(0, 64 << 10, None).unwrap());
+        assert_eq!(l.memory().grown_bytes, 0);
+        l.instantiated();
+        assert!(l.memory_growing(128 << 10, 192 << 10, None).unwrap());
+        assert!(l.memory_growing(64 << 10, 128 << 10, None).unwrap());
+        // A refused grow adds nothing.
+        assert!(
+            !l.memory_growing(128 << 10, 256 << 10, Some(128 << 10))
+                .unwrap()
+        );
+        let memory = l.memory();
+        assert_eq!(memory.initial_bytes, 192 << 10);
+        assert_eq!(memory.grown_bytes, 128 << 10);
     }
 
     #[test]

@@ -44,6 +44,8 @@
 //! - `big-poll`: polls a list of a million borrows of one timer. The host must refuse to copy
 //!   it in (a trap).
 //! - `poll-list`: polls a list of 10,000 borrows of one ready timer, forever.
+//! - `grow`: allocates one block of config `kib` KiB (256 by default), writes into every page of
+//!   it, and answers `success`: a call that grows its memory, as `passthru run` reports.
 //! - anything else, or no `mode`: `success` with reason `ok`.
 //!
 //! Not a plugin to deploy: it exists for the host's tests and benchmarks.
@@ -67,6 +69,13 @@ fn decide(_call: &Call) -> Decision {
         Some("loop") => spin(),
         Some("fill") => fill(),
         Some("memory") => hoard(),
+        Some("grow") => {
+            let kib = config("kib")
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(256);
+            let block = touched(kib << 10);
+            success(format!("wrote {} KiB", black_box(block).capacity() >> 10))
+        }
         Some("recurse") => {
             let depth = descend(0);
             success(format!(
@@ -201,17 +210,22 @@ fn fill() -> ! {
 fn hoard() -> ! {
     let mut blocks: Vec<Vec<u8>> = Vec::new();
     loop {
-        let mut block: Vec<u8> = Vec::with_capacity(BLOCK_BYTES);
-        for byte in block
-            .spare_capacity_mut()
-            .iter_mut()
-            .step_by(TOUCH_STRIDE_BYTES)
-        {
-            byte.write(0xa5);
-        }
-        blocks.push(black_box(block));
+        blocks.push(black_box(touched(BLOCK_BYTES)));
         black_box(&blocks);
     }
+}
+
+/// A block of `bytes` with one byte written in every page, so the host commits each one.
+fn touched(bytes: usize) -> Vec<u8> {
+    let mut block: Vec<u8> = Vec::with_capacity(bytes);
+    for byte in block
+        .spare_capacity_mut()
+        .iter_mut()
+        .step_by(TOUCH_STRIDE_BYTES)
+    {
+        byte.write(0xa5);
+    }
+    block
 }
 
 /// Recurses until the stack runs out. Each frame keeps a value that is used after the recursive
