@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{
-    Api, COIN_FLIP, IVR_MENU, PASSTHRU, STICKY_AGENT, TempDir, TestServer, VIP_CALLER, body,
+    Api, COIN_FLIP, HOSTILE, IVR_MENU, PASSTHRU, STICKY_AGENT, TempDir, TestServer, VIP_CALLER,
+    body,
 };
 use futures_util::StreamExt;
 use reqwest::Method;
@@ -294,6 +295,79 @@ fn replay_with_cli(record: &Value, dir: &TempDir) -> anyhow::Result<(i32, Value)
     let printed: Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| anyhow::anyhow!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
     Ok((out.status.code().unwrap_or(-1), printed))
+}
+
+/// A plugin whose calls grow its memory is told so before it is live: a dry run says by how much,
+/// and a backtest how many calls grew it and the most one did. One that does not grow says 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_runs_and_backtests_report_the_memory_a_call_grows() -> anyhow::Result<()> {
+    let server = TestServer::start("").await?;
+    let acme = Api::operator(&server).tenant("acme", None).await?;
+    assert_eq!(acme.upload("grower", read(HOSTILE)).await?.status(), 201);
+    assert_eq!(acme.upload("menu", read(IVR_MENU)).await?.status(), 201);
+    let grows = json!({"mode": "grow", "kib": "192"});
+    put_flow(
+        &acme,
+        "grower",
+        json!({"plugin": "grower", "version": 1, "config": grows}),
+    )
+    .await?;
+    put_flow(&acme, "menu", json!({"plugin": "menu", "version": 1})).await?;
+
+    let tried = |flow: &'static str| {
+        let acme = &acme;
+        async move {
+            let path = format!("/v1/flows/{flow}/try");
+            let request = json!({"query": "CallSid=g1&digits=%221%22"});
+            let (status, tried) = body(acme.json(Method::POST, &path, request).await?).await?;
+            assert_eq!(status, 200, "{tried}");
+            anyhow::Ok(tried)
+        }
+    };
+    let grower = tried("grower").await?;
+    let grown = grower["memory"]["grown_bytes"].as_u64().unwrap();
+    assert!(grown >= 192 << 10, "{grower}");
+    assert!(
+        grower["memory"]["initial_bytes"].as_u64().unwrap() > 0,
+        "{grower}"
+    );
+    let menu = tried("menu").await?;
+    assert_eq!(menu["memory"]["grown_bytes"], 0, "{menu}");
+
+    for flow in ["grower", "menu"] {
+        let queries = (0..4)
+            .map(|i| format!("CallSid={}&digits=1", call_sid(i)))
+            .collect();
+        assert!(
+            calls(&server, flow, queries)
+                .await?
+                .iter()
+                .all(|s| *s == 200)
+        );
+        assert_eq!(records(&server, &acme, flow).await?.len(), 4);
+    }
+    let backtest = |flow: &'static str| {
+        let acme = &acme;
+        async move {
+            let path = format!("/v1/flows/{flow}/backtest");
+            let request = json!({"version": 1, "last": 4});
+            let (status, report) = body(acme.json(Method::POST, &path, request).await?).await?;
+            assert_eq!(status, 200, "{report}");
+            assert_eq!(report["calls"], 4, "{report}");
+            anyhow::Ok(report)
+        }
+    };
+    let report = backtest("grower").await?;
+    assert_eq!(report["memory_grown"]["calls"], 4, "{report}");
+    let most = report["memory_grown"]["max_bytes"].as_u64().unwrap();
+    assert!(most >= 192 << 10, "{report}");
+    let report = backtest("menu").await?;
+    assert_eq!(
+        report["memory_grown"],
+        json!({"calls": 0, "max_bytes": 0}),
+        "{report}"
+    );
+    server.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

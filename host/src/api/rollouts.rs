@@ -23,7 +23,7 @@ use crate::registry::Flow;
 use crate::rollout::backtest::{self, BacktestError, BacktestReport, Candidate, Recorded, Window};
 use crate::rollout::{FallbackOf, Rehearsal};
 use crate::sandbox::outbound::OutboundRecord;
-use crate::sandbox::{Branch, CallSeed, LogLine, Plugin};
+use crate::sandbox::{Branch, CallSeed, LogLine, MemoryUse, Plugin};
 use crate::store::{Canary, FlowRecord};
 
 /// A dry run's query, and the version to run (the live one when absent).
@@ -63,6 +63,10 @@ pub(super) struct Tried {
     outbound: Vec<OutboundRecord>,
     /// The query's parameters as the plugin saw them, decoded (a repeated one: its last value).
     params: BTreeMap<String, String>,
+    /// The call's linear memory: what the instance started with and what the call grew it by.
+    /// A call that grows it costs a live server more than `elapsed_us` shows (see the plugin
+    /// guide's "Memory").
+    memory: MemoryUse,
 }
 
 /// Try a query on the flow without a live call
@@ -140,6 +144,7 @@ pub(super) async fn post_try(
         log_dropped: done.usage.log_dropped,
         outbound: done.usage.outbound,
         params: done.call.params.owned().collect(),
+        memory: done.usage.memory,
     }))
 }
 

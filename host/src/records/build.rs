@@ -3,7 +3,7 @@
 //! sandbox measured ([`Usage`]).
 
 use crate::sandbox::outbound::OutboundRecord;
-use crate::sandbox::{Branch, LogLine, Report, SandboxError};
+use crate::sandbox::{Branch, LogLine, MemoryUse, Report, SandboxError};
 use crate::secrets::redact;
 use crate::store::{DecisionRecord, now_ms};
 
@@ -42,6 +42,8 @@ pub struct Usage {
     pub log_dropped: u32,
     /// The outbound requests the call sent or was refused.
     pub outbound: Vec<OutboundRecord>,
+    /// The call's linear memory (not kept with the record: dry runs and backtests report it).
+    pub memory: MemoryUse,
 }
 
 impl Usage {
@@ -53,6 +55,7 @@ impl Usage {
             log: report.log,
             log_dropped: report.log_dropped,
             outbound: report.outbound,
+            memory: report.memory,
         };
         (report.outcome, usage)
     }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{Semaphore, oneshot};
 
-use super::{FallbackOf, Rehearsal, Verdict, seed_of};
+use super::{FallbackOf, Rehearsal, Rehearsed, Verdict, seed_of};
 use crate::flow::{FlowMode, Hook};
 use crate::registry::Fallbacks;
 use crate::sandbox::{Branch, Grants, Limits, MAX_DEADLINE_MS, Plugin, Sandbox, TenantShare};
@@ -120,6 +120,16 @@ pub struct FuelSummary {
     pub max: u64,
 }
 
+/// The linear memory the candidate's calls grew (see the plugin guide's "Memory": a call that grows
+/// it costs a live server tens of microseconds more than its own work).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct GrownSummary {
+    /// Calls that grew it.
+    pub calls: u64,
+    /// The most one call grew it, in bytes.
+    pub max_bytes: u64,
+}
+
 /// What a backtest found.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct BacktestReport {
@@ -137,6 +147,8 @@ pub struct BacktestReport {
     /// The candidate's failures by kind (`trap`, `out_of_fuel`, ...).
     pub failures: BTreeMap<String, u64>,
     pub fuel: FuelSummary,
+    /// The calls that grew the candidate's memory.
+    pub memory_grown: GrownSummary,
     /// Records in the window that could not be run again: written before queries and seeds were
     /// kept, or by an async flow.
     pub skipped: u64,
@@ -345,8 +357,8 @@ async fn calls<T>(
             },
             grants: candidate.grants.clone(),
         };
-        let new = rehearsal.run(query, seed).await.verdict;
-        report.tally(&record, new, &mut fuel);
+        let done = rehearsal.run(query, seed).await;
+        report.tally(&record, done, &mut fuel);
         pacer.pace();
     }
     report.finish(fuel, started.elapsed());
@@ -362,9 +374,15 @@ impl BacktestReport {
         self.elapsed_ms = elapsed.as_millis() as u64;
     }
 
-    /// Counts one call run again: `record` says what was answered, `new` what is now; `fuel`
+    /// Counts one call run again: `record` says what was answered, `done` what is now; `fuel`
     /// collects each call's fuel for [`finish`](Self::finish).
-    pub fn tally(&mut self, record: &DecisionRecord, new: Verdict, fuel: &mut Vec<u64>) {
+    pub fn tally(&mut self, record: &DecisionRecord, done: Rehearsed, fuel: &mut Vec<u64>) {
+        let new = done.verdict;
+        let grown = done.usage.memory.grown_bytes;
+        if grown > 0 {
+            self.memory_grown.calls += 1;
+            self.memory_grown.max_bytes = self.memory_grown.max_bytes.max(grown);
+        }
         self.calls += 1;
         self.fuel.total = self.fuel.total.saturating_add(new.fuel_used);
         fuel.push(new.fuel_used);

@@ -361,11 +361,10 @@ pub async fn backtest(
             record.error = old.error;
             record.fuel_used = old.fuel_used;
         }
-        let new = runner
+        let done = runner
             .run(&candidate, 0, export, &query, seed, fuel_given)
-            .await
-            .verdict;
-        report.tally(&record, new, &mut fuel);
+            .await;
+        report.tally(&record, done, &mut fuel);
     }
     report.finish(fuel, started.elapsed());
     let exit = match report.differ_total {

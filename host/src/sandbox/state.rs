@@ -447,7 +447,7 @@ impl CallLimiter {
 /// a machine with more than one core interrupts the others to flush their address caches (about
 /// 30 µs a call on the two-core machine of `BENCHMARKS.md`, "Round 13"). A plugin that needs more
 /// memory than it declares does better to declare it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct MemoryUse {
     /// The bytes the instance's memories started with: what the component declares.
     pub initial_bytes: u64,
