@@ -105,6 +105,8 @@ fn a_call_that_grows_memory_is_reported_with_a_word_on_stderr() -> anyhow::Resul
     assert_eq!(json["reason"], "wrote 512 KiB", "{json}");
     let memory = &json["timing"]["memory"];
     let grown = memory["grown_bytes"].as_u64().unwrap();
+    // The block itself, and at most one more 64 KiB page for the allocator's own header (the
+    // plugin's allocator, wasi-libc's, asks for what it needs and no more).
     assert!(
         (512 << 10..=(512 << 10) + (64 << 10)).contains(&grown),
         "{memory}"
@@ -118,6 +120,28 @@ fn a_call_that_grows_memory_is_reported_with_a_word_on_stderr() -> anyhow::Resul
     assert_eq!(json["timing"]["memory"]["grown_bytes"], 0, "{json}");
     assert!(json["timing"]["memory"]["initial_bytes"].as_u64().unwrap() > 0);
     assert!(!stderr.contains("grew"), "{stderr}");
+
+    // Every export's path counts from its own instance: `hook-probe` grows a page in its eager
+    // `decide` and in its hooks; `record` (async-probe) grows nothing.
+    for args in [
+        &[HOOK_PROBE][..],
+        &[HOOK_PROBE, "--hook", "greeting"],
+        &[ASYNC_PROBE],
+    ] {
+        let (code, json, _) = run_with_cache(&cache, args)?;
+        assert_eq!(code, 0, "{args:?}: {json}");
+        let memory = &json["timing"]["memory"];
+        assert!(
+            memory["initial_bytes"].as_u64().unwrap() > 0,
+            "{args:?}: {memory}"
+        );
+        let grows = args[0] == HOOK_PROBE;
+        assert_eq!(
+            memory["grown_bytes"].as_u64().unwrap() > 0,
+            grows,
+            "{args:?}: {memory}"
+        );
+    }
     std::fs::remove_dir_all(&cache)?;
     Ok(())
 }

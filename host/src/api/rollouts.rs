@@ -63,9 +63,8 @@ pub(super) struct Tried {
     outbound: Vec<OutboundRecord>,
     /// The query's parameters as the plugin saw them, decoded (a repeated one: its last value).
     params: BTreeMap<String, String>,
-    /// The call's linear memory: what the instance started with and what the call grew it by.
-    /// A call that grows it costs a live server more than `elapsed_us` shows (see the plugin
-    /// guide's "Memory").
+    /// The call's linear memory: what the instance had once made and what the call grew it by.
+    /// A call that grows it costs a live server more than `elapsed_us` shows.
     memory: MemoryUse,
 }
 

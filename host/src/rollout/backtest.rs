@@ -120,8 +120,7 @@ pub struct FuelSummary {
     pub max: u64,
 }
 
-/// The linear memory the candidate's calls grew (see the plugin guide's "Memory": a call that grows
-/// it costs a live server tens of microseconds more than its own work).
+/// The linear memory the candidate's calls grew (see `MemoryUse` for what a grow costs).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct GrownSummary {
     /// Calls that grew it.

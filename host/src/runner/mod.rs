@@ -26,8 +26,8 @@ use crate::kv::import::{self, ImportFormat};
 use crate::kv::{KvGrants, KvSpace};
 use crate::sandbox::outbound::{OutboundHosts, OutboundOptions, OutboundRecord};
 use crate::sandbox::{
-    Branch, Event, FlowConfig, Grants, HookExport, Limits, LogLine, MemoryUse, Plugin, Report,
-    Sandbox, SandboxError, SandboxOptions, TenantShare,
+    Branch, Event, FailureKind, FlowConfig, Grants, HookExport, Limits, LogLine, MemoryUse, Plugin,
+    Report, Sandbox, SandboxError, SandboxOptions, TenantShare,
 };
 use crate::store::now_ms;
 
@@ -399,26 +399,17 @@ impl Prepared<'_> {
                 if report.outcome.is_err() {
                     let first_us = micros(first.elapsed);
                     let timing = self.timing(first_us, warm, memory);
+                    note_growth(&report, memory);
                     return (report, timing);
                 }
             }
         }
         let timing = self.timing(micros(first.elapsed), warm, memory);
+        note_growth(&first, memory);
         (first, timing)
     }
 
-    /// The calls' timing, and on stderr a word about memory the calls grew, which costs a server
-    /// more than a run here shows.
     fn timing(&self, first_us: u64, mut warm: Vec<u64>, memory: MemoryUse) -> Timing {
-        if memory.grown_bytes > 0 {
-            eprintln!(
-                "passthru: the plugin's calls grew its memory by up to {} KiB, past the {} KiB \
-                 it starts with: in a server, each call that grows it costs tens of microseconds \
-                 more than its run here shows (see the plugin guide's \"Memory\")",
-                memory.grown_bytes.div_ceil(1024),
-                memory.initial_bytes / 1024
-            );
-        }
         warm.sort_unstable();
         Timing {
             calls: 1 + warm.len() as u32,
@@ -430,6 +421,21 @@ impl Prepared<'_> {
             compile_ms: self.compile_ms,
             memory,
         }
+    }
+}
+
+/// A word on stderr when the calls grew the plugin's memory, which costs a server more than a run
+/// here shows; not when the run ended at the memory cap, which says enough.
+fn note_growth<T>(report: &Report<T>, memory: MemoryUse) {
+    let capped = matches!(&report.outcome, Err(e) if e.kind() == FailureKind::MemoryLimit);
+    if memory.grown_bytes > 0 && !capped {
+        eprintln!(
+            "passthru: the plugin's calls grew its memory by up to {} KiB, past the {} KiB it \
+             starts with: in a server, each call that grows it costs tens of microseconds more \
+             than its run here shows (see the plugin guide's \"Memory\")",
+            memory.grown_bytes.div_ceil(1024),
+            memory.initial_bytes / 1024
+        );
     }
 }
 

@@ -377,6 +377,10 @@ impl Sandbox {
         let elapsed = started.elapsed();
         let wasm_fuel = limits.fuel - store.get_fuel().unwrap_or(0).min(limits.fuel);
         let log = store.data().log.clone();
+        debug_assert!(
+            outcome.is_err() || store.data().limiter.was_instantiated(),
+            "a call answered without marking its instance made: its memory report would be wrong"
+        );
         let memory = store.data().limiter.memory();
         // Only a flow with secrets keeps its grants past the store, to blank them out below.
         let secrets =

@@ -407,7 +407,7 @@ pub struct LimitExceeded;
 pub struct CallLimiter {
     memory_cap: usize,
     memory_used: usize,
-    /// The memories' bytes once the instance was made: what they declare (see [`MemoryUse`]).
+    /// The memories' bytes once the instance was made (see [`MemoryUse`]).
     memory_at_start: Option<usize>,
     table_used: usize,
     pub(crate) hit: Option<LimitHit>,
@@ -424,18 +424,27 @@ impl CallLimiter {
         }
     }
 
-    /// Marks the instance made: growth from here on is the call's own.
+    /// Marks the instance made: growth from here on is the call's own. Every export's path
+    /// calls it right after instantiating (a successful call that did not is a bug that
+    /// `Sandbox::finish` asserts against in debug builds).
     pub(crate) fn instantiated(&mut self) {
         self.memory_at_start = Some(self.memory_used);
     }
 
-    /// The call's linear memory: what the instance started with, and what the call added.
+    pub(crate) fn was_instantiated(&self) -> bool {
+        self.memory_at_start.is_some()
+    }
+
+    /// The call's linear memory: what the instance started with, and what the call added (0
+    /// for a call that failed before its instance was made).
     pub(crate) fn memory(&self) -> MemoryUse {
         let start = self.memory_at_start.unwrap_or(self.memory_used);
         let bytes = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         MemoryUse {
             initial_bytes: bytes(start),
-            grown_bytes: bytes(self.memory_used - start),
+            // Memories only grow, so this never saturates; a wasmtime that shrank one would
+            // read as no growth rather than fail the call's report.
+            grown_bytes: bytes(self.memory_used.saturating_sub(start)),
         }
     }
 }
@@ -445,11 +454,12 @@ impl CallLimiter {
 /// A call that grows its memory costs the server more than its own work: the pool makes the new
 /// pages accessible, and before the slot's next instance takes it, inaccessible again, which on
 /// a machine with more than one core interrupts the others to flush their address caches (about
-/// 30 µs a call on the two-core machine of `BENCHMARKS.md`, "Round 13"). A plugin that needs more
-/// memory than it declares does better to declare it.
+/// 30 µs a call on the two-core machine of `BENCHMARKS.md`, "Round 13"; the plugin guide's
+/// "Memory" says how to avoid it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct MemoryUse {
-    /// The bytes the instance's memories started with: what the component declares.
+    /// The bytes the instance's memories had once it was made: what the component declares,
+    /// with what its start functions grew, if any.
     pub initial_bytes: u64,
     /// The bytes the call's `memory.grow`s added.
     pub grown_bytes: u64,
@@ -536,7 +546,9 @@ mod tests {
         l.instantiated();
         assert!(l.memory_growing(128 << 10, 192 << 10, None).unwrap());
         assert!(l.memory_growing(64 << 10, 128 << 10, None).unwrap());
-        // A refused grow adds nothing.
+        // A grow past the cap adds nothing either.
+        assert!(l.memory_growing(192 << 10, 11 << 20, None).is_err());
+        // Nor one past the memory's own maximum.
         assert!(
             !l.memory_growing(128 << 10, 256 << 10, Some(128 << 10))
                 .unwrap()

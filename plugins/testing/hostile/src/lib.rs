@@ -73,7 +73,7 @@ fn decide(_call: &Call) -> Decision {
             let kib = config("kib")
                 .and_then(|n| n.parse::<usize>().ok())
                 .unwrap_or(256);
-            let block = touched(kib << 10);
+            let block = touched(kib.saturating_mul(1024));
             success(format!("wrote {} KiB", black_box(block).capacity() >> 10))
         }
         Some("recurse") => {
