@@ -615,6 +615,21 @@ async fn a_dry_run_answers_without_a_record_a_metric_or_a_kept_key_value_write()
     // No record, no metric of the live flow.
     assert!(records(&server, &acme, "sticky").await?.is_empty());
     assert_eq!(metrics().await?, before);
+    // A HEAD of the live route leaves nothing behind either: it runs as a dry run, so the
+    // agent it remembers is the call's alone (it answers what the GET would, and no record).
+    let head = reqwest::Client::new()
+        .head(server.url(&format!("/passthru/acme/sticky?{remember}")))
+        .send()
+        .await?;
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["x-passthru-outcome"], "decided");
+    assert_eq!(head.headers()["x-passthru-branch"], "success");
+    assert_eq!(
+        acme.get("/v1/kv/agents/keys/09800000001").await?.status(),
+        404,
+        "a HEAD wrote to the live store"
+    );
+    assert!(records(&server, &acme, "sticky").await?.is_empty());
     // Live data is read: after a live call remembers the agent, a dry run finds it.
     calls(&server, "sticky", vec![remember.to_owned()]).await?;
     let (_, found) = body(

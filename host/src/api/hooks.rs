@@ -31,7 +31,8 @@ pub(super) struct HookCall {
     pub(super) query: String,
     /// The `Exotel-Version` header (Connect and Gather send it).
     pub(super) exotel_version: Option<String>,
-    /// Whether the call leaves a decision record (not for `HEAD`).
+    /// Whether the call is a `GET`, which is recorded and runs with the flow's grants. A `HEAD`
+    /// leaves no record and runs as a dry run (`live_or_dry_run`).
     pub(super) record: bool,
 }
 
@@ -54,7 +55,7 @@ pub(super) async fn answer_hook(
             hook.export,
             hook.call,
             &flow.limits,
-            flow.grants.clone(),
+            super::passthru::live_or_dry_run(flow, hook.record),
             seed,
         )
         .instrument(span.for_call(hook.call_sid.as_deref()))

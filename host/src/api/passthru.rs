@@ -17,9 +17,12 @@
 //! (with a problem body) when the queue is full or cannot commit: Exotel then takes the call
 //! flow's error path, and the request is counted, never silently lost.
 //!
-//! `HEAD` leaves nothing behind in the server: on a sync flow it runs the plugin, so that its
-//! status and headers are exactly the `GET`'s, but leaves no decision record (as the other hooks
-//! do); on an async flow it answers `200` and queues nothing, so no `record` runs.
+//! `HEAD` leaves nothing behind in the server: on a sync flow it runs the plugin as a dry run (its
+//! key-value writes seen by the call alone, every outbound request refused), so that its status
+//! and headers are the `GET`'s, and leaves no decision record (as the other hooks do); on an
+//! async flow it answers `200` and queues nothing, so no `record` runs.
+
+use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::extract::{RawQuery, State};
@@ -38,7 +41,7 @@ use crate::queue::{AcceptError, NewEvent};
 use crate::records::{Answer, Usage};
 use crate::registry::Flow;
 use crate::rollout::replay_of;
-use crate::sandbox::{Branch, CallReport, CallSeed, trace_lines};
+use crate::sandbox::{Branch, CallReport, CallSeed, Grants, trace_lines};
 use crate::store::{DecisionRecord, now_ms};
 
 /// The Passthru route's template, as the request spans and metrics name routes.
@@ -70,9 +73,11 @@ static EVENT_HEADER: HeaderName = HeaderName::from_static("x-passthru-event");
 /// an application/json plan, shaped by the request's Exotel-Version header.
 ///
 /// HEAD answers without a body, and the server keeps and queues nothing for it. On a sync flow it
-/// runs the plugin and answers the GET's status and headers, but writes no decision record. On an
-/// async flow it answers 200 and queues nothing (so the plugin's record does not run, and neither
-/// x-passthru-outcome nor x-passthru-event is sent).
+/// runs the plugin as a dry run (key-value writes seen by the call alone, outbound requests
+/// refused) and answers the GET's status and headers (but where the plugin's answer depends on
+/// an outbound request), and writes no decision record. On an async flow it answers 200 and
+/// queues nothing (so the plugin's record does not run, and neither x-passthru-outcome nor
+/// x-passthru-event is sent).
 #[utoipa::path(
     get,
     path = "/passthru/{tenant}/{flow}",
@@ -418,7 +423,7 @@ async fn answer(
         &flow.share,
         params,
         &flow.limits,
-        flow.grants.clone(),
+        live_or_dry_run(&flow, method != Method::HEAD),
         seed,
     ));
     let report = call.instrument(span.for_call(call_sid.as_deref())).await;
@@ -457,6 +462,17 @@ async fn answer(
         flow.metrics.records_dropped.inc();
     }
     Ok(response)
+}
+
+/// What a request's call is granted: the flow's grants for a `GET`; for a `HEAD`, which leaves
+/// nothing behind, a dry run's (its key-value writes seen by the call alone, every outbound
+/// request refused), as `POST /v1/flows/{flow}/try` runs.
+pub(super) fn live_or_dry_run(flow: &Flow, live: bool) -> Arc<Grants> {
+    if live {
+        flow.grants.clone()
+    } else {
+        Arc::new(flow.grants.dry_run())
+    }
 }
 
 /// A Passthru request's span, made only when something may be logged in it.
