@@ -74,8 +74,8 @@ static EVENT_HEADER: HeaderName = HeaderName::from_static("x-passthru-event");
 ///
 /// HEAD answers without a body, and the server keeps and queues nothing for it. On a sync flow it
 /// runs the plugin as a dry run (key-value writes seen by the call alone, outbound requests
-/// refused) and answers the GET's status and headers (but where the plugin's answer depends on
-/// an outbound request), and writes no decision record. On an async flow it answers 200 and
+/// refused) and answers the GET's status and headers (unless the plugin's answer depends on an
+/// outbound request's), and writes no decision record. On an async flow it answers 200 and
 /// queues nothing (so the plugin's record does not run, and neither x-passthru-outcome nor
 /// x-passthru-event is sent).
 #[utoipa::path(
