@@ -303,6 +303,41 @@ async fn a_flow_is_bound_only_to_a_version_with_its_hooks_export_and_with_its_fa
 /// Every hook, for a plugin that traps, one that runs past its deadline and one that runs out of
 /// fuel: the flow's fallback, byte for byte, with the failure kind; `HEAD` answers the `GET`'s
 /// headers.
+/// Exotel sends `HEAD` before the `GET` of a greeting: the `HEAD` runs as a dry run, so what the
+/// plugin writes to a store counts once per call, not twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_before_the_get_leaves_the_plugins_stores_as_they_were() -> anyhow::Result<()> {
+    let server = TestServer::start("").await?;
+    let acme = Api::operator(&server).tenant("acme", None).await?;
+    assert_eq!(acme.upload("probe", read(HOOK_PROBE)).await?.status(), 201);
+    let settings = json!({ "hook": "greeting", "fallback_text": "Welcome",
+                           "kv_stores": ["counts"], "config": { "mode": "count" } });
+    put_flow(&acme, "hello", "probe", settings).await?;
+    let count = || async {
+        let (status, key) = body(acme.get("/v1/kv/counts/keys/calls").await?).await?;
+        anyhow::Ok((status, key["value"].clone()))
+    };
+
+    let url = "/passthru/acme/hello?CallSid=h1&CallFrom=09800000001";
+    let head = server.client.head(server.url(url)).send().await?;
+    let (status, _, outcome, length, _) = answer(head).await?;
+    assert_eq!((status, outcome.as_str()), (200, "decided"));
+    assert_eq!(
+        count().await?.0,
+        404,
+        "the HEAD's increment reached the store"
+    );
+
+    let (status, _, outcome, get_length, text) = answer(server.get(url).await?).await?;
+    assert_eq!(
+        (status, outcome.as_str(), text.as_str()),
+        (200, "decided", "probe greeting")
+    );
+    assert_eq!(get_length, length, "the HEAD's headers are the GET's");
+    assert_eq!(count().await?, (200, json!("1")));
+    server.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_hook_answers_its_fallback_after_a_trap_a_timeout_and_out_of_fuel()
 -> anyhow::Result<()> {

@@ -8,6 +8,7 @@
 //!
 //! - `trap`: panics (a trap).
 //! - `loop`: spins forever: out of fuel, or the deadline when fuel is plentiful.
+//! - `count`: adds 1 to key `calls` of the key-value store `counts`, then answers as below.
 //! - anything else, or no `mode`: a valid answer, `probe` in it somewhere; except that `decide`
 //!   answers `success` with the reason `vip` when the flow's `vip_numbers` (comma-separated)
 //!   lists `CallFrom`, and logs `caller <number> is a VIP` at `info`.
@@ -24,6 +25,7 @@ wit_bindgen::generate!({
                 call-details, decision, selection, text-reply, connect-plan, gather-plan,
             };
             import passthru:plugin/host@0.1.4;
+            import passthru:plugin/kv@0.1.4;
 
             export decide: func(call: call-details) -> decision;
             export select: func(call: call-details) -> selection;
@@ -49,6 +51,11 @@ fn misbehave() {
             let mut n = 0u64;
             loop {
                 n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        Some("count") => {
+            if let Err(error) = passthru::plugin::kv::increment("counts", "calls", 1, None) {
+                host::log(Level::Error, &format!("count: {error:?}"));
             }
         }
         _ => {}
