@@ -617,7 +617,8 @@ async fn a_dry_run_answers_without_a_record_a_metric_or_a_kept_key_value_write()
     assert_eq!(metrics().await?, before);
     // A HEAD of the live route leaves nothing behind either: it runs as a dry run, so the
     // agent it remembers is the call's alone (it answers what the GET would, and no record).
-    let head = reqwest::Client::new()
+    let head = server
+        .client
         .head(server.url(&format!("/passthru/acme/sticky?{remember}")))
         .send()
         .await?;
