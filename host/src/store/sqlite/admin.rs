@@ -488,7 +488,7 @@ impl Store for SqliteStore {
         filter: &DecisionFilter,
     ) -> StoreResult<Vec<DecisionRecord>> {
         let limit = filter.limit.clamp(1, MAX_PAGE) as usize;
-        pages::query(&self.admin(), tenant, filter, limit)
+        pages::query(&self.reader(), tenant, filter, limit)
     }
 
     fn decision_points(
@@ -499,7 +499,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<DecisionPoint>> {
         pages::points(
-            &self.admin(),
+            &self.reader(),
             tenant,
             flow,
             since_ms,

@@ -1,10 +1,14 @@
 //! The embedded store: one SQLite file in the data directory, created and migrated on open.
 //!
-//! Two connections: one for the admin API, one for the decision-record writer, so a batch of
-//! records never waits behind an upload (WAL mode lets them overlap).
+//! Connections of their own for each kind of work, so that none waits behind another's (WAL mode
+//! lets them overlap): one for the admin API, one for the decision-record writer (a batch of
+//! records never waits behind an upload), one for the key-value writer, and [`READERS`] for reading
+//! decision records back. A flow's stats over a busy hour read a good part of a second; on the
+//! admin connection they would hold up every token check, and so every admin request, until done.
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 mod admin;
@@ -14,7 +18,7 @@ mod page_format;
 mod pages;
 pub(in crate::store) mod rows;
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use super::{DecisionRecord, RecordSink, StoreError, StoreResult};
 
@@ -148,11 +152,19 @@ const MIGRATIONS: &[&str] = &[
 /// The most records one query returns.
 pub const MAX_PAGE: u32 = 1000;
 
+/// The connections that read decision records back (queries, a call's records, a flow's
+/// stats): at most this many such reads run at once, the rest wait for one of them.
+pub const READERS: usize = 2;
+
 pub struct SqliteStore {
     admin: Mutex<Connection>,
     records: Mutex<RecordWriter>,
     /// The key-value writer's own, so its commits never wait behind the admin API's.
     kv: Mutex<Connection>,
+    /// Read-only, for the decision records' reads, which may take long.
+    readers: Box<[Mutex<Connection>]>,
+    /// Where the next read starts looking for a free reader.
+    next_reader: AtomicUsize,
 }
 
 /// A transaction of the record writer: its statements prepared once, where `Transaction` parses
@@ -224,6 +236,9 @@ impl SqliteStore {
         }
         let records = connect(&path, "NORMAL")?;
         let kv = connect(&path, "NORMAL")?;
+        let readers = (0..READERS)
+            .map(|_| connect_reader(&path).map(Mutex::new))
+            .collect::<StoreResult<_>>()?;
         Ok(Self {
             admin: Mutex::new(admin),
             records: Mutex::new(RecordWriter {
@@ -231,6 +246,8 @@ impl SqliteStore {
                 encoder: pages::Encoder::new()?,
             }),
             kv: Mutex::new(kv),
+            readers,
+            next_reader: AtomicUsize::new(0),
         })
     }
 
@@ -238,6 +255,21 @@ impl SqliteStore {
         // A panic mid-statement leaves SQLite consistent (the transaction rolls back), so a
         // poisoned lock is taken as it is.
         self.admin.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A free reader if there is one, else the next in turn once its read is done.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..READERS {
+            match self.readers[(start + i) % READERS].try_lock() {
+                Ok(conn) => return conn,
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        self.readers[start % READERS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -248,6 +280,18 @@ pub(crate) fn connect(path: &Path, synchronous: &str) -> StoreResult<Connection>
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection to a SQLite file that [`connect`] has put in WAL mode.
+fn connect_reader(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
 }
 
@@ -439,6 +483,75 @@ mod tests {
             query: None,
             replay: None,
         }
+    }
+
+    /// A long read of decision records (a flow's stats over a busy hour) holds up neither the
+    /// admin API's statements (its token checks, flows, uploads) nor another read of records.
+    #[test]
+    fn a_long_read_of_records_holds_up_neither_the_admin_api_nor_another_read() {
+        use std::sync::{Arc, mpsc};
+        use std::time::Duration;
+        const BOUND: Duration = Duration::from_secs(20);
+        let (s, dir) = store();
+        s.create_tenant("acme", &TenantCaps::default()).unwrap();
+        s.add_token("acme", "t1", "hash-1").unwrap();
+        s.insert_decisions(&[call_record(Some("CA1"), 1), call_record(Some("CA2"), 2)])
+            .unwrap();
+        // Every reader stops in the middle of its next statement until the test lets it go.
+        let (started, reading) = mpsc::channel::<()>();
+        let (release, released) = mpsc::channel::<()>();
+        let released = Arc::new(Mutex::new(released));
+        for reader in s.readers.iter() {
+            let (started, released) = (started.clone(), released.clone());
+            let mut held = false;
+            reader.lock().unwrap().progress_handler(
+                1,
+                Some(move || {
+                    if !std::mem::replace(&mut held, true) {
+                        started.send(()).unwrap();
+                        released.lock().unwrap().recv_timeout(BOUND).unwrap();
+                    }
+                    false
+                }),
+            );
+        }
+        let s = Arc::new(s);
+        let read = |s: &Arc<SqliteStore>| {
+            let s = s.clone();
+            std::thread::spawn(move || newest(&s))
+        };
+        let first = read(&s);
+        reading
+            .recv_timeout(BOUND)
+            .expect("the read runs on a reader");
+        // The admin connection answers while that read is held.
+        let (answered, answer) = mpsc::channel();
+        let admin = s.clone();
+        std::thread::spawn(move || {
+            let found = admin.tenant_for_token("hash-1").unwrap();
+            answered
+                .send((found, admin.get_tenant("acme").is_ok()))
+                .unwrap();
+        });
+        assert_eq!(
+            answer
+                .recv_timeout(BOUND)
+                .expect("the admin connection answered"),
+            (Some("acme".to_owned()), true)
+        );
+        // So does a second read, on the other reader.
+        let second = read(&s);
+        reading
+            .recv_timeout(BOUND)
+            .expect("a second read runs beside the first");
+        release.send(()).unwrap();
+        release.send(()).unwrap();
+        for read in [first, second] {
+            let ats: Vec<i64> = read.join().unwrap().iter().map(|r| r.at_ms).collect();
+            assert_eq!(ats, [2, 1]);
+        }
+        drop(s);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
