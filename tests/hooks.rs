@@ -318,6 +318,14 @@ async fn a_head_before_the_get_leaves_the_plugins_stores_as_they_were() -> anyho
         anyhow::Ok((status, key["value"].clone()))
     };
 
+    // The flow's calls as `/metrics` counts them: the HEAD is a dry run, counted nowhere.
+    let counted = || async {
+        let series = "passthru_decisions_total{tenant=\"acme\",flow=\"hello\",outcome=\"decided\"}";
+        let text = server.metrics().await?;
+        let line = text.lines().find_map(|l| l.strip_prefix(series));
+        anyhow::Ok(line.map(str::trim).map(str::to_owned))
+    };
+
     let url = "/passthru/acme/hello?CallSid=h1&CallFrom=09800000001";
     let head = server.client.head(server.url(url)).send().await?;
     let (status, _, outcome, length, _) = answer(head).await?;
@@ -327,6 +335,11 @@ async fn a_head_before_the_get_leaves_the_plugins_stores_as_they_were() -> anyho
         404,
         "the HEAD's increment reached the store"
     );
+    assert_eq!(
+        counted().await?.as_deref(),
+        Some("0"),
+        "the HEAD was counted"
+    );
 
     let (status, _, outcome, get_length, text) = answer(server.get(url).await?).await?;
     assert_eq!(
@@ -335,6 +348,7 @@ async fn a_head_before_the_get_leaves_the_plugins_stores_as_they_were() -> anyho
     );
     assert_eq!(get_length, length, "the HEAD's headers are the GET's");
     assert_eq!(count().await?, (200, json!("1")));
+    assert_eq!(counted().await?.as_deref(), Some("1"));
     server.stop().await
 }
 

@@ -631,6 +631,7 @@ async fn a_dry_run_answers_without_a_record_a_metric_or_a_kept_key_value_write()
         "a HEAD wrote to the live store"
     );
     assert!(records(&server, &acme, "sticky").await?.is_empty());
+    assert_eq!(metrics().await?, before, "a HEAD was counted");
     // Live data is read: after a live call remembers the agent, a dry run finds it.
     calls(&server, "sticky", vec![remember.to_owned()]).await?;
     let (_, found) = body(

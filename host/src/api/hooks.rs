@@ -65,8 +65,11 @@ pub(super) async fn answer_hook(
         log_report(&report);
     }
     let failure = report.outcome.as_ref().err().map(|e| e.kind());
-    flow.metrics
-        .answered(failure, report.elapsed, report.fuel_used);
+    if hook.record {
+        // A `HEAD`'s dry run is counted nowhere, as one through the API is not.
+        flow.metrics
+            .answered(failure, report.elapsed, report.fuel_used);
+    }
     let failed = report.outcome.is_err();
     let (verdict, answered, usage) =
         hook_verdict(version, FallbackOf::flow(flow), hook.export, report);

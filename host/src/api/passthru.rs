@@ -19,8 +19,8 @@
 //!
 //! `HEAD` leaves nothing behind in the server: on a sync flow it runs the plugin as a dry run (its
 //! key-value writes seen by the call alone, every outbound request refused), so that its status
-//! and headers are the `GET`'s, and leaves no decision record (as the other hooks do); on an
-//! async flow it answers `200` and queues nothing, so no `record` runs.
+//! and headers are the `GET`'s, and leaves no decision record and no metric (as the other hooks
+//! do); on an async flow it answers `200` and queues nothing, so no `record` runs.
 
 use std::sync::Arc;
 
@@ -75,9 +75,9 @@ static EVENT_HEADER: HeaderName = HeaderName::from_static("x-passthru-event");
 /// HEAD answers without a body, and the server keeps and queues nothing for it. On a sync flow it
 /// runs the plugin as a dry run (key-value writes seen by the call alone, outbound requests
 /// refused) and answers the GET's status and headers (unless the plugin's answer depends on an
-/// outbound request's), and writes no decision record. On an async flow it answers 200 and
-/// queues nothing (so the plugin's record does not run, and neither x-passthru-outcome nor
-/// x-passthru-event is sent).
+/// outbound request's), and writes no decision record and counts in no metric. On an async flow
+/// it answers 200 and queues nothing (so the plugin's record does not run, and neither
+/// x-passthru-outcome nor x-passthru-event is sent).
 #[utoipa::path(
     get,
     path = "/passthru/{tenant}/{flow}",
@@ -436,8 +436,11 @@ async fn answer(
         Ok(decision) => (decision.branch, "decided", None),
         Err(error) => (flow.fallback, error.kind().as_str(), Some(error.kind())),
     };
-    flow.metrics
-        .answered(failure, report.elapsed, report.fuel_used);
+    if method != Method::HEAD {
+        // A `HEAD` is a dry run: counted nowhere, as one through the API is not.
+        flow.metrics
+            .answered(failure, report.elapsed, report.fuel_used);
+    }
     let status = StatusCode::from_u16(flow.status.for_branch(branch))
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = status.into_response();
