@@ -233,6 +233,7 @@ impl SqliteStore {
                 left_out,
                 "decision records turned into pages"
             );
+            give_back_free_pages(&admin);
         }
         let records = connect(&path, "NORMAL")?;
         let kv = connect(&path, "NORMAL")?;
@@ -281,6 +282,31 @@ pub(crate) fn connect(path: &Path, synchronous: &str) -> StoreResult<Connection>
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
+}
+
+/// Rewrites the database without its free pages (`VACUUM`), once, after the records' rows were
+/// turned into pages: pages take a fraction of the rows' room, and SQLite would otherwise keep
+/// the difference in the file for ever, reusing it but never giving it back. Run before any
+/// other connection opens. A failure (it needs as much free disk as the database takes) is
+/// logged and leaves the file as it was, whole and usable.
+fn give_back_free_pages(conn: &Connection) {
+    let size = |conn: &Connection| -> rusqlite::Result<i64> {
+        let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        Ok(pages * page_size)
+    };
+    let before = size(conn);
+    match conn.execute_batch("VACUUM") {
+        Ok(()) => tracing::info!(
+            bytes_before = before.unwrap_or(-1),
+            bytes_after = size(conn).unwrap_or(-1),
+            "the database gave back the room the records' rows took"
+        ),
+        Err(error) => tracing::warn!(
+            %error,
+            "cannot compact the database after turning records into pages; it keeps its size"
+        ),
+    }
 }
 
 /// Opens a read-only connection to a SQLite file that [`connect`] has put in WAL mode.
@@ -595,6 +621,11 @@ mod tests {
             0,
             "the old table is gone once converted"
         );
+        let free: i64 = s
+            .admin()
+            .pragma_query_value(None, "freelist_count", |r| r.get(0))
+            .unwrap();
+        assert_eq!(free, 0, "the old table's room is kept in the file");
         assert_eq!(
             count(&s, "decision_pages"),
             3,
