@@ -8,6 +8,7 @@
 
 pub mod postgres;
 pub mod queue;
+mod slots;
 pub(crate) mod sqlite;
 
 use serde::{Deserialize, Serialize};

@@ -595,6 +595,7 @@ impl Store for PgStore {
         filter: &DecisionFilter,
     ) -> StoreResult<Vec<DecisionRecord>> {
         let limit = i64::from(filter.limit.clamp(1, MAX_PAGE));
+        let _read = self.record_reads.take();
         self.conn()?
             .query(
                 "SELECT id, tenant, flow, plugin, version, call_sid, branch, outcome, reason, \
@@ -631,6 +632,7 @@ impl Store for PgStore {
         // `at_ms` has no index: the scan is bounded below by the newest record older than the
         // window by more than ten minutes (ids follow the order records were written in, a few
         // milliseconds after their call, on whichever node), found by a short backward scan.
+        let _read = self.record_reads.take();
         let rows = self.conn()?.query(
             "SELECT at_ms, version, outcome, elapsed_us FROM decisions \
              WHERE tenant = $1 AND flow = $2 AND at_ms >= $3 AND id > COALESCE(( \

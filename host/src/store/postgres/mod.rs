@@ -26,6 +26,7 @@ use postgres::{GenericClient, NoTls, Row, Transaction};
 use r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
 
+use super::slots::Slots;
 use super::sqlite::{from_json, json, log_column, parse_log_column};
 use super::{DecisionRecord, RecordSink, StoreError, StoreResult};
 pub use kv::KvNotice;
@@ -181,7 +182,15 @@ pub struct PgStore {
     pool: std::sync::Arc<Connections>,
     /// This process's id in the key-value notifications it sends, so it skips its own.
     origin: std::sync::Arc<str>,
+    /// The reads of decision records allowed at once ([`RECORD_READS`]): the rest wait, so that
+    /// long stats queries never take the connections the record writer, the key-value writer and
+    /// the queue's accepts need.
+    pub(super) record_reads: std::sync::Arc<Slots<()>>,
 }
+
+/// How many reads of decision records (queries, a call's records, a flow's stats) one node runs
+/// at once, of the [`POOL_SIZE`] connections it holds.
+pub const RECORD_READS: usize = 2;
 
 /// The pool, closed off the async runtime: the blocking client's connections block on their
 /// own runtime as they close, which panics on a thread that runs async tasks (a start-up that
@@ -241,6 +250,7 @@ impl PgStore {
         let store = Self {
             pool: std::sync::Arc::new(Connections(Some(pool))),
             origin: origin.into(),
+            record_reads: std::sync::Arc::new(Slots::new(vec![(); RECORD_READS])),
         };
         store.migrate()?;
         Ok(store)

@@ -8,7 +8,6 @@
 
 use std::borrow::Cow;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 mod admin;
@@ -20,6 +19,7 @@ pub(in crate::store) mod rows;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+use super::slots::{Slot, Slots};
 use super::{DecisionRecord, RecordSink, StoreError, StoreResult};
 
 /// Each entry moves the schema one version up; `PRAGMA user_version` says how many have run.
@@ -153,18 +153,18 @@ const MIGRATIONS: &[&str] = &[
 pub const MAX_PAGE: u32 = 1000;
 
 /// The connections that read decision records back (queries, a call's records, a flow's
-/// stats): at most this many such reads run at once, the rest wait for one of them.
+/// stats): at most this many such reads run at once, the rest wait for the first to finish.
 pub const READERS: usize = 2;
 
 pub struct SqliteStore {
+    /// Read-only, for the decision records' reads, which may take long. First, so that they
+    /// close before the connections that may write: the last to close checkpoints the log and
+    /// removes it, which a read-only connection cannot.
+    readers: Slots<Connection>,
     admin: Mutex<Connection>,
     records: Mutex<RecordWriter>,
     /// The key-value writer's own, so its commits never wait behind the admin API's.
     kv: Mutex<Connection>,
-    /// Read-only, for the decision records' reads, which may take long.
-    readers: Box<[Mutex<Connection>]>,
-    /// Where the next read starts looking for a free reader.
-    next_reader: AtomicUsize,
 }
 
 /// A transaction of the record writer: its statements prepared once, where `Transaction` parses
@@ -238,17 +238,16 @@ impl SqliteStore {
         let records = connect(&path, "NORMAL")?;
         let kv = connect(&path, "NORMAL")?;
         let readers = (0..READERS)
-            .map(|_| connect_reader(&path).map(Mutex::new))
+            .map(|_| connect_reader(&path))
             .collect::<StoreResult<_>>()?;
         Ok(Self {
+            readers: Slots::new(readers),
             admin: Mutex::new(admin),
             records: Mutex::new(RecordWriter {
                 conn: records,
                 encoder: pages::Encoder::new()?,
             }),
             kv: Mutex::new(kv),
-            readers,
-            next_reader: AtomicUsize::new(0),
         })
     }
 
@@ -258,19 +257,9 @@ impl SqliteStore {
         self.admin.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A free reader if there is one, else the next in turn once its read is done.
-    fn reader(&self) -> MutexGuard<'_, Connection> {
-        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
-        for i in 0..READERS {
-            match self.readers[(start + i) % READERS].try_lock() {
-                Ok(conn) => return conn,
-                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => {}
-            }
-        }
-        self.readers[start % READERS]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    /// A free reader, or the first to finish its read if none is free.
+    fn reader(&self) -> Slot<'_, Connection> {
+        self.readers.take()
     }
 }
 
@@ -287,8 +276,9 @@ pub(crate) fn connect(path: &Path, synchronous: &str) -> StoreResult<Connection>
 /// Rewrites the database without its free pages (`VACUUM`), once, after the records' rows were
 /// turned into pages: pages take a fraction of the rows' room, and SQLite would otherwise keep
 /// the difference in the file for ever, reusing it but never giving it back. Run before any
-/// other connection opens. A failure (it needs as much free disk as the database takes) is
-/// logged and leaves the file as it was, whole and usable.
+/// other connection opens. A failure (SQLite builds the copy in its temporary directory,
+/// `SQLITE_TMPDIR` or `TMPDIR`, and needs room for it there and in the log) is logged and leaves
+/// the file as it was, whole and usable.
 fn give_back_free_pages(conn: &Connection) {
     let size = |conn: &Connection| -> rusqlite::Result<i64> {
         let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
@@ -296,7 +286,8 @@ fn give_back_free_pages(conn: &Connection) {
         Ok(pages * page_size)
     };
     let before = size(conn);
-    match conn.execute_batch("VACUUM") {
+    // The log then holds a copy of the whole database: truncated, it gives that room back too.
+    match conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);") {
         Ok(()) => tracing::info!(
             bytes_before = before.unwrap_or(-1),
             bytes_after = size(conn).unwrap_or(-1),
@@ -304,7 +295,8 @@ fn give_back_free_pages(conn: &Connection) {
         ),
         Err(error) => tracing::warn!(
             %error,
-            "cannot compact the database after turning records into pages; it keeps its size"
+            "cannot compact the database after turning records into pages; it keeps its size \
+             (with the server stopped, `sqlite3 passthru.db VACUUM` compacts it)"
         ),
     }
 }
@@ -512,9 +504,11 @@ mod tests {
     }
 
     /// A long read of decision records (a flow's stats over a busy hour) holds up neither the
-    /// admin API's statements (its token checks, flows, uploads) nor another read of records.
+    /// admin API's statements (its token checks, flows, uploads) nor the reads after it, which
+    /// take the other reader however many there are.
     #[test]
-    fn a_long_read_of_records_holds_up_neither_the_admin_api_nor_another_read() {
+    fn a_long_read_of_records_holds_up_neither_the_admin_api_nor_the_reads_after_it() {
+        use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::{Arc, mpsc};
         use std::time::Duration;
         const BOUND: Duration = Duration::from_secs(20);
@@ -523,59 +517,54 @@ mod tests {
         s.add_token("acme", "t1", "hash-1").unwrap();
         s.insert_decisions(&[call_record(Some("CA1"), 1), call_record(Some("CA2"), 2)])
             .unwrap();
-        // Every reader stops in the middle of its next statement until the test lets it go.
+        // The first statement on any reader stops midway until the test lets it go.
         let (started, reading) = mpsc::channel::<()>();
         let (release, released) = mpsc::channel::<()>();
         let released = Arc::new(Mutex::new(released));
-        for reader in s.readers.iter() {
-            let (started, released) = (started.clone(), released.clone());
-            let mut held = false;
-            reader.lock().unwrap().progress_handler(
+        let held = Arc::new(AtomicBool::new(false));
+        s.readers.each_free(|reader| {
+            let (started, released, held) = (started.clone(), released.clone(), held.clone());
+            reader.progress_handler(
                 1,
                 Some(move || {
-                    if !std::mem::replace(&mut held, true) {
+                    if !held.swap(true, Ordering::SeqCst) {
                         started.send(()).unwrap();
                         released.lock().unwrap().recv_timeout(BOUND).unwrap();
                     }
                     false
                 }),
             );
-        }
+        });
         let s = Arc::new(s);
-        let read = |s: &Arc<SqliteStore>| {
+        // Runs `work` on a thread of its own; its answer, unless it is still waiting at `BOUND`.
+        fn beside<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+            let (done, answer) = mpsc::channel();
+            std::thread::spawn(move || done.send(work()).unwrap());
+            answer.recv_timeout(BOUND).ok()
+        }
+        let long = {
             let s = s.clone();
             std::thread::spawn(move || newest(&s))
         };
-        let first = read(&s);
         reading
             .recv_timeout(BOUND)
             .expect("the read runs on a reader");
-        // The admin connection answers while that read is held.
-        let (answered, answer) = mpsc::channel();
+
         let admin = s.clone();
-        std::thread::spawn(move || {
+        let answered = beside(move || {
             let found = admin.tenant_for_token("hash-1").unwrap();
-            answered
-                .send((found, admin.get_tenant("acme").is_ok()))
-                .unwrap();
+            (found, admin.get_tenant("acme").is_ok())
         });
-        assert_eq!(
-            answer
-                .recv_timeout(BOUND)
-                .expect("the admin connection answered"),
-            (Some("acme".to_owned()), true)
-        );
-        // So does a second read, on the other reader.
-        let second = read(&s);
-        reading
-            .recv_timeout(BOUND)
-            .expect("a second read runs beside the first");
-        release.send(()).unwrap();
-        release.send(()).unwrap();
-        for read in [first, second] {
-            let ats: Vec<i64> = read.join().unwrap().iter().map(|r| r.at_ms).collect();
-            assert_eq!(ats, [2, 1]);
+        assert_eq!(answered, Some((Some("acme".to_owned()), true)));
+        for _ in 0..4 {
+            let reads = s.clone();
+            let ats = beside(move || newest(&reads).iter().map(|r| r.at_ms).collect::<Vec<_>>());
+            assert_eq!(ats, Some(vec![2, 1]), "a read waited behind the long one");
         }
+
+        release.send(()).unwrap();
+        let ats: Vec<i64> = long.join().unwrap().iter().map(|r| r.at_ms).collect();
+        assert_eq!(ats, [2, 1]);
         drop(s);
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -626,6 +615,15 @@ mod tests {
             .pragma_query_value(None, "freelist_count", |r| r.get(0))
             .unwrap();
         assert_eq!(free, 0, "the old table's room is kept in the file");
+        let mode: String = s
+            .admin()
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let log = std::fs::metadata(dir.join("passthru.db-wal"))
+            .unwrap()
+            .len();
+        assert_eq!(log, 0, "the log keeps a copy of the compacted database");
         assert_eq!(
             count(&s, "decision_pages"),
             3,
