@@ -31,8 +31,9 @@ pub(super) struct HookCall {
     pub(super) query: String,
     /// The `Exotel-Version` header (Connect and Gather send it).
     pub(super) exotel_version: Option<String>,
-    /// Whether the call is a `GET`, which is recorded and runs with the flow's grants. A `HEAD`
-    /// leaves no record and runs as a dry run (`live_or_dry_run`).
+    /// Whether the call is a `GET`, which is recorded, counted in the flow's decisions, time and
+    /// fuel, and runs with the flow's grants. A `HEAD` is none of these: it runs as a dry run
+    /// (`live_or_dry_run`).
     pub(super) record: bool,
 }
 
@@ -66,7 +67,7 @@ pub(super) async fn answer_hook(
     }
     let failure = report.outcome.as_ref().err().map(|e| e.kind());
     if hook.record {
-        // A `HEAD`'s dry run is counted nowhere, as one through the API is not.
+        // A `HEAD`'s dry run is not counted as a call, as one through the API is not.
         flow.metrics
             .answered(failure, report.elapsed, report.fuel_used);
     }

@@ -19,8 +19,9 @@
 //!
 //! `HEAD` leaves nothing behind in the server: on a sync flow it runs the plugin as a dry run (its
 //! key-value writes seen by the call alone, every outbound request refused), so that its status
-//! and headers are the `GET`'s, and leaves no decision record and no metric (as the other hooks
-//! do); on an async flow it answers `200` and queues nothing, so no `record` runs.
+//! and headers are the `GET`'s, and leaves no decision record and is not counted in the flow's
+//! decisions, time or fuel (as the other hooks do); on an async flow it answers `200` and
+//! queues nothing, so no `record` runs.
 
 use std::sync::Arc;
 
@@ -75,8 +76,8 @@ static EVENT_HEADER: HeaderName = HeaderName::from_static("x-passthru-event");
 /// HEAD answers without a body, and the server keeps and queues nothing for it. On a sync flow it
 /// runs the plugin as a dry run (key-value writes seen by the call alone, outbound requests
 /// refused) and answers the GET's status and headers (unless the plugin's answer depends on an
-/// outbound request's), and writes no decision record and counts in no metric. On an async flow
-/// it answers 200 and queues nothing (so the plugin's record does not run, and neither
+/// outbound request's), writes no decision record, and is not counted in the flow's decisions,
+/// time or fuel. On an async flow it answers 200 and queues nothing (so the plugin's record does not run, and neither
 /// x-passthru-outcome nor x-passthru-event is sent).
 #[utoipa::path(
     get,
@@ -437,7 +438,7 @@ async fn answer(
         Err(error) => (flow.fallback, error.kind().as_str(), Some(error.kind())),
     };
     if method != Method::HEAD {
-        // A `HEAD` is a dry run: counted nowhere, as one through the API is not.
+        // A `HEAD` is a dry run: not counted as a call, as one through the API is not.
         flow.metrics
             .answered(failure, report.elapsed, report.fuel_used);
     }
