@@ -940,3 +940,48 @@ crate::on_both_stores!(
     a_nul_in_one_call_loses_no_one_elses_records_or_events,
     a_flow_keeps_its_newest_dead_letters_within_the_bound,
 );
+
+/// A tenant's reads of decision records take turns, one at a time, and never wait for another
+/// tenant's: while acme's turn is held (as by a long stats query), its reads of every kind wait,
+/// and globex's are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_record_reads_wait_for_its_own_turn_never_anothers() -> anyhow::Result<()> {
+    let server = TestServer::start("").await?;
+    let operator = Api::operator(&server);
+    let acme = operator.tenant("acme", None).await?;
+    let globex = operator.tenant("globex", None).await?;
+    let turns = &server.state.record_reads;
+    let reads = ["/v1/decisions", "/v1/calls/CA1", "/v1/flows/ivr/stats"];
+
+    let held = turns.wait("acme").await;
+    let waiting: Vec<_> = reads
+        .iter()
+        .map(|path| {
+            let request = server.client.get(server.url(path)).bearer_auth(&acme.token);
+            tokio::spawn(request.send())
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while turns.waiting() < reads.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acme's reads did not all wait: {} of {}",
+            turns.waiting(),
+            reads.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // globex has no record, no call and no flow: each answered at once all the same.
+    for (path, status) in reads.iter().zip([200, 404, 404]) {
+        assert_eq!(globex.get(path).await?.status(), status, "{path}");
+    }
+    assert_eq!(turns.waiting(), reads.len());
+    assert!(waiting.iter().all(|read| !read.is_finished()));
+
+    drop(held);
+    for (read, status) in waiting.into_iter().zip([200, 404, 404]) {
+        assert_eq!(read.await??.status(), status);
+    }
+    assert_eq!(turns.waiting(), 0);
+    server.stop().await
+}

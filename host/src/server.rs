@@ -221,6 +221,7 @@ pub async fn start(config: &ServerConfig, options: StartOptions) -> Result<Start
             },
             public_url: config.public_url.as_deref().map(Arc::from),
             backtests: crate::rollout::backtest::Backtests::default(),
+            record_reads: crate::api::turns::TenantTurns::default(),
         }),
         data_dir,
         operator_token_file,

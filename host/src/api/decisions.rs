@@ -93,8 +93,12 @@ pub(super) async fn list_decisions(
         before_id: q.cursor,
         limit,
     };
-    let items: Vec<DecisionRecord> =
-        store_task(&state, move |s| Ok(s.query_decisions(&tenant, &filter)?)).await?;
+    let turn = state.record_reads.wait(&tenant).await;
+    let items: Vec<DecisionRecord> = store_task(&state, move |s| {
+        let _turn = turn;
+        Ok(s.query_decisions(&tenant, &filter)?)
+    })
+    .await?;
     let next_cursor = (items.len() == limit as usize)
         .then(|| items.last().map(|r| r.id))
         .flatten();
@@ -132,7 +136,12 @@ pub(super) async fn get_call(
         limit: 1000,
         ..DecisionFilter::default()
     };
-    let items = store_task(&state, move |s| Ok(s.query_decisions(&tenant, &filter)?)).await?;
+    let turn = state.record_reads.wait(&tenant).await;
+    let items = store_task(&state, move |s| {
+        let _turn = turn;
+        Ok(s.query_decisions(&tenant, &filter)?)
+    })
+    .await?;
     if items.is_empty() {
         return Err(ApiError::Missing(format!("call {call_sid:?}")));
     }

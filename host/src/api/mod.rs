@@ -20,6 +20,7 @@ mod queue;
 mod rollouts;
 mod stats;
 mod tenant;
+pub mod turns;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -95,6 +96,9 @@ pub struct AppShared {
     pub public_url: Option<Arc<str>>,
     /// The server's one backtest at a time (`POST /v1/flows/{flow}/backtest`).
     pub backtests: crate::rollout::backtest::Backtests,
+    /// One read of decision records at a time per tenant (`/v1/decisions`, `/v1/calls`, a
+    /// flow's stats).
+    pub record_reads: turns::TenantTurns,
 }
 
 /// Every route, with the state attached.

@@ -105,7 +105,9 @@ pub(super) async fn get_stats(
         )));
     }
     let since_ms = window_start(now_ms(), minutes);
+    let turn = state.record_reads.wait(&tenant).await;
     let points = with_store(&state, move |s| {
+        let _turn = turn;
         // An unknown flow is a 404, not an empty chart.
         s.get_flow(&tenant, &flow)?;
         Ok(s.decision_points(&tenant, &flow, since_ms, MAX_POINTS)?)
