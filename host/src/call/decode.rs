@@ -50,14 +50,35 @@ impl<'a> Iterator for Pairs<'a> {
 }
 
 /// One component: `+` to a space, `%XX` to its byte, then UTF-8 (lossily), in one pass.
-fn decode(component: &str) -> Cow<'_, str> {
+/// The query's `name=value` pieces as they came, not yet decoded, as [`pairs`] finds them.
+pub(super) fn raw_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .split('&')
+        .filter(|segment| !segment.is_empty())
+        .map(|segment| segment.split_once('=').unwrap_or((segment, "")))
+}
+
+/// Appends `component` to `out`, decoded as [`pairs`] decodes it. `scratch` is room to decode
+/// one that needs it, kept from one component to the next, so that a query costs one allocation
+/// for all its escaped components rather than one each.
+pub(super) fn decode_into(out: &mut String, component: &str, scratch: &mut Vec<u8>) {
     let bytes = component.as_bytes();
     let Some(first) = bytes.iter().position(|&b| b == b'+' || b == b'%') else {
-        return Cow::Borrowed(component);
+        out.push_str(component);
+        return;
     };
-    let mut out = Vec::with_capacity(bytes.len());
-    out.extend_from_slice(&bytes[..first]);
-    let mut i = first;
+    scratch.clear();
+    scratch.extend_from_slice(&bytes[..first]);
+    unescape(&bytes[first..], scratch);
+    match std::str::from_utf8(scratch) {
+        Ok(text) => out.push_str(text),
+        Err(_) => out.push_str(&String::from_utf8_lossy(scratch)),
+    }
+}
+
+/// Appends `bytes` to `out` with `+` as a space and each `%` and two hex digits as their byte.
+fn unescape(bytes: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
     while let Some(&byte) = bytes.get(i) {
         match byte {
             b'+' => {
@@ -80,6 +101,16 @@ fn decode(component: &str) -> Cow<'_, str> {
             }
         }
     }
+}
+
+fn decode(component: &str) -> Cow<'_, str> {
+    let bytes = component.as_bytes();
+    let Some(first) = bytes.iter().position(|&b| b == b'+' || b == b'%') else {
+        return Cow::Borrowed(component);
+    };
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(&bytes[..first]);
+    unescape(&bytes[first..], &mut out);
     Cow::Owned(match String::from_utf8(out) {
         Ok(text) => text,
         Err(invalid) => String::from_utf8_lossy(invalid.as_bytes()).into_owned(),
@@ -109,10 +140,16 @@ mod tests {
             .collect()
     }
 
+    /// What the request path decodes: the parameters, each written straight into their text.
+    fn params(query: &str) -> Vec<(String, String)> {
+        crate::call::params(query).to_vec()
+    }
+
     proptest! {
         #[test]
         fn decodes_any_string_as_form_urlencoded_does(query in any::<String>()) {
             prop_assert_eq!(ours(&query), reference(&query));
+            prop_assert_eq!(params(&query), reference(&query));
         }
 
         #[test]
@@ -120,6 +157,7 @@ mod tests {
             query in r#"([A-Za-z0-9%+=&\[\]"é]|%[0-9a-fA-F]{0,2}|%[CcEeFf][0-9a-fA-F]){0,60}"#
         ) {
             prop_assert_eq!(ours(&query), reference(&query));
+            prop_assert_eq!(params(&query), reference(&query));
         }
     }
 
@@ -132,6 +170,7 @@ mod tests {
             let query = std::fs::read_to_string(&path).expect("a sample");
             let query = query.trim_end();
             assert_eq!(ours(query), reference(query), "{}", path.display());
+            assert_eq!(params(query), reference(query), "{}", path.display());
             seen += 1;
         }
         assert!(seen >= 6, "{seen} samples");
@@ -141,6 +180,8 @@ mod tests {
     fn decode_component(input: &str) -> String {
         let query = format!("k={input}");
         let (_, value) = pairs(&query).next().expect("one pair");
+        let into_params = crate::call::params(&query);
+        assert_eq!(into_params.get(0).map(|(_, v)| v), Some(&*value), "{input}");
         value.into_owned()
     }
 

@@ -80,8 +80,12 @@ pub fn params(query: &str) -> Params {
     // would let a query of `&&&…` reserve 16 bytes for each of its bytes.
     let segments = query.bytes().filter(|&b| b == b'&').count() + 1;
     let mut params = Params::with_capacity(segments.min(PARAMS_RESERVED), query.len());
-    for (key, value) in decode::pairs(query) {
-        params.push(&key, &value);
+    // Each name and value decoded straight into the parameters' text.
+    let mut scratch = Vec::new();
+    for (key, value) in decode::raw_pairs(query) {
+        params.push_with(key, value, |text, raw| {
+            decode::decode_into(text, raw, &mut scratch)
+        });
     }
     params
 }

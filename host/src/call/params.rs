@@ -26,6 +26,20 @@ impl Params {
         }
     }
 
+    /// Adds a parameter after the others: `write` appends `name`, then `value`, to the text as
+    /// it likes (decoding them, say).
+    pub(super) fn push_with(
+        &mut self,
+        name: &str,
+        value: &str,
+        mut write: impl FnMut(&mut String, &str),
+    ) {
+        write(&mut self.text, name);
+        let name_end = self.text.len();
+        write(&mut self.text, value);
+        self.ends.push((name_end, self.text.len()));
+    }
+
     /// Adds a parameter after the others.
     pub fn push(&mut self, name: &str, value: &str) {
         self.text.push_str(name);
