@@ -376,6 +376,8 @@ pub(super) async fn post_backtest(
         .claim()
         .map_err(|e| ApiError::Busy(e.to_string()))?;
     let plugin = version_of(&state, &live, body.version).await?;
+    // Its reads of the recorded calls take the tenant's turn, as the API's reads of records do.
+    let reading = state.record_reads.wait(&tenant).await;
     let recorded = Recorded {
         store: state.registry.store().clone(),
         tenant,
@@ -395,9 +397,13 @@ pub(super) async fn post_backtest(
     };
     // Serialised on the backtest's thread too: a thousand differences are a few hundred
     // kilobytes of JSON, work that would otherwise hold a worker of the live calls.
-    let json = backtest::run(candidate, recorded, claim, |report: BacktestReport| {
-        serde_json::to_vec(&report)
-    })
+    let json = backtest::run(
+        candidate,
+        recorded,
+        claim,
+        reading,
+        |report: BacktestReport| serde_json::to_vec(&report),
+    )
     .await
     .map_err(|error| match error {
         BacktestError::Busy => ApiError::Busy(error.to_string()),

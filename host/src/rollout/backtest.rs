@@ -264,7 +264,7 @@ pub struct Recorded {
 /// Reads the recorded calls, runs `candidate` on them and hands the report to `then` (the API
 /// serialises it there: a thousand differences are a few hundred kilobytes of JSON), all on a
 /// thread of its own at low priority, and waits for what `then` made. `claim` is held until the
-/// thread is done.
+/// thread is done, `reading` (the tenant's turn to read records) until the calls are read.
 ///
 /// # Errors
 /// The thread cannot start or dies, or the store fails.
@@ -272,6 +272,7 @@ pub async fn run<T: Send + 'static>(
     candidate: Candidate,
     recorded: Recorded,
     claim: tokio::sync::OwnedSemaphorePermit,
+    reading: impl Send + 'static,
     then: impl FnOnce(BacktestReport) -> T + Send + 'static,
 ) -> Result<T, BacktestError> {
     let (tx, rx) = oneshot::channel();
@@ -287,6 +288,7 @@ pub async fn run<T: Send + 'static>(
                 recorded.window,
                 &mut pacer,
             );
+            drop(reading);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_time()
                 .build();

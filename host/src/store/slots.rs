@@ -79,32 +79,31 @@ impl<T> Drop for Slot<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::Slots;
-    use std::sync::mpsc;
+    use std::sync::{Arc, mpsc};
     use std::time::Duration;
 
     /// With one slot held for as long as the test likes, every other caller goes on with the
     /// others, one after another, and a caller that finds none free takes the first given back.
     #[test]
     fn a_caller_takes_any_free_slot_and_waits_for_the_first_back() {
-        let slots = Slots::new(vec![1, 2]);
+        let slots = Arc::new(Slots::new(vec![1, 2]));
         let held = slots.take();
         for _ in 0..5 {
             let other = slots.take();
             assert_ne!(*other, *held);
         }
-        std::thread::scope(|scope| {
-            let second = slots.take();
-            let (took, taken) = mpsc::channel();
-            let slots = &slots;
-            scope.spawn(move || took.send(*slots.take()).unwrap());
-            assert!(
-                taken.recv_timeout(Duration::from_millis(50)).is_err(),
-                "a third slot was lent"
-            );
-            let back = *second;
-            drop(second);
-            assert_eq!(taken.recv_timeout(Duration::from_secs(20)), Ok(back));
-        });
+        let second = slots.take();
+        let (took, taken) = mpsc::channel();
+        // Not scoped: if no slot ever came back, the test fails rather than waits for ever.
+        let waiter = slots.clone();
+        std::thread::spawn(move || took.send(*waiter.take()).unwrap());
+        assert!(
+            taken.recv_timeout(Duration::from_millis(50)).is_err(),
+            "a third slot was lent"
+        );
+        let back = *second;
+        drop(second);
+        assert_eq!(taken.recv_timeout(Duration::from_secs(20)), Ok(back));
         drop(held);
         assert_eq!(slots.lock().len(), 2);
     }
