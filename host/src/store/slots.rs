@@ -96,7 +96,7 @@ mod tests {
         let (took, taken) = mpsc::channel();
         // Not scoped: if no slot ever came back, the test fails rather than waits for ever.
         let waiter = slots.clone();
-        std::thread::spawn(move || took.send(*waiter.take()).unwrap());
+        let waiting = std::thread::spawn(move || took.send(*waiter.take()).unwrap());
         assert!(
             taken.recv_timeout(Duration::from_millis(50)).is_err(),
             "a third slot was lent"
@@ -104,6 +104,8 @@ mod tests {
         let back = *second;
         drop(second);
         assert_eq!(taken.recv_timeout(Duration::from_secs(20)), Ok(back));
+        // It has its slot: what is left is to give it back.
+        waiting.join().unwrap();
         drop(held);
         assert_eq!(slots.lock().len(), 2);
     }
