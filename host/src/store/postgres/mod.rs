@@ -189,7 +189,7 @@ pub struct PgStore {
 }
 
 /// How many reads of decision records (queries, a call's records, a flow's stats) one node runs
-/// at once, of the [`POOL_SIZE`] connections it holds.
+/// at once, of the connections in its pool.
 pub const RECORD_READS: usize = 2;
 
 /// The pool, closed off the async runtime: the blocking client's connections block on their
