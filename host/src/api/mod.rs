@@ -96,8 +96,8 @@ pub struct AppShared {
     pub public_url: Option<Arc<str>>,
     /// The server's one backtest at a time (`POST /v1/flows/{flow}/backtest`).
     pub backtests: crate::rollout::backtest::Backtests,
-    /// One read of decision records at a time per tenant (`/v1/decisions`, `/v1/calls`, a
-    /// flow's stats).
+    /// Reads of decision records (`/v1/decisions`, `/v1/calls`, a flow's stats, a backtest's):
+    /// one at a time per tenant, [`turns::READS`] in all.
     pub record_reads: turns::TenantTurns,
 }
 

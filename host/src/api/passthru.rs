@@ -77,8 +77,8 @@ static EVENT_HEADER: HeaderName = HeaderName::from_static("x-passthru-event");
 /// runs the plugin as a dry run (key-value writes seen by the call alone, outbound requests
 /// refused) and answers the GET's status and headers (unless the plugin's answer depends on an
 /// outbound request's), writes no decision record, and is not counted in the flow's decisions,
-/// time or fuel. On an async flow it answers 200 and queues nothing (so the plugin's record does not run, and neither
-/// x-passthru-outcome nor x-passthru-event is sent).
+/// time or fuel. On an async flow it answers 200 and queues nothing (so the plugin's record
+/// does not run, and neither x-passthru-outcome nor x-passthru-event is sent).
 #[utoipa::path(
     get,
     path = "/passthru/{tenant}/{flow}",
