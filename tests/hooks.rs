@@ -432,11 +432,31 @@ async fn every_hook_answers_its_fallback_after_a_trap_a_timeout_and_out_of_fuel(
                 "{hook} {mode}"
             );
             if *outcome == "decided" || *outcome == "trap" {
+                // The flow's count of this outcome, which a HEAD (a dry run) leaves as it was,
+                // whether the plugin decided or failed.
+                let series = format!(
+                    "passthru_decisions_total{{tenant=\"acme\",flow=\"probe\",outcome=\"{outcome}\"}} "
+                );
+                let counted = || async {
+                    let text = server.metrics().await?;
+                    anyhow::Ok(
+                        text.lines()
+                            .find_map(|l| l.strip_prefix(series.as_str()))
+                            .map(str::to_owned),
+                    )
+                };
+                let before = counted().await?;
+                assert!(before.is_some(), "no series {series}");
                 let head = answer(server.client.head(server.url(url)).send().await?).await?;
                 assert_eq!(
                     (head.0, head.1, head.2, head.3, head.4.as_str()),
                     (got.0, got.1, got.2, got.3, ""),
                     "{hook} {mode}: HEAD"
+                );
+                assert_eq!(
+                    counted().await?,
+                    before,
+                    "{hook} {mode}: the HEAD was counted"
                 );
             }
         }
