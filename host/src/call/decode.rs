@@ -21,36 +21,11 @@ use std::borrow::Cow;
 /// pair per non-empty segment, in order. `+` is a space, `%XX` (two hex digits, either case) the
 /// byte `0xXX`; a `%` not followed by two hex digits is kept literally; the decoded bytes are read
 /// as UTF-8, lossily. A component that needs no decoding is borrowed, not copied.
-pub(super) fn pairs(query: &str) -> Pairs<'_> {
-    Pairs { rest: query }
+pub(super) fn pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    raw_pairs(query).map(|(key, value)| (decode(key), decode(value)))
 }
 
-/// The pairs of a query string: see [`pairs`].
-pub(super) struct Pairs<'a> {
-    rest: &'a str,
-}
-
-impl<'a> Iterator for Pairs<'a> {
-    type Item = (Cow<'a, str>, Cow<'a, str>);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if self.rest.is_empty() {
-                return None;
-            }
-            let (segment, rest) = self.rest.split_once('&').unwrap_or((self.rest, ""));
-            self.rest = rest;
-            if segment.is_empty() {
-                continue;
-            }
-            let (key, value) = segment.split_once('=').unwrap_or((segment, ""));
-            return Some((decode(key), decode(value)));
-        }
-    }
-}
-
-/// One component: `+` to a space, `%XX` to its byte, then UTF-8 (lossily), in one pass.
-/// The query's `name=value` pieces as they came, not yet decoded, as [`pairs`] finds them.
+/// The query's `name=value` pieces as they came, not yet decoded: split as [`pairs`] says.
 pub(super) fn raw_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
     query
         .split('&')
@@ -58,12 +33,17 @@ pub(super) fn raw_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
         .map(|segment| segment.split_once('=').unwrap_or((segment, "")))
 }
 
+/// Where the first byte that needs decoding (`+` or `%`) is, if any.
+fn first_escape(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'+' || b == b'%')
+}
+
 /// Appends `component` to `out`, decoded as [`pairs`] decodes it. `scratch` is room to decode
 /// one that needs it, kept from one component to the next, so that a query costs one allocation
 /// for all its escaped components rather than one each.
 pub(super) fn decode_into(out: &mut String, component: &str, scratch: &mut Vec<u8>) {
     let bytes = component.as_bytes();
-    let Some(first) = bytes.iter().position(|&b| b == b'+' || b == b'%') else {
+    let Some(first) = first_escape(bytes) else {
         out.push_str(component);
         return;
     };
@@ -103,9 +83,10 @@ fn unescape(bytes: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// One component: `+` to a space, `%XX` to its byte, then UTF-8 (lossily), in one pass.
 fn decode(component: &str) -> Cow<'_, str> {
     let bytes = component.as_bytes();
-    let Some(first) = bytes.iter().position(|&b| b == b'+' || b == b'%') else {
+    let Some(first) = first_escape(bytes) else {
         return Cow::Borrowed(component);
     };
     let mut out = Vec::with_capacity(bytes.len());
