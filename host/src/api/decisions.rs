@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{Path, TenantAuth, check_name};
 use super::openapi::{BadRequest, Forbidden, Internal, Unauthorized};
-use super::operator::with_store as store_task;
+use super::operator::with_records;
 use super::problem::Problem;
 use super::{ApiError, AppState};
 use crate::flow::Name;
@@ -93,10 +93,8 @@ pub(super) async fn list_decisions(
         before_id: q.cursor,
         limit,
     };
-    let turn = state.record_reads.wait(&tenant).await;
-    let items: Vec<DecisionRecord> = store_task(&state, move |s| {
-        let _turn = turn;
-        Ok(s.query_decisions(&tenant, &filter)?)
+    let items: Vec<DecisionRecord> = with_records(&state, tenant, move |s, tenant| {
+        Ok(s.query_decisions(tenant, &filter)?)
     })
     .await?;
     let next_cursor = (items.len() == limit as usize)
@@ -136,10 +134,8 @@ pub(super) async fn get_call(
         limit: 1000,
         ..DecisionFilter::default()
     };
-    let turn = state.record_reads.wait(&tenant).await;
-    let items = store_task(&state, move |s| {
-        let _turn = turn;
-        Ok(s.query_decisions(&tenant, &filter)?)
+    let items = with_records(&state, tenant, move |s, tenant| {
+        Ok(s.query_decisions(tenant, &filter)?)
     })
     .await?;
     if items.is_empty() {

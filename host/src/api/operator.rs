@@ -120,6 +120,21 @@ pub(super) async fn with_store<T: Send + 'static>(
         .map_err(|_| ApiError::Internal)?
 }
 
+/// Runs `work`, a read of `tenant`'s decision records, on the store when its turn comes (see
+/// [`super::turns`]): the turn is held until `work` is done, even if the request gives up first.
+pub(super) async fn with_records<T: Send + 'static>(
+    state: &AppState,
+    tenant: String,
+    work: impl FnOnce(&dyn Store, &str) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let turn = state.record_reads.wait(&tenant).await;
+    with_store(state, move |store| {
+        let _turn = turn;
+        work(store, &tenant)
+    })
+    .await
+}
+
 /// The longest key-value key an operator may allow (what PostgreSQL's index takes, see
 /// [`crate::kv::MAX_KEY_BYTES`]), and [`MAX_KV_VALUE_BYTES`] the largest value: a plugin's `set`
 /// hands the host its store name, key and value in one call, and one host call lifts at most

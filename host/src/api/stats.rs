@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{Path, TenantAuth, check_name};
 use super::openapi::{Forbidden, Internal, NotFound, Unauthorized};
-use super::operator::with_store;
+use super::operator::with_records;
 use super::problem::Problem;
 use super::{ApiError, AppState};
 use crate::flow::Name;
@@ -105,12 +105,10 @@ pub(super) async fn get_stats(
         )));
     }
     let since_ms = window_start(now_ms(), minutes);
-    let turn = state.record_reads.wait(&tenant).await;
-    let points = with_store(&state, move |s| {
-        let _turn = turn;
+    let points = with_records(&state, tenant, move |s, tenant| {
         // An unknown flow is a 404, not an empty chart.
-        s.get_flow(&tenant, &flow)?;
-        Ok(s.decision_points(&tenant, &flow, since_ms, MAX_POINTS)?)
+        s.get_flow(tenant, &flow)?;
+        Ok(s.decision_points(tenant, &flow, since_ms, MAX_POINTS)?)
     })
     .await?;
     let truncated = points.len() >= MAX_POINTS as usize;
