@@ -319,11 +319,9 @@ async fn a_head_before_the_get_leaves_the_plugins_stores_as_they_were() -> anyho
     };
 
     // The flow's calls as `/metrics` counts them: the HEAD is a dry run, counted nowhere.
-    let counted = || async {
-        let series = "passthru_decisions_total{tenant=\"acme\",flow=\"hello\",outcome=\"decided\"}";
-        let text = server.metrics().await?;
-        let line = text.lines().find_map(|l| l.strip_prefix(series));
-        anyhow::Ok(line.map(str::trim).map(str::to_owned))
+    let counted = || {
+        server
+            .metric("passthru_decisions_total{tenant=\"acme\",flow=\"hello\",outcome=\"decided\"}")
     };
 
     let url = "/passthru/acme/hello?CallSid=h1&CallFrom=09800000001";
@@ -435,16 +433,9 @@ async fn every_hook_answers_its_fallback_after_a_trap_a_timeout_and_out_of_fuel(
                 // The flow's count of this outcome, which a HEAD (a dry run) leaves as it was,
                 // whether the plugin decided or failed.
                 let series = format!(
-                    "passthru_decisions_total{{tenant=\"acme\",flow=\"probe\",outcome=\"{outcome}\"}} "
+                    "passthru_decisions_total{{tenant=\"acme\",flow=\"probe\",outcome=\"{outcome}\"}}"
                 );
-                let counted = || async {
-                    let text = server.metrics().await?;
-                    anyhow::Ok(
-                        text.lines()
-                            .find_map(|l| l.strip_prefix(series.as_str()))
-                            .map(str::to_owned),
-                    )
-                };
+                let counted = || server.metric(&series);
                 let before = counted().await?;
                 assert!(before.is_some(), "no series {series}");
                 let head = answer(server.client.head(server.url(url)).send().await?).await?;

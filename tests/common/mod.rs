@@ -253,6 +253,16 @@ impl TestServer {
         Ok(response.text().await?)
     }
 
+    /// The value of exactly the series `series` (its name and labels) in `/metrics`, as written.
+    pub async fn metric(&self, series: &str) -> anyhow::Result<Option<String>> {
+        let text = self.metrics().await?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .find(|(s, _)| *s == series)
+            .map(|(_, value)| value.to_owned()))
+    }
+
     /// Asks the server to shut down, waits until it has, and flushes its decision records.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
