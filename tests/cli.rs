@@ -394,6 +394,10 @@ fn failures_exit_2_with_their_kind() -> anyhow::Result<()> {
                 "16",
                 "--fuel",
                 "1000000000",
+                // A debug build on a busy machine can take longer than the default 50 ms to
+                // touch 16 MiB; the memory cap, not the clock, is what this case checks.
+                "--deadline-ms",
+                "5000",
             ],
             "memory_limit",
         ),
