@@ -953,7 +953,7 @@ async fn a_tenants_record_reads_wait_for_its_own_turn_never_anothers() -> anyhow
     let turns = &server.state.record_reads;
     let reads = ["/v1/decisions", "/v1/calls/CA1", "/v1/flows/ivr/stats"];
 
-    let held = turns.wait("acme").await;
+    let held = turns.wait("acme").await?;
     let waiting: Vec<_> = reads
         .iter()
         .map(|path| {
@@ -983,5 +983,61 @@ async fn a_tenants_record_reads_wait_for_its_own_turn_never_anothers() -> anyhow
         assert_eq!(read.await??.status(), status);
     }
     assert_eq!(turns.waiting(), 0);
+    server.stop().await
+}
+
+/// A tenant has at most `WAITING_PER_TENANT` reads of its records waiting: one more is answered
+/// `503` at once, with `Retry-After`, and another tenant's reads go on being answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_with_too_many_reads_waiting_is_told_to_come_back() -> anyhow::Result<()> {
+    use passthru::api::turns::WAITING_PER_TENANT;
+    let server = TestServer::start("").await?;
+    let operator = Api::operator(&server);
+    let acme = operator.tenant("acme", None).await?;
+    let globex = operator.tenant("globex", None).await?;
+    let turns = &server.state.record_reads;
+
+    let held = turns.wait("acme").await?;
+    let waiting: Vec<_> = (0..WAITING_PER_TENANT)
+        .map(|_| {
+            let request = server
+                .client
+                .get(server.url("/v1/decisions"))
+                .bearer_auth(&acme.token);
+            tokio::spawn(request.send())
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while turns.waiting() < WAITING_PER_TENANT {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acme's reads did not all wait: {} of {WAITING_PER_TENANT}",
+            turns.waiting()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    for path in ["/v1/decisions", "/v1/calls/CA1", "/v1/flows/ivr/stats"] {
+        let refused = acme.get(path).await?;
+        assert_eq!(refused.status(), 503, "{path}");
+        assert_eq!(refused.headers()["retry-after"], "1", "{path}");
+        let problem: Value = refused.json().await?;
+        assert_eq!(problem["type"], "urn:passthru:problem:busy", "{path}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("waiting")),
+            "{problem}"
+        );
+    }
+    assert_eq!(globex.get("/v1/decisions").await?.status(), 200);
+    assert_eq!(turns.waiting(), WAITING_PER_TENANT);
+
+    drop(held);
+    for read in waiting {
+        assert_eq!(read.await??.status(), 200);
+    }
+    assert_eq!(turns.waiting(), 0);
+    // The places are given back: acme reads again.
+    assert_eq!(acme.get("/v1/decisions").await?.status(), 200);
     server.stop().await
 }

@@ -71,6 +71,10 @@ pub(super) struct DecisionQuery {
             body = Problem, content_type = "application/problem+json"),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
+        (status = 503, description = "As many of the tenant's reads of decision records are \
+                                      waiting on this server as may (8): urn:passthru:problem:busy.",
+            headers(("Retry-After" = u32, description = "Seconds.")),
+            body = Problem, content_type = "application/problem+json"),
         (status = 500, response = Internal),
     ),
 )]
@@ -120,6 +124,10 @@ pub(super) async fn list_decisions(
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, description = "No record of that call for this tenant.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "As many of the tenant's reads of decision records are \
+                                      waiting on this server as may (8): urn:passthru:problem:busy.",
+            headers(("Retry-After" = u32, description = "Seconds.")),
             body = Problem, content_type = "application/problem+json"),
         (status = 500, response = Internal),
     ),

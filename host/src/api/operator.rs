@@ -122,12 +122,17 @@ pub(super) async fn with_store<T: Send + 'static>(
 
 /// Runs `work`, a read of `tenant`'s decision records, on the store when its turn comes (see
 /// [`super::turns`]): the turn is held until `work` is done, even if the request gives up first.
+/// Refused as [`ApiError::Busy`] when as many of the tenant's reads are waiting as may.
 pub(super) async fn with_records<T: Send + 'static>(
     state: &AppState,
     tenant: String,
     work: impl FnOnce(&dyn Store, &str) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let turn = state.record_reads.wait(&tenant).await;
+    let turn = state
+        .record_reads
+        .wait(&tenant)
+        .await
+        .map_err(|e| ApiError::Busy(e.to_string()))?;
     with_store(state, move |store| {
         let _turn = turn;
         work(store, &tenant)

@@ -351,7 +351,9 @@ impl BacktestRequest {
         (status = 422, description = "An async flow, or a version that does not export what \
                                       the flow calls.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Another backtest is running on this server.",
+        (status = 503, description = "Another backtest is running on this server, or as many \
+                                      of the tenant's reads of decision records are waiting as \
+                                      may (8).",
             headers(("Retry-After" = u32, description = "Seconds.")),
             body = Problem, content_type = "application/problem+json"),
         (status = 500, response = Internal),
@@ -377,7 +379,11 @@ pub(super) async fn post_backtest(
         .map_err(|e| ApiError::Busy(e.to_string()))?;
     let plugin = version_of(&state, &live, body.version).await?;
     // Its reads of the recorded calls take the tenant's turn, as the API's reads of records do.
-    let reading = state.record_reads.wait(&tenant).await;
+    let reading = state
+        .record_reads
+        .wait(&tenant)
+        .await
+        .map_err(|e| ApiError::Busy(e.to_string()))?;
     let recorded = Recorded {
         store: state.registry.store().clone(),
         tenant,

@@ -87,6 +87,10 @@ pub(super) struct MinuteStats {
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
+        (status = 503, description = "As many of the tenant's reads of decision records are \
+                                      waiting on this server as may (8): urn:passthru:problem:busy.",
+            headers(("Retry-After" = u32, description = "Seconds.")),
+            body = Problem, content_type = "application/problem+json"),
         (status = 500, response = Internal),
     ),
 )]
