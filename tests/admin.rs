@@ -121,6 +121,18 @@ async fn the_whole_lifecycle_survives_a_restart_without_compiling(db: Db) -> any
     assert_eq!(by_call["items"].as_array().unwrap().len(), 3);
     let (_, failures) = body(acme.get("/v1/decisions?outcome=decided&flow=nope").await?).await?;
     assert!(failures["items"].as_array().unwrap().is_empty());
+    // An outcome is one word: two (which every page holding both would match) is refused.
+    for bad in ["decided%20trap", "", "Decided", "trap%00"] {
+        let (status, problem) =
+            body(acme.get(&format!("/v1/decisions?outcome={bad}")).await?).await?;
+        assert_eq!(status, 400, "{bad}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("outcome"),
+            "{problem}"
+        );
+    }
+    let (status, _) = body(acme.get("/v1/decisions?outcome=out_of_fuel").await?).await?;
+    assert_eq!(status, 200);
 
     let token = acme.token.clone();
     drop((acme, op));

@@ -39,7 +39,8 @@ pub(super) struct DecisionQuery {
     /// Records of this call (Exotel's `CallSid`).
     call_sid: Option<String>,
     /// Records with this outcome: `decided`, `recorded`, or a failure kind (FailureKind, or
-    /// `flow_unavailable`).
+    /// `flow_unavailable`). One word of lowercase letters and `_`, at most 32; anything else is
+    /// a 400.
     outcome: Option<String>,
     /// Records at or after this time (milliseconds since the Unix epoch).
     since_ms: Option<i64>,
@@ -87,6 +88,9 @@ pub(super) async fn list_decisions(
     if let Some(flow) = &q.flow {
         check_name("flow", flow)?;
     }
+    if let Some(outcome) = &q.outcome {
+        check_outcome(outcome)?;
+    }
     let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, 1000);
     let filter = DecisionFilter {
         flow: q.flow,
@@ -105,6 +109,23 @@ pub(super) async fn list_decisions(
         .then(|| items.last().map(|r| r.id))
         .flatten();
     Ok(axum::Json(DecisionList { items, next_cursor }))
+}
+
+/// An outcome is a word of lowercase letters and `_` (`decided`, `out_of_fuel`): the store picks
+/// the pages that may hold it by the words they list, so anything else is refused before it
+/// could match every page and have each one read.
+fn check_outcome(outcome: &str) -> Result<(), ApiError> {
+    let word = (1..=32).contains(&outcome.len())
+        && outcome.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    if word {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(
+            "outcome must be one word of lowercase letters and _ (at most 32): decided, \
+             recorded, or a failure kind such as out_of_fuel"
+                .into(),
+        ))
+    }
 }
 
 /// Read every decision record of one call, newest first
