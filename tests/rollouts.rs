@@ -549,7 +549,7 @@ async fn a_backtest_lists_the_calls_a_candidate_answers_differently_within_its_b
     // Its reading of the recorded calls takes the tenant's turn, as the API's reads of records
     // do: held elsewhere (a long stats query, say), the backtest waits for it.
     let turns = &server.state.record_reads;
-    let held = turns.wait("acme").await;
+    let held = turns.wait("acme").await?;
     let backtest = server
         .client
         .post(server.url("/v1/flows/ivr/backtest"))
@@ -566,6 +566,13 @@ async fn a_backtest_lists_the_calls_a_candidate_answers_differently_within_its_b
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     assert!(!backtest.is_finished());
+    // While it waits, the server's one backtest is free for another tenant's.
+    let other = server.state.backtests.claim();
+    assert!(
+        other.is_ok(),
+        "a backtest waiting for its turn holds the server's"
+    );
+    drop(other);
     drop(held);
     assert_eq!(backtest.await??.status(), 200);
     server.stop().await

@@ -373,17 +373,19 @@ pub(super) async fn post_backtest(
             "flow {flow:?} is async: a backtest compares the answers of a sync flow's calls"
         )));
     }
-    let claim = state
-        .backtests
-        .claim()
-        .map_err(|e| ApiError::Busy(e.to_string()))?;
-    let plugin = version_of(&state, &live, body.version).await?;
-    // Its reads of the recorded calls take the tenant's turn, as the API's reads of records do.
+    // Its reads of the recorded calls take the tenant's turn, as the API's reads of records do;
+    // then the server's backtest, so that a backtest waiting for its tenant's turn does not keep
+    // every other tenant's from running.
     let reading = state
         .record_reads
         .wait(&tenant)
         .await
         .map_err(|e| ApiError::Busy(e.to_string()))?;
+    let claim = state
+        .backtests
+        .claim()
+        .map_err(|e| ApiError::Busy(e.to_string()))?;
+    let plugin = version_of(&state, &live, body.version).await?;
     let recorded = Recorded {
         store: state.registry.store().clone(),
         tenant,
