@@ -295,10 +295,11 @@ pub(super) async fn get_key(
             body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as application/json.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A key or value the host refuses (a value holding U+0000, \
-                                      say), past one of the tenant's caps, or a new store when \
-                                      the tenant has 1,000 (the detail names it). Nothing \
-                                      changed, and no store was created.",
+        (status = 422, description = "A key, value or ttl_ms the host refuses (a value holding \
+                                      U+0000, a ttl_ms of 0 or over ten years), past one of \
+                                      the tenant's caps, or a new store when the tenant has \
+                                      1,000 (the detail names it). Nothing changed, and no \
+                                      store was created.",
             body = Problem, content_type = "application/problem+json"),
         (status = 500, response = Internal),
         (status = 503, description = "The server's disk writer is too far behind; nothing \

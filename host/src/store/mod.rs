@@ -484,9 +484,10 @@ pub trait Store: RecordSink + KvSink {
     /// every backend shares the aggregation into per-minute figures (`GET /v1/flows/{flow}/stats`).
     ///
     /// The default reads whole records a page at a time ([`decision_points_by_pages`]); a
-    /// backend overrides it with a query of these four columns (the SQLite store does, and stops
-    /// its scan at the first record timed more than ten minutes before the window, rather than
-    /// read every record the flow keeps).
+    /// backend overrides it with a cheaper read of these four fields (SQLite decodes them from
+    /// its pages, PostgreSQL queries the columns), and both stop their scan at the first record
+    /// timed more than ten minutes before the window, rather than read every record the flow
+    /// keeps.
     fn decision_points(
         &self,
         tenant: &str,
