@@ -318,11 +318,12 @@ async fn a_head_before_the_get_leaves_the_plugins_stores_as_they_were() -> anyho
         anyhow::Ok((status, key["value"].clone()))
     };
 
-    // The flow's calls as `/metrics` counts them: the HEAD is a dry run, counted nowhere.
+    // The flow's calls as `/metrics` counts them: the HEAD is a dry run, counted apart.
     let counted = || {
         server
             .metric("passthru_decisions_total{tenant=\"acme\",flow=\"hello\",outcome=\"decided\"}")
     };
+    let dry_runs = || server.metric("passthru_dry_runs_total{tenant=\"acme\",flow=\"hello\"}");
 
     let url = "/passthru/acme/hello?CallSid=h1&CallFrom=09800000001";
     let head = server.client.head(server.url(url)).send().await?;
@@ -336,8 +337,9 @@ async fn a_head_before_the_get_leaves_the_plugins_stores_as_they_were() -> anyho
     assert_eq!(
         counted().await?.as_deref(),
         Some("0"),
-        "the HEAD was counted"
+        "the HEAD was counted as a call"
     );
+    assert_eq!(dry_runs().await?.as_deref(), Some("1"));
 
     let (status, _, outcome, get_length, text) = answer(server.get(url).await?).await?;
     assert_eq!(
@@ -347,6 +349,11 @@ async fn a_head_before_the_get_leaves_the_plugins_stores_as_they_were() -> anyho
     assert_eq!(get_length, length, "the HEAD's headers are the GET's");
     assert_eq!(count().await?, (200, json!("1")));
     assert_eq!(counted().await?.as_deref(), Some("1"));
+    assert_eq!(
+        dry_runs().await?.as_deref(),
+        Some("1"),
+        "the GET was a dry run"
+    );
     server.stop().await
 }
 

@@ -597,7 +597,7 @@ async fn a_dry_run_answers_without_a_record_a_metric_or_a_kept_key_value_write()
         let text = server.metrics().await?;
         anyhow::Ok(
             text.lines()
-                .filter(|l| l.contains("flow=\"sticky\""))
+                .filter(|l| l.contains("flow=\"sticky\"") && !l.starts_with("passthru_dry_runs"))
                 .map(str::to_owned)
                 .collect::<Vec<_>>(),
         )
@@ -645,6 +645,8 @@ async fn a_dry_run_answers_without_a_record_a_metric_or_a_kept_key_value_write()
     // No record, no metric of the live flow.
     assert!(records(&server, &acme, "sticky").await?.is_empty());
     assert_eq!(metrics().await?, before);
+    let dry_runs = "passthru_dry_runs_total{tenant=\"acme\",flow=\"sticky\"}";
+    assert_eq!(server.metric(dry_runs).await?.as_deref(), Some("0"));
     // A HEAD of the live route leaves nothing behind either: it runs as a dry run, so the
     // agent it remembers is the call's alone (it answers what the GET would, and no record).
     let head = server
@@ -661,7 +663,8 @@ async fn a_dry_run_answers_without_a_record_a_metric_or_a_kept_key_value_write()
         "a HEAD wrote to the live store"
     );
     assert!(records(&server, &acme, "sticky").await?.is_empty());
-    assert_eq!(metrics().await?, before, "a HEAD was counted");
+    assert_eq!(metrics().await?, before, "a HEAD was counted as a call");
+    assert_eq!(server.metric(dry_runs).await?.as_deref(), Some("1"));
     // Live data is read: after a live call remembers the agent, a dry run finds it.
     calls(&server, "sticky", vec![remember.to_owned()]).await?;
     let (_, found) = body(

@@ -84,6 +84,7 @@ pub struct FlowFamilies {
     fuel: HistogramFamily,
     auth_refused: Family<TenantLabels, Counter>,
     records_dropped: Family<FlowLabels, Counter>,
+    dry_runs: Family<FlowLabels, Counter>,
 }
 
 impl Default for FlowFamilies {
@@ -91,6 +92,7 @@ impl Default for FlowFamilies {
         Self {
             decisions: Family::default(),
             records_dropped: Family::default(),
+            dry_runs: Family::default(),
             auth_refused: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             fuel: Family::new_with_constructor(fuel_histogram),
@@ -129,6 +131,7 @@ impl FlowFamilies {
         FlowMetrics {
             auth_refused,
             records_dropped,
+            dry_runs: self.dry_runs.get_or_create_owned(&labels),
             decided: decision("decided"),
             queued: Counter::default(),
             failures: FAILURE_KINDS.map(|kind| (kind, decision(kind.as_str()))),
@@ -164,6 +167,12 @@ impl FlowFamilies {
             self.auth_refused.clone(),
         );
         registry.register(
+            "passthru_dry_runs",
+            "HEAD requests to a sync flow, per flow: each runs the plugin as a dry run, and is \
+             not counted in passthru_decisions or the flow's time and fuel",
+            self.dry_runs.clone(),
+        );
+        registry.register(
             "passthru_flow_records_dropped",
             "Decision records not written because the writer was behind, per flow (a failure's \
              record is dropped only once a success's would be)",
@@ -184,6 +193,8 @@ pub struct FlowMetrics {
     auth_refused: Counter,
     /// This flow's decision records dropped under the writer's pressure.
     pub records_dropped: Counter,
+    /// `HEAD`s run as dry runs (sync flows).
+    dry_runs: Counter,
     /// For a failure kind not in [`FAILURE_KINDS`] (one added later): looked up when it happens.
     families: FlowFamilies,
     labels: FlowLabels,
@@ -199,6 +210,7 @@ impl FlowMetrics {
             fuel: fuel_histogram(),
             auth_refused: Counter::default(),
             records_dropped: Counter::default(),
+            dry_runs: Counter::default(),
             families,
             labels,
         }
@@ -228,6 +240,12 @@ impl FlowMetrics {
         }
         self.latency.observe(elapsed.as_secs_f64());
         self.fuel.observe(fuel as f64);
+    }
+
+    /// A `HEAD` answered by a dry run of the plugin: counted apart from the calls, so that what
+    /// a flow's `HEAD`s cost is seen without being taken for decisions.
+    pub fn dry_run(&self) {
+        self.dry_runs.inc();
     }
 
     /// A request refused for a missing or wrong URL secret.

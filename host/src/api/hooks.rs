@@ -67,9 +67,12 @@ pub(super) async fn answer_hook(
     }
     let failure = report.outcome.as_ref().err().map(|e| e.kind());
     if hook.record {
-        // A `HEAD`'s dry run is not counted as a call, as one through the API is not.
         flow.metrics
             .answered(failure, report.elapsed, report.fuel_used);
+    } else {
+        // A `HEAD`'s dry run is not counted as a call, as one through the API is not, but
+        // counted.
+        flow.metrics.dry_run();
     }
     let failed = report.outcome.is_err();
     let (verdict, answered, usage) =

@@ -437,8 +437,10 @@ async fn answer(
         Ok(decision) => (decision.branch, "decided", None),
         Err(error) => (flow.fallback, error.kind().as_str(), Some(error.kind())),
     };
-    if method != Method::HEAD {
-        // A `HEAD` is a dry run: not counted as a call, as one through the API is not.
+    if method == Method::HEAD {
+        // A dry run: not counted as a call, as one through the API is not, but counted.
+        flow.metrics.dry_run();
+    } else {
         flow.metrics
             .answered(failure, report.elapsed, report.fuel_used);
     }
