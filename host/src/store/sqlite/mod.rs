@@ -263,6 +263,11 @@ impl SqliteStore {
     }
 }
 
+/// The size SQLite's log (`passthru.db-wal`) is cut back to when it starts over. It grows past
+/// that while a checkpoint cannot catch up (a burst of writes, or reads that keep old snapshots
+/// open), and SQLite would otherwise keep the file at the largest it ever was.
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
+
 /// Opens a SQLite file in WAL mode with the given `synchronous` level (`NORMAL`, `FULL`).
 pub(crate) fn connect(path: &Path, synchronous: &str) -> StoreResult<Connection> {
     let conn = Connection::open(path)?;
@@ -270,6 +275,7 @@ pub(crate) fn connect(path: &Path, synchronous: &str) -> StoreResult<Connection>
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     Ok(conn)
 }
 
@@ -422,6 +428,46 @@ mod tests {
             now_ms() ^ rand_suffix()
         ));
         (SqliteStore::open(&dir).unwrap(), dir)
+    }
+
+    /// A log grown past its limit, while a read held an old snapshot, is cut back to the limit
+    /// once it starts over: it does not keep the room for ever.
+    #[test]
+    fn the_log_gives_back_what_it_grew_past_its_limit() {
+        let dir = std::env::temp_dir().join(format!(
+            "passthru-wal-{}-{}",
+            std::process::id(),
+            now_ms() ^ rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("grow.db");
+        let conn = connect(&path, "NORMAL").unwrap();
+        conn.execute_batch("CREATE TABLE t (b BLOB)").unwrap();
+        let wal = || std::fs::metadata(dir.join("grow.db-wal")).unwrap().len();
+        let limit = u64::try_from(WAL_SIZE_LIMIT).unwrap();
+
+        // A read keeps its snapshot open, so no checkpoint can start the log over.
+        let reader = Connection::open(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        let chunk = vec![7u8; 1 << 20];
+        for _ in 0..(limit >> 20) + 8 {
+            conn.execute("INSERT INTO t VALUES (?1)", [&chunk]).unwrap();
+            conn.execute("DELETE FROM t", []).unwrap();
+        }
+        assert!(wal() > limit, "the log did not grow: {} bytes", wal());
+
+        // The read ends; a checkpoint catches up, and the next write starts the log over.
+        reader.execute_batch("COMMIT").unwrap();
+        drop(reader);
+        conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)")
+            .unwrap();
+        conn.execute("INSERT INTO t VALUES (x'00')", []).unwrap();
+        assert!(wal() <= limit, "the log kept {} bytes", wal());
+        drop(conn);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// How many rows `from` (a table, and a condition if any) has.
