@@ -15,7 +15,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use common::{Api, CRM_PUSH, OUTBOUND_PROBE, TestServer, body, flow};
+use common::{Api, CRM_PUSH, OUTBOUND_PROBE, TempDir, TestServer, body, flow};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
@@ -194,6 +194,59 @@ async fn a_listed_host_is_reached_and_the_request_is_in_the_decision_record() ->
     assert_eq!(outbound[0]["bytes_out"], 0);
     assert!(outbound[0]["ms"].as_u64().unwrap() < 5_000);
     assert!(!record.to_string().contains("secret"), "{record}");
+    server.stop().await
+}
+
+/// The plugin chooses a request's host: however long, its record keeps a bounded part of it, and a
+/// secret of the flow in it is blanked out, as in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requests_record_keeps_a_bounded_host_without_the_flows_secrets() -> anyhow::Result<()> {
+    let keys = TempDir::new("keys");
+    let key = keys.0.join("secrets.key");
+    std::fs::write(&key, passthru::secrets::SecretsKey::generate()?)?;
+    let config = format!(
+        "secrets_key_file = {:?}\n{}",
+        key.display().to_string(),
+        flow(
+            "acme",
+            "long",
+            OUTBOUND_PROBE,
+            "outbound_hosts = [\"https://crm.example.com\"]\n",
+        )
+    );
+    let server = TestServer::start(&config).await?;
+    let api = acme(&server).await?;
+    // The plugin reads its URL from `url`; `token` is another of the flow's secrets, which the
+    // plugin puts in the host.
+    let secret = "hunter2hunter2";
+    let url = format!("http://{secret}{}.example/", "a".repeat(8_000));
+    for (key, value) in [("token", secret), ("url", url.as_str())] {
+        let put = api
+            .json(
+                Method::PUT,
+                &format!("/v1/flows/long/secrets/{key}"),
+                json!({ "value": value }),
+            )
+            .await?;
+        assert_eq!(put.status(), 200, "{}", put.text().await?);
+    }
+    let (branch, outcome) = decide(&server, "long").await?;
+    assert_eq!((branch.as_str(), outcome.as_str()), ("failure", "decided"));
+
+    let record = last_record(&server, &api, "long").await?;
+    let request = &record["outbound"][0];
+    let host = request["host"].as_str().unwrap();
+    let error = request["error"].as_str().unwrap();
+    assert!(host.starts_with("http://"), "{host}");
+    assert!(host.len() <= 300, "the host kept {} bytes", host.len());
+    assert!(error.starts_with("refused"), "{error}");
+    assert!(error.len() <= 600, "the error kept {} bytes", error.len());
+    assert!(
+        record.to_string().len() < 8_000,
+        "the record is {} bytes",
+        record.to_string().len()
+    );
+    assert!(!record.to_string().contains(secret), "{record}");
     server.stop().await
 }
 

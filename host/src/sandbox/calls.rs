@@ -99,8 +99,8 @@ pub struct Report<T> {
 }
 
 impl<T: Reasoned> Report<T> {
-    /// Blanks `secrets` out of the log, the answer's reason and the failure's message (see
-    /// `crate::secrets::redact`).
+    /// Blanks `secrets` out of the log, the answer's reason, the failure's message and the
+    /// outbound requests' methods, hosts and errors (see `crate::secrets::redact`).
     pub fn redact(&mut self, secrets: &[String]) {
         if let Ok(answer) = &mut self.outcome
             && let Some(reason) = answer.reason_mut()
@@ -121,6 +121,20 @@ impl<T: Reasoned> Report<T> {
             && let Some(clean) = redact(message, secrets)
         {
             *message = clean;
+        }
+        // The plugin chose the method and host (a secret could be in either), and a refusal's
+        // or failure's text repeats the host.
+        for request in &mut self.outbound {
+            for text in [&mut request.method, &mut request.host] {
+                if let Some(clean) = redact(text, secrets) {
+                    *text = clean;
+                }
+            }
+            if let Some(error) = &mut request.error
+                && let Some(clean) = redact(error, secrets)
+            {
+                *error = clean;
+            }
         }
     }
 }

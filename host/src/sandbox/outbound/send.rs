@@ -19,10 +19,18 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::allow::{Scheme, normalise_host};
 use super::{OutboundPolicy, OutboundRecord, address};
+use crate::logsafe::cut;
 use crate::sandbox::output::{LogLevel, SharedLog};
 
 /// Records kept per call beyond its request cap (refused requests are recorded too, up to this).
 const EXTRA_RECORDS: usize = 8;
+
+/// What a request's record keeps of its method, its `scheme://host:port` and its error: the
+/// plugin chooses the first two (a method is any token, a host up to the size of one host
+/// call), and a record must stay small however many requests the call makes.
+const MAX_METHOD_BYTES: usize = 32;
+const MAX_HOST_BYTES: usize = 300;
+const MAX_ERROR_BYTES: usize = 600;
 
 /// What `send_request` answers: the response, and the task that drives the connection on.
 type Sent = wasmtime_wasi_http::Result<(
@@ -97,8 +105,11 @@ impl OutboundCall {
             + EXTRA_RECORDS;
         let slot = (log.outbound.len() < cap).then(|| {
             log.outbound.push(OutboundRecord {
-                method: method.to_owned(),
-                host,
+                method: cut(method, MAX_METHOD_BYTES).to_owned(),
+                host: match host.len() > MAX_HOST_BYTES {
+                    true => cut(&host, MAX_HOST_BYTES).to_owned(),
+                    false => host,
+                },
                 status: None,
                 error: None,
                 bytes_out: 0,
@@ -421,7 +432,7 @@ impl Note {
     fn failed(&self, why: &str) {
         let ms = self.elapsed_ms();
         self.update(|r| {
-            r.error = Some(why.to_owned());
+            r.error = Some(cut(why, MAX_ERROR_BYTES).to_owned());
             r.ms = ms;
         });
     }
