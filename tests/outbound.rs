@@ -197,6 +197,41 @@ async fn a_listed_host_is_reached_and_the_request_is_in_the_decision_record() ->
     server.stop().await
 }
 
+/// A set of headers is bounded, as wasi:http counts it (16 KiB, about 8 KiB on the wire): a plugin
+/// cannot park megabytes of host memory in header sets, where wasi:http's own default allows
+/// 128 KiB each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_set_past_its_bound_traps_the_call() -> anyhow::Result<()> {
+    let (web, hits) = web("http://example.com/".into()).await?;
+    let listed = format!("http://127.0.0.1:{}", web.port());
+    let url = format!("{listed}/hello");
+    let config = format!(
+        "{LOOPBACK_ALLOWED}{}{}",
+        probe_flow("small", &[listed.as_str()], &url, "").replace(
+            "[flow.config]\n",
+            "[flow.config]\nheader_bytes = \"4000\"\n"
+        ),
+        probe_flow("big", &[listed.as_str()], &url, "").replace(
+            "[flow.config]\n",
+            "[flow.config]\nheader_bytes = \"20000\"\n"
+        ),
+    );
+    let server = TestServer::start(&config).await?;
+    let api = acme(&server).await?;
+    assert_eq!(decide(&server, "small").await?.0, "success");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // wasi:http traps the call past the bound, naming it: the flow's fallback answers.
+    let (branch, outcome) = decide(&server, "big").await?;
+    assert_eq!((branch.as_str(), outcome.as_str()), ("failure", "trap"));
+    let record = last_record(&server, &api, "big").await?;
+    let error = record["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{record}"));
+    assert!(error.contains("fields exceeds limit"), "{error}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "the big header was sent");
+    server.stop().await
+}
+
 /// The plugin chooses a request's host: however long, its record keeps a bounded part of it, and a
 /// secret of the flow in it is blanked out, as in the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,9 +29,19 @@ pub const MAX_HOSTCALL_BYTES: usize = 256 * 1024;
 pub const STREAM_PERMIT_BYTES: usize = 64 * 1024;
 /// The most random bytes one `get-random-bytes` (secure or insecure) may ask for; more traps.
 pub const MAX_RANDOM_BYTES: u64 = 64 * 1024;
-/// The most WASI resources (streams, pollables) one call may hold at once; creating one more
-/// traps. A plugin holds a handful.
-pub const MAX_RESOURCES: usize = 10_000;
+/// The most WASI resources (streams, pollables, HTTP requests and header sets) one call may hold
+/// at once; creating one more traps. A plugin holds a handful. Host memory a call's resources
+/// hold is not in its `memory_mb`: this, with [`MAX_FIELDS_BYTES`] and
+/// [`MAX_BODY_CHUNK_BYTES`], bounds it (header sets of 16 KiB and one buffered body chunk of
+/// 64 KiB per request: about 80 MiB at the very most, where 10,000 resources of wasi:http's
+/// defaults could hold gigabytes).
+pub const MAX_RESOURCES: usize = 1_000;
+/// The most one set of HTTP headers (a wasi:http `fields`) may hold, as wasmtime counts it (its
+/// in-memory size, about twice the bytes on the wire); adding more traps the call, naming it.
+pub const MAX_FIELDS_BYTES: usize = 16 * 1024;
+/// The most one write to an outgoing request's body may carry, and so what the host buffers of
+/// a body not yet sent (one such chunk); a plugin writes its body in pieces this size or smaller.
+pub const MAX_BODY_CHUNK_BYTES: usize = 64 * 1024;
 /// Fuel one byte of host work costs: about what a wasm instruction costs, so a plugin buys no
 /// more host time with its fuel than it could spend in its own code.
 pub const FUEL_PER_HOST_BYTE: u64 = 1;

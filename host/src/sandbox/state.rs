@@ -11,7 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::passthru::plugin::{host, kv, types};
-use super::meter::{HostBudget, MAX_RESOURCES};
+use super::meter::{HostBudget, MAX_FIELDS_BYTES, MAX_RESOURCES};
 use super::outbound::{OutboundCall, OutboundHosts, OutboundOptions, OutboundPolicy};
 use super::output::{LogLevel, SharedLog};
 use super::scratch::KvScratch;
@@ -195,7 +195,9 @@ impl WasiHttpView for CallState {
                 .for_call(self.deadline, self.log.clone()),
                 _ => OutboundCall::closed(self.deadline, self.log.clone()),
             };
-            (WasiHttpCtx::new(), call)
+            let mut ctx = WasiHttpCtx::new();
+            ctx.set_field_size_limit(MAX_FIELDS_BYTES);
+            (ctx, call)
         });
         WasiHttpCtxView {
             ctx,

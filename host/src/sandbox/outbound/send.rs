@@ -127,6 +127,14 @@ impl OutboundCall {
 }
 
 impl WasiHttpHooks for OutboundCall {
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        crate::sandbox::meter::MAX_BODY_CHUNK_BYTES
+    }
+
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        1
+    }
+
     fn send_request(
         &mut self,
         mut request: http::Request<WasiBody>,

@@ -5,7 +5,8 @@
 //!
 //! - `url` (required): where to send it;
 //! - `method`: `GET` unless set;
-//! - `follow`: how many redirects to follow (0 unless set).
+//! - `follow`: how many redirects to follow (0 unless set);
+//! - `header_bytes`: sends an `x-big` header of this many bytes (none unless set).
 //!
 //! It answers `success` with the reason `status <code> body <first 64 bytes>` when a response
 //! came, and `failure` with `error <what>` when none did (`error HttpRequestDenied`,
@@ -20,11 +21,15 @@ fn decide(_call: &Call) -> Decision {
     };
     let method = config("method").unwrap_or_else(|| "GET".into());
     let mut follow: u32 = config("follow").and_then(|f| f.parse().ok()).unwrap_or(0);
+    let big = config("header_bytes")
+        .and_then(|n| n.parse::<usize>().ok())
+        .map(|n| "a".repeat(n));
+    let headers: Vec<(&str, &str)> = big.iter().map(|v| ("x-big", v.as_str())).collect();
     loop {
         let response = match http::send(&Request {
             method: &method,
             url: &url,
-            headers: &[],
+            headers: &headers,
             body: &[],
         }) {
             Ok(response) => response,
