@@ -4,9 +4,10 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{Api, HOSTILE, IVR_MENU, TestServer, flow};
+use common::{ASYNC_PROBE, Api, HOSTILE, IVR_MENU, TestServer, flow};
 use reqwest::Method;
 use serde_json::json;
 
@@ -133,5 +134,60 @@ async fn calls_past_the_memory_budget_answer_overloaded() -> anyhow::Result<()> 
     let outcomes = flood(&server, 10).await?;
     assert_eq!(count(&outcomes, "deadline"), 3, "{outcomes:?}");
     assert_eq!(count(&outcomes, "overloaded"), 7, "{outcomes:?}");
+    server.stop().await
+}
+
+/// An async attempt the sandbox has no room for (its tenant's share is held by other calls) is
+/// put off, not counted: an event allowed a single attempt is handled once room comes back,
+/// rather than kept as a dead letter, and leaves one record, not one per refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_attempt_with_no_room_waits_and_is_not_counted() -> anyhow::Result<()> {
+    let later = flow(
+        "noisy",
+        "later",
+        ASYNC_PROBE,
+        "mode = \"async\"\n[flow.retry]\nmax_attempts = 1\n",
+    );
+    let server = TestServer::start(&format!("{}{later}", config(16, 2))).await?;
+    let flood = flood(&server, 2);
+    until_in_flight(&server, 2).await;
+
+    let accepted = server.get("/passthru/noisy/later?CallSid=put-off").await?;
+    assert_eq!(accepted.status(), 200);
+    let stats = server.state.queue.stats();
+    let started = Instant::now();
+    while stats.deferred.load(Ordering::Relaxed) < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the attempt was not put off"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 0);
+
+    // The sleepers reach their deadline; the event then runs, once, as its first attempt.
+    let outcomes = flood.await?;
+    assert_eq!(count(&outcomes, "deadline"), 2, "{outcomes:?}");
+    let started = Instant::now();
+    while stats.handled.load(Ordering::Relaxed) < 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the event was not handled once room came back"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.failed_attempts.load(Ordering::Relaxed), 0);
+    server.state.recorder.flush(Duration::from_secs(5));
+    let records = server.state.registry.store().query_decisions(
+        "noisy",
+        &passthru::store::DecisionFilter {
+            flow: Some("later".into()),
+            limit: 100,
+            ..Default::default()
+        },
+    )?;
+    let outcomes: Vec<&str> = records.iter().map(|r| r.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["recorded"]);
     server.stop().await
 }

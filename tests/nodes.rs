@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use common::{CRM_PUSH, IVR_MENU, OPERATOR, PASSTHRU, TempDir, VIP_CALLER};
+use common::{ASYNC_PROBE, CRM_PUSH, IVR_MENU, OPERATOR, PASSTHRU, TempDir, VIP_CALLER};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -379,6 +379,90 @@ async fn a_node_killed_mid_stream_loses_no_event_it_answered_200_for() -> anyhow
         taken_over > 0,
         "the survivors delivered none of the killed node's events"
     );
+    Ok(())
+}
+
+/// A node whose lease ran out (paused longer than its lease, say) while another node claimed its
+/// events lets go of them at its next renewal: it runs them no more, and what a run it had under
+/// way would write does not overwrite the new holder's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_lease_ran_out_lets_go_of_the_events_others_claimed() -> anyhow::Result<()> {
+    let plugin = Path::new(ASYNC_PROBE);
+    let toml = format!(
+        "[async]\nworkers = 2\nlease_ms = 400\n\
+         [[flow]]\ntenant = \"acme\"\nname = \"busy\"\nplugin = {plugin:?}\nmode = \"async\"\n\
+         [flow.retry]\nmax_attempts = 100\nbackoff_ms = 500\nmax_backoff_ms = 500\n\
+         [flow.config]\nfail_attempts = \"1000\"\n"
+    );
+    let database = tokio::task::spawn_blocking(common::pg::database).await?;
+    let node = Node::start(&database, &toml).await?;
+    let op = Client::new(OPERATOR);
+    let token = op
+        .send(&node, Method::POST, "/v1/tenants/acme/tokens", None)
+        .await?;
+    let acme = Client::new(token["token"].as_str().expect("a token"));
+    let http = reqwest::Client::new();
+    for n in 0..3 {
+        let url = node.url(&format!("/passthru/acme/busy?CallSid=CA{n}"));
+        assert_eq!(http.get(url).send().await?.status(), 200);
+    }
+    let held = || async {
+        let queue = acme
+            .send(&node, Method::GET, "/v1/flows/busy/queue", None)
+            .await?;
+        let count = |k: &str| queue[k].as_u64().unwrap_or(0);
+        anyhow::Ok(count("ready") + count("retrying") + count("in_flight"))
+    };
+    assert_eq!(held().await?, 3);
+
+    // Another node claims all three, as if this one had stopped renewing.
+    let db = database.clone();
+    let taken: Vec<(i64, i64)> = tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&db, postgres::NoTls)?;
+        let mut tx = client.transaction()?;
+        tx.execute(
+            "INSERT INTO nodes (id, started_at_ms, alive_until_ms) \
+             VALUES ('elsewhere', 0, 9000000000000000)",
+            &[],
+        )?;
+        tx.execute(
+            "UPDATE nodes SET alive_until_ms = 0 WHERE id <> 'elsewhere'",
+            &[],
+        )?;
+        let rows = tx.query(
+            "UPDATE events SET owner = 'elsewhere' WHERE NOT dead RETURNING id, attempts",
+            &[],
+        )?;
+        tx.commit()?;
+        let mut taken: Vec<(i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        taken.sort_unstable();
+        anyhow::Ok(taken)
+    })
+    .await??;
+    assert_eq!(taken.len(), 3);
+
+    // At its next renewal (every 100 ms), the node sees its lease ran out and lets go.
+    let started = Instant::now();
+    while held().await? > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the node still holds the events: {}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // What the node ran meanwhile was not written over the new holder's state.
+    let db = database.clone();
+    let now: Vec<(i64, i64)> = tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&db, postgres::NoTls)?;
+        let rows = client.query(
+            "SELECT id, attempts FROM events WHERE owner = 'elsewhere' AND NOT dead ORDER BY id",
+            &[],
+        )?;
+        anyhow::Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    })
+    .await??;
+    assert_eq!(now, taken);
     Ok(())
 }
 

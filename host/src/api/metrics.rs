@@ -288,6 +288,12 @@ impl Collector for ServerStats {
                 &queue.replayed,
             ),
             (
+                "passthru_async_deferred",
+                "Async attempts put off because the sandbox had no room for them (overloaded): \
+                 not counted among the event's attempts.",
+                &queue.deferred,
+            ),
+            (
                 "passthru_async_commits",
                 "Transactions (each one fsync) the queue committed.",
                 &queue.commits,

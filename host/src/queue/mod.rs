@@ -14,6 +14,7 @@
 pub mod scheduler;
 mod stats;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,7 +36,7 @@ use crate::flow::RetryPolicy;
 use crate::logsafe::Escaped;
 use crate::records::{Answer, Recorder, Subject, Usage};
 use crate::registry::Registry;
-use crate::sandbox::{Branch, Event, trace_lines};
+use crate::sandbox::{Branch, Event, FailureKind, trace_lines};
 use crate::store::{DecisionRecord, StoreError, now_ms};
 use scheduler::{Finish, Job, Scheduler};
 
@@ -518,9 +519,11 @@ impl Worker {
 
     async fn attempt(&self, job: Job) {
         let attempt_no = job.attempts + 1;
-        if let (0, Some(accepted)) = (job.attempts, job.accepted) {
-            self.shared.stats.start_delay.observe(accepted.elapsed());
-        }
+        // Observed once the first attempt has run (not when it was put off).
+        let start_delay = match (job.attempts, job.accepted) {
+            (0, Some(accepted)) => Some(accepted.elapsed()),
+            _ => None,
+        };
         let span = tracing::info_span!(
             "async",
             tenant = %job.tenant,
@@ -532,6 +535,28 @@ impl Worker {
         let attempt =
             tracing::Instrument::instrument(self.execute(&job, attempt_no), span.clone()).await;
         let _entered = span.enter();
+        let overloaded =
+            matches!(&attempt.outcome, Err((kind, _)) if kind == FailureKind::Overloaded.as_str());
+        if overloaded && job.deferrals < MAX_DEFERRALS {
+            // The plugin did not run: the sandbox had no room (other calls held it). Not the
+            // event's fault, so not one of its attempts: it waits and runs as the same attempt,
+            // with no record and nothing written (a restart runs it as it was). Put off
+            // MAX_DEFERRALS times in a row (a flow that can never get room), it counts.
+            self.shared.stats.deferred.fetch_add(1, Ordering::Relaxed);
+            let mut job = job;
+            job.deferrals += 1;
+            let wait = DEFER_MS + (DEFER_MS as f64 * crate::flow::retry::random_unit()) as i64;
+            let due = now_ms().saturating_add(wait);
+            tracing::debug!(retry_in_ms = wait, "no room in the sandbox; put off");
+            self.shared
+                .scheduler()
+                .finish(job, Finish::Later { due_ms: due });
+            self.shared.wake.notify_waiters();
+            return;
+        }
+        if let Some(delay) = start_delay {
+            self.shared.stats.start_delay.observe(delay);
+        }
         trace_lines(&attempt.usage.log);
         let now = now_ms();
         let (completion, finish) = match &attempt.outcome {
@@ -594,7 +619,7 @@ impl Worker {
             .then(|| (job.tenant.clone(), job.flow.clone()));
         let _ = self.writer.send(Message::Complete(completion, dead));
         self.shared.scheduler().finish(job, finish);
-        if matches!(finish, Finish::Retry { .. }) {
+        if matches!(finish, Finish::Retry { .. } | Finish::Later { .. }) {
             // Idle workers may be sleeping past the new retry's time.
             self.shared.wake.notify_waiters();
         }
@@ -722,6 +747,12 @@ async fn expire_dead_letters(inner: std::sync::Weak<Inner>) {
     }
 }
 
+/// How long an attempt the sandbox had no room for waits before it runs again: this, plus up to
+/// as much again at random, so that put-off events do not all come back at once.
+const DEFER_MS: i64 = 100;
+/// Times in a row an attempt may be put off before it counts as a failed one (about a minute).
+const MAX_DEFERRALS: u32 = 400;
+
 /// The most orphaned events one claim takes (more are claimed at the next renewal).
 const MAX_CLAIM: usize = 1000;
 
@@ -742,32 +773,82 @@ async fn keep_leases(inner: std::sync::Weak<Inner>, lease: Duration) {
             s.room().min(MAX_CLAIM)
         };
         let store = inner.store.clone();
-        let claimed = tokio::task::spawn_blocking(move || {
-            store.renew()?;
-            match room {
-                0 => Ok(Vec::new()),
-                room => store.claim_orphans(room as u32),
+        let renewed = tokio::task::spawn_blocking(move || store.renew()).await;
+        match renewed {
+            Ok(Ok(false)) => {}
+            Ok(Ok(true)) => let_go_of_claimed(&inner).await,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot renew this node's lease");
+                continue;
             }
-        })
-        .await;
+            Err(error) => {
+                tracing::warn!(%error, "the lease task failed");
+                continue;
+            }
+        }
+        if room == 0 {
+            continue;
+        }
+        let store = inner.store.clone();
+        let claimed = tokio::task::spawn_blocking(move || store.claim_orphans(room as u32)).await;
         match claimed {
             Ok(Ok(events)) if events.is_empty() => {}
             Ok(Ok(events)) => {
-                tracing::info!(
-                    events = events.len(),
-                    "claimed the async events of a node whose lease ran out"
-                );
                 let now = now_ms();
                 let mut scheduler = inner.shared.scheduler();
-                for event in events {
+                // An event this node still holds (its lease ran out, and nobody claimed it
+                // meanwhile) is not added twice.
+                let held: HashSet<u64> = scheduler.held().into_iter().collect();
+                let mut claimed = 0;
+                for event in events.into_iter().filter(|e| !held.contains(&e.id)) {
                     let due = event.next_at_ms;
                     scheduler.restore(Job::from(event), due, now);
+                    claimed += 1;
                 }
                 drop(scheduler);
+                tracing::info!(
+                    events = claimed,
+                    "claimed the async events of a node whose lease ran out"
+                );
                 inner.shared.wake.notify_waiters();
             }
-            Ok(Err(error)) => tracing::warn!(%error, "cannot renew this node's lease"),
+            Ok(Err(error)) => tracing::warn!(%error, "cannot claim the events of stopped nodes"),
             Err(error) => tracing::warn!(%error, "the lease task failed"),
         }
+    }
+}
+
+/// After this node's lease ran out (a pause longer than the lease, or the database out of
+/// reach): lets go of the events other nodes claimed meanwhile, so that they are not run on two
+/// nodes from then on. A run already under way finishes; its outcome is not written (the store
+/// writes only the holder's).
+async fn let_go_of_claimed(inner: &Inner) {
+    let held = inner.shared.scheduler().held();
+    let store = inner.store.clone();
+    let kept = tokio::task::spawn_blocking(move || {
+        let kept = store.still_held(&held)?;
+        Ok::<_, StoreError>((held, kept))
+    })
+    .await;
+    match kept {
+        Ok(Ok((held, kept))) => {
+            let kept: HashSet<u64> = kept.into_iter().collect();
+            let taken: HashSet<u64> = held.into_iter().filter(|id| !kept.contains(id)).collect();
+            if taken.is_empty() {
+                tracing::warn!("this node's lease ran out; no other node took its events");
+                return;
+            }
+            let left = inner.shared.scheduler().forget(&taken);
+            tracing::warn!(
+                taken = taken.len(),
+                waiting = left,
+                "this node's lease ran out and other nodes took some of its events: it lets go \
+                 of them"
+            );
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "this node's lease ran out; cannot tell which events it holds");
+        }
+        Err(error) => tracing::warn!(%error, "the lease task failed"),
     }
 }

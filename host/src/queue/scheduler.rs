@@ -10,7 +10,7 @@
 //! directly.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,6 +29,8 @@ pub struct Job {
     pub attempts: u32,
     /// When this process accepted the request (not known for events resumed or replayed).
     pub accepted: Option<Instant>,
+    /// Times in a row this attempt was put off for want of room in the sandbox.
+    pub deferrals: u32,
 }
 
 impl From<StoredEvent> for Job {
@@ -42,6 +44,7 @@ impl From<StoredEvent> for Job {
             accepted_at_ms: e.event.accepted_at_ms,
             attempts: e.attempts,
             accepted: None,
+            deferrals: 0,
         }
     }
 }
@@ -70,6 +73,8 @@ pub enum Finish {
     Gone,
     /// Failed; runs again at `due_ms`.
     Retry { due_ms: i64 },
+    /// Not run (the sandbox had no room); runs again at `due_ms`, as the same attempt.
+    Later { due_ms: i64 },
 }
 
 /// A flow's events in the queue right now.
@@ -116,6 +121,11 @@ pub struct Scheduler {
     rotation: VecDeque<Arc<str>>,
     delayed: BinaryHeap<Reverse<Delayed>>,
     waiting: HashMap<u64, Job>,
+    /// The ids of the events running on workers.
+    running: HashSet<u64>,
+    /// Running events another node holds now (see [`Scheduler::forget`]): they leave the queue
+    /// when their run ends, however it ends.
+    disowned: HashSet<u64>,
     depth: usize,
     in_flight: usize,
 }
@@ -129,9 +139,56 @@ impl Scheduler {
             rotation: VecDeque::new(),
             delayed: BinaryHeap::new(),
             waiting: HashMap::new(),
+            running: HashSet::new(),
+            disowned: HashSet::new(),
             depth: 0,
             in_flight: 0,
         }
+    }
+
+    /// The ids of every event held: ready, waiting for a retry, or running.
+    pub fn held(&self) -> Vec<u64> {
+        let ready = self
+            .tenants
+            .values()
+            .flat_map(|t| t.ready.iter().map(|j| j.id));
+        ready
+            .chain(self.waiting.keys().copied())
+            .chain(self.running.iter().copied())
+            .collect()
+    }
+
+    /// Lets go of the events `ids`, which another node holds now (this node's lease ran out and
+    /// that node claimed them): those ready or waiting for a retry leave at once, those running
+    /// when their run ends. Returns how many left at once.
+    pub fn forget(&mut self, ids: &HashSet<u64>) -> usize {
+        let mut gone = Vec::new();
+        for state in self.tenants.values_mut() {
+            if state.ready.iter().any(|j| ids.contains(&j.id)) {
+                let (out, kept): (VecDeque<Job>, VecDeque<Job>) =
+                    state.ready.drain(..).partition(|j| ids.contains(&j.id));
+                state.ready = kept;
+                gone.extend(out.into_iter().map(|j| (j, true)));
+            }
+        }
+        for id in ids {
+            if let Some(job) = self.waiting.remove(id) {
+                gone.push((job, false));
+            }
+            if self.running.contains(id) {
+                self.disowned.insert(*id);
+            }
+        }
+        let left = gone.len();
+        for (job, ready) in gone {
+            let flow = self.flow_mut(&job.tenant, &job.flow);
+            match ready {
+                true => flow.depth.ready -= 1,
+                false => flow.depth.retrying -= 1,
+            }
+            self.leave(&job);
+        }
+        left
     }
 
     /// Events held, in all (reservations included).
@@ -237,6 +294,7 @@ impl Scheduler {
                 self.rotation.push_back(tenant);
             }
             self.in_flight += 1;
+            self.running.insert(job.id);
             let depth = &mut self.flow_mut(&job.tenant, &job.flow).depth;
             depth.ready -= 1;
             depth.in_flight += 1;
@@ -256,22 +314,23 @@ impl Scheduler {
             state.in_flight = state.in_flight.saturating_sub(1);
         }
         self.in_flight = self.in_flight.saturating_sub(1);
+        self.running.remove(&job.id);
+        let finish = match self.disowned.remove(&job.id) {
+            true => Finish::Gone,
+            false => finish,
+        };
         let flow = self.flow_mut(&job.tenant, &job.flow);
         flow.depth.in_flight -= 1;
         match finish {
-            Finish::Gone => {
-                flow.ages.remove(&(job.accepted_at_ms, job.id));
-                let (tenant, flow) = (job.tenant.clone(), job.flow.clone());
-                self.forget_flow_if_idle(&tenant, &flow);
-                if let Some(state) = self.tenants.get_mut(&tenant) {
-                    state.depth = state.depth.saturating_sub(1);
-                }
-                self.depth = self.depth.saturating_sub(1);
-                self.forget_if_idle(&tenant);
-            }
+            Finish::Gone => self.leave(&job),
             Finish::Retry { due_ms } => {
                 flow.depth.retrying += 1;
                 job.attempts += 1;
+                job.deferrals = 0;
+                self.delay(job, due_ms);
+            }
+            Finish::Later { due_ms } => {
+                flow.depth.retrying += 1;
                 self.delay(job, due_ms);
             }
         }
@@ -301,6 +360,18 @@ impl Scheduler {
             state.in_rotation = true;
             self.rotation.push_back(tenant);
         }
+    }
+
+    /// Takes `job`, no longer ready, waiting or running, out of the counts.
+    fn leave(&mut self, job: &Job) {
+        let flow = self.flow_mut(&job.tenant, &job.flow);
+        flow.ages.remove(&(job.accepted_at_ms, job.id));
+        self.forget_flow_if_idle(&job.tenant, &job.flow);
+        if let Some(state) = self.tenants.get_mut(&job.tenant) {
+            state.depth = state.depth.saturating_sub(1);
+        }
+        self.depth = self.depth.saturating_sub(1);
+        self.forget_if_idle(&job.tenant);
     }
 
     fn tenant_mut(&mut self, tenant: &str) -> &mut TenantState {
@@ -357,12 +428,51 @@ mod tests {
             accepted_at_ms: id as i64,
             attempts: 0,
             accepted: None,
+            deferrals: 0,
         }
     }
 
     fn add(s: &mut Scheduler, id: u64, tenant: &str) {
         s.reserve(tenant).unwrap();
         s.admit(job(id, tenant), 0, 0);
+    }
+
+    /// Events another node took: those ready or retrying leave at once, a running one when its
+    /// run ends (even as a retry), and the others stay, counted as before.
+    #[test]
+    fn events_let_go_of_leave_the_counts_and_never_run_again() {
+        let mut s = Scheduler::new(bounds(100, 100, 10));
+        for id in 1..=4 {
+            add(&mut s, id, "acme");
+        }
+        let running = s.next(0).unwrap();
+        assert_eq!(running.id, 1);
+        // 2 fails and waits for its retry; 3 and 4 are ready.
+        let retrying = s.next(0).unwrap();
+        s.finish(retrying, Finish::Retry { due_ms: 50 });
+        let mut held = s.held();
+        held.sort_unstable();
+        assert_eq!(held, [1, 2, 3, 4]);
+
+        let taken: HashSet<u64> = [1, 2, 3].into();
+        assert_eq!(
+            s.forget(&taken),
+            2,
+            "the ready and the retrying one leave at once"
+        );
+        assert_eq!(s.depth(), 2);
+        let depth = s.flow_depth("acme", "log");
+        assert_eq!((depth.ready, depth.retrying, depth.in_flight), (1, 0, 1));
+
+        s.finish(running, Finish::Retry { due_ms: 10 });
+        assert_eq!(s.depth(), 1, "the running one left when its run ended");
+        let next = s.next(100).unwrap();
+        assert_eq!(next.id, 4);
+        s.finish(next, Finish::Gone);
+        assert_eq!(s.next(1_000), None, "a taken event ran again");
+        assert_eq!(s.depth(), 0);
+        assert!(s.held().is_empty());
+        assert_eq!(s.flow_depth("acme", "log"), FlowDepth::default());
     }
 
     #[test]

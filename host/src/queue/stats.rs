@@ -17,6 +17,8 @@ pub struct QueueStats {
     /// Dead letters deleted because their flow held `max_dead_letters_per_flow`.
     pub dead_trimmed: AtomicU64,
     pub replayed: AtomicU64,
+    /// Attempts the sandbox had no room for (`overloaded`): put off, not counted as attempts.
+    pub deferred: AtomicU64,
     pub commits: AtomicU64,
     /// From accepting a request to starting its first attempt.
     pub start_delay: DelayHistogram,

@@ -130,9 +130,15 @@ pub trait QueueStore: Send + Sync + 'static {
     fn lease(&self) -> Option<std::time::Duration> {
         None
     }
-    /// Renews this node's hold on its events.
-    fn renew(&self) -> StoreResult<()> {
-        Ok(())
+    /// Renews this node's hold on its events; `true` when its lease had run out before this
+    /// renewal, so that other nodes may have claimed some of them (see [`Self::still_held`]).
+    fn renew(&self) -> StoreResult<bool> {
+        Ok(false)
+    }
+    /// Of the events `ids`, those this node still holds: not claimed by another node, not
+    /// handled, not dead.
+    fn still_held(&self, ids: &[u64]) -> StoreResult<Vec<u64>> {
+        Ok(ids.to_vec())
     }
     /// Claims for this node at most `limit` pending events of nodes whose lease ran out, oldest
     /// first.

@@ -139,9 +139,11 @@ impl QueueStore for PgQueue {
                 // one sequence grow with it.
                 ids.sort_unstable();
             }
+            // Only while this node holds the event: one whose lease ran out may still finish a
+            // run of an event another node claimed since, and that node's writes stand.
             let update = tx.prepare(
                 "UPDATE events SET attempts = $2, next_at_ms = $3, dead = $4, last_failure = $5 \
-                 WHERE id = $1",
+                 WHERE id = $1 AND owner = $6",
             )?;
             let mut done = Vec::new();
             for c in completions {
@@ -161,6 +163,7 @@ impl QueueStore for PgQueue {
                                 next_at_ms,
                                 &false,
                                 &serde_json::to_string(failure)?,
+                                &self.node,
                             ],
                         )?;
                     }
@@ -177,13 +180,17 @@ impl QueueStore for PgQueue {
                                 &failure.at_ms,
                                 &true,
                                 &serde_json::to_string(failure)?,
+                                &self.node,
                             ],
                         )?;
                     }
                 }
             }
             if !done.is_empty() {
-                tx.execute("DELETE FROM events WHERE id = ANY($1)", &[&done])?;
+                tx.execute(
+                    "DELETE FROM events WHERE id = ANY($1) AND owner = $2",
+                    &[&done, &self.node],
+                )?;
             }
             Ok(ids)
         })
@@ -303,13 +310,22 @@ impl QueueStore for PgQueue {
         Some(self.lease)
     }
 
-    fn renew(&self) -> StoreResult<()> {
+    fn renew(&self) -> StoreResult<bool> {
         let mut conn = self.store.conn()?;
-        let renewed = conn.execute(
-            &format!("UPDATE nodes SET alive_until_ms = {NOW_MS} + $2 WHERE id = $1"),
+        // The lease as it was, to tell whether it ran out before this renewal.
+        let renewed = conn.query_opt(
+            &format!(
+                "UPDATE nodes n SET alive_until_ms = {NOW_MS} + $2 \
+                 FROM (SELECT alive_until_ms AS before FROM nodes WHERE id = $1 FOR UPDATE) o \
+                 WHERE n.id = $1 RETURNING o.before < {NOW_MS}"
+            ),
             &[&self.node, &self.lease_ms()],
         )?;
-        if renewed == 0 {
+        let lapsed = match &renewed {
+            Some(row) => row.try_get::<_, bool>(0)?,
+            None => true,
+        };
+        if renewed.is_none() {
             // Forgotten after a long absence: register again. Its events were claimed by others.
             conn.execute(
                 &format!(
@@ -327,7 +343,16 @@ impl QueueStore for PgQueue {
             ),
             &[],
         )?;
-        Ok(())
+        Ok(lapsed)
+    }
+
+    fn still_held(&self, ids: &[u64]) -> StoreResult<Vec<u64>> {
+        let ids: Vec<i64> = ids.iter().map(|&id| big(id)).collect();
+        let rows = self.store.conn()?.query(
+            "SELECT id FROM events WHERE id = ANY($1) AND owner = $2 AND NOT dead",
+            &[&ids, &self.node],
+        )?;
+        rows.iter().map(|row| small(row, 0)).collect()
     }
 
     fn claim_orphans(&self, limit: u32) -> StoreResult<Vec<StoredEvent>> {
