@@ -31,8 +31,8 @@ pub const STREAM_PERMIT_BYTES: usize = 64 * 1024;
 pub const MAX_RANDOM_BYTES: u64 = 64 * 1024;
 /// The most WASI resources (streams, pollables, HTTP requests and header sets) one call may hold
 /// at once; creating one more traps. A plugin holds a handful. Host memory a call's resources
-/// hold is not in its `memory_mb`: this, with [`MAX_FIELDS_BYTES`] and
-/// [`MAX_BODY_CHUNK_BYTES`], bounds it (header sets of 16 KiB and one buffered body chunk of
+/// hold is not in its `memory_mb`: this, with `MAX_FIELDS_BYTES` and
+/// `MAX_BODY_CHUNK_BYTES`, bounds it (header sets of 16 KiB and one buffered body chunk of
 /// 64 KiB per request: about 80 MiB at the very most, where 10,000 resources of wasi:http's
 /// defaults could hold gigabytes).
 pub const MAX_RESOURCES: usize = 1_000;
