@@ -306,7 +306,7 @@ impl Bucket {
     pub fn put(&self, key: &str, value: String, expires_at_ms: Option<i64>) -> Result<(), KvError> {
         self.tenant.check(key, Some(&value))?;
         let mut inner = self.write();
-        self.writer.room()?;
+        self.writer.room(&self.tenant_name)?;
         let old = inner.map.get(key).map(|e| size(key, &e.value));
         let new = size(key, &value);
         self.tenant.reserve(
@@ -333,7 +333,7 @@ impl Bucket {
         let Some(old) = inner.map.get(key) else {
             return Ok(false);
         };
-        self.writer.room()?;
+        self.writer.room(&self.tenant_name)?;
         let live = old.live(now_ms);
         let bytes = size(key, &old.value);
         inner.map.remove(key);
@@ -376,7 +376,7 @@ impl Bucket {
         let sum = current.checked_add(delta).ok_or_else(|| {
             KvError::Invalid(format!("{current} + {delta} overflows a 64-bit integer"))
         })?;
-        self.writer.room()?;
+        self.writer.room(&self.tenant_name)?;
         let value = sum.to_string();
         let old = inner.map.get(key).map(|e| size(key, &e.value));
         let new = size(key, &value);

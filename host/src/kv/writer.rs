@@ -13,9 +13,10 @@
 //! cannot help, so the batch is split and committed in parts, and only the writes the database
 //! refuses are given up; every other write of the batch still reaches the disk.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use super::KvError;
@@ -27,6 +28,12 @@ pub const TICK: Duration = Duration::from_millis(10);
 pub const MAX_PENDING_WRITES: usize = 100_000;
 /// Bytes of keys and values that may wait for the disk before plugins' writes are refused.
 pub const MAX_PENDING_BYTES: usize = 64 << 20;
+/// What one tenant's writes may take of those: a quarter, each write counted as its bytes and
+/// 64 more, so that one tenant rewriting a key in a loop fills its own share and
+/// never the others'.
+pub const MAX_PENDING_PER_TENANT: usize = MAX_PENDING_BYTES / 4;
+/// What a write counts for in its tenant's share besides its bytes (a delete has few).
+const WRITE_OVERHEAD: usize = 64;
 
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -162,6 +169,9 @@ pub struct WriterStats {
     pub failed: AtomicU64,
     pending: AtomicUsize,
     pending_bytes: AtomicUsize,
+    /// Each tenant's writes waiting, as their bytes and [`WRITE_OVERHEAD`] each; a tenant with
+    /// none waiting has no entry.
+    by_tenant: Mutex<HashMap<Arc<str>, usize>>,
 }
 
 /// The queue's sending end and its counters.
@@ -175,6 +185,30 @@ impl WriterStats {
     /// Writes waiting for the disk.
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::Relaxed)
+    }
+
+    /// What `tenant`'s waiting writes count for in its share.
+    pub fn tenant_pending(&self, tenant: &str) -> usize {
+        self.tenants().get(tenant).copied().unwrap_or(0)
+    }
+
+    fn tenants(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, usize>> {
+        self.by_tenant.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes `writes`, written or given up, out of their tenants' shares.
+    fn settle(&self, writes: &[KvWrite]) {
+        let mut by_tenant = self.tenants();
+        for write in writes {
+            if let Some((tenant, _)) = write.scope()
+                && let Some(held) = by_tenant.get_mut(tenant)
+            {
+                *held = held.saturating_sub(write.bytes() + WRITE_OVERHEAD);
+                if *held == 0 {
+                    by_tenant.remove(tenant);
+                }
+            }
+        }
     }
 }
 
@@ -197,17 +231,25 @@ impl Writer {
         &self.stats
     }
 
-    /// Whether a plugin's write may be queued.
+    /// Whether a plugin's write for `tenant` may be queued.
     ///
     /// # Errors
-    /// [`KvError::Unavailable`] when the disk is too far behind.
-    pub(super) fn room(&self) -> Result<(), KvError> {
+    /// [`KvError::Unavailable`] when the disk is too far behind, or this tenant's writes hold
+    /// their share of what may wait.
+    pub(super) fn room(&self, tenant: &str) -> Result<(), KvError> {
         let pending = self.stats.pending.load(Ordering::Relaxed);
         let bytes = self.stats.pending_bytes.load(Ordering::Relaxed);
         if pending >= MAX_PENDING_WRITES || bytes >= MAX_PENDING_BYTES {
             return Err(KvError::Unavailable(format!(
                 "{pending} key-value writes ({bytes} bytes) are waiting for the disk; try again \
                  later"
+            )));
+        }
+        let own = self.stats.tenant_pending(tenant);
+        if own >= MAX_PENDING_PER_TENANT {
+            return Err(KvError::Unavailable(format!(
+                "this tenant's key-value writes waiting for the disk hold {own} bytes, its share \
+                 of {MAX_PENDING_PER_TENANT}; try again later"
             )));
         }
         Ok(())
@@ -218,6 +260,10 @@ impl Writer {
         self.stats
             .pending_bytes
             .fetch_add(write.bytes(), Ordering::Relaxed);
+        if let Some((tenant, _)) = write.scope() {
+            let mut by_tenant = self.stats.tenants();
+            *by_tenant.entry(tenant.clone()).or_default() += write.bytes() + WRITE_OVERHEAD;
+        }
         // The thread only stops when every sender is gone, so this cannot fail while `self` lives.
         let _ = self.tx.send(Message::Write(write));
     }
@@ -371,6 +417,7 @@ fn run(sink: &dyn KvSink, rx: &mpsc::Receiver<Message>, stats: &WriterStats) {
         stats.failed.fetch_add(failed as u64, Ordering::Relaxed);
         stats.pending.fetch_sub(writes.len(), Ordering::Relaxed);
         stats.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        stats.settle(&writes);
         for (position, scope, done) in barriers {
             let _ = done.send(outcome(&writes, &given_up, position, scope.as_ref()));
         }
@@ -506,5 +553,60 @@ mod tests {
         assert_eq!(*sink.kept.lock().unwrap(), [put("a"), put("b"), put("c")]);
         assert_eq!(writer.stats().committed.load(Ordering::Relaxed), 3);
         assert_eq!(writer.stats().pending(), 0);
+    }
+
+    /// Holds every commit until opened.
+    #[derive(Default)]
+    struct Gate {
+        open: Mutex<bool>,
+        opened: std::sync::Condvar,
+    }
+
+    impl KvSink for Gate {
+        fn kv_rows(&self, _now_ms: i64) -> Result<Vec<KvRow>, SinkError> {
+            Ok(Vec::new())
+        }
+
+        fn kv_apply(&self, _writes: &[KvWrite]) -> Result<(), SinkError> {
+            let mut open = self.open.lock().unwrap();
+            while !*open {
+                open = self.opened.wait(open).unwrap();
+            }
+            Ok(())
+        }
+    }
+
+    fn put_for(tenant: &str, key: &str, value: &str) -> KvWrite {
+        KvWrite::Put(KvRow {
+            tenant: Arc::from(tenant),
+            store: Arc::from("s"),
+            key: key.to_owned(),
+            value: value.to_owned(),
+            expires_at_ms: None,
+        })
+    }
+
+    #[test]
+    fn a_tenant_whose_writes_hold_its_share_is_refused_and_the_others_are_not() {
+        let gate = Arc::new(Gate::default());
+        let writer = Writer::start(gate.clone()).unwrap();
+        let big = "x".repeat(1 << 20);
+        let mut sent = 0;
+        while writer.room("hog").is_ok() {
+            writer.send(put_for("hog", &format!("k{sent}"), &big));
+            sent += 1;
+            assert!(sent <= 64, "the share never filled");
+        }
+        // A quarter of 64 MiB: sixteen writes of 1 MiB (and their keys and overhead).
+        assert_eq!(sent, 16);
+        let refused = writer.room("hog").unwrap_err().to_string();
+        assert!(refused.contains("share"), "{refused}");
+        assert!(writer.room("other").is_ok(), "another tenant was refused");
+
+        *gate.open.lock().unwrap() = true;
+        gate.opened.notify_all();
+        writer.barrier().wait_blocking().expect("committed");
+        assert_eq!(writer.stats().tenant_pending("hog"), 0);
+        assert!(writer.room("hog").is_ok(), "the share was not given back");
     }
 }
