@@ -1080,6 +1080,7 @@ impl Registry {
             secrets,
             outbound_hosts: outbound_hosts(&settings.outbound_hosts)?,
             scratch_kv: false,
+            lookups: Some(self.tenant_share(&record.tenant).lookups()),
         })
     }
 
@@ -1087,6 +1088,15 @@ impl Registry {
     fn share(&self, tenant: &str) -> Result<Arc<TenantShare>, RegistryError> {
         let caps = self.store.get_tenant(tenant)?.caps;
         Ok(self.set_share_cap(tenant, caps.max_concurrent_calls))
+    }
+
+    /// The tenant's share as it is (made with the server's default cap if it has none yet).
+    fn tenant_share(&self, tenant: &str) -> Arc<TenantShare> {
+        let mut shares = self.shares.lock().unwrap_or_else(PoisonError::into_inner);
+        shares
+            .entry(tenant.to_owned())
+            .or_insert_with(|| Arc::new(TenantShare::new(self.sandbox.calls_per_tenant())))
+            .clone()
     }
 
     /// Sets how many calls a tenant may run at once (`max_concurrent_calls` of its caps; 0 for

@@ -9,7 +9,16 @@
 //! a slot at no CPU cost, so without a share one tenant flooding its flow would take the whole
 //! pool and every other tenant's calls would answer `overloaded`.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use tokio::sync::Semaphore;
+
+/// The name lookups one tenant's outbound requests may run at once. A lookup runs on one of
+/// tokio's blocking threads until the resolver gives up (seconds, for a name server that does
+/// not answer), whether or not the call still waits for it, so each one holds its place until
+/// then; past these, the tenant's next lookups wait, within their calls' deadlines.
+pub const LOOKUPS_PER_TENANT: usize = 4;
 
 /// One tenant's share of the sandbox: how many of the pool's slots its calls may hold at the same
 /// moment (one per call of most components). Shared by
@@ -18,6 +27,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 pub struct TenantShare {
     in_flight: AtomicUsize,
     max: AtomicUsize,
+    /// The tenant's outbound requests' name lookups running at once (see `outbound::send`).
+    lookups: Arc<Semaphore>,
 }
 
 impl TenantShare {
@@ -26,6 +37,7 @@ impl TenantShare {
         Self {
             in_flight: AtomicUsize::new(0),
             max: AtomicUsize::new(to_usize(max_calls.max(1))),
+            lookups: Arc::new(Semaphore::new(LOOKUPS_PER_TENANT)),
         }
     }
 
@@ -35,7 +47,14 @@ impl TenantShare {
         Self {
             in_flight: AtomicUsize::new(0),
             max: AtomicUsize::new(usize::MAX),
+            lookups: Arc::new(Semaphore::new(LOOKUPS_PER_TENANT)),
         }
+    }
+
+    /// The tenant's name lookups for outbound requests: `LOOKUPS_PER_TENANT` at once, for all
+    /// its flows.
+    pub fn lookups(&self) -> Arc<Semaphore> {
+        self.lookups.clone()
     }
 
     /// Changes the cap; calls beyond a lowered cap finish, and new ones wait for the count to

@@ -36,6 +36,9 @@ pub struct Grants {
     /// Key-value writes stay in the call (a dry run's, a backtest's): the plugin reads its own
     /// writes over the stores' data, and nothing is written to the stores.
     pub scratch_kv: bool,
+    /// The tenant's name lookups for outbound requests, shared by its flows
+    /// (`TenantShare::lookups`); none: only the server's bound applies.
+    pub lookups: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Grants {
@@ -48,6 +51,7 @@ impl Grants {
             secrets: self.secrets.clone(),
             outbound_hosts: None,
             scratch_kv: true,
+            lookups: self.lookups.clone(),
         }
     }
 
@@ -191,6 +195,7 @@ impl WasiHttpView for CallState {
                 (Some(hosts), Some(options)) => OutboundPolicy {
                     hosts: hosts.clone(),
                     options: options.clone(),
+                    lookups: self.grants.lookups.clone(),
                 }
                 .for_call(self.deadline, self.log.clone()),
                 _ => OutboundCall::closed(self.deadline, self.log.clone()),

@@ -84,6 +84,8 @@ pub struct OutboundRecord {
 pub struct OutboundPolicy {
     pub hosts: Arc<OutboundHosts>,
     pub options: Arc<OutboundOptions>,
+    /// The tenant's name lookups (see `send::resolve`); none: only the server's bound.
+    pub lookups: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl OutboundPolicy {

@@ -15,6 +15,7 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::allow::{Scheme, normalise_host};
@@ -157,6 +158,7 @@ impl WasiHttpHooks for OutboundCall {
             return Box::new(async { Err(Error::HttpRequestUriInvalid) });
         };
         let deadline = tokio::time::Instant::from_std(self.deadline);
+        let lookups = self.policy.as_ref().and_then(|p| p.lookups.clone());
         Box::new(async move {
             // The request line carries the path only; `Host` is the checked authority, whatever
             // the request held (a guest cannot set it: it is a forbidden header).
@@ -182,7 +184,7 @@ impl WasiHttpHooks for OutboundCall {
             });
             let sent = tokio::time::timeout_at(
                 deadline,
-                exchange(&target, request, &options.allow_ranges, deadline),
+                exchange(&target, request, &options.allow_ranges, deadline, lookups),
             )
             .await
             .unwrap_or_else(|_| {
@@ -282,14 +284,62 @@ impl From<Error> for Failure {
 
 type Io = Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>;
 
+/// The name lookups all outbound requests may run at once: each holds one of tokio's blocking
+/// threads (a pool the server shares with its other blocking work) until the resolver answers or
+/// gives up, even once its call has stopped waiting.
+const MAX_LOOKUPS: usize = 32;
+static LOOKUPS: Semaphore = Semaphore::const_new(MAX_LOOKUPS);
+
+/// `host`'s addresses: an IP literal as it is, a name looked up on a blocking thread once a
+/// place is free among the tenant's `lookups` and the server's `all`. Both places are held until
+/// the lookup ends, even if the caller stops waiting (its deadline), since the thread runs on:
+/// so a tenant whose names never resolve holds its own places, not the server's blocking pool.
+async fn resolve(
+    host: &str,
+    port: u16,
+    lookups: Option<Arc<Semaphore>>,
+    all: &'static Semaphore,
+) -> std::io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let host = host.to_owned();
+    limited(lookups, all, move || {
+        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).map(Iterator::collect)
+    })
+    .await
+}
+
+/// Runs `work` on a blocking thread once it has a place among `own` (when given) and `all`,
+/// holding both until `work` returns.
+async fn limited<T: Send + 'static>(
+    own: Option<Arc<Semaphore>>,
+    all: &'static Semaphore,
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let closed = || std::io::Error::other("the lookups' bound is closed");
+    let own = match own {
+        Some(own) => Some(own.acquire_owned().await.map_err(|_| closed())?),
+        None => None,
+    };
+    let place = all.acquire().await.map_err(|_| closed())?;
+    tokio::task::spawn_blocking(move || {
+        let _held = (own, place);
+        work()
+    })
+    .await
+    .map_err(|_| std::io::Error::other("the lookup's thread failed"))?
+}
+
 /// Resolves, checks every address, connects to the first that passed, then sends.
 async fn exchange(
     target: &Target,
     request: http::Request<WasiBody>,
     allow: &[ipnet::IpNet],
     deadline: tokio::time::Instant,
+    lookups: Option<Arc<Semaphore>>,
 ) -> Result<(http::Response<hyper::body::Incoming>, Io), Failure> {
-    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
+    let addresses = resolve(&target.host, target.port, lookups, &LOOKUPS)
         .await
         .map_err(|e| Failure {
             message: format!("{} does not resolve: {e}", target.host),
@@ -298,8 +348,7 @@ async fn exchange(
                 info_code: None,
             },
             refused: false,
-        })?
-        .collect();
+        })?;
     let mut refused = None;
     let mut connect_error = None;
     for address in addresses {
@@ -528,5 +577,75 @@ impl Body for Counted {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    /// A lookup that runs until told to end.
+    fn stuck() -> (
+        mpsc::Sender<()>,
+        impl FnOnce() -> std::io::Result<()> + Send + 'static,
+    ) {
+        let (end, ended) = mpsc::channel::<()>();
+        (end, move || {
+            let _ = ended.recv();
+            Ok(())
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tenants_stuck_lookups_hold_its_places_not_the_others() {
+        static ALL: Semaphore = Semaphore::const_new(3);
+        let hog = Arc::new(Semaphore::new(2));
+        let other = Arc::new(Semaphore::new(2));
+        let mut ends = Vec::new();
+        let mut calls = Vec::new();
+        for _ in 0..2 {
+            let (end, work) = stuck();
+            ends.push(end);
+            calls.push(tokio::spawn(limited(Some(hog.clone()), &ALL, work)));
+        }
+        while hog.available_permits() > 0 || ALL.available_permits() > 1 {
+            tokio::task::yield_now().await;
+        }
+        // The calls stop waiting (their deadlines): the lookups run on, and keep their places.
+        for call in &calls {
+            call.abort();
+        }
+        for call in calls {
+            assert!(call.await.unwrap_err().is_cancelled());
+        }
+        assert_eq!(hog.available_permits(), 0);
+        let mut third = Box::pin(limited(Some(hog.clone()), &ALL, || Ok(3)));
+        assert!(
+            third.as_mut().now_or_never().is_none(),
+            "a third lookup of the tenant ran beside two stuck ones"
+        );
+        // Another tenant's lookup runs all the same.
+        assert_eq!(
+            limited(Some(other.clone()), &ALL, || Ok(7)).await.unwrap(),
+            7
+        );
+
+        // The stuck lookups end: their places come back, and the tenant's next lookup runs.
+        for end in ends {
+            end.send(()).unwrap();
+        }
+        assert_eq!(third.await.unwrap(), 3);
+        assert_eq!(hog.available_permits(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_ip_literal_is_not_looked_up() {
+        static NONE: Semaphore = Semaphore::const_new(0);
+        let addresses = resolve("127.0.0.1", 80, None, &NONE).await.unwrap();
+        assert_eq!(addresses, ["127.0.0.1:80".parse().unwrap()]);
     }
 }
