@@ -28,10 +28,12 @@ pub const TICK: Duration = Duration::from_millis(10);
 pub const MAX_PENDING_WRITES: usize = 100_000;
 /// Bytes of keys and values that may wait for the disk before plugins' writes are refused.
 pub const MAX_PENDING_BYTES: usize = 64 << 20;
-/// What one tenant's writes may take of those: a quarter, each write counted as its bytes and
-/// 64 more, so that one tenant rewriting a key in a loop fills its own share and
-/// never the others'.
+/// What one tenant's writes may take of those bytes: a quarter, each write counted as its bytes
+/// and 64 more, so that one tenant rewriting a key in a loop fills its own share and never the
+/// others'.
 pub const MAX_PENDING_PER_TENANT: usize = MAX_PENDING_BYTES / 4;
+/// And of those writes: a quarter.
+pub const MAX_PENDING_WRITES_PER_TENANT: usize = MAX_PENDING_WRITES / 4;
 /// What a write counts for in its tenant's share besides its bytes (a delete has few).
 const WRITE_OVERHEAD: usize = 64;
 
@@ -169,9 +171,17 @@ pub struct WriterStats {
     pub failed: AtomicU64,
     pending: AtomicUsize,
     pending_bytes: AtomicUsize,
-    /// Each tenant's writes waiting, as their bytes and [`WRITE_OVERHEAD`] each; a tenant with
-    /// none waiting has no entry.
-    by_tenant: Mutex<HashMap<Arc<str>, usize>>,
+    /// Each tenant's writes waiting: their bytes ([`WRITE_OVERHEAD`] each included) and how
+    /// many; a tenant with none waiting has no entry.
+    by_tenant: Mutex<HashMap<Arc<str>, Waiting>>,
+}
+
+/// One tenant's writes waiting for the disk, as its share counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Waiting {
+    /// Their keys' and values' bytes, and 64 a write.
+    pub bytes: usize,
+    pub writes: usize,
 }
 
 /// The queue's sending end and its counters.
@@ -188,11 +198,11 @@ impl WriterStats {
     }
 
     /// What `tenant`'s waiting writes count for in its share.
-    pub fn tenant_pending(&self, tenant: &str) -> usize {
-        self.tenants().get(tenant).copied().unwrap_or(0)
+    pub fn tenant_waiting(&self, tenant: &str) -> Waiting {
+        self.tenants().get(tenant).copied().unwrap_or_default()
     }
 
-    fn tenants(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, usize>> {
+    fn tenants(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Waiting>> {
         self.by_tenant.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -201,10 +211,11 @@ impl WriterStats {
         let mut by_tenant = self.tenants();
         for write in writes {
             if let Some((tenant, _)) = write.scope()
-                && let Some(held) = by_tenant.get_mut(tenant)
+                && let Some(waiting) = by_tenant.get_mut(tenant)
             {
-                *held = held.saturating_sub(write.bytes() + WRITE_OVERHEAD);
-                if *held == 0 {
+                waiting.bytes = waiting.bytes.saturating_sub(write.bytes() + WRITE_OVERHEAD);
+                waiting.writes = waiting.writes.saturating_sub(1);
+                if waiting.writes == 0 {
                     by_tenant.remove(tenant);
                 }
             }
@@ -245,11 +256,13 @@ impl Writer {
                  later"
             )));
         }
-        let own = self.stats.tenant_pending(tenant);
-        if own >= MAX_PENDING_PER_TENANT {
+        let own = self.stats.tenant_waiting(tenant);
+        if own.bytes >= MAX_PENDING_PER_TENANT || own.writes >= MAX_PENDING_WRITES_PER_TENANT {
             return Err(KvError::Unavailable(format!(
-                "this tenant's key-value writes waiting for the disk hold {own} bytes, its share \
-                 of {MAX_PENDING_PER_TENANT}; try again later"
+                "this tenant's key-value writes waiting for the disk ({} writes, {} bytes) hold \
+                 its share ({MAX_PENDING_WRITES_PER_TENANT} writes, {MAX_PENDING_PER_TENANT} \
+                 bytes); try again later",
+                own.writes, own.bytes
             )));
         }
         Ok(())
@@ -262,7 +275,9 @@ impl Writer {
             .fetch_add(write.bytes(), Ordering::Relaxed);
         if let Some((tenant, _)) = write.scope() {
             let mut by_tenant = self.stats.tenants();
-            *by_tenant.entry(tenant.clone()).or_default() += write.bytes() + WRITE_OVERHEAD;
+            let waiting = by_tenant.entry(tenant.clone()).or_default();
+            waiting.bytes += write.bytes() + WRITE_OVERHEAD;
+            waiting.writes += 1;
         }
         // The thread only stops when every sender is gone, so this cannot fail while `self` lives.
         let _ = self.tx.send(Message::Write(write));
@@ -606,7 +621,24 @@ mod tests {
         *gate.open.lock().unwrap() = true;
         gate.opened.notify_all();
         writer.barrier().wait_blocking().expect("committed");
-        assert_eq!(writer.stats().tenant_pending("hog"), 0);
+        assert_eq!(writer.stats().tenant_waiting("hog"), Waiting::default());
         assert!(writer.room("hog").is_ok(), "the share was not given back");
+    }
+
+    #[test]
+    fn a_tenant_rewriting_a_small_key_fills_its_share_of_writes_not_the_servers() {
+        let gate = Arc::new(Gate::default());
+        let writer = Writer::start(gate.clone()).unwrap();
+        let mut sent = 0;
+        while writer.room("tiny").is_ok() {
+            writer.send(put_for("tiny", "k", "1"));
+            sent += 1;
+        }
+        assert_eq!(sent, MAX_PENDING_WRITES_PER_TENANT);
+        assert!(writer.room("other").is_ok(), "another tenant was refused");
+        *gate.open.lock().unwrap() = true;
+        gate.opened.notify_all();
+        writer.barrier().wait_blocking().expect("committed");
+        assert!(writer.room("tiny").is_ok());
     }
 }
