@@ -373,9 +373,11 @@ pub(super) async fn post_backtest(
             "flow {flow:?} is async: a backtest compares the answers of a sync flow's calls"
         )));
     }
-    // Its reads of the recorded calls take the tenant's turn, as the API's reads of records do;
-    // then the server's backtest, so that a backtest waiting for its tenant's turn does not keep
-    // every other tenant's from running.
+    // The candidate first (loading it may compile it), holding nothing. Then its reads of the
+    // recorded calls take the tenant's turn, as the API's reads of records do; then the
+    // server's backtest, so that a backtest waiting for its tenant's turn does not keep every
+    // other tenant's from running.
+    let plugin = version_of(&state, &live, body.version).await?;
     let reading = state
         .record_reads
         .wait(&tenant)
@@ -385,7 +387,6 @@ pub(super) async fn post_backtest(
         .backtests
         .claim()
         .map_err(|e| ApiError::Busy(e.to_string()))?;
-    let plugin = version_of(&state, &live, body.version).await?;
     let recorded = Recorded {
         store: state.registry.store().clone(),
         tenant,
