@@ -7,7 +7,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{ASYNC_PROBE, Api, HOSTILE, IVR_MENU, TestServer, flow};
+use common::{ASYNC_PROBE, Api, HOSTILE, IVR_MENU, TestServer, eventually, flow};
 use reqwest::Method;
 use serde_json::json;
 
@@ -155,27 +155,19 @@ async fn an_async_attempt_with_no_room_waits_and_is_not_counted() -> anyhow::Res
     let accepted = server.get("/passthru/noisy/later?CallSid=put-off").await?;
     assert_eq!(accepted.status(), 200);
     let stats = server.state.queue.stats();
-    let started = Instant::now();
-    while stats.deferred.load(Ordering::Relaxed) < 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the attempt was not put off"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("the attempt put off twice", || async {
+        Ok((stats.deferred.load(Ordering::Relaxed) >= 2).then_some(()))
+    })
+    .await?;
     assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 0);
 
     // The sleepers reach their deadline; the event then runs, once, as its first attempt.
     let outcomes = flood.await?;
     assert_eq!(count(&outcomes, "deadline"), 2, "{outcomes:?}");
-    let started = Instant::now();
-    while stats.handled.load(Ordering::Relaxed) < 1 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the event was not handled once room came back"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("the event handled once room came back", || async {
+        Ok((stats.handled.load(Ordering::Relaxed) >= 1).then_some(()))
+    })
+    .await?;
     assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 0);
     assert_eq!(stats.failed_attempts.load(Ordering::Relaxed), 0);
     server.state.recorder.flush(Duration::from_secs(5));

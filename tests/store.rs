@@ -620,6 +620,52 @@ fn a_node_whose_lease_ran_out_leaves_its_events_to_exactly_one_other() -> anyhow
     Ok(())
 }
 
+/// PostgreSQL only: a node whose lease ran out learns so at its next renewal, finds which of its
+/// events another node took, and cannot write their outcomes over that node's.
+#[test]
+fn a_node_whose_lease_ran_out_writes_nothing_over_the_events_another_took() -> anyhow::Result<()> {
+    let url = common::pg::database();
+    let node = || PgStore::connect(&parse_url(&url).unwrap());
+    let lease = Duration::from_secs(60);
+    let stale = PgQueue::open(&node()?, lease)?;
+    let ids = stale.commit(&[event("A"), event("B")], &[])?;
+    assert!(
+        !stale.renew()?,
+        "a lease renewed in time was taken as run out"
+    );
+    assert_eq!(stale.still_held(&ids)?, ids);
+
+    // Its lease runs out (paused, say), and another node claims its events.
+    stale.release()?;
+    let other = PgQueue::open(&node()?, lease)?;
+    let taken: Vec<u64> = other.claim_orphans(100)?.iter().map(|e| e.id).collect();
+    assert_eq!(taken, ids);
+    assert!(
+        stale.renew()?,
+        "the renewal did not say the lease had run out"
+    );
+    assert!(stale.still_held(&ids)?.is_empty());
+
+    // What the stale node's runs would write is not written: the other node's rows stand.
+    stale.commit(
+        &[],
+        &[
+            Completion::Done { id: ids[0] },
+            Completion::Dead {
+                id: ids[1],
+                attempts: 9,
+                failure: failure(30),
+            },
+        ],
+    )?;
+    assert_eq!(other.still_held(&ids)?, ids);
+    assert_eq!(other.dead_count("acme", "log")?, 0);
+    // The holder's own outcomes are written.
+    other.commit(&[], &[Completion::Done { id: ids[0] }])?;
+    assert_eq!(other.still_held(&ids)?, [ids[1]]);
+    Ok(())
+}
+
 /// PostgreSQL only: nodes starting at once migrate one schema once.
 #[test]
 fn nodes_starting_at_once_migrate_once() -> anyhow::Result<()> {

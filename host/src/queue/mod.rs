@@ -545,7 +545,7 @@ impl Worker {
             self.shared.stats.deferred.fetch_add(1, Ordering::Relaxed);
             let mut job = job;
             job.deferrals += 1;
-            let wait = DEFER_MS + (DEFER_MS as f64 * crate::flow::retry::random_unit()) as i64;
+            let wait = defer_ms(job.deferrals, crate::flow::retry::random_unit());
             let due = now_ms().saturating_add(wait);
             tracing::debug!(retry_in_ms = wait, "no room in the sandbox; put off");
             self.shared
@@ -705,7 +705,7 @@ pub struct FlowQueue {
     pub flow: String,
     /// Due, waiting for a worker.
     pub ready: u64,
-    /// Failed, waiting for their next attempt.
+    /// Failed, or put off for want of room in the sandbox, waiting for their next attempt.
     pub retrying: u64,
     /// Running now.
     pub in_flight: u64,
@@ -747,11 +747,22 @@ async fn expire_dead_letters(inner: std::sync::Weak<Inner>) {
     }
 }
 
-/// How long an attempt the sandbox had no room for waits before it runs again: this, plus up to
-/// as much again at random, so that put-off events do not all come back at once.
+/// How long an attempt the sandbox had no room for waits, the first time: then twice as long each
+/// time in a row, up to [`MAX_DEFER_MS`], plus up to as much again at random, so that put-off
+/// events do not all come back at once.
 const DEFER_MS: i64 = 100;
-/// Times in a row an attempt may be put off before it counts as a failed one (about a minute).
-const MAX_DEFERRALS: u32 = 400;
+const MAX_DEFER_MS: i64 = 5_000;
+/// Times in a row an attempt may be put off before it counts as a failed one (2 to 4 minutes).
+const MAX_DEFERRALS: u32 = 30;
+
+/// The wait before an attempt put off `deferrals` times already runs again, `unit` in [0, 1)
+/// choosing its jitter.
+fn defer_ms(deferrals: u32, unit: f64) -> i64 {
+    let base = DEFER_MS
+        .saturating_mul(1 << deferrals.min(16))
+        .min(MAX_DEFER_MS);
+    base + (base as f64 * unit) as i64
+}
 
 /// The most orphaned events one claim takes (more are claimed at the next renewal).
 const MAX_CLAIM: usize = 1000;
@@ -760,6 +771,9 @@ const MAX_CLAIM: usize = 1000;
 /// events of nodes whose lease ran out, as long as this node's queue has room for them.
 async fn keep_leases(inner: std::sync::Weak<Inner>, lease: Duration) {
     let every = (lease / 4).max(Duration::from_millis(50));
+    // Set when a renewal finds the lease ran out, until this node has let go of what others
+    // claimed meanwhile (the check may fail while the database is hard to reach).
+    let mut unchecked = false;
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -775,8 +789,12 @@ async fn keep_leases(inner: std::sync::Weak<Inner>, lease: Duration) {
         let store = inner.store.clone();
         let renewed = tokio::task::spawn_blocking(move || store.renew()).await;
         match renewed {
-            Ok(Ok(false)) => {}
-            Ok(Ok(true)) => let_go_of_claimed(&inner).await,
+            Ok(Ok(lapsed)) => {
+                unchecked |= lapsed;
+                if unchecked {
+                    unchecked = !let_go_of_claimed(&inner).await;
+                }
+            }
             Ok(Err(error)) => {
                 tracing::warn!(%error, "cannot renew this node's lease");
                 continue;
@@ -796,11 +814,15 @@ async fn keep_leases(inner: std::sync::Weak<Inner>, lease: Duration) {
             Ok(Ok(events)) => {
                 let now = now_ms();
                 let mut scheduler = inner.shared.scheduler();
-                // An event this node still holds (its lease ran out, and nobody claimed it
-                // meanwhile) is not added twice.
+                // An event this node still has in memory (let go of while it ran, and claimed
+                // back once the other node's lease ran out too) is held again, not added twice.
                 let held: HashSet<u64> = scheduler.held().into_iter().collect();
                 let mut claimed = 0;
-                for event in events.into_iter().filter(|e| !held.contains(&e.id)) {
+                for event in events {
+                    if held.contains(&event.id) {
+                        scheduler.take_back(event.id);
+                        continue;
+                    }
                     let due = event.next_at_ms;
                     scheduler.restore(Job::from(event), due, now);
                     claimed += 1;
@@ -821,8 +843,8 @@ async fn keep_leases(inner: std::sync::Weak<Inner>, lease: Duration) {
 /// After this node's lease ran out (a pause longer than the lease, or the database out of
 /// reach): lets go of the events other nodes claimed meanwhile, so that they are not run on two
 /// nodes from then on. A run already under way finishes; its outcome is not written (the store
-/// writes only the holder's).
-async fn let_go_of_claimed(inner: &Inner) {
+/// writes only the holder's). Whether it could tell which events others took.
+async fn let_go_of_claimed(inner: &Inner) -> bool {
     let held = inner.shared.scheduler().held();
     let store = inner.store.clone();
     let kept = tokio::task::spawn_blocking(move || {
@@ -836,7 +858,7 @@ async fn let_go_of_claimed(inner: &Inner) {
             let taken: HashSet<u64> = held.into_iter().filter(|id| !kept.contains(id)).collect();
             if taken.is_empty() {
                 tracing::warn!("this node's lease ran out; no other node took its events");
-                return;
+                return true;
             }
             let left = inner.shared.scheduler().forget(&taken);
             tracing::warn!(
@@ -845,10 +867,29 @@ async fn let_go_of_claimed(inner: &Inner) {
                 "this node's lease ran out and other nodes took some of its events: it lets go \
                  of them"
             );
+            true
         }
         Ok(Err(error)) => {
             tracing::warn!(%error, "this node's lease ran out; cannot tell which events it holds");
+            false
         }
-        Err(error) => tracing::warn!(%error, "the lease task failed"),
+        Err(error) => {
+            tracing::warn!(%error, "the lease task failed");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_DEFER_MS, defer_ms};
+
+    #[test]
+    fn a_put_off_attempt_waits_twice_as_long_each_time_up_to_its_bound() {
+        let waits: Vec<i64> = (0..8).map(|n| defer_ms(n, 0.0)).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1_600, 3_200, 5_000, 5_000]);
+        assert_eq!(defer_ms(u32::MAX, 0.0), MAX_DEFER_MS);
+        assert_eq!(defer_ms(0, 0.5), 150);
+        assert!(defer_ms(40, 0.999) < 2 * MAX_DEFER_MS);
     }
 }

@@ -82,7 +82,7 @@ pub enum Finish {
 pub struct FlowDepth {
     /// Due, waiting for a worker.
     pub ready: u64,
-    /// Failed, waiting for their retry time.
+    /// Failed, or put off for want of room in the sandbox, waiting for their retry time.
     pub retrying: u64,
     /// Running on a worker.
     pub in_flight: u64,
@@ -156,6 +156,12 @@ impl Scheduler {
             .chain(self.waiting.keys().copied())
             .chain(self.running.iter().copied())
             .collect()
+    }
+
+    /// Holds again a running event let go of ([`Scheduler::forget`]) that this node claimed back:
+    /// its run's end then counts as usual.
+    pub fn take_back(&mut self, id: u64) {
+        self.disowned.remove(&id);
     }
 
     /// Lets go of the events `ids`, which another node holds now (this node's lease ran out and
@@ -473,6 +479,20 @@ mod tests {
         assert_eq!(s.depth(), 0);
         assert!(s.held().is_empty());
         assert_eq!(s.flow_depth("acme", "log"), FlowDepth::default());
+    }
+
+    /// A running event let go of, then claimed back before its run ended, is held as before.
+    #[test]
+    fn a_running_event_taken_back_stays_when_its_run_ends() {
+        let mut s = Scheduler::new(bounds(100, 100, 10));
+        add(&mut s, 1, "acme");
+        let running = s.next(0).unwrap();
+        assert_eq!(s.forget(&[1].into()), 0);
+        s.take_back(1);
+        s.finish(running, Finish::Retry { due_ms: 10 });
+        assert_eq!(s.depth(), 1);
+        assert_eq!(s.held(), [1]);
+        assert_eq!(s.next(10).unwrap().attempts, 1);
     }
 
     #[test]

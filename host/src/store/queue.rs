@@ -130,8 +130,9 @@ pub trait QueueStore: Send + Sync + 'static {
     fn lease(&self) -> Option<std::time::Duration> {
         None
     }
-    /// Renews this node's hold on its events; `true` when its lease had run out before this
-    /// renewal, so that other nodes may have claimed some of them (see [`Self::still_held`]).
+    /// Renews this node's hold on its events; `true` when its lease had run out (or nearly)
+    /// before this renewal, so that other nodes may have claimed some of them (see
+    /// [`Self::still_held`]).
     fn renew(&self) -> StoreResult<bool> {
         Ok(false)
     }

@@ -312,12 +312,14 @@ impl QueueStore for PgQueue {
 
     fn renew(&self) -> StoreResult<bool> {
         let mut conn = self.store.conn()?;
-        // The lease as it was, to tell whether it ran out before this renewal.
+        // The lease as it was, to tell whether it ran out before this renewal: or nearly (a
+        // quarter of the lease, a renewal's interval), since another node's claim that began
+        // before this renewal committed may still have seen it run out.
         let renewed = conn.query_opt(
             &format!(
                 "UPDATE nodes n SET alive_until_ms = {NOW_MS} + $2 \
                  FROM (SELECT alive_until_ms AS before FROM nodes WHERE id = $1 FOR UPDATE) o \
-                 WHERE n.id = $1 RETURNING o.before < {NOW_MS}"
+                 WHERE n.id = $1 RETURNING o.before < {NOW_MS} + $2::BIGINT / 4"
             ),
             &[&self.node, &self.lease_ms()],
         )?;
