@@ -1080,7 +1080,10 @@ impl Registry {
             secrets,
             outbound_hosts: outbound_hosts(&settings.outbound_hosts)?,
             scratch_kv: false,
-            lookups: Some(self.tenant_share(&record.tenant).lookups()),
+            lookups: Some(
+                self.tenant_share_or(&record.tenant, self.sandbox.calls_per_tenant())
+                    .lookups(),
+            ),
         })
     }
 
@@ -1090,12 +1093,12 @@ impl Registry {
         Ok(self.set_share_cap(tenant, caps.max_concurrent_calls))
     }
 
-    /// The tenant's share as it is (made with the server's default cap if it has none yet).
-    fn tenant_share(&self, tenant: &str) -> Arc<TenantShare> {
+    /// The tenant's share as it is, made with a cap of `cap` if it has none yet.
+    fn tenant_share_or(&self, tenant: &str, cap: u32) -> Arc<TenantShare> {
         let mut shares = self.shares.lock().unwrap_or_else(PoisonError::into_inner);
         shares
             .entry(tenant.to_owned())
-            .or_insert_with(|| Arc::new(TenantShare::new(self.sandbox.calls_per_tenant())))
+            .or_insert_with(|| Arc::new(TenantShare::new(cap)))
             .clone()
     }
 
@@ -1106,12 +1109,9 @@ impl Registry {
             0 => self.sandbox.calls_per_tenant(),
             own => own,
         };
-        let mut shares = self.shares.lock().unwrap_or_else(PoisonError::into_inner);
-        let share = shares
-            .entry(tenant.to_owned())
-            .or_insert_with(|| Arc::new(TenantShare::new(cap)));
+        let share = self.tenant_share_or(tenant, cap);
         share.set_max(cap);
-        share.clone()
+        share
     }
 
     /// Compiles a version uploaded through another node sharing the database, into this

@@ -102,38 +102,34 @@ impl<T: Reasoned> Report<T> {
     /// Blanks `secrets` out of the log, the answer's reason, the failure's message and the
     /// outbound requests' methods, hosts and errors (see `crate::secrets::redact`).
     pub fn redact(&mut self, secrets: &[String]) {
+        let blank = |text: &mut String| {
+            if let Some(clean) = redact(text, secrets) {
+                *text = clean;
+            }
+        };
         if let Ok(answer) = &mut self.outcome
             && let Some(reason) = answer.reason_mut()
-            && let Some(clean) = redact(reason, secrets)
         {
-            *reason = clean;
+            blank(reason);
         }
         for line in &mut self.log {
-            if let Some(clean) = redact(&line.message, secrets) {
-                line.message = clean;
-            }
+            blank(&mut line.message);
         }
         if let Err(
             SandboxError::Trap { message }
             | SandboxError::PluginError { message }
             | SandboxError::InvalidComponent { message },
         ) = &mut self.outcome
-            && let Some(clean) = redact(message, secrets)
         {
-            *message = clean;
+            blank(message);
         }
         // The plugin chose the method and host (a secret could be in either), and a refusal's
         // or failure's text repeats the host.
         for request in &mut self.outbound {
-            for text in [&mut request.method, &mut request.host] {
-                if let Some(clean) = redact(text, secrets) {
-                    *text = clean;
-                }
-            }
-            if let Some(error) = &mut request.error
-                && let Some(clean) = redact(error, secrets)
-            {
-                *error = clean;
+            blank(&mut request.method);
+            blank(&mut request.host);
+            if let Some(error) = &mut request.error {
+                blank(error);
             }
         }
     }
