@@ -581,21 +581,21 @@ on_both!(
     key_value_writes_apply_in_order_and_read_back,
 );
 
+/// A node's queue on the PostgreSQL database `url`: a store of its own (and its id from it),
+/// under a lease long enough that none runs out by itself here, however slow the machine (the
+/// kill -9 test in tests/nodes.rs has them run out).
+fn pg_node(url: &str) -> anyhow::Result<PgQueue> {
+    let store = PgStore::connect(&parse_url(url)?)?;
+    Ok(PgQueue::open(&store, Duration::from_secs(60))?)
+}
+
 /// PostgreSQL only: nodes hold their events under leases.
 #[test]
 fn a_node_whose_lease_ran_out_leaves_its_events_to_exactly_one_other() -> anyhow::Result<()> {
     let url = common::pg::database();
-    // Each node has a store of its own (and its id from it).
-    let node = || PgStore::connect(&parse_url(&url).unwrap());
-    // Long enough that no lease runs out by itself here, however slow the machine (the kill -9
-    // test in tests/nodes.rs has them run out).
-    let lease = Duration::from_secs(60);
-    let dying = PgQueue::open(&node()?, lease)?;
+    let dying = pg_node(&url)?;
     let ids = dying.commit(&[event("A"), event("B")], &[])?;
-    let (one, two) = (
-        PgQueue::open(&node()?, lease)?,
-        PgQueue::open(&node()?, lease)?,
-    );
+    let (one, two) = (pg_node(&url)?, pg_node(&url)?);
     // While the lease holds, nobody takes them.
     assert!(one.claim_orphans(100)?.is_empty());
     assert!(two.claim_orphans(100)?.is_empty());
@@ -625,9 +625,7 @@ fn a_node_whose_lease_ran_out_leaves_its_events_to_exactly_one_other() -> anyhow
 #[test]
 fn a_node_whose_lease_ran_out_writes_nothing_over_the_events_another_took() -> anyhow::Result<()> {
     let url = common::pg::database();
-    let node = || PgStore::connect(&parse_url(&url).unwrap());
-    let lease = Duration::from_secs(60);
-    let stale = PgQueue::open(&node()?, lease)?;
+    let stale = pg_node(&url)?;
     let ids = stale.commit(&[event("A"), event("B")], &[])?;
     assert!(
         !stale.renew()?,
@@ -637,7 +635,7 @@ fn a_node_whose_lease_ran_out_writes_nothing_over_the_events_another_took() -> a
 
     // Its lease runs out (paused, say), and another node claims its events.
     stale.release()?;
-    let other = PgQueue::open(&node()?, lease)?;
+    let other = pg_node(&url)?;
     let taken: Vec<u64> = other.claim_orphans(100)?.iter().map(|e| e.id).collect();
     assert_eq!(taken, ids);
     assert!(
