@@ -668,6 +668,78 @@ async fn dead_letters_of_a_flow_the_tenant_does_not_have_are_not_found() -> anyh
     server.stop().await
 }
 
+/// A commit the store refuses loses nothing: the outcome of an attempt that was not written is
+/// kept and written once the store takes commits again, without a restart. Here another
+/// connection holds `queue.db`'s write lock while the event's second attempt succeeds, so the
+/// commit that would delete the event fails (after SQLite's 5 s wait for the lock); once the lock
+/// is let go, the event leaves the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_a_failed_commit_did_not_write_is_written_when_the_store_recovers()
+-> anyhow::Result<()> {
+    let dir = TempDir::new("async-commit-fails");
+    let server = TestServer::start_in("", &dir.0).await?;
+    let flow = json!({
+        "retry": { "max_attempts": 5, "backoff_ms": 1_000, "max_backoff_ms": 1_000 },
+        "config": { "fail_attempts": "1" },
+    });
+    let api = tenant_with_flows(&server, "acme", &[("flaky", flow)]).await?;
+    let (status, id) = send(&server, "acme", "flaky", "locked-1").await?;
+    assert_eq!(status, 200);
+    let id = id.unwrap();
+    eventually("the first attempt to fail", || async {
+        Ok((queue_of(&api, "flaky").await?["retrying"] == 1).then_some(()))
+    })
+    .await?;
+
+    // Held from before the second attempt (0.5 to 1 s away) until its outcome's commit failed.
+    let lock = rusqlite::Connection::open(dir.0.join("queue.db"))?;
+    lock.execute_batch("BEGIN EXCLUSIVE")?;
+    eventually("the second attempt's outcome to fail to commit", || async {
+        let handled = server.metric("passthru_async_handled_total").await?;
+        let failed = server.metric("passthru_async_failed_commits_total").await?;
+        Ok((handled.as_deref() == Some("1") && failed.is_some_and(|n| n != "0")).then_some(()))
+    })
+    .await?;
+    let store = server.state.queue.store().clone();
+    let held = tokio::task::spawn_blocking(move || store.pending()).await??;
+    assert_eq!(
+        held.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [id],
+        "the event stays in the store while its outcome is not written"
+    );
+    lock.execute_batch("ROLLBACK")?;
+    drop(lock);
+
+    eventually("the kept outcome to be written", || async {
+        let store = server.state.queue.store().clone();
+        let held = tokio::task::spawn_blocking(move || store.pending()).await??;
+        Ok(held.is_empty().then_some(()))
+    })
+    .await?;
+    let records = eventually("both attempts' records", || async {
+        let records = attempts_of(&api, "locked-1").await?;
+        Ok((records.len() >= 2).then_some(records))
+    })
+    .await?;
+    let outcomes: Vec<&str> = records
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["plugin_error", "recorded"],
+        "ran once more, not again"
+    );
+    assert_eq!(
+        server
+            .metric("passthru_async_outcomes_dropped_total")
+            .await?
+            .as_deref(),
+        Some("0")
+    );
+    server.stop().await
+}
+
 crate::on_both_stores!(
     requests_are_answered_at_once_and_each_reaches_the_plugin_with_its_event_id,
     failures_are_retried_with_backoff_then_kept_as_dead_letters_and_replayed,

@@ -298,6 +298,18 @@ impl Collector for ServerStats {
                 "Transactions (each one fsync) the queue committed.",
                 &queue.commits,
             ),
+            (
+                "passthru_async_failed_commits",
+                "Transactions of the queue the store refused: their requests were refused (503), \
+                 their outcomes kept and written again.",
+                &queue.failed_commits,
+            ),
+            (
+                "passthru_async_outcomes_dropped",
+                "Outcomes of async events let go after failed commits, past the 10,000 the queue \
+                 keeps to write again: their events run again at the next start.",
+                &queue.unwritten_dropped,
+            ),
         ];
         for (name, help, value) in counters {
             counter(e, name, help, load(value))?;

@@ -9,14 +9,16 @@
 //! (handled events are deleted, failed ones get their next attempt time or become dead letters).
 //!
 //! Delivery is at least once: an event handled just before a crash, whose deletion was not yet
-//! committed, runs again at the next start. Plugins get the event's id to be idempotent.
+//! committed, runs again at the next start. Plugins get the event's id to be idempotent. An
+//! outcome whose commit the store refused is kept and written again once it takes commits, so a
+//! passing failure of the store leaves no handled event behind in it until the next start.
 
 pub mod scheduler;
 mod stats;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -105,8 +107,11 @@ enum Message {
     Accept(NewEvent, Instant, oneshot::Sender<Result<u64, String>>),
     /// An outcome; for a dead letter, its tenant and flow, whose dead letters are then kept
     /// within their bound.
-    Complete(Completion, Option<(Arc<str>, Arc<str>)>),
+    Complete(Completion, Option<FlowOf>),
 }
+
+/// A tenant and one of its flows.
+type FlowOf = (Arc<str>, Arc<str>);
 
 impl Queue {
     /// Opens the queue over `store`, resumes every event it holds, and starts the writer thread
@@ -373,8 +378,31 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The writer thread: group commit. Blocks for the first message, takes every other message
 /// already waiting, commits them in one transaction, then answers the requests and hands the
 /// new events to the scheduler. Ends when every sender is gone and the channel is empty.
+///
+/// Outcomes a failed commit could not write are kept ([`Unwritten`]) and written again, in a
+/// transaction of their own, before the next batch and at least every [`UNWRITTEN_RETRY`]: the
+/// scheduler has already let go of a handled event or a dead letter, so without this the event
+/// would stay in the store, unseen, until the next start.
 fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Message>) {
-    while let Ok(first) = receiver.recv() {
+    let mut unwritten = Unwritten::default();
+    loop {
+        let first = match unwritten.due() {
+            None => receiver.recv().ok(),
+            Some(due) => match receiver.recv_timeout(due.saturating_duration_since(Instant::now()))
+            {
+                Ok(message) => Some(message),
+                Err(RecvTimeoutError::Timeout) => {
+                    unwritten.write(store, shared);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => None,
+            },
+        };
+        let Some(first) = first else {
+            // Shutting down: one last try, else the events run again at the next start.
+            unwritten.write(store, shared);
+            return;
+        };
         let mut accepts = Vec::new();
         let mut replies = Vec::new();
         let mut completions = Vec::new();
@@ -384,16 +412,17 @@ fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Messa
                 accepts.push(event);
                 replies.push((at, reply));
             }
-            Message::Complete(completion, dead) => {
-                completions.push(completion);
-                dead_in.extend(dead);
-            }
+            Message::Complete(completion, dead) => completions.push((completion, dead)),
         };
         take(first);
         for message in receiver.try_iter().take(MAX_BATCH - 1) {
             take(message);
         }
-        match store.commit(&accepts, &completions) {
+        if unwritten.due().is_some_and(|due| due <= Instant::now()) {
+            unwritten.write(store, shared);
+        }
+        let (outcomes, dead): (Vec<Completion>, Vec<_>) = completions.into_iter().unzip();
+        match store.commit(&accepts, &outcomes) {
             Ok(ids) => {
                 shared.stats.commits.fetch_add(1, Ordering::Relaxed);
                 let committed = ids.len() as u64;
@@ -421,14 +450,17 @@ fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Messa
                     // A client that went away still had its request stored; nothing to undo.
                     let _ = reply.send(Ok(id));
                 }
+                // A later outcome of an event replaces one an earlier commit left unwritten.
+                unwritten.written(&outcomes);
+                dead_in.extend(dead.into_iter().flatten());
                 trim_dead_letters(store, shared, dead_in);
             }
             Err(error) => {
-                // Requests are refused (503) and nothing of them is kept. Outcomes that were
-                // not written leave their events as they were: they run again at the next
-                // start, which at-least-once delivery allows.
-                tracing::error!(%error, requests = accepts.len(), outcomes = completions.len(),
+                // Requests are refused (503) and nothing of them is kept. Outcomes are kept and
+                // written again (see `Unwritten`).
+                tracing::error!(%error, requests = accepts.len(), outcomes = outcomes.len(),
                     "the async queue could not commit");
+                shared.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
                 let mut scheduler = shared.scheduler();
                 for event in &accepts {
                     scheduler.release(&event.tenant);
@@ -437,6 +469,102 @@ fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Messa
                 for (_, reply) in replies {
                     let _ = reply.send(Err(format!("the commit failed: {error}")));
                 }
+                unwritten.keep(outcomes.into_iter().zip(dead), shared);
+            }
+        }
+    }
+}
+
+/// How long outcomes left unwritten by a failed commit wait, at most, before the writer tries
+/// them again: sooner when another message comes.
+const UNWRITTEN_RETRY: Duration = Duration::from_secs(1);
+
+/// The most outcomes the writer keeps to write again. An event has one here at most (its latest
+/// replaces the others), so this is reached only when the store has refused commits for a long
+/// time with many events in the queue; past it the oldest are let go, and their events run again
+/// at the next start, as at-least-once delivery allows.
+const MAX_UNWRITTEN: usize = 10_000;
+
+/// Outcomes that a failed commit did not write, in the order they came, each with the tenant and
+/// flow of a dead letter, and when to try them again.
+#[derive(Default)]
+struct Unwritten {
+    outcomes: Vec<(Completion, Option<FlowOf>)>,
+    retry_at: Option<Instant>,
+}
+
+impl Unwritten {
+    /// When these outcomes are to be tried again; `None` when there are none.
+    fn due(&self) -> Option<Instant> {
+        self.retry_at.filter(|_| !self.outcomes.is_empty())
+    }
+
+    /// Keeps `outcomes`, which a commit just failed to write, in place of any older outcome of
+    /// the same events.
+    fn keep(
+        &mut self,
+        outcomes: impl IntoIterator<Item = (Completion, Option<FlowOf>)>,
+        shared: &Shared,
+    ) {
+        let outcomes: Vec<_> = outcomes.into_iter().collect();
+        if outcomes.is_empty() {
+            return;
+        }
+        let newer: HashSet<u64> = outcomes.iter().map(|(c, _)| c.id()).collect();
+        self.outcomes.retain(|(c, _)| !newer.contains(&c.id()));
+        self.outcomes.extend(outcomes);
+        if self.outcomes.len() > MAX_UNWRITTEN {
+            let over = self.outcomes.len() - MAX_UNWRITTEN;
+            self.outcomes.drain(..over);
+            shared
+                .stats
+                .unwritten_dropped
+                .fetch_add(over as u64, Ordering::Relaxed);
+            tracing::error!(
+                dropped = over,
+                "outcomes of async events let go after failed commits: their events run again \
+                 at the next start"
+            );
+        }
+        self.retry_at
+            .get_or_insert_with(|| Instant::now() + UNWRITTEN_RETRY);
+    }
+
+    /// Forgets the outcomes that `written`, just committed, replace.
+    fn written(&mut self, written: &[Completion]) {
+        if self.outcomes.is_empty() || written.is_empty() {
+            return;
+        }
+        let ids: HashSet<u64> = written.iter().map(Completion::id).collect();
+        self.outcomes.retain(|(c, _)| !ids.contains(&c.id()));
+    }
+
+    /// Tries to write the kept outcomes, alone in one transaction (so that one the store keeps
+    /// refusing never holds back new requests); on failure they wait another
+    /// [`UNWRITTEN_RETRY`].
+    fn write(&mut self, store: &dyn QueueStore, shared: &Shared) {
+        if self.outcomes.is_empty() {
+            self.retry_at = None;
+            return;
+        }
+        let (outcomes, dead): (Vec<Completion>, Vec<_>) =
+            std::mem::take(&mut self.outcomes).into_iter().unzip();
+        match store.commit(&[], &outcomes) {
+            Ok(_) => {
+                shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    outcomes = outcomes.len(),
+                    "outcomes of async events written after a failed commit"
+                );
+                self.retry_at = None;
+                trim_dead_letters(store, shared, dead.into_iter().flatten().collect());
+            }
+            Err(error) => {
+                tracing::error!(%error, outcomes = outcomes.len(),
+                    "the async queue could not commit outcomes it kept after a failed commit");
+                shared.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                self.outcomes = outcomes.into_iter().zip(dead).collect();
+                self.retry_at = Some(Instant::now() + UNWRITTEN_RETRY);
             }
         }
     }
@@ -882,7 +1010,60 @@ async fn let_go_of_claimed(inner: &Inner) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_DEFER_MS, defer_ms};
+    use super::*;
+
+    fn shared() -> Shared {
+        let bounds = Bounds {
+            max_depth: 10,
+            max_depth_per_tenant: 10,
+            max_in_flight_per_tenant: 1,
+        };
+        Shared {
+            scheduler: Mutex::new(Scheduler::new(bounds)),
+            wake: Notify::new(),
+            closing: AtomicBool::new(false),
+            stats: QueueStats::default(),
+            max_dead_per_flow: 1,
+        }
+    }
+
+    fn ids(unwritten: &Unwritten) -> Vec<u64> {
+        unwritten.outcomes.iter().map(|(c, _)| c.id()).collect()
+    }
+
+    fn done(id: u64) -> (Completion, Option<FlowOf>) {
+        (Completion::Done { id }, None)
+    }
+
+    #[test]
+    fn an_events_latest_unwritten_outcome_replaces_the_others_and_a_written_one_drops_it() {
+        let shared = shared();
+        let mut unwritten = Unwritten::default();
+        assert_eq!(unwritten.due(), None);
+        unwritten.keep([done(1), done(2), done(3)], &shared);
+        let due = unwritten.due().expect("kept outcomes are due again");
+        assert!(due > Instant::now() && due <= Instant::now() + UNWRITTEN_RETRY);
+        unwritten.keep([done(2)], &shared);
+        assert_eq!(ids(&unwritten), [1, 3, 2]);
+        unwritten.written(&[Completion::Done { id: 1 }, Completion::Done { id: 9 }]);
+        assert_eq!(ids(&unwritten), [3, 2]);
+        unwritten.written(&[Completion::Done { id: 3 }, Completion::Done { id: 2 }]);
+        assert_eq!(unwritten.due(), None, "nothing left to write");
+    }
+
+    #[test]
+    fn past_their_bound_the_oldest_unwritten_outcomes_are_let_go_and_counted() {
+        let shared = shared();
+        let mut unwritten = Unwritten::default();
+        let over = 5;
+        unwritten.keep((1..=(MAX_UNWRITTEN + over) as u64).map(done), &shared);
+        assert_eq!(unwritten.outcomes.len(), MAX_UNWRITTEN);
+        assert_eq!(ids(&unwritten)[0], over as u64 + 1, "the oldest went first");
+        assert_eq!(
+            shared.stats.unwritten_dropped.load(Ordering::Relaxed),
+            over as u64
+        );
+    }
 
     #[test]
     fn a_put_off_attempt_waits_twice_as_long_each_time_up_to_its_bound() {

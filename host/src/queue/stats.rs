@@ -20,6 +20,12 @@ pub struct QueueStats {
     /// Attempts the sandbox had no room for (`overloaded`): put off, not counted as attempts.
     pub deferred: AtomicU64,
     pub commits: AtomicU64,
+    /// Commits the store refused (their requests were refused, their outcomes kept and written
+    /// again).
+    pub failed_commits: AtomicU64,
+    /// Outcomes let go after failed commits, past what the writer keeps: their events run again
+    /// at the next start.
+    pub unwritten_dropped: AtomicU64,
     /// From accepting a request to starting its first attempt.
     pub start_delay: DelayHistogram,
 }

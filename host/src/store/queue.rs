@@ -78,6 +78,17 @@ pub enum Completion {
     },
 }
 
+impl Completion {
+    /// The event this is the outcome of.
+    pub fn id(&self) -> u64 {
+        match self {
+            Completion::Done { id }
+            | Completion::Retry { id, .. }
+            | Completion::Dead { id, .. } => *id,
+        }
+    }
+}
+
 /// A dead letter, as the tenant inspects it: an async event whose last allowed attempt failed.
 /// It stays until replayed or deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
