@@ -282,6 +282,24 @@ async fn a_requests_record_keeps_a_bounded_host_without_the_flows_secrets() -> a
         record.to_string().len()
     );
     assert!(!record.to_string().contains(secret), "{record}");
+
+    // A secret where the host is cut: blanked out before the cut, so no start of it is kept.
+    // "http://" and 288 bytes put it at bytes 295 to 308 of the 300 kept.
+    let url = format!("http://{}{secret}.example/", "b".repeat(288));
+    let put = api
+        .json(
+            Method::PUT,
+            "/v1/flows/long/secrets/url",
+            json!({ "value": url }),
+        )
+        .await?;
+    assert_eq!(put.status(), 200, "{}", put.text().await?);
+    decide(&server, "long").await?;
+    let record = last_record(&server, &api, "long").await?;
+    let host = record["outbound"][0]["host"].as_str().unwrap();
+    assert!(host.starts_with("http://bbb"), "{host}");
+    assert!(host.len() <= 300, "the host kept {} bytes", host.len());
+    assert!(!record.to_string().contains(&secret[..5]), "{record}");
     server.stop().await
 }
 

@@ -197,8 +197,8 @@ impl WasiHttpView for CallState {
                     options: options.clone(),
                     lookups: self.grants.lookups.clone(),
                 }
-                .for_call(self.deadline, self.log.clone()),
-                _ => OutboundCall::closed(self.deadline, self.log.clone()),
+                .for_call(self.deadline, self.log.clone(), self.grants.clone()),
+                _ => OutboundCall::closed(self.deadline, self.log.clone(), self.grants.clone()),
             };
             let mut ctx = WasiHttpCtx::new();
             ctx.set_field_size_limit(MAX_FIELDS_BYTES);

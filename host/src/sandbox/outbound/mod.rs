@@ -94,7 +94,8 @@ impl OutboundPolicy {
         &self,
         deadline: Instant,
         log: super::output::SharedLog,
+        secrets: send::Secrets,
     ) -> OutboundCall {
-        OutboundCall::new(self.clone(), deadline, log)
+        OutboundCall::new(self.clone(), deadline, log, secrets)
     }
 }

@@ -22,6 +22,8 @@ use super::allow::{Scheme, normalise_host};
 use super::{OutboundPolicy, OutboundRecord, address};
 use crate::logsafe::cut;
 use crate::sandbox::output::{LogLevel, SharedLog};
+use crate::sandbox::state::Grants;
+use crate::secrets::redact;
 
 /// Records kept per call beyond its request cap (refused requests are recorded too, up to this).
 const EXTRA_RECORDS: usize = 8;
@@ -45,26 +47,44 @@ pub struct OutboundCall {
     policy: Option<OutboundPolicy>,
     deadline: Instant,
     log: SharedLog,
+    /// The flow's secrets, blanked out of what the record keeps of each request before it is cut
+    /// to its bound (blanking after the cut would miss a secret the cut went through, and leave
+    /// its start).
+    secrets: Secrets,
     /// Requests asked for so far, refused ones included.
     asked: u32,
 }
 
+/// The values of a call's secrets (see [`Grants::secrets`]).
+pub(crate) type Secrets = Arc<Grants>;
+
 impl OutboundCall {
-    pub(crate) fn new(policy: OutboundPolicy, deadline: Instant, log: SharedLog) -> Self {
+    pub(crate) fn new(
+        policy: OutboundPolicy,
+        deadline: Instant,
+        log: SharedLog,
+        secrets: Secrets,
+    ) -> Self {
         let policy = (!policy.hosts.is_empty()).then_some(policy);
-        Self::with(policy, deadline, log)
+        Self::with(policy, deadline, log, secrets)
     }
 
     /// For a flow without `outbound_hosts`: every request is refused.
-    pub(crate) fn closed(deadline: Instant, log: SharedLog) -> Self {
-        Self::with(None, deadline, log)
+    pub(crate) fn closed(deadline: Instant, log: SharedLog, secrets: Secrets) -> Self {
+        Self::with(None, deadline, log, secrets)
     }
 
-    fn with(policy: Option<OutboundPolicy>, deadline: Instant, log: SharedLog) -> Self {
+    fn with(
+        policy: Option<OutboundPolicy>,
+        deadline: Instant,
+        log: SharedLog,
+        secrets: Secrets,
+    ) -> Self {
         Self {
             policy,
             deadline,
             log,
+            secrets,
             asked: 0,
         }
     }
@@ -106,11 +126,8 @@ impl OutboundCall {
             + EXTRA_RECORDS;
         let slot = (log.outbound.len() < cap).then(|| {
             log.outbound.push(OutboundRecord {
-                method: cut(method, MAX_METHOD_BYTES).to_owned(),
-                host: match host.len() > MAX_HOST_BYTES {
-                    true => cut(&host, MAX_HOST_BYTES).to_owned(),
-                    false => host,
-                },
+                method: kept(method, MAX_METHOD_BYTES, &self.secrets),
+                host: kept(&host, MAX_HOST_BYTES, &self.secrets),
                 status: None,
                 error: None,
                 bytes_out: 0,
@@ -123,6 +140,7 @@ impl OutboundCall {
             log: self.log.clone(),
             slot,
             started: Instant::now(),
+            secrets: self.secrets.clone(),
         }
     }
 }
@@ -463,6 +481,13 @@ struct Note {
     /// `None` past the records a call keeps.
     slot: Option<usize>,
     started: Instant,
+    secrets: Secrets,
+}
+
+/// `text` with the flow's secrets blanked out, then cut to `max` bytes.
+fn kept(text: &str, max: usize, secrets: &Grants) -> String {
+    let clean = redact(text, &secrets.secrets);
+    cut(clean.as_deref().unwrap_or(text), max).to_owned()
 }
 
 impl Note {
@@ -489,7 +514,7 @@ impl Note {
     fn failed(&self, why: &str) {
         let ms = self.elapsed_ms();
         self.update(|r| {
-            r.error = Some(cut(why, MAX_ERROR_BYTES).to_owned());
+            r.error = Some(kept(why, MAX_ERROR_BYTES, &self.secrets));
             r.ms = ms;
         });
     }
