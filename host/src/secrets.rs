@@ -129,6 +129,10 @@ fn associated(tenant: &str, flow: &str, key: &str) -> Vec<u8> {
 
 /// `text` with every occurrence of each of `secrets` replaced by [`REDACTED`]; `None` when none
 /// occurs (the common case allocates nothing).
+///
+/// A text that ends with the start of a secret, [`MIN_SECRET_BYTES`] of it or more, has that
+/// start replaced too: the host cuts what a plugin writes to bounds (a log line, a reason), and
+/// a cut through a secret would otherwise keep all of it but its end.
 pub fn redact(text: &str, secrets: &[String]) -> Option<String> {
     let mut out: Option<String> = None;
     for secret in secrets.iter().filter(|s| s.len() >= MIN_SECRET_BYTES) {
@@ -137,12 +141,55 @@ pub fn redact(text: &str, secrets: &[String]) -> Option<String> {
             out = Some(current.replace(secret.as_str(), REDACTED));
         }
     }
+    for secret in secrets.iter().filter(|s| s.len() > MIN_SECRET_BYTES) {
+        let current = out.as_deref().unwrap_or(text);
+        let start = (MIN_SECRET_BYTES..secret.len())
+            .rev()
+            .filter(|&n| secret.is_char_boundary(n))
+            .find(|&n| current.ends_with(&secret[..n]));
+        if let Some(n) = start {
+            let kept = &current[..current.len() - n];
+            out = Some(format!("{kept}{REDACTED}"));
+        }
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_is_blanked_out_wherever_it_is_and_so_is_its_start_at_the_end_of_a_cut_text() {
+        let secrets = ["hunter2hunter2".to_owned(), "abc".to_owned()];
+        let redact = |text: &str| redact(text, &secrets);
+        assert_eq!(redact("nothing here"), None);
+        assert_eq!(redact("abc is too short to be one"), None);
+        assert_eq!(
+            redact("a hunter2hunter2 b hunter2hunter2").as_deref(),
+            Some("a [secret] b [secret]")
+        );
+        // Cut through the secret: its start goes too, from 4 bytes of it.
+        assert_eq!(redact("token=hunter2hu").as_deref(), Some("token=[secret]"));
+        assert_eq!(redact("token=hunt").as_deref(), Some("token=[secret]"));
+        assert_eq!(
+            redact("token=hun"),
+            None,
+            "3 bytes are not a secret's start"
+        );
+        assert_eq!(
+            redact("hunter2hunter2 then hunter2").as_deref(),
+            Some("[secret] then [secret]")
+        );
+        // Only at the end: a start of it elsewhere is ordinary text.
+        assert_eq!(redact("hunter2 was here"), None);
+        // On character boundaries: the start of a secret with a two-byte character.
+        let secrets = ["clé-secrète".to_owned()];
+        assert_eq!(
+            super::redact("x clé-secr", &secrets).as_deref(),
+            Some("x [secret]")
+        );
+    }
 
     fn key() -> SecretsKey {
         SecretsKey::from_base64(&SecretsKey::generate().unwrap()).unwrap()
