@@ -143,11 +143,10 @@ pub fn redact(text: &str, secrets: &[String]) -> Option<String> {
     }
     for secret in secrets.iter().filter(|s| s.len() > MIN_SECRET_BYTES) {
         let current = out.as_deref().unwrap_or(text);
-        let start = (MIN_SECRET_BYTES..secret.len())
-            .rev()
-            .filter(|&n| secret.is_char_boundary(n))
-            .find(|&n| current.ends_with(&secret[..n]));
-        if let Some(n) = start {
+        let n = start_at_end(current.as_bytes(), secret.as_bytes());
+        if n >= MIN_SECRET_BYTES {
+            // `current` is UTF-8 and ends with the first `n` bytes of `secret`, so they start on
+            // a character boundary of both.
             let kept = &current[..current.len() - n];
             out = Some(format!("{kept}{REDACTED}"));
         }
@@ -155,9 +154,62 @@ pub fn redact(text: &str, secrets: &[String]) -> Option<String> {
     out
 }
 
+/// How many bytes of the start of `secret` `text` ends with, at most all of `secret` but its last
+/// byte: the longest prefix of `secret` that is a suffix of `text`. Knuth-Morris-Pratt over the
+/// end of `text` as long as `secret`, so linear in it whatever the bytes repeat (a plain search
+/// for every length would be quadratic: 8 KiB secrets against 2 KiB lines).
+fn start_at_end(text: &[u8], secret: &[u8]) -> usize {
+    let window = text.len().min(secret.len().saturating_sub(1));
+    if window == 0 {
+        return 0;
+    }
+    let (tail, pattern) = (&text[text.len() - window..], &secret[..window]);
+    // `fail[i]`: the longest proper prefix of `pattern[..=i]` that is also its suffix.
+    let mut fail = vec![0usize; window];
+    let mut k = 0;
+    for i in 1..window {
+        while k > 0 && pattern[i] != pattern[k] {
+            k = fail[k - 1];
+        }
+        if pattern[i] == pattern[k] {
+            k += 1;
+        }
+        fail[i] = k;
+    }
+    // The longest prefix of `pattern` matched so far; the tail is no longer than the pattern, so
+    // it reaches the whole pattern at the tail's last byte at most.
+    let mut matched = 0;
+    for &byte in tail {
+        while matched > 0 && (matched == window || pattern[matched] != byte) {
+            matched = fail[matched - 1];
+        }
+        if pattern[matched] == byte {
+            matched += 1;
+        }
+    }
+    matched
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The linear search agrees with the plain one, on texts and secrets of few letters
+        /// (where repeats, the hard case, are common).
+        #[test]
+        fn the_start_of_a_secret_at_the_end_is_the_longest_one(
+            text in "[ab]{0,24}",
+            secret in "[ab]{1,12}",
+        ) {
+            let plain = (0..secret.len())
+                .rev()
+                .find(|&n| text.ends_with(&secret[..n]))
+                .unwrap_or(0);
+            prop_assert_eq!(start_at_end(text.as_bytes(), secret.as_bytes()), plain);
+        }
+    }
 
     #[test]
     fn a_secret_is_blanked_out_wherever_it_is_and_so_is_its_start_at_the_end_of_a_cut_text() {
@@ -183,6 +235,28 @@ mod tests {
         );
         // Only at the end: a start of it elsewhere is ordinary text.
         assert_eq!(redact("hunter2 was here"), None);
+        // Repeats: the longest start counts, found in linear time.
+        let secrets = ["aaaaab".to_owned(), "x".repeat(8 * 1024)];
+        assert_eq!(
+            super::redact("zaaaaaaaa", &secrets).as_deref(),
+            Some("zaaa[secret]")
+        );
+        let long = format!("{}{}", "y", "x".repeat(2 * 1024));
+        assert_eq!(super::redact(&long, &secrets).as_deref(), Some("y[secret]"));
+        for (text, secret, start) in [
+            ("abcabcab", "abcabd", 5),
+            ("abcab", "abcab", 2),
+            ("ab", "abcdef", 2),
+            ("", "abcdef", 0),
+            ("aabaab", "aabaabx", 6),
+            ("xaabaa", "aabaabx", 5),
+        ] {
+            assert_eq!(
+                start_at_end(text.as_bytes(), secret.as_bytes()),
+                start,
+                "{text:?} {secret:?}"
+            );
+        }
         // On character boundaries: the start of a secret with a two-byte character.
         let secrets = ["clé-secrète".to_owned()];
         assert_eq!(
