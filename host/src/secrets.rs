@@ -133,25 +133,50 @@ fn associated(tenant: &str, flow: &str, key: &str) -> Vec<u8> {
 /// A text that ends with the start of a secret, [`MIN_SECRET_BYTES`] of it or more, has that
 /// start replaced too: the host cuts what a plugin writes to bounds (a log line, a reason), and
 /// a cut through a secret would otherwise keep all of it but its end.
+///
+/// Every occurrence is found in `text` as given, overlapping ones and those of secrets that hold
+/// or overlap one another included, and each run of text they cover is replaced once: replacing
+/// one secret before looking for the next would hide an occurrence of the next that the first
+/// overlaps.
 pub fn redact(text: &str, secrets: &[String]) -> Option<String> {
-    let mut out: Option<String> = None;
+    let mut covered: Vec<(usize, usize)> = Vec::new();
+    let mut end = 0;
     for secret in secrets.iter().filter(|s| s.len() >= MIN_SECRET_BYTES) {
-        let current = out.as_deref().unwrap_or(text);
-        if current.contains(secret.as_str()) {
-            out = Some(current.replace(secret.as_str(), REDACTED));
+        let step = secret.chars().next().map_or(1, char::len_utf8);
+        let mut from = 0;
+        while let Some(at) = text[from..].find(secret.as_str()) {
+            let at = from + at;
+            covered.push((at, at + secret.len()));
+            // On from the next character of this occurrence, to find those that overlap it.
+            from = at + step;
         }
+        end = end.max(start_at_end(text.as_bytes(), secret.as_bytes()));
     }
-    for secret in secrets.iter().filter(|s| s.len() > MIN_SECRET_BYTES) {
-        let current = out.as_deref().unwrap_or(text);
-        let n = start_at_end(current.as_bytes(), secret.as_bytes());
-        if n >= MIN_SECRET_BYTES {
-            // `current` is UTF-8 and ends with the first `n` bytes of `secret`, so they start on
-            // a character boundary of both.
-            let kept = &current[..current.len() - n];
-            out = Some(format!("{kept}{REDACTED}"));
+    if end >= MIN_SECRET_BYTES {
+        // `text` is UTF-8 and ends with the first `end` bytes of a secret, so they start on a
+        // character boundary.
+        covered.push((text.len() - end, text.len()));
+    }
+    if covered.is_empty() {
+        return None;
+    }
+    covered.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut kept_to = 0;
+    let mut runs = covered.into_iter().peekable();
+    while let Some((start, mut stop)) = runs.next() {
+        while let Some(&(next, next_stop)) = runs.peek()
+            && next <= stop
+        {
+            stop = stop.max(next_stop);
+            runs.next();
         }
+        out.push_str(&text[kept_to..start]);
+        out.push_str(REDACTED);
+        kept_to = stop;
     }
-    out
+    out.push_str(&text[kept_to..]);
+    Some(out)
 }
 
 /// How many bytes of the start of `secret` `text` ends with, at most all of `secret` but its last
@@ -235,6 +260,42 @@ mod tests {
         );
         // Only at the end: a start of it elsewhere is ordinary text.
         assert_eq!(redact("hunter2 was here"), None);
+        // Secrets that hold, overlap or start like one another: each is found in the text as
+        // given, whatever the order of the secrets.
+        for secrets in [
+            ["wxyz1234".to_owned(), "hunter2-secret-wxyz5678".to_owned()],
+            ["hunter2-secret-wxyz5678".to_owned(), "wxyz1234".to_owned()],
+        ] {
+            assert_eq!(
+                super::redact("token=hunter2-secret-wxyz", &secrets).as_deref(),
+                Some("token=[secret]")
+            );
+        }
+        for secrets in [
+            ["abcd1234".to_owned(), "SuperToken_abcd1234_xyz".to_owned()],
+            ["SuperToken_abcd1234_xyz".to_owned(), "abcd1234".to_owned()],
+        ] {
+            assert_eq!(
+                super::redact("t=SuperToken_abcd1234_x", &secrets).as_deref(),
+                Some("t=[secret]")
+            );
+            assert_eq!(
+                super::redact("a abcd1234 b SuperToken_abcd1234_xyz!", &secrets).as_deref(),
+                Some("a [secret] b [secret]!")
+            );
+        }
+        let secrets = ["1234abcd".to_owned(), "abcdWXYZ".to_owned()];
+        assert_eq!(
+            super::redact("<1234abcdWXYZ>", &secrets).as_deref(),
+            Some("<[secret]>"),
+            "two secrets that overlap in the middle"
+        );
+        let secrets = ["abab".to_owned()];
+        assert_eq!(
+            super::redact("xababab y", &secrets).as_deref(),
+            Some("x[secret] y"),
+            "occurrences of one secret that overlap"
+        );
         // Repeats: the longest start counts, found in linear time.
         let secrets = ["aaaaab".to_owned(), "x".repeat(8 * 1024)];
         assert_eq!(

@@ -300,14 +300,14 @@ impl Collector for ServerStats {
             ),
             (
                 "passthru_async_failed_commits",
-                "Transactions of the queue the store refused: their requests were refused (503), \
-                 their outcomes kept and written again.",
+                "Transactions of the queue the store refused: the requests in them were refused \
+                 (503), the outcomes in them kept and written again.",
                 &queue.failed_commits,
             ),
             (
                 "passthru_async_outcomes_dropped",
-                "Outcomes of async events let go after failed commits, past the 10,000 the queue \
-                 keeps to write again: their events run again at the next start.",
+                "Outcomes of async events let go after failed commits (past 10,000 or 64 MiB \
+                 kept, or refused on their own 5 times): their events run again at the next start.",
                 &queue.unwritten_dropped,
             ),
         ];

@@ -392,7 +392,7 @@ fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Messa
             {
                 Ok(message) => Some(message),
                 Err(RecvTimeoutError::Timeout) => {
-                    unwritten.write(store, shared);
+                    unwritten.write(store, shared, false);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => None,
@@ -400,7 +400,7 @@ fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Messa
         };
         let Some(first) = first else {
             // Shutting down: one last try, else the events run again at the next start.
-            unwritten.write(store, shared);
+            unwritten.write(store, shared, false);
             return;
         };
         let mut accepts = Vec::new();
@@ -417,9 +417,6 @@ fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Messa
         take(first);
         for message in receiver.try_iter().take(MAX_BATCH - 1) {
             take(message);
-        }
-        if unwritten.due().is_some_and(|due| due <= Instant::now()) {
-            unwritten.write(store, shared);
         }
         let (outcomes, dead): (Vec<Completion>, Vec<_>) = completions.into_iter().unzip();
         match store.commit(&accepts, &outcomes) {
@@ -454,6 +451,8 @@ fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Messa
                 unwritten.written(&outcomes);
                 dead_in.extend(dead.into_iter().flatten());
                 trim_dead_letters(store, shared, dead_in);
+                // The store takes commits again: what it refused before follows at once.
+                unwritten.write(store, shared, true);
             }
             Err(error) => {
                 // Requests are refused (503) and nothing of them is kept. Outcomes are kept and
@@ -476,20 +475,65 @@ fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Messa
 }
 
 /// How long outcomes left unwritten by a failed commit wait, at most, before the writer tries
-/// them again: sooner when another message comes.
+/// them again: sooner when a commit succeeds.
 const UNWRITTEN_RETRY: Duration = Duration::from_secs(1);
 
-/// The most outcomes the writer keeps to write again. An event has one here at most (its latest
-/// replaces the others), so this is reached only when the store has refused commits for a long
-/// time with many events in the queue; past it the oldest are let go, and their events run again
-/// at the next start, as at-least-once delivery allows.
+/// The most outcomes the writer keeps to write again, and the most bytes of failures (their
+/// errors and logs) among them. An event has one here at most (its latest replaces the others),
+/// so this is reached only when the store has refused commits for a long time with many events
+/// in the queue; past it the oldest are let go, and their events run again at the next start, as
+/// at-least-once delivery allows.
 const MAX_UNWRITTEN: usize = 10_000;
+const MAX_UNWRITTEN_BYTES: usize = 64 << 20;
 
-/// Outcomes that a failed commit did not write, in the order they came, each with the tenant and
-/// flow of a dead letter, and when to try them again.
+/// How many times an outcome is tried on its own, while the store takes other commits, before it
+/// is let go: one the store refuses for itself (whatever the reason) must not be tried forever.
+const MAX_TRIES_ALONE: u32 = 5;
+
+/// One outcome a failed commit did not write.
+struct Kept {
+    completion: Completion,
+    /// A dead letter's tenant and flow.
+    dead: Option<FlowOf>,
+    /// Times it failed on its own while the store took other commits.
+    tries: u32,
+    /// What it holds, about, in bytes.
+    bytes: usize,
+}
+
+impl Kept {
+    fn new(completion: Completion, dead: Option<FlowOf>) -> Self {
+        let bytes = match &completion {
+            Completion::Done { .. } => 0,
+            Completion::Retry { failure, .. } | Completion::Dead { failure, .. } => {
+                failure.kind.len()
+                    + failure.error.len()
+                    + failure
+                        .log
+                        .iter()
+                        .map(|line| line.message.len() + 16)
+                        .sum::<usize>()
+            }
+        } + 64;
+        Self {
+            completion,
+            dead,
+            tries: 0,
+            bytes,
+        }
+    }
+
+    fn id(&self) -> u64 {
+        self.completion.id()
+    }
+}
+
+/// Outcomes that a failed commit did not write, in the order they came, and when to try them
+/// again.
 #[derive(Default)]
 struct Unwritten {
-    outcomes: Vec<(Completion, Option<FlowOf>)>,
+    outcomes: Vec<Kept>,
+    bytes: usize,
     retry_at: Option<Instant>,
 }
 
@@ -506,28 +550,44 @@ impl Unwritten {
         outcomes: impl IntoIterator<Item = (Completion, Option<FlowOf>)>,
         shared: &Shared,
     ) {
-        let outcomes: Vec<_> = outcomes.into_iter().collect();
+        let outcomes: Vec<Kept> = outcomes
+            .into_iter()
+            .map(|(completion, dead)| Kept::new(completion, dead))
+            .collect();
         if outcomes.is_empty() {
             return;
         }
-        let newer: HashSet<u64> = outcomes.iter().map(|(c, _)| c.id()).collect();
-        self.outcomes.retain(|(c, _)| !newer.contains(&c.id()));
+        let newer: HashSet<u64> = outcomes.iter().map(Kept::id).collect();
+        self.outcomes.retain(|kept| !newer.contains(&kept.id()));
         self.outcomes.extend(outcomes);
-        if self.outcomes.len() > MAX_UNWRITTEN {
-            let over = self.outcomes.len() - MAX_UNWRITTEN;
-            self.outcomes.drain(..over);
-            shared
-                .stats
-                .unwritten_dropped
-                .fetch_add(over as u64, Ordering::Relaxed);
-            tracing::error!(
-                dropped = over,
-                "outcomes of async events let go after failed commits: their events run again \
-                 at the next start"
-            );
+        self.bytes = self.outcomes.iter().map(|kept| kept.bytes).sum();
+        // The oldest go first: past the count, then while the rest is over the bytes.
+        let mut over = self.outcomes.len().saturating_sub(MAX_UNWRITTEN);
+        let mut left: usize = self.outcomes[over..].iter().map(|kept| kept.bytes).sum();
+        while left > MAX_UNWRITTEN_BYTES {
+            left -= self.outcomes[over].bytes;
+            over += 1;
+        }
+        if over > 0 {
+            self.let_go(over, shared);
         }
         self.retry_at
             .get_or_insert_with(|| Instant::now() + UNWRITTEN_RETRY);
+    }
+
+    /// Lets the oldest `count` outcomes go, counted: their events run again at the next start.
+    fn let_go(&mut self, count: usize, shared: &Shared) {
+        let gone: usize = self.outcomes.drain(..count).map(|kept| kept.bytes).sum();
+        self.bytes -= gone;
+        shared
+            .stats
+            .unwritten_dropped
+            .fetch_add(count as u64, Ordering::Relaxed);
+        tracing::error!(
+            dropped = count,
+            "outcomes of async events let go after failed commits: their events run again at \
+             the next start"
+        );
     }
 
     /// Forgets the outcomes that `written`, just committed, replace.
@@ -536,37 +596,80 @@ impl Unwritten {
             return;
         }
         let ids: HashSet<u64> = written.iter().map(Completion::id).collect();
-        self.outcomes.retain(|(c, _)| !ids.contains(&c.id()));
+        self.outcomes.retain(|kept| !ids.contains(&kept.id()));
+        self.bytes = self.outcomes.iter().map(|kept| kept.bytes).sum();
+        if self.outcomes.is_empty() {
+            self.retry_at = None;
+        }
     }
 
-    /// Tries to write the kept outcomes, alone in one transaction (so that one the store keeps
-    /// refusing never holds back new requests); on failure they wait another
-    /// [`UNWRITTEN_RETRY`].
-    fn write(&mut self, store: &dyn QueueStore, shared: &Shared) {
+    /// Tries to write the kept outcomes, in one transaction of their own (so that one the store
+    /// refuses never costs new requests their commit). When it fails:
+    /// - `store_up` (another commit just succeeded): each outcome is tried alone, and one that
+    ///   fails [`MAX_TRIES_ALONE`] times so is let go;
+    /// - otherwise they wait another [`UNWRITTEN_RETRY`].
+    fn write(&mut self, store: &dyn QueueStore, shared: &Shared, store_up: bool) {
         if self.outcomes.is_empty() {
             self.retry_at = None;
             return;
         }
-        let (outcomes, dead): (Vec<Completion>, Vec<_>) =
-            std::mem::take(&mut self.outcomes).into_iter().unzip();
-        match store.commit(&[], &outcomes) {
+        let outcomes: Vec<Completion> = self
+            .outcomes
+            .iter()
+            .map(|kept| kept.completion.clone())
+            .collect();
+        let error = match store.commit(&[], &outcomes) {
             Ok(_) => {
                 shared.stats.commits.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     outcomes = outcomes.len(),
                     "outcomes of async events written after a failed commit"
                 );
+                let kept = std::mem::take(&mut self.outcomes);
+                self.bytes = 0;
                 self.retry_at = None;
-                trim_dead_letters(store, shared, dead.into_iter().flatten().collect());
+                trim_dead_letters(
+                    store,
+                    shared,
+                    kept.into_iter().filter_map(|k| k.dead).collect(),
+                );
+                return;
             }
-            Err(error) => {
-                tracing::error!(%error, outcomes = outcomes.len(),
-                    "the async queue could not commit outcomes it kept after a failed commit");
-                shared.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
-                self.outcomes = outcomes.into_iter().zip(dead).collect();
-                self.retry_at = Some(Instant::now() + UNWRITTEN_RETRY);
+            Err(error) => error,
+        };
+        tracing::error!(%error, outcomes = outcomes.len(),
+            "the async queue could not commit outcomes it kept after a failed commit");
+        shared.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+        self.retry_at = Some(Instant::now() + UNWRITTEN_RETRY);
+        if !store_up {
+            return;
+        }
+        let mut dead_in = Vec::new();
+        for mut kept in std::mem::take(&mut self.outcomes) {
+            match store.commit(&[], std::slice::from_ref(&kept.completion)) {
+                Ok(_) => {
+                    shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+                    dead_in.extend(kept.dead);
+                }
+                Err(error) => {
+                    shared.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                    kept.tries += 1;
+                    if kept.tries < MAX_TRIES_ALONE {
+                        self.outcomes.push(kept);
+                    } else {
+                        tracing::error!(%error, event = kept.id(),
+                            "an async event's outcome let go: the store refused it alone {} \
+                             times; the event runs again at the next start", MAX_TRIES_ALONE);
+                        shared
+                            .stats
+                            .unwritten_dropped
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
         }
+        self.bytes = self.outcomes.iter().map(|kept| kept.bytes).sum();
+        trim_dead_letters(store, shared, dead_in);
     }
 }
 
@@ -1011,6 +1114,7 @@ async fn let_go_of_claimed(inner: &Inner) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreResult;
 
     fn shared() -> Shared {
         let bounds = Bounds {
@@ -1028,7 +1132,7 @@ mod tests {
     }
 
     fn ids(unwritten: &Unwritten) -> Vec<u64> {
-        unwritten.outcomes.iter().map(|(c, _)| c.id()).collect()
+        unwritten.outcomes.iter().map(Kept::id).collect()
     }
 
     fn done(id: u64) -> (Completion, Option<FlowOf>) {
@@ -1049,6 +1153,148 @@ mod tests {
         assert_eq!(ids(&unwritten), [3, 2]);
         unwritten.written(&[Completion::Done { id: 3 }, Completion::Done { id: 2 }]);
         assert_eq!(unwritten.due(), None, "nothing left to write");
+    }
+
+    /// The real queue store, refusing every commit while `down`, and any commit that holds the
+    /// outcome of event `poison`.
+    struct Refusing {
+        store: SqliteQueue,
+        down: AtomicBool,
+        poison: u64,
+    }
+
+    impl Refusing {
+        fn refused() -> StoreError {
+            StoreError::InUse {
+                what: "refused by the test".into(),
+            }
+        }
+    }
+
+    impl QueueStore for Refusing {
+        fn commit(&self, accepts: &[NewEvent], done: &[Completion]) -> StoreResult<Vec<u64>> {
+            if self.down.load(Ordering::Relaxed) || done.iter().any(|c| c.id() == self.poison) {
+                return Err(Self::refused());
+            }
+            self.store.commit(accepts, done)
+        }
+        fn pending(&self) -> StoreResult<Vec<StoredEvent>> {
+            self.store.pending()
+        }
+        fn dead_letters(
+            &self,
+            tenant: &str,
+            flow: &str,
+            before_id: Option<u64>,
+            limit: u32,
+        ) -> StoreResult<Vec<DeadLetter>> {
+            self.store.dead_letters(tenant, flow, before_id, limit)
+        }
+        fn dead_letter(&self, tenant: &str, flow: &str, id: u64) -> StoreResult<DeadLetter> {
+            self.store.dead_letter(tenant, flow, id)
+        }
+        fn dead_count(&self, tenant: &str, flow: &str) -> StoreResult<u64> {
+            self.store.dead_count(tenant, flow)
+        }
+        fn revive(&self, tenant: &str, flow: &str, id: u64, now: i64) -> StoreResult<StoredEvent> {
+            self.store.revive(tenant, flow, id, now)
+        }
+        fn delete_dead(&self, tenant: &str, flow: &str, id: u64) -> StoreResult<()> {
+            self.store.delete_dead(tenant, flow, id)
+        }
+        fn dead_flows(&self) -> StoreResult<Vec<(String, String)>> {
+            self.store.dead_flows()
+        }
+        fn prune_dead(&self, tenant: &str, flow: &str, before_ms: i64) -> StoreResult<u64> {
+            self.store.prune_dead(tenant, flow, before_ms)
+        }
+        fn trim_dead(&self, tenant: &str, flow: &str, keep: u64) -> StoreResult<u64> {
+            self.store.trim_dead(tenant, flow, keep)
+        }
+    }
+
+    #[test]
+    fn kept_outcomes_follow_a_commit_that_succeeds_and_one_the_store_refuses_alone_is_let_go() {
+        let dir = std::env::temp_dir().join(format!("passthru-unwritten-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Refusing {
+            store: SqliteQueue::open(&dir).unwrap(),
+            down: AtomicBool::new(false),
+            poison: 0,
+        };
+        let event = |n: u64| NewEvent {
+            tenant: "acme".into(),
+            flow: "log".into(),
+            call_sid: Some(format!("CA{n}")),
+            query: String::new(),
+            accepted_at_ms: 0,
+        };
+        let events = store.commit(&[event(1), event(2), event(3)], &[]).unwrap();
+        let store = Refusing {
+            poison: events[2],
+            ..store
+        };
+        let shared = shared();
+        let mut unwritten = Unwritten::default();
+
+        // The store is down: the outcomes wait.
+        store.down.store(true, Ordering::Relaxed);
+        unwritten.keep(events.iter().map(|&id| done(id)), &shared);
+        unwritten.write(&store, &shared, false);
+        assert_eq!(ids(&unwritten), events, "nothing written, nothing let go");
+        store.down.store(false, Ordering::Relaxed);
+
+        // Up again, but the third outcome is refused whatever else the commit holds: the others
+        // are written one by one, and it is tried alone until it is let go.
+        for round in 1..=MAX_TRIES_ALONE {
+            unwritten.write(&store, &shared, true);
+            let left = if round < MAX_TRIES_ALONE {
+                vec![events[2]]
+            } else {
+                vec![]
+            };
+            assert_eq!(ids(&unwritten), left, "round {round}");
+        }
+        assert_eq!(unwritten.due(), None);
+        assert_eq!(shared.stats.unwritten_dropped.load(Ordering::Relaxed), 1);
+        let pending: Vec<u64> = store.pending().unwrap().iter().map(|e| e.id).collect();
+        assert_eq!(
+            pending,
+            [events[2]],
+            "the first two left the store; the third runs again"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn past_their_bound_in_count_or_bytes_the_oldest_unwritten_outcomes_are_let_go() {
+        let shared = shared();
+        let mut unwritten = Unwritten::default();
+        let failure = Failure {
+            kind: "plugin_error".into(),
+            error: "x".repeat(1 << 20),
+            log: Vec::new(),
+            at_ms: 0,
+        };
+        let retry = |id: u64| {
+            let retry = Completion::Retry {
+                id,
+                attempts: 1,
+                next_at_ms: 0,
+                failure: failure.clone(),
+            };
+            (retry, None)
+        };
+        // 100 outcomes of 1 MiB each: 64 MiB are kept, the oldest 36 let go.
+        unwritten.keep((1..=100).map(retry), &shared);
+        assert_eq!(
+            unwritten.outcomes.len(),
+            63,
+            "64 MiB less each one's own bytes"
+        );
+        assert_eq!(ids(&unwritten)[0], 38);
+        assert!(unwritten.bytes <= MAX_UNWRITTEN_BYTES);
+        assert_eq!(shared.stats.unwritten_dropped.load(Ordering::Relaxed), 37);
     }
 
     #[test]

@@ -94,8 +94,8 @@ impl OutboundPolicy {
         &self,
         deadline: Instant,
         log: super::output::SharedLog,
-        secrets: send::Secrets,
+        grants: Arc<super::state::Grants>,
     ) -> OutboundCall {
-        OutboundCall::new(self.clone(), deadline, log, secrets)
+        OutboundCall::new(self.clone(), deadline, log, grants)
     }
 }

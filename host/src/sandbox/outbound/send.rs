@@ -47,44 +47,41 @@ pub struct OutboundCall {
     policy: Option<OutboundPolicy>,
     deadline: Instant,
     log: SharedLog,
-    /// The flow's secrets, blanked out of what the record keeps of each request before it is cut
-    /// to its bound (blanking after the cut would miss a secret the cut went through, and leave
-    /// its start).
-    secrets: Secrets,
+    /// What the flow grants the call, for its secrets: blanked out of what the record keeps of
+    /// each request before it is cut to its bound (blanking after the cut would miss a secret the
+    /// cut went through, and leave its start).
+    grants: Arc<Grants>,
     /// Requests asked for so far, refused ones included.
     asked: u32,
 }
-
-/// The values of a call's secrets (see [`Grants::secrets`]).
-pub(crate) type Secrets = Arc<Grants>;
 
 impl OutboundCall {
     pub(crate) fn new(
         policy: OutboundPolicy,
         deadline: Instant,
         log: SharedLog,
-        secrets: Secrets,
+        grants: Arc<Grants>,
     ) -> Self {
         let policy = (!policy.hosts.is_empty()).then_some(policy);
-        Self::with(policy, deadline, log, secrets)
+        Self::with(policy, deadline, log, grants)
     }
 
     /// For a flow without `outbound_hosts`: every request is refused.
-    pub(crate) fn closed(deadline: Instant, log: SharedLog, secrets: Secrets) -> Self {
-        Self::with(None, deadline, log, secrets)
+    pub(crate) fn closed(deadline: Instant, log: SharedLog, grants: Arc<Grants>) -> Self {
+        Self::with(None, deadline, log, grants)
     }
 
     fn with(
         policy: Option<OutboundPolicy>,
         deadline: Instant,
         log: SharedLog,
-        secrets: Secrets,
+        grants: Arc<Grants>,
     ) -> Self {
         Self {
             policy,
             deadline,
             log,
-            secrets,
+            grants,
             asked: 0,
         }
     }
@@ -126,8 +123,8 @@ impl OutboundCall {
             + EXTRA_RECORDS;
         let slot = (log.outbound.len() < cap).then(|| {
             log.outbound.push(OutboundRecord {
-                method: kept(method, MAX_METHOD_BYTES, &self.secrets),
-                host: kept(&host, MAX_HOST_BYTES, &self.secrets),
+                method: kept(method, MAX_METHOD_BYTES, &self.grants),
+                host: kept(&host, MAX_HOST_BYTES, &self.grants),
                 status: None,
                 error: None,
                 bytes_out: 0,
@@ -140,7 +137,7 @@ impl OutboundCall {
             log: self.log.clone(),
             slot,
             started: Instant::now(),
-            secrets: self.secrets.clone(),
+            grants: self.grants.clone(),
         }
     }
 }
@@ -481,12 +478,12 @@ struct Note {
     /// `None` past the records a call keeps.
     slot: Option<usize>,
     started: Instant,
-    secrets: Secrets,
+    grants: Arc<Grants>,
 }
 
 /// `text` with the flow's secrets blanked out, then cut to `max` bytes.
-fn kept(text: &str, max: usize, secrets: &Grants) -> String {
-    let clean = redact(text, &secrets.secrets);
+fn kept(text: &str, max: usize, grants: &Grants) -> String {
+    let clean = redact(text, &grants.secrets);
     cut(clean.as_deref().unwrap_or(text), max).to_owned()
 }
 
@@ -514,7 +511,7 @@ impl Note {
     fn failed(&self, why: &str) {
         let ms = self.elapsed_ms();
         self.update(|r| {
-            r.error = Some(kept(why, MAX_ERROR_BYTES, &self.secrets));
+            r.error = Some(kept(why, MAX_ERROR_BYTES, &self.grants));
             r.ms = ms;
         });
     }
@@ -522,6 +519,9 @@ impl Note {
     /// A refusal is also a line in the plugin's log, so its author sees why.
     fn refused(&self, why: &str) {
         self.failed(&format!("refused: {why}"));
+        // Blanked before the log cuts the line (see `kept`).
+        let clean = redact(why, &self.grants.secrets);
+        let why = clean.as_deref().unwrap_or(why);
         let host = self.slot.and_then(|slot| {
             let log = self.log.lock();
             log.outbound
