@@ -380,8 +380,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// new events to the scheduler. Ends when every sender is gone and the channel is empty.
 ///
 /// Outcomes a failed commit could not write are kept ([`Unwritten`]) and written again, in a
-/// transaction of their own, before the next batch and at least every [`UNWRITTEN_RETRY`]: the
-/// scheduler has already let go of a handled event or a dead letter, so without this the event
+/// transaction of their own, after the next commit that succeeds or when no message has come for
+/// [`UNWRITTEN_RETRY`]: the scheduler has already let go of a handled event or a dead letter, so without this the event
 /// would stay in the store, unseen, until the next start.
 fn write_loop(store: &dyn QueueStore, shared: &Shared, receiver: &Receiver<Message>) {
     let mut unwritten = Unwritten::default();
@@ -486,9 +486,13 @@ const UNWRITTEN_RETRY: Duration = Duration::from_secs(1);
 const MAX_UNWRITTEN: usize = 10_000;
 const MAX_UNWRITTEN_BYTES: usize = 64 << 20;
 
-/// How many times an outcome is tried on its own, while the store takes other commits, before it
-/// is let go: one the store refuses for itself (whatever the reason) must not be tried forever.
+/// How many times an outcome is refused on its own, while the store takes other commits, before
+/// it is let go: one the store refuses for itself (whatever the reason) must not be tried forever.
 const MAX_TRIES_ALONE: u32 = 5;
+
+/// The most commits one search for the outcomes the store refuses may make, so that it never holds
+/// the writer (and new requests) for long: each is a transaction, an fsync with SQLite.
+const MAX_SEARCH_COMMITS: u32 = 32;
 
 /// One outcome a failed commit did not write.
 struct Kept {
@@ -571,8 +575,12 @@ impl Unwritten {
         if over > 0 {
             self.let_go(over, shared);
         }
-        self.retry_at
-            .get_or_insert_with(|| Instant::now() + UNWRITTEN_RETRY);
+        // Not at once, even if an earlier time has passed: the store has just refused a commit.
+        let now = Instant::now();
+        self.retry_at = Some(match self.retry_at {
+            Some(at) if at > now => at,
+            _ => now + UNWRITTEN_RETRY,
+        });
     }
 
     /// Lets the oldest `count` outcomes go, counted: their events run again at the next start.
@@ -605,71 +613,129 @@ impl Unwritten {
 
     /// Tries to write the kept outcomes, in one transaction of their own (so that one the store
     /// refuses never costs new requests their commit). When it fails:
-    /// - `store_up` (another commit just succeeded): each outcome is tried alone, and one that
-    ///   fails [`MAX_TRIES_ALONE`] times so is let go;
+    /// - `store_up` (another commit just succeeded): [`Self::search`] writes what it can and finds
+    ///   the outcomes the store refuses on their own;
     /// - otherwise they wait another [`UNWRITTEN_RETRY`].
     fn write(&mut self, store: &dyn QueueStore, shared: &Shared, store_up: bool) {
         if self.outcomes.is_empty() {
             self.retry_at = None;
             return;
         }
-        let outcomes: Vec<Completion> = self
-            .outcomes
-            .iter()
-            .map(|kept| kept.completion.clone())
-            .collect();
-        let error = match store.commit(&[], &outcomes) {
-            Ok(_) => {
-                shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+        let kept = std::mem::take(&mut self.outcomes);
+        let mut dead_in = Vec::new();
+        let all: Vec<&Kept> = kept.iter().collect();
+        let left = match commit_kept(store, shared, &all, &mut dead_in) {
+            Ok(written) => {
                 tracing::info!(
-                    outcomes = outcomes.len(),
+                    outcomes = written,
                     "outcomes of async events written after a failed commit"
                 );
-                let kept = std::mem::take(&mut self.outcomes);
-                self.bytes = 0;
-                self.retry_at = None;
-                trim_dead_letters(
-                    store,
-                    shared,
-                    kept.into_iter().filter_map(|k| k.dead).collect(),
-                );
-                return;
+                Vec::new()
             }
-            Err(error) => error,
+            Err(error) => {
+                tracing::error!(%error, outcomes = kept.len(),
+                    "the async queue could not commit outcomes it kept after a failed commit");
+                match store_up {
+                    true => self.search(store, shared, kept, &mut dead_in),
+                    false => kept,
+                }
+            }
         };
-        tracing::error!(%error, outcomes = outcomes.len(),
-            "the async queue could not commit outcomes it kept after a failed commit");
-        shared.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
-        self.retry_at = Some(Instant::now() + UNWRITTEN_RETRY);
-        if !store_up {
-            return;
-        }
-        let mut dead_in = Vec::new();
-        for mut kept in std::mem::take(&mut self.outcomes) {
-            match store.commit(&[], std::slice::from_ref(&kept.completion)) {
-                Ok(_) => {
-                    shared.stats.commits.fetch_add(1, Ordering::Relaxed);
-                    dead_in.extend(kept.dead);
+        self.outcomes = left;
+        self.bytes = self.outcomes.iter().map(|kept| kept.bytes).sum();
+        self.retry_at = (!self.outcomes.is_empty()).then(|| Instant::now() + UNWRITTEN_RETRY);
+        trim_dead_letters(store, shared, dead_in);
+    }
+
+    /// Writes what it can of `kept`, which the store just refused as one commit, by halves: a
+    /// half that commits is written; one that does not is halved again, down to the single
+    /// outcomes the store refuses, which count a try (and are let go at [`MAX_TRIES_ALONE`]). If
+    /// both halves of the whole are refused, nothing says the outcomes are at fault rather than
+    /// the store: the search stops and they wait, tries uncounted. At most
+    /// [`MAX_SEARCH_COMMITS`] commits. Answers what is left, oldest first.
+    fn search(
+        &mut self,
+        store: &dyn QueueStore,
+        shared: &Shared,
+        kept: Vec<Kept>,
+        dead_in: &mut Vec<FlowOf>,
+    ) -> Vec<Kept> {
+        // Each outcome with its place, so that what is left keeps its order.
+        let mut refused: Vec<Vec<(usize, Kept)>> = vec![kept.into_iter().enumerate().collect()];
+        // What is left, and whether it was refused alone.
+        let mut left: Vec<(usize, Kept, bool)> = Vec::new();
+        let mut any_written = false;
+        let mut commits = 0;
+        while let Some(mut group) = refused.pop() {
+            if group.len() == 1 {
+                left.extend(group.into_iter().map(|(at, kept)| (at, kept, true)));
+                continue;
+            }
+            let first: Vec<_> = group.drain(..group.len() / 2).collect();
+            for half in [first, group] {
+                if commits == MAX_SEARCH_COMMITS {
+                    left.extend(half.into_iter().map(|(at, kept)| (at, kept, false)));
+                    continue;
                 }
-                Err(error) => {
-                    shared.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
-                    kept.tries += 1;
-                    if kept.tries < MAX_TRIES_ALONE {
-                        self.outcomes.push(kept);
-                    } else {
-                        tracing::error!(%error, event = kept.id(),
-                            "an async event's outcome let go: the store refused it alone {} \
-                             times; the event runs again at the next start", MAX_TRIES_ALONE);
-                        shared
-                            .stats
-                            .unwritten_dropped
-                            .fetch_add(1, Ordering::Relaxed);
-                    }
+                commits += 1;
+                let outcomes: Vec<&Kept> = half.iter().map(|(_, kept)| kept).collect();
+                match commit_kept(store, shared, &outcomes, dead_in) {
+                    Ok(_) => any_written = true,
+                    Err(_) => refused.push(half),
                 }
             }
+            if !any_written {
+                // Both halves of the whole refused: the store, not an outcome, is at fault.
+                let waiting = refused.drain(..).flatten();
+                left.extend(waiting.map(|(at, kept)| (at, kept, false)));
+                break;
+            }
         }
-        self.bytes = self.outcomes.iter().map(|kept| kept.bytes).sum();
-        trim_dead_letters(store, shared, dead_in);
+        left.sort_unstable_by_key(|(at, _, _)| *at);
+        let mut out = Vec::with_capacity(left.len());
+        let mut dropped = 0;
+        for (_, mut kept, alone) in left {
+            if alone {
+                kept.tries += 1;
+                if kept.tries >= MAX_TRIES_ALONE {
+                    tracing::error!(
+                        event = kept.id(),
+                        "an async event's outcome let go: the store refused it alone {} times \
+                         while it took others; the event runs again at the next start",
+                        MAX_TRIES_ALONE
+                    );
+                    dropped += 1;
+                    continue;
+                }
+            }
+            out.push(kept);
+        }
+        shared
+            .stats
+            .unwritten_dropped
+            .fetch_add(dropped, Ordering::Relaxed);
+        out
+    }
+}
+
+/// Commits `kept` in one transaction, and counts it; on success, notes the dead letters' flows.
+fn commit_kept(
+    store: &dyn QueueStore,
+    shared: &Shared,
+    kept: &[&Kept],
+    dead_in: &mut Vec<FlowOf>,
+) -> Result<usize, StoreError> {
+    let outcomes: Vec<Completion> = kept.iter().map(|k| k.completion.clone()).collect();
+    match store.commit(&[], &outcomes) {
+        Ok(_) => {
+            shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+            dead_in.extend(kept.iter().filter_map(|k| k.dead.clone()));
+            Ok(kept.len())
+        }
+        Err(error) => {
+            shared.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+            Err(error)
+        }
     }
 }
 
@@ -1215,7 +1281,11 @@ mod tests {
 
     #[test]
     fn kept_outcomes_follow_a_commit_that_succeeds_and_one_the_store_refuses_alone_is_let_go() {
-        let dir = std::env::temp_dir().join(format!("passthru-unwritten-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "passthru-unwritten-{}-{}",
+            std::process::id(),
+            now_ms()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let store = Refusing {
             store: SqliteQueue::open(&dir).unwrap(),
@@ -1237,11 +1307,17 @@ mod tests {
         let shared = shared();
         let mut unwritten = Unwritten::default();
 
-        // The store is down: the outcomes wait.
+        // The store is down: the outcomes wait, their tries uncounted even when another commit
+        // had just succeeded (the search stops when both halves are refused).
         store.down.store(true, Ordering::Relaxed);
         unwritten.keep(events.iter().map(|&id| done(id)), &shared);
         unwritten.write(&store, &shared, false);
+        for _ in 0..2 * MAX_TRIES_ALONE {
+            unwritten.write(&store, &shared, true);
+        }
         assert_eq!(ids(&unwritten), events, "nothing written, nothing let go");
+        assert!(unwritten.outcomes.iter().all(|kept| kept.tries == 0));
+        assert!(unwritten.due().is_some_and(|at| at > Instant::now()));
         store.down.store(false, Ordering::Relaxed);
 
         // Up again, but the third outcome is refused whatever else the commit holds: the others
@@ -1285,7 +1361,7 @@ mod tests {
             };
             (retry, None)
         };
-        // 100 outcomes of 1 MiB each: 64 MiB are kept, the oldest 36 let go.
+        // 100 outcomes of 1 MiB each: 63 fit in 64 MiB, the oldest 37 are let go.
         unwritten.keep((1..=100).map(retry), &shared);
         assert_eq!(
             unwritten.outcomes.len(),
