@@ -36,8 +36,8 @@ done
 bin=${BIN:-}
 target=${CARGO_TARGET_DIR:-target}
 if [ -z "$bin" ]; then
-  cargo build --release -p passthru -j 1 >&2
-  bin=$target/release/passthru
+  cargo build --profile production -p passthru -j 1 >&2
+  bin=$target/production/passthru
 fi
 wasm() {
   ls -t "$target/plugins/wasm32-unknown-unknown/release/$1.wasm" \

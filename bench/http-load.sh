@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# HTTP load on loopback: the release server on its embedded defaults, wrk at 10 connections,
-# requests carrying a real-shaped Exotel query. Bounded in time; stops the server when done.
+# HTTP load on loopback: the server (built with the `production` profile) on its embedded
+# defaults, wrk at 10 connections, requests carrying a real-shaped Exotel query. Bounded in time;
+# stops the server when done.
 #
 #   bash bench/http-load.sh [DURATION_S] [CONNECTIONS]
 #   RECORDS=off bash bench/http-load.sh ...     the same with decision records turned off
@@ -49,8 +50,8 @@ config="$data/passthru.toml"
 
 bin=${BIN:-}
 if [ -z "$bin" ]; then
-  cargo build --release -p passthru -j 2 >&2
-  bin=${CARGO_TARGET_DIR:-target}/release/passthru
+  cargo build --profile production -p passthru -j 2 >&2
+  bin=${CARGO_TARGET_DIR:-target}/production/passthru
 fi
 # /metrics, read below, wants the operator's token.
 export PASSTHRU_OPERATOR_TOKEN=${PASSTHRU_OPERATOR_TOKEN:-bench-operator-token}

@@ -16,8 +16,8 @@ rounds=${1:-5}
 plugins=${PLUGINS:-${CARGO_TARGET_DIR:-target}/plugins/wasm32-unknown-unknown/release}
 bin=${BIN:-}
 if [ -z "$bin" ]; then
-  cargo build --release -p passthru -j 2 >&2
-  bin=${CARGO_TARGET_DIR:-target}/release/passthru
+  cargo build --profile production -p passthru -j 2 >&2
+  bin=${CARGO_TARGET_DIR:-target}/production/passthru
 fi
 export PASSTHRU_OPERATOR_TOKEN=bench-operator-token
 dirs=() pids=() ports=(18181 18182 18183)

@@ -27,8 +27,8 @@ command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"
 bin=${BIN:-}
 target=${CARGO_TARGET_DIR:-target}
 if [ -z "$bin" ]; then
-  cargo build --release -p passthru -j 2 >&2
-  bin=$target/release/passthru
+  cargo build --profile production -p passthru -j 2 >&2
+  bin=$target/production/passthru
 fi
 hostile=${HOSTILE:-$(ls -t "$target"/plugins/wasm32-wasip2/release/hostile.wasm target/plugins/wasm32-wasip2/release/hostile.wasm 2>/dev/null | head -1)}
 [ -n "$hostile" ] || { echo "no hostile.wasm under $target/plugins (build the tests first)" >&2; exit 1; }

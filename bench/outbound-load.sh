@@ -18,8 +18,8 @@ command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"
 
 bin=${BIN:-}
 if [ -z "$bin" ]; then
-  cargo build --release -p passthru -j 2 >&2
-  bin=${CARGO_TARGET_DIR:-target}/release/passthru
+  cargo build --profile production -p passthru -j 2 >&2
+  bin=${CARGO_TARGET_DIR:-target}/production/passthru
 fi
 plugin=$(ls -t ${CARGO_TARGET_DIR:-target}/plugins/wasm32-wasip2/release/outbound_probe.wasm \
   target/plugins/wasm32-wasip2/release/outbound_probe.wasm 2>/dev/null | head -1 || true)
