@@ -537,7 +537,6 @@ impl Kept {
 #[derive(Default)]
 struct Unwritten {
     outcomes: Vec<Kept>,
-    bytes: usize,
     retry_at: Option<Instant>,
 }
 
@@ -564,7 +563,6 @@ impl Unwritten {
         let newer: HashSet<u64> = outcomes.iter().map(Kept::id).collect();
         self.outcomes.retain(|kept| !newer.contains(&kept.id()));
         self.outcomes.extend(outcomes);
-        self.bytes = self.outcomes.iter().map(|kept| kept.bytes).sum();
         // The oldest go first: past the count, then while the rest is over the bytes.
         let mut over = self.outcomes.len().saturating_sub(MAX_UNWRITTEN);
         let mut left: usize = self.outcomes[over..].iter().map(|kept| kept.bytes).sum();
@@ -585,8 +583,7 @@ impl Unwritten {
 
     /// Lets the oldest `count` outcomes go, counted: their events run again at the next start.
     fn let_go(&mut self, count: usize, shared: &Shared) {
-        let gone: usize = self.outcomes.drain(..count).map(|kept| kept.bytes).sum();
-        self.bytes -= gone;
+        self.outcomes.drain(..count);
         shared
             .stats
             .unwritten_dropped
@@ -605,7 +602,6 @@ impl Unwritten {
         }
         let ids: HashSet<u64> = written.iter().map(Completion::id).collect();
         self.outcomes.retain(|kept| !ids.contains(&kept.id()));
-        self.bytes = self.outcomes.iter().map(|kept| kept.bytes).sum();
         if self.outcomes.is_empty() {
             self.retry_at = None;
         }
@@ -636,13 +632,12 @@ impl Unwritten {
                 tracing::error!(%error, outcomes = kept.len(),
                     "the async queue could not commit outcomes it kept after a failed commit");
                 match store_up {
-                    true => self.search(store, shared, kept, &mut dead_in),
+                    true => Self::search(store, shared, kept, &mut dead_in),
                     false => kept,
                 }
             }
         };
         self.outcomes = left;
-        self.bytes = self.outcomes.iter().map(|kept| kept.bytes).sum();
         self.retry_at = (!self.outcomes.is_empty()).then(|| Instant::now() + UNWRITTEN_RETRY);
         trim_dead_letters(store, shared, dead_in);
     }
@@ -654,7 +649,6 @@ impl Unwritten {
     /// the store: the search stops and they wait, tries uncounted. At most
     /// [`MAX_SEARCH_COMMITS`] commits. Answers what is left, oldest first.
     fn search(
-        &mut self,
         store: &dyn QueueStore,
         shared: &Shared,
         kept: Vec<Kept>,
@@ -1369,7 +1363,8 @@ mod tests {
             "64 MiB less each one's own bytes"
         );
         assert_eq!(ids(&unwritten)[0], 38);
-        assert!(unwritten.bytes <= MAX_UNWRITTEN_BYTES);
+        let bytes: usize = unwritten.outcomes.iter().map(|kept| kept.bytes).sum();
+        assert!(bytes <= MAX_UNWRITTEN_BYTES);
         assert_eq!(shared.stats.unwritten_dropped.load(Ordering::Relaxed), 37);
     }
 
