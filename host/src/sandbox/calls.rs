@@ -99,8 +99,9 @@ pub struct Report<T> {
 }
 
 impl<T: Reasoned> Report<T> {
-    /// Blanks `secrets` out of the log, the answer's reason, the failure's message and the
-    /// outbound requests' methods, hosts and errors (see `crate::secrets::redact`).
+    /// Blanks `secrets` out of the log, the answer's reason and the failure's message (see
+    /// `crate::secrets::redact`). The outbound requests' methods, hosts and errors were blanked
+    /// when they were noted, before they were cut to their bounds (`outbound::send`).
     pub fn redact(&mut self, secrets: &[String]) {
         let blank = |text: &mut String| {
             if let Some(clean) = redact(text, secrets) {
@@ -122,15 +123,6 @@ impl<T: Reasoned> Report<T> {
         ) = &mut self.outcome
         {
             blank(message);
-        }
-        // The plugin chose the method and host (a secret could be in either), and a refusal's
-        // or failure's text repeats the host.
-        for request in &mut self.outbound {
-            blank(&mut request.method);
-            blank(&mut request.host);
-            if let Some(error) = &mut request.error {
-                blank(error);
-            }
         }
     }
 }
